@@ -1,0 +1,1 @@
+"""Fake upstream servers that speak real protocols."""

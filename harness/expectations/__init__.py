@@ -1,0 +1,22 @@
+"""The registry of expectation kinds: one module per kind, one line here per module."""
+
+from __future__ import annotations
+
+from harness.expectations.all_down_response import AllDownResponse
+from harness.expectations.base import Expectation, ExplicitWindow, Verdict, WindowSpec
+from harness.expectations.error_rate import ErrorRate
+from harness.expectations.latency import Latency
+from harness.expectations.no_traffic_to import NoTrafficTo
+from harness.expectations.upstream_healthy import UpstreamHealthy
+from harness.expectations.upstream_unhealthy import UpstreamUnhealthy
+
+EXPECTATIONS: dict[str, type[Expectation]] = {
+    "upstream_unhealthy": UpstreamUnhealthy,
+    "upstream_healthy": UpstreamHealthy,
+    "error_rate": ErrorRate,
+    "no_traffic_to": NoTrafficTo,
+    "latency": Latency,
+    "all_down_response": AllDownResponse,
+}
+
+__all__ = ["EXPECTATIONS", "Expectation", "ExplicitWindow", "Verdict", "WindowSpec"]

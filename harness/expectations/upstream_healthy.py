@@ -1,0 +1,44 @@
+"""The gateway takes a replica back within a bound of the fault's end."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from harness.durations import Duration, format_duration
+from harness.expectations.base import Expectation, Target, Verdict, replicas_of, seconds
+from harness.timeline import Timeline
+
+
+class UpstreamHealthy(Expectation):
+    """Recovery time: fault end → the gateway reports every targeted replica healthy."""
+
+    kind: Literal["upstream_healthy"]
+    target: Target = Field(description="The replica(s) that must be readmitted.")
+    within: Duration = Field(description="Longest allowed time from the fault's end.")
+
+    def describe(self) -> str:
+        return f"the gateway marks {self.target} healthy again within {format_duration(self.within)} of the fault ending"
+
+    def bound_text(self) -> str:
+        return f"≤ {format_duration(self.within)}"
+
+    def judge(self, timeline: Timeline) -> Verdict:
+        fault = self.related_fault(timeline, self.target)
+        missing: list[str] = []
+        worst = 0.0
+        for replica in replicas_of(self.target, timeline):
+            seen = timeline.first_healthy(replica, fault.end)
+            if seen is None:
+                missing.append(replica)
+                continue
+            worst = max(worst, seen - fault.end)
+        if missing:
+            return self.verdict(False, "never", f"{', '.join(missing)} was still unhealthy when the run ended, "
+                                f"{seconds(timeline.end - fault.end)} after {fault.label} ended",
+                                bound_value=self.within)
+        passed = worst <= self.within
+        detail = (f"{self.target} was healthy again {seconds(worst)} after {fault.label} ended"
+                  + ("" if passed else f"; bound {format_duration(self.within)}"))
+        return self.verdict(passed, seconds(worst), detail, bound_value=self.within, measured_value=worst)

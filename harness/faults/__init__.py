@@ -1,0 +1,26 @@
+"""The registry of fault kinds: one module per kind, one line here per module."""
+
+from __future__ import annotations
+
+from harness.faults.bandwidth import Bandwidth
+from harness.faults.base import Fault, FaultContext, ToxicFault
+from harness.faults.down import Down
+from harness.faults.latency import Latency
+from harness.faults.limit_data import LimitData
+from harness.faults.reset_peer import ResetPeer
+from harness.faults.slicer import Slicer
+from harness.faults.slow_close import SlowClose
+from harness.faults.timeout import Timeout
+
+FAULTS: dict[str, type[Fault]] = {
+    "latency": Latency,
+    "bandwidth": Bandwidth,
+    "timeout": Timeout,
+    "reset_peer": ResetPeer,
+    "slow_close": SlowClose,
+    "slicer": Slicer,
+    "limit_data": LimitData,
+    "down": Down,
+}
+
+__all__ = ["FAULTS", "Fault", "FaultContext", "ToxicFault"]

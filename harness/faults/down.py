@@ -1,0 +1,19 @@
+"""Take the replica's proxy down: connections are refused and open ones dropped."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from harness.faults.base import Fault, FaultContext
+
+
+class Down(Fault):
+    """The Toxiproxy proxy is disabled for the fault's duration."""
+
+    kind: Literal["down"]
+
+    def inject(self, ctx: FaultContext, replica: str) -> None:
+        ctx.toxiproxy.set_enabled(ctx.proxy_name(replica), False)
+
+    def clear(self, ctx: FaultContext, replica: str) -> None:
+        ctx.toxiproxy.set_enabled(ctx.proxy_name(replica), True)

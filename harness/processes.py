@@ -1,0 +1,117 @@
+"""Child processes of a stack: started in their own process group, ended whatever happens.
+
+Children get SIGKILL from the kernel if the harness itself dies (PR_SET_PDEATHSIG), so a
+harness killed with SIGKILL leaves nothing behind either.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import PortInUse, StackError, StartupTimeout
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (runs between fork and exec)."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def check_port_free(port: int, what: str) -> None:
+    """Raise PortInUse if something already listens on 127.0.0.1:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise PortInUse(f"port {port} for {what} is already in use on 127.0.0.1") from exc
+
+
+@dataclass
+class Child:
+    """One running process and where its output goes."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = 5) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class ProcessGroup:
+    """Every process a stack started; ``stop_all`` ends them in reverse order."""
+
+    log_dir: Path
+    children: list[Child] = field(default_factory=list)
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
+        """Start ``argv`` with its output in ``log_dir/<name>.log``."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_dir / f"{_file_safe(name)}.log"
+        with log.open("wb") as out:
+            try:
+                process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                           env={**os.environ, **(env or {})}, start_new_session=True,
+                                           preexec_fn=die_with_parent)
+            except OSError as exc:
+                raise StackError(f"cannot start {name} ({argv[0]}): {exc.strerror}") from exc
+        child = Child(name, process, log)
+        self.children.append(child)
+        return child
+
+    def wait_ready(self, child: Child, ready: Callable[[], bool], timeout: float) -> None:
+        """Poll ``ready`` until it is true; fail early if the process exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if child.process.poll() is not None:
+                raise StackError(f"{child.name} exited with status {child.process.returncode} while starting:\n"
+                                 f"{child.tail()}")
+            if ready():
+                return
+            time.sleep(0.02)
+        raise StartupTimeout(f"{child.name} was not ready after {timeout:g}s (log: {child.log})")
+
+    def stop_all(self, grace: float = 3.0) -> None:
+        """SIGTERM every process group, then SIGKILL what is left after ``grace`` seconds."""
+        for child in reversed(self.children):
+            _signal_group(child.process, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for child in reversed(self.children):
+            try:
+                child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(child.process, signal.SIGKILL)
+                child.process.wait()
+        self.children.clear()
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _file_safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

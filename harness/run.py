@@ -1,0 +1,133 @@
+"""The pipeline of one scenario run: up → load + faults + observer → journal → judge → outputs.
+
+Whatever happens (a failed expectation, a crash, Ctrl-C, SIGTERM), the stack is torn down,
+every fault is cleared, and the journal and summary of what was seen are written.
+"""
+
+from __future__ import annotations
+
+import platform
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.errors import ChaosgateError
+from harness.gateways import traps
+from harness.journal import JournalWriter
+from harness.judge import Judgement, judge_journal
+from harness.load.config import LoadConfig
+from harness.load.generator import LoadGenerator
+from harness.observer import HealthObserver
+from harness.output import write_outputs
+from harness.plan import FaultAction, Plan, make_plan
+from harness.progress import Progress, Status
+from harness.runtimes import RUNTIMES, Stack
+from harness.scenario import Scenario
+
+DRAIN_GRACE = 5.0  # after the load's duration, time for in-flight requests to end
+
+
+@dataclass(frozen=True)
+class RunResult:
+    judgement: Judgement
+    summary: dict[str, Any]
+    run_dir: Path
+
+
+def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runtime_name: str = "local",
+                 progress: Progress | None = None) -> RunResult:
+    """Run one scenario and write ``out_dir/<name>/`` (journal.jsonl, summary.json, index.html)."""
+    progress = progress or Progress(quiet=True)
+    run_dir = out_dir / scenario.name
+    plan = make_plan(scenario)
+    warnings = traps(scenario)
+    for warning in warnings:
+        progress.warn(warning)
+    journal = JournalWriter(run_dir / "journal.jsonl")
+    journal.write("run.started", scenario=scenario.name, file=str(file), text=text, seed=scenario.seed,
+                  runtime=runtime_name, replicas=scenario.replicas, warnings=warnings,
+                  chaosgate=__version__, python=platform.python_version(), platform=platform.platform(),
+                  command=f"chaosgate run {shlex.quote(str(file))} --runtime {runtime_name} --out {shlex.quote(str(out_dir))}")
+    outcome = "failed"
+    runtime = RUNTIMES[runtime_name]()
+    try:
+        progress.stage(f"[{scenario.name}] starting the stack ({runtime_name} runtime)")
+        started = time.monotonic()
+        stack = runtime.up(scenario, run_dir)
+        journal.write("stack.ready", endpoints=stack.endpoints(), gateway_version=stack.gateway_version,
+                      startup_seconds=round(time.monotonic() - started, 3),
+                      gateway_config=(run_dir / "envoy.yaml").read_text() if (run_dir / "envoy.yaml").exists() else None)
+        progress.stage(f"[{scenario.name}] stack ready in {time.monotonic() - started:.1f}s; "
+                       f"gateway {stack.gateway.url}; running load for {plan.duration:g}s")
+        _drive(scenario, plan, stack, journal, run_dir, progress)
+        outcome = "complete"
+    except KeyboardInterrupt:
+        outcome = "interrupted"
+        raise
+    finally:
+        runtime.down()
+        journal.write("run.finished", outcome=outcome)
+        journal.close()
+        judgement = judge_journal(journal.path)
+        summary = write_outputs(judgement, run_dir)
+    return RunResult(judgement, summary, run_dir)
+
+
+def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter, run_dir: Path,
+           progress: Progress) -> None:
+    observer = HealthObserver(stack, journal)
+    observer.start()
+    load = LoadGenerator(LoadConfig.for_scenario(scenario, stack.gateway.url), journal, run_dir / "logs")
+    active: list[FaultAction] = []
+    try:
+        load.start()
+        t0 = load.go()
+        journal.write("load.started", ts=t0)
+        for action in plan.actions:
+            _sleep_until(t0 + action.t, lambda: progress.status(_status(scenario, plan, t0, load, observer)))
+            _apply(action, stack, journal, active)
+        _sleep_until(t0 + plan.duration, lambda: progress.status(_status(scenario, plan, t0, load, observer)))
+        finished = load.wait(timeout=DRAIN_GRACE + scenario.load.request_timeout)
+        journal.write("load.finished", requests=load.requests, failures=load.failures, stopped=not finished)
+        progress.stage(f"[{scenario.name}] load finished: {load.requests} requests, {load.failures} failed")
+    finally:
+        load.stop()
+        for action in list(active):  # faults still active (interrupted run) are cleared before teardown
+            try:
+                _apply(FaultAction(action.t, False, action.fault, action.replicas), stack, journal, active)
+            except ChaosgateError as exc:  # the stack is going down anyway; keep the first error
+                journal.write("warning", message=f"could not clear {action.fault.label}: {exc}")
+        observer.stop()
+
+
+def _apply(action: FaultAction, stack: Stack, journal: JournalWriter, active: list[FaultAction]) -> None:
+    fault = action.fault
+    for replica in action.replicas:
+        if action.start:
+            fault.inject(stack, replica)
+        else:
+            fault.clear(stack, replica)
+    if action.start:
+        active.append(action)
+    else:
+        active[:] = [a for a in active if a.fault is not fault]
+    journal.write("fault.started" if action.start else "fault.cleared", fault=fault.label, kind=fault.kind,
+                  target=fault.target, replicas=list(action.replicas),
+                  params=fault.model_dump(mode="json", by_alias=True, exclude={"kind", "name", "target", "at", "duration"}))
+
+
+def _sleep_until(moment: float, tick: Any) -> None:
+    """Wait until the Unix time ``moment``, reporting progress on the way (Ctrl-C interrupts)."""
+    while (left := moment - time.time()) > 0:
+        tick()
+        time.sleep(min(left, 0.1))
+
+
+def _status(scenario: Scenario, plan: Plan, t0: float, load: LoadGenerator, observer: HealthObserver) -> Status:
+    elapsed = time.time() - t0
+    return Status(scenario=scenario.name, phase=plan.phase_at(elapsed), elapsed=min(elapsed, plan.duration),
+                  total=plan.duration, requests=load.requests, error_rate=load.recent_error_rate(),
+                  health=dict(observer.current))

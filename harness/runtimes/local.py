@@ -1,0 +1,116 @@
+"""The local runtime: every component is a process on 127.0.0.1 (no Docker needed)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from harness.errors import ComponentMissing, StackError, StartupTimeout
+from harness.gateways import GATEWAYS, UpstreamAddress
+from harness.processes import ProcessGroup, check_port_free, free_port
+from harness.runtimes.base import Replica, Stack
+from harness.scenario import Scenario
+from harness.toxiproxy import ToxiproxyControl
+
+PROJECT_TOOLS = Path(__file__).resolve().parents[2] / ".tools" / "bin"
+READY_TIMEOUT = 20.0
+
+
+def toxiproxy_binary() -> str:
+    """toxiproxy-server from the project's tool folder (built by .ci/setup), else from PATH."""
+    local = PROJECT_TOOLS / "toxiproxy-server"
+    found = str(local) if local.exists() else shutil.which("toxiproxy-server")
+    if not found:
+        raise ComponentMissing("toxiproxy-server is not installed: run `bash .ci/setup` "
+                               "(it builds it with go install into .tools/bin)")
+    return found
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class LocalRuntime:
+    """Toxiproxy, the fake replicas and the gateway as child processes of the harness."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self._processes: ProcessGroup | None = None
+
+    def up(self, scenario: Scenario, run_dir: Path, gateway_port: int | None = None) -> Stack:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        processes = self._processes = ProcessGroup(run_dir / "logs")
+        if gateway_port is not None:
+            check_port_free(gateway_port, "the gateway")
+        toxiproxy_bin = toxiproxy_binary()
+        gateway = GATEWAYS[scenario.gateway.kind](
+            scenario.gateway, listen_port=gateway_port or free_port(), admin_port=free_port(),
+            load_pool=scenario.load_pool)
+
+        toxiproxy_port = free_port()
+        toxiproxy_url = f"http://127.0.0.1:{toxiproxy_port}"
+        toxiproxy_child = processes.start("toxiproxy", [toxiproxy_bin, "-host", "127.0.0.1", "-port", str(toxiproxy_port)])
+
+        replica_children = []
+        replica_ports: dict[str, int] = {}
+        for pool in scenario.upstreams:
+            for index in range(pool.replicas):
+                name = f"{pool.name}[{index}]"
+                port = replica_ports[name] = free_port()
+                replica_children.append((name, port, processes.start(name, [
+                    sys.executable, "-m", "fakes.openai_server", "--name", name, "--host", "127.0.0.1",
+                    "--port", str(port), "--seed", str(scenario.seed * 1000 + index),
+                    "--ttft-ms", f"{pool.ttft * 1000:g}", "--tokens-per-s", f"{pool.tokens_per_s:g}"])))
+
+        processes.wait_ready(toxiproxy_child, lambda: _answers(f"{toxiproxy_url}/version"), READY_TIMEOUT)
+        for _, port, child in replica_children:
+            processes.wait_ready(child, lambda port=port: _answers(f"http://127.0.0.1:{port}/health"), READY_TIMEOUT)
+
+        toxiproxy = ToxiproxyControl("127.0.0.1", toxiproxy_port)
+        replicas: dict[str, Replica] = {}
+        for pool in scenario.upstreams:
+            for index in range(pool.replicas):
+                name = f"{pool.name}[{index}]"
+                proxy_name = f"{pool.name}-{index}"
+                proxy_port = toxiproxy.create_proxy(proxy_name, f"127.0.0.1:{replica_ports[name]}")
+                replicas[name] = Replica(name, pool.name, replica_ports[name], proxy_name, proxy_port)
+
+        upstreams = [UpstreamAddress(r.pool, r.name, "127.0.0.1", r.proxy_port) for r in replicas.values()]
+        config = gateway.write_config(upstreams, run_dir)
+        gateway_child = processes.start(gateway.kind, gateway.argv(config))
+        processes.wait_ready(gateway_child, gateway.is_ready, READY_TIMEOUT)
+        stack = Stack(gateway=gateway, toxiproxy=toxiproxy, toxiproxy_url=toxiproxy_url, replicas=replicas,
+                      run_dir=run_dir, gateway_version=gateway.version())
+        self._wait_all_healthy(stack, scenario)
+        return stack
+
+    def _wait_all_healthy(self, stack: Stack, scenario: Scenario) -> None:
+        """The gateway's first health check marks replicas healthy; wait for all of them."""
+        hc = scenario.gateway.health_check
+        timeout = 5.0 + (hc.timeout + hc.no_traffic_interval if hc else 0.0)
+        deadline = time.monotonic() + timeout
+        health: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            try:
+                health = {name: h.healthy for name, h in stack.replica_health().items()}
+            except StackError:
+                health = {}
+            if len(health) == len(stack.replicas) and all(health.values()):
+                return
+            time.sleep(0.05)
+        unhealthy = sorted(name for name in stack.replicas if not health.get(name))
+        raise StartupTimeout(f"the gateway did not see {', '.join(unhealthy)} healthy within {timeout:g}s "
+                             f"(logs in {stack.run_dir / 'logs'})")
+
+    def down(self) -> None:
+        if self._processes is not None:
+            self._processes.stop_all()
+            self._processes = None

@@ -1,0 +1,266 @@
+"""The scenario model: what a YAML scenario file may say, validated with pydantic.
+
+``load_scenario(path)`` reads a file and returns a ``Scenario`` or raises ScenarioError
+listing every problem with its file, line, field and what was expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.durations import Duration
+from harness.errors import Problem, ScenarioError
+from harness.expectations import EXPECTATIONS
+from harness.faults import FAULTS
+from harness.targets import resolve
+from harness.yaml_source import Path as YamlPath
+from harness.yaml_source import YamlDocument, load_yaml
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class HealthCheck(_Model):
+    """The gateway's active health check of every replica."""
+
+    path: str = Field(default="/health", pattern=r"^/", description="HTTP path the gateway polls on each replica.")
+    interval: Duration = Field(default=1.0, description="Time between checks of one replica.")
+    timeout: Duration = Field(default=0.5, description="A check that takes longer fails.")
+    unhealthy_threshold: int = Field(default=2, ge=1, description="Failed checks in a row before a replica is marked unhealthy.")
+    healthy_threshold: int = Field(default=2, ge=1, description="Passed checks in a row before a replica is readmitted.")
+    expected_statuses: list[int] = Field(default=[200], min_length=1, description="HTTP statuses that count as healthy.")
+    no_traffic_interval: Duration = Field(
+        default=60.0,
+        description="Envoy's check interval while the cluster has carried no traffic (Envoy's default: 60s). "
+                    "Set it to the interval for detection in seconds right after start-up.")
+
+
+class OutlierDetection(_Model):
+    """Passive health: eject a replica after errors seen on real traffic."""
+
+    consecutive_5xx: int | None = Field(default=5, ge=1, description="5xx (incl. connect failures and resets) in a row that eject a replica.")
+    consecutive_gateway_failure: int | None = Field(default=None, ge=1, description="502/503/504 in a row that eject a replica.")
+    interval: Duration = Field(default=10.0, description="How often ejections are reviewed (un-ejection happens only then).")
+    base_ejection_time: Duration = Field(default=30.0, description="How long the first ejection lasts.")
+    max_ejection_percent: int = Field(default=10, ge=0, le=100, description="Most replicas that may be ejected at once, in percent.")
+
+
+class Retries(_Model):
+    """Gateway retries of a failed request on another replica."""
+
+    num_retries: int = Field(default=1, ge=0, le=10, description="Retries after the first try.")
+    retry_on: list[Literal["connect-failure", "reset", "5xx", "gateway-error", "refused-stream"]] = Field(
+        default=["connect-failure", "reset"], min_length=1, description="Which failures are retried.")
+    per_try_timeout: Duration | None = Field(default=None, description="Time limit of each try (none by default).")
+
+
+class Gateway(_Model):
+    """The gateway under test and its resilience settings."""
+
+    kind: Literal["envoy"] = Field(default="envoy", description="Which gateway runs the scenario.")
+    health_check: HealthCheck | None = Field(default_factory=HealthCheck, description="Active health checking; null turns it off.")
+    outlier_detection: OutlierDetection | None = Field(default=None, description="Passive health checking; off unless set.")
+    panic_threshold: float = Field(
+        default=50.0, ge=0, le=100,
+        description="Below this percentage of healthy replicas Envoy ignores health and routes to all (default 50). "
+                    "0 disables panic mode, so clients get '503 no healthy upstream' when no replica is healthy.")
+    connect_timeout: Duration = Field(default=1.0, gt=0, description="Time limit to connect to a replica.")
+    request_timeout: Duration = Field(default=15.0, description="Time limit of a whole request through the gateway (0: none).")
+    retries: Retries | None = Field(default=None, description="Retry policy; no retries unless set.")
+
+
+class Upstream(_Model):
+    """A pool of identical fake replicas behind the gateway."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", description="Pool name, used in targets such as 'chat[0]'.")
+    kind: Literal["openai"] = Field(default="openai", description="What the replicas speak.")
+    replicas: int = Field(default=1, ge=1, le=16, description="Number of replicas.")
+    ttft: Duration = Field(default=0.02, description="Each replica's time to first token.")
+    tokens_per_s: float = Field(default=400.0, gt=0, description="Each replica's token rate.")
+
+
+class Load(_Model):
+    """The client load sent through the gateway (Locust, headless)."""
+
+    users: int = Field(default=10, ge=1, le=200, description="Concurrent simulated users.")
+    spawn_rate: float = Field(default=10.0, gt=0, description="Users started per second.")
+    duration: Duration = Field(description="How long the load runs; faults are scheduled inside it.")
+    mix: dict[Literal["chat", "chat_stream"], float] = Field(
+        default={"chat": 1.0}, description="Relative weight of each request type.")
+    pool: str | None = Field(default=None, description="The pool the load goes to (default: the first).")
+    wait: Duration = Field(default=0.0, description="Pause of each user between requests.")
+    max_tokens: int = Field(default=16, ge=1, le=4096, description="max_tokens sent with each request.")
+    request_timeout: Duration = Field(default=10.0, gt=0, description="Client-side time limit of one request.")
+
+
+def _union(registry: dict[str, type[BaseModel]]) -> Any:
+    members = tuple(registry.values())
+    return Annotated[Union[members], Field(discriminator="kind")]  # noqa: UP007 - built at runtime
+
+
+FaultSpec = _union(FAULTS)  # type: ignore[arg-type]
+ExpectationSpec = _union(EXPECTATIONS)  # type: ignore[arg-type]
+
+
+class Scenario(_Model):
+    """One resilience scenario: a stack, a load, faults on a schedule, and what must happen."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Names the run and its output folder.")
+    description: str = Field(default="", description="What the scenario demonstrates.")
+    seed: int = Field(default=1, description="Seeds prompts and fake replica content, so runs repeat.")
+    gateway: Gateway = Field(default_factory=Gateway)
+    upstreams: list[Upstream] = Field(min_length=1)
+    load: Load
+    faults: list[FaultSpec] = Field(default=[])  # type: ignore[valid-type]
+    expect: list[ExpectationSpec] = Field(default=[])  # type: ignore[valid-type]
+
+    @property
+    def pools(self) -> dict[str, int]:
+        return {u.name: u.replicas for u in self.upstreams}
+
+    @property
+    def replicas(self) -> list[str]:
+        return [f"{u.name}[{i}]" for u in self.upstreams for i in range(u.replicas)]
+
+    @property
+    def load_pool(self) -> str:
+        return self.load.pool or self.upstreams[0].name
+
+
+# -- loading --------------------------------------------------------------------------
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and validate one scenario file; every problem is reported at once."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError([Problem(str(path), None, None, "", f"cannot read file: {exc.strerror}")]) from exc
+    return parse_scenario(text, str(path))
+
+
+def parse_scenario(text: str, file: str) -> Scenario:
+    """Validate scenario YAML ``text`` (``file`` is only used in messages)."""
+    doc = load_yaml(text, file)
+    if not isinstance(doc.data, dict):
+        raise ScenarioError([Problem(file, 1, 1, "", "expected a mapping with name, upstreams, load, faults and expect")])
+    try:
+        scenario = Scenario.model_validate(doc.data)
+    except ValidationError as exc:
+        problems: dict[str, Problem] = {}
+        for error in exc.errors():  # a union reports once per member: keep the first per field
+            problem = _problem(doc, error)
+            problems.setdefault(problem.field, problem)
+        raise ScenarioError(list(problems.values())) from None
+    problems = _cross_check(scenario, doc)
+    if problems:
+        raise ScenarioError(problems)
+    return scenario
+
+
+def _problem(doc: YamlDocument, error: Any) -> Problem:
+    path = _data_path(doc.data, tuple(error["loc"]))
+    line, column = doc.locate(path)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    given = error.get("input")
+    if error["type"] == "missing":
+        message = "required field is missing"
+    elif error["type"] == "union_tag_invalid":
+        expected = ", ".join(error["ctx"]["expected_tags"].replace("'", "").split(", "))
+        message = f"unknown kind {error['ctx']['tag']!r}; expected one of {expected}"
+    elif error["type"] == "union_tag_not_found":
+        message = "required field 'kind' is missing"
+    elif error["type"] == "extra_forbidden":
+        message = "unknown field"
+        if len(path) > 0:
+            message += f" {path[-1]!r}"
+    elif not isinstance(given, (dict, list)) and "got" not in message:
+        message += f", got {given!r}"
+    return Problem(doc.file, line, column, _render_path(doc.data, path), message)
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> YamlPath:
+    """Map a pydantic error location onto the data, dropping the union member names pydantic
+    inserts (``faults.0.latency.jitter`` -> ``faults.0.jitter``, ``window.literal[...]``)."""
+    path: list[str | int] = []
+    node: Any = data
+    tag_dropped_at = -1
+    for part in loc:
+        is_tag = (isinstance(node, dict) and path and isinstance(path[-1], int) and part == node.get("kind")
+                  and tag_dropped_at != len(path)) or (node is not None and not isinstance(node, (dict, list)))
+        if is_tag:
+            tag_dropped_at = len(path)
+            continue
+        path.append(part)
+        node = node[part] if isinstance(node, (dict, list)) and _has(node, part) else None
+    return tuple(path)
+
+
+def _has(node: dict[Any, Any] | list[Any], part: Any) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(part, int) and 0 <= part < len(node)
+
+
+def _render_path(data: Any, path: YamlPath) -> str:
+    """``faults[1].latency``, naming items by their ``name`` where they have one."""
+    out = ""
+    node = data
+    for part in path:
+        if isinstance(part, int):
+            item = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+            label = item.get("name") if isinstance(item, dict) and isinstance(item.get("name"), str) else None
+            out += f"[name={label!r}]" if label else f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+        node = node[part] if isinstance(node, (dict, list)) and _has(node, part) else None
+    return out
+
+
+def _cross_check(scenario: Scenario, doc: YamlDocument) -> list[Problem]:
+    """Rules that span fields: targets exist, faults fit in the load, names are unique."""
+    problems: list[Problem] = []
+
+    def add(path: YamlPath, message: str) -> None:
+        line, column = doc.locate(path)
+        problems.append(Problem(doc.file, line, column, _render_path(doc.data, path), message))
+
+    names = [u.name for u in scenario.upstreams]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            add(("upstreams", i, "name"), f"pool {name!r} is defined twice")
+    if scenario.load.pool is not None and scenario.load.pool not in scenario.pools:
+        add(("load", "pool"), f"no upstream pool named {scenario.load.pool!r} (pools: {', '.join(names)})")
+    if sum(scenario.load.mix.values()) <= 0:
+        add(("load", "mix"), "expected at least one request type with a weight above 0")
+    labels: list[str] = []
+    for i, fault in enumerate(scenario.faults):
+        try:
+            resolve(fault.target, scenario.pools)
+        except ValueError as exc:
+            add(("faults", i, "target"), str(exc))
+        if fault.at + fault.duration > scenario.load.duration:
+            add(("faults", i, "for"), f"the fault ends at {fault.at + fault.duration:g}s, after the load ends "
+                f"({scenario.load.duration:g}s); expected at + for <= load.duration")
+        if fault.label in labels:
+            add(("faults", i), f"two faults are both called {fault.label!r}; give them distinct names")
+        labels.append(fault.label)
+    for i, expectation in enumerate(scenario.expect):
+        target = getattr(expectation, "target", None)
+        if target is not None:
+            try:
+                resolve(target, scenario.pools)
+            except ValueError as exc:
+                add(("expect", i, "target"), str(exc))
+        if expectation.fault is not None and expectation.fault not in labels:
+            add(("expect", i, "fault"), f"no fault called {expectation.fault!r} (faults: {', '.join(labels) or 'none'})")
+        window = getattr(expectation, "window", None)
+        if window is not None and not isinstance(window, str) and window.end <= window.start:
+            add(("expect", i, "window"), "expected 'to' after 'from'")
+        if (window in ("fault", "after_detection", "recovery") or expectation.kind in
+                ("upstream_unhealthy", "upstream_healthy", "all_down_response")) and not scenario.faults:
+            add(("expect", i), "this expectation refers to a fault, but the scenario has no faults")
+    return problems

@@ -1,0 +1,138 @@
+"""A run's journal turned into what expectations reason about: requests, health, faults.
+
+Times here are seconds since ``load.started`` (the origin of every time in a scenario).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Request:
+    """One client request through the gateway."""
+
+    t: float                  # start, seconds since load start
+    latency: float            # seconds until the response ended (or failed)
+    kind: str                 # request type from the load mix, e.g. chat, chat_stream
+    status: int | None        # HTTP status, None when no response came
+    error: str | None         # None for success; connect, reset, timeout, http_5xx, http_4xx, stream_incomplete
+    replica: str | None       # the replica that served it (from its identity header)
+    body: str | None = None   # start of the body of a failed response
+    ttft: float | None = None # time to first token for streams, seconds
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class HealthChange:
+    """The gateway's view of one replica from ``t`` on."""
+
+    t: float
+    replica: str
+    healthy: bool
+    flags: str
+
+
+@dataclass(frozen=True)
+class FaultWindow:
+    """When a fault was really active (from the journal, not from the plan)."""
+
+    label: str
+    kind: str
+    target: str
+    replicas: tuple[str, ...]
+    start: float
+    end: float
+
+
+@dataclass
+class Timeline:
+    """Everything a run recorded, on one time axis."""
+
+    t0: float
+    end: float
+    replicas: list[str]
+    requests: list[Request] = field(default_factory=list)
+    health: dict[str, list[HealthChange]] = field(default_factory=dict)
+    faults: list[FaultWindow] = field(default_factory=list)
+    complete: bool = True
+
+    # -- health -----------------------------------------------------------------
+    def first_unhealthy(self, replica: str, after: float) -> float | None:
+        """The first moment at or after ``after`` when the gateway saw ``replica`` unhealthy."""
+        return self._first_state(replica, after, healthy=False)
+
+    def first_healthy(self, replica: str, after: float) -> float | None:
+        """The first moment at or after ``after`` when the gateway saw ``replica`` healthy."""
+        return self._first_state(replica, after, healthy=True)
+
+    def healthy_at(self, replica: str, t: float) -> bool | None:
+        """The gateway's view of ``replica`` at ``t``; None before the first sample."""
+        state: bool | None = None
+        for change in self.health.get(replica, []):
+            if change.t > t:
+                break
+            state = change.healthy
+        return state
+
+    def _first_state(self, replica: str, after: float, healthy: bool) -> float | None:
+        if self.healthy_at(replica, after) is healthy:
+            return after
+        for change in self.health.get(replica, []):
+            if change.t >= after and change.healthy is healthy:
+                return change.t
+        return None
+
+    # -- requests ---------------------------------------------------------------
+    def requests_between(self, start: float, end: float) -> list[Request]:
+        """Requests that started in [start, end)."""
+        return [r for r in self.requests if start <= r.t < end]
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile (``pct`` in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def build_timeline(events: list[dict[str, Any]]) -> Timeline:
+    """Fold journal events into a Timeline; a journal cut short gives a partial one."""
+    header = events[0]
+    t0 = next((e["ts"] for e in events if e["type"] == "load.started"), header["ts"])
+    last = max(e["ts"] for e in events)
+    finished = next((e["ts"] for e in events if e["type"] == "load.finished"), None)
+    complete = any(e["type"] == "run.finished" and e.get("outcome") == "complete" for e in events)
+    timeline = Timeline(t0=t0, end=(finished or last) - t0, replicas=list(header.get("replicas", [])),
+                        complete=complete)
+    open_faults: dict[str, dict[str, Any]] = {}
+    for event in events:
+        kind, t = event["type"], event["ts"] - t0
+        if kind == "request":
+            timeline.requests.append(Request(
+                t=t, latency=event["latency"], kind=event["kind"], status=event.get("status"),
+                error=event.get("error"), replica=event.get("replica"), body=event.get("body"),
+                ttft=event.get("ttft")))
+        elif kind == "health":
+            timeline.health.setdefault(event["replica"], []).append(
+                HealthChange(t=t, replica=event["replica"], healthy=event["healthy"], flags=event.get("flags", "")))
+        elif kind == "fault.started":
+            open_faults[event["fault"]] = {**event, "t": t}
+        elif kind == "fault.cleared" and event["fault"] in open_faults:
+            started = open_faults.pop(event["fault"])
+            timeline.faults.append(_window(started, end=t))
+    for started in open_faults.values():  # never cleared: the run ended (or crashed) first
+        timeline.faults.append(_window(started, end=timeline.end))
+    timeline.faults.sort(key=lambda f: f.start)
+    timeline.requests.sort(key=lambda r: r.t)
+    return timeline
+
+
+def _window(started: dict[str, Any], end: float) -> FaultWindow:
+    return FaultWindow(label=started["fault"], kind=started["kind"], target=started["target"],
+                       replicas=tuple(started["replicas"]), start=started["t"], end=end)

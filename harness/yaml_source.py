@@ -1,0 +1,74 @@
+"""Read YAML while remembering where each value came from (line and column).
+
+pydantic reports errors by path (``("faults", 0, "at")``); this module maps such a path
+back to the line in the file, so that every error can name file, line and field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from harness.errors import Problem, ScenarioError
+
+Path = tuple[str | int, ...]
+_SCALARS = yaml.SafeLoader("")  # only its constructor is used, to turn scalar nodes into values
+
+
+@dataclass
+class YamlDocument:
+    """A parsed YAML document plus the 1-based (line, column) of every node by path."""
+
+    file: str
+    data: Any
+    marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
+
+    def locate(self, path: Path) -> tuple[int | None, int | None]:
+        """The position of the deepest node on ``path`` that exists in the file."""
+        for end in range(len(path), -1, -1):
+            if (mark := self.marks.get(tuple(path[:end]))) is not None:
+                return mark
+        return None, None
+
+
+def _construct(node: yaml.Node, path: Path, marks: dict[Path, tuple[int, int]]) -> Any:
+    marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in result:
+                raise ScenarioError(
+                    [Problem("", key_node.start_mark.line + 1, key_node.start_mark.column + 1,
+                             ".".join(map(str, (*path, key))), "duplicate key")]
+                )
+            result[key] = _construct(value_node, (*path, key), marks)
+            # Errors about a field point at its key, not at its value.
+            marks[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, (*path, i), marks) for i, item in enumerate(node.value)]
+    return _SCALARS.construct_object(node, deep=True)
+
+
+def load_yaml(text: str, file: str) -> YamlDocument:
+    """Parse one YAML document; syntax errors become a ScenarioError naming the line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        column = mark.column + 1 if mark else None
+        raise ScenarioError([Problem(file, line, column, "", f"invalid YAML: {exc.problem}")]) from exc
+    except yaml.YAMLError as exc:
+        raise ScenarioError([Problem(file, None, None, "", f"invalid YAML: {exc}")]) from exc
+    if node is None:
+        raise ScenarioError([Problem(file, 1, 1, "", "the file is empty; expected a scenario mapping")])
+    marks: dict[Path, tuple[int, int]] = {}
+    try:
+        data = _construct(node, (), marks)
+    except ScenarioError as exc:
+        raise ScenarioError([Problem(file, p.line, p.column, p.field, p.message) for p in exc.problems]) from None
+    return YamlDocument(file=file, data=data, marks=marks)
