@@ -63,6 +63,7 @@ class ProcessGroup:
     """Every process a stack started; ``stop_all`` ends them in reverse order."""
 
     log_dir: Path
+    env: dict[str, str] = field(default_factory=dict)  # added to every child's environment
     children: list[Child] = field(default_factory=list)
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
@@ -72,7 +73,7 @@ class ProcessGroup:
         with log.open("wb") as out:
             try:
                 process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                           env={**os.environ, **(env or {})}, start_new_session=True,
+                                           env={**os.environ, **self.env, **(env or {})}, start_new_session=True,
                                            preexec_fn=die_with_parent)
             except OSError as exc:
                 raise StackError(f"cannot start {name} ({argv[0]}): {exc.strerror}") from exc

@@ -25,6 +25,7 @@ from harness.output import write_outputs
 from harness.plan import FaultAction, Plan, make_plan
 from harness.progress import Progress, Status
 from harness.runtimes import RUNTIMES, Stack
+from harness.runtimes.base import RUN_MARKER
 from harness.scenario import Scenario
 
 DRAIN_GRACE = 5.0  # after the load's duration, time for in-flight requests to end
@@ -80,7 +81,8 @@ def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter,
            progress: Progress) -> None:
     observer = HealthObserver(stack, journal)
     observer.start()
-    load = LoadGenerator(LoadConfig.for_scenario(scenario, stack.gateway.url), journal, run_dir / "logs")
+    load = LoadGenerator(LoadConfig.for_scenario(scenario, stack.gateway.url), journal, run_dir / "logs",
+                         env={RUN_MARKER: str(run_dir.resolve())})
     active: list[FaultAction] = []
     try:
         load.start()

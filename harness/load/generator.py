@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -21,10 +22,12 @@ READY_TIMEOUT = 30.0
 class LoadGenerator:
     """One Locust process; ``start`` blocks until it is ready, ``go`` starts the load."""
 
-    def __init__(self, config: LoadConfig, journal: JournalWriter, log_dir: Path) -> None:
+    def __init__(self, config: LoadConfig, journal: JournalWriter, log_dir: Path,
+                 env: dict[str, str] | None = None) -> None:
         self.config = config
         self.journal = journal
         self._log_dir = log_dir
+        self._env = env or {}
         self._process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._ready = threading.Event()
@@ -42,6 +45,7 @@ class LoadGenerator:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "harness.load.worker", self.config.model_dump_json()],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True,
+                env={**os.environ, **self._env},
                 preexec_fn=die_with_parent)
         finally:
             log.close()

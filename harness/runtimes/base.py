@@ -15,6 +15,10 @@ from harness.gateways import GatewayAdapter, HostHealth
 from harness.scenario import Scenario
 from harness.toxiproxy import ToxiproxyControl
 
+# Every process a run starts has this variable set to the run's folder, so that tests and
+# clean-up can find whatever a run left behind.
+RUN_MARKER = "CHAOSGATE_RUN_DIR"
+
 
 @dataclass(frozen=True)
 class Replica:

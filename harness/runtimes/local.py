@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -12,7 +13,7 @@ import httpx
 from harness.errors import ComponentMissing, StackError, StartupTimeout
 from harness.gateways import GATEWAYS, UpstreamAddress
 from harness.processes import ProcessGroup, check_port_free, free_port
-from harness.runtimes.base import Replica, Stack
+from harness.runtimes.base import RUN_MARKER, Replica, Stack
 from harness.scenario import Scenario
 from harness.toxiproxy import ToxiproxyControl
 
@@ -21,7 +22,12 @@ READY_TIMEOUT = 20.0
 
 
 def toxiproxy_binary() -> str:
-    """toxiproxy-server from the project's tool folder (built by .ci/setup), else from PATH."""
+    """$CHAOSGATE_TOXIPROXY, else toxiproxy-server from the project's tool folder (built by
+    .ci/setup), else from PATH."""
+    if override := os.environ.get("CHAOSGATE_TOXIPROXY"):
+        if not os.access(override, os.X_OK):
+            raise ComponentMissing(f"CHAOSGATE_TOXIPROXY={override} is not an executable file")
+        return override
     local = PROJECT_TOOLS / "toxiproxy-server"
     found = str(local) if local.exists() else shutil.which("toxiproxy-server")
     if not found:
@@ -47,7 +53,8 @@ class LocalRuntime:
 
     def up(self, scenario: Scenario, run_dir: Path, gateway_port: int | None = None) -> Stack:
         run_dir.mkdir(parents=True, exist_ok=True)
-        processes = self._processes = ProcessGroup(run_dir / "logs")
+        # Every process of the stack carries CHAOSGATE_RUN_DIR, so leftovers can be found by it.
+        processes = self._processes = ProcessGroup(run_dir / "logs", env={RUN_MARKER: str(run_dir.resolve())})
         if gateway_port is not None:
             check_port_free(gateway_port, "the gateway")
         toxiproxy_bin = toxiproxy_binary()

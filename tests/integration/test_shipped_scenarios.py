@@ -1,0 +1,49 @@
+"""Every shipped scenario runs on the real local stack and every expectation holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.journal import read_journal
+from harness.scenario import load_scenario
+
+from .conftest import ROOT, chaosgate, processes_of_run
+
+SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("scenario_file", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_scenario_passes(scenario_file: Path, tmp_path: Path) -> None:
+    scenario = load_scenario(scenario_file)
+    result = chaosgate("run", str(scenario_file), "--out", str(tmp_path), "--quiet",
+                       timeout=scenario.load.duration + 90)
+    run_dir = tmp_path / scenario.name
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{scenario.name}: PASSED" in result.stdout
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["scenario"] == scenario.name and summary["passed"] and summary["complete"]
+    assert [v["kind"] for v in summary["expectations"]] == [e.kind for e in scenario.expect]
+    for verdict in summary["expectations"]:
+        assert verdict["passed"], verdict
+        assert verdict["bound"] and verdict["measured"] not in ("", "n/a"), verdict
+        assert set(verdict) >= {"kind", "params", "bound", "measured", "passed"}
+
+    events = read_journal(run_dir / "journal.jsonl")
+    types = [e["type"] for e in events]
+    assert types[0] == "run.started" and types[-1] == "run.finished"
+    assert events[-1]["outcome"] == "complete"
+    requests = [e for e in events if e["type"] == "request"]
+    assert len(requests) > 100
+    served_by = {e["replica"] for e in requests if e["replica"]}
+    assert served_by == set(scenario.replicas), "every replica served traffic at some point"
+    streams = [e for e in requests if e["kind"] == "chat_stream" and e["error"] is None]
+    if scenario.load.mix.get("chat_stream"):
+        assert streams and all(0 < e["ttft"] <= e["latency"] for e in streams)
+    assert {e["fault"] for e in events if e["type"] == "fault.started"} == {f.label for f in scenario.faults}
+    assert {e["fault"] for e in events if e["type"] == "fault.cleared"} == {f.label for f in scenario.faults}
+    assert processes_of_run(run_dir) == [], "the stack was torn down"

@@ -1,0 +1,303 @@
+"""The scenario model: a valid file gives the right model; invalid files give exact, located errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ScenarioError
+from harness.expectations import EXPECTATIONS
+from harness.faults import FAULTS
+from harness.scenario import Scenario, load_scenario, parse_scenario
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = sorted((REPO / "scenarios").glob("*.yaml"))
+
+VALID = """\
+name: replica-reset
+description: One of three replicas resets every connection.
+seed: 7
+gateway:
+  kind: envoy
+  health_check:
+    path: /health
+    interval: 1s
+    timeout: 500ms
+    unhealthy_threshold: 2
+    healthy_threshold: 2
+    no_traffic_interval: 1s
+  panic_threshold: 0
+upstreams:
+  - {name: chat, kind: openai, replicas: 3}
+  - {name: embed, replicas: 2, ttft: 50ms}
+load: {users: 8, spawn_rate: 8, duration: 20s, mix: {chat: 0.8, chat_stream: 0.2}}
+faults:
+  - {kind: reset_peer, target: "chat[0]", at: 5s, for: 8s}
+  - {name: slow, kind: latency, target: "embed[*]", latency: 250ms, at: 1.5s, for: 2m}
+expect:
+  - {kind: error_rate, window: baseline, max: 0.0}
+  - {kind: upstream_unhealthy, target: "chat[0]", within: 3s}
+  - {kind: no_traffic_to, target: "chat[0]", window: after_detection}
+  - {kind: error_rate, window: {from: 16s, to: 20s}, max: 0.01}
+  - {kind: latency, window: fault, percentile: 95, max: 300ms, fault: slow}
+"""
+
+# A small valid scenario the error tests add to; lines 1-4, faults start on line 5.
+BASE = """\
+name: t
+upstreams:
+  - {name: chat, replicas: 3}
+load: {duration: 20s}
+"""
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, "x.yaml")
+    lines = str(info.value).splitlines()
+    assert lines == [str(p) for p in info.value.problems]
+    return lines
+
+
+# -- a valid scenario ------------------------------------------------------------------
+
+def test_valid_scenario_gives_the_right_model() -> None:
+    s = parse_scenario(VALID.replace("duration: 20s", "duration: 3m"), "x.yaml")
+    assert s.name == "replica-reset"
+    assert s.seed == 7
+    hc = s.gateway.health_check
+    assert hc is not None
+    assert (hc.interval, hc.timeout, hc.no_traffic_interval) == (1.0, 0.5, 1.0)
+    assert (hc.unhealthy_threshold, hc.healthy_threshold) == (2, 2)
+    assert s.gateway.panic_threshold == 0
+    assert s.gateway.outlier_detection is None and s.gateway.retries is None
+    assert s.pools == {"chat": 3, "embed": 2}
+    assert s.replicas == ["chat[0]", "chat[1]", "chat[2]", "embed[0]", "embed[1]"]
+    assert s.load_pool == "chat"
+    assert s.load.duration == 180.0
+    assert s.load.mix == {"chat": 0.8, "chat_stream": 0.2}
+    assert s.upstreams[1].ttft == pytest.approx(0.05)
+
+    reset, slow = s.faults
+    assert (reset.kind, reset.target, reset.at, reset.duration, reset.label) == ("reset_peer", "chat[0]", 5.0, 8.0,
+                                                                                 "reset_peer@chat[0]")
+    assert type(reset) is FAULTS["reset_peer"]
+    assert (slow.kind, slow.at, slow.duration, slow.label) == ("latency", 1.5, 120.0, "slow")
+    assert slow.latency == pytest.approx(0.25)
+
+    assert [type(e) for e in s.expect] == [EXPECTATIONS[k] for k in
+                                           ("error_rate", "upstream_unhealthy", "no_traffic_to", "error_rate", "latency")]
+    assert s.expect[1].within == 3.0
+    window = s.expect[3].window
+    assert (window.start, window.end) == (16.0, 20.0)
+    assert s.expect[4].percentile == 95 and s.expect[4].max == pytest.approx(0.3) and s.expect[4].fault == "slow"
+
+
+def test_defaults_and_load_pool() -> None:
+    s = parse_scenario(BASE, "x.yaml")
+    assert s.gateway.kind == "envoy"
+    assert s.gateway.health_check is not None and s.gateway.health_check.interval == 1.0
+    assert s.gateway.panic_threshold == 50.0
+    assert s.faults == [] and s.expect == []
+    assert s.load_pool == "chat"
+    two = parse_scenario(BASE.replace("load: {duration: 20s}",
+                                      "  - {name: embed}\nload: {duration: 20s, pool: embed}"), "x.yaml")
+    assert two.load_pool == "embed"
+    assert two.replicas == ["chat[0]", "chat[1]", "chat[2]", "embed[0]"]
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.name)
+def test_every_shipped_scenario_loads(path: Path) -> None:
+    scenario = load_scenario(path)
+    assert scenario.name == path.stem
+    assert scenario.faults and scenario.expect
+
+
+def test_shipped_scenarios_exist() -> None:
+    assert {p.name for p in SCENARIOS} >= {"replica-reset.yaml", "all-down.yaml", "latency-spike.yaml"}
+
+
+def test_load_scenario_of_a_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(missing)
+    assert str(info.value) == f"{missing}: cannot read file: No such file or directory"
+
+
+# -- golden errors ---------------------------------------------------------------------
+
+def test_bad_duration() -> None:
+    text = BASE + 'faults:\n  - {kind: down, target: "chat[0]", at: fast, for: 2s}\n'
+    assert errors_of(text) == [
+        "x.yaml:6:37: faults[0].at: expected a duration such as '1.5s' or '250ms', got 'fast'"]
+
+
+def test_unknown_field() -> None:
+    text = BASE.replace("load: {duration: 20s}", "load: {duration: 20s, userz: 3}")
+    assert errors_of(text) == ["x.yaml:4:23: load.userz: unknown field 'userz'"]
+
+
+def test_unknown_fault_kind_lists_the_known_kinds() -> None:
+    text = BASE + 'faults:\n  - {kind: explode, target: "chat[0]", at: 1s, for: 2s}\n'
+    assert errors_of(text) == [
+        "x.yaml:6:5: faults[0]: unknown kind 'explode'; expected one of "
+        "latency, bandwidth, timeout, reset_peer, slow_close, slicer, limit_data, down"]
+    assert all(kind in errors_of(text)[0] for kind in FAULTS)
+
+
+def test_unknown_expectation_kind_lists_the_known_kinds() -> None:
+    text = BASE + "expect:\n  - {kind: fast, window: run, max: 0.1}\n"
+    (line,) = errors_of(text)
+    assert line.startswith("x.yaml:6:5: expect[0]: unknown kind 'fast'; expected one of ")
+    assert all(kind in line for kind in EXPECTATIONS)
+
+
+def test_missing_kind() -> None:
+    text = BASE + "expect:\n  - {window: run, max: 0.1}\n"
+    assert errors_of(text) == ["x.yaml:6:5: expect[0]: required field 'kind' is missing"]
+
+
+def test_missing_required_fault_param_names_the_fault() -> None:
+    text = BASE + 'faults:\n  - name: slow\n    kind: latency\n    target: "chat[0]"\n    at: 1s\n    for: 2s\n'
+    assert errors_of(text) == ["x.yaml:6:5: faults[name='slow'].latency: required field is missing"]
+
+
+def test_missing_required_top_level_field() -> None:
+    assert errors_of("name: t\nupstreams:\n  - {name: chat}\n") == ["x.yaml:1:1: load: required field is missing"]
+
+
+def test_invalid_window_name() -> None:
+    text = (BASE + 'faults:\n  - {kind: down, target: "chat[0]", at: 1s, for: 2s}\n'
+            "expect:\n  - {kind: error_rate, window: during, max: 0.1}\n")
+    assert errors_of(text) == [
+        "x.yaml:8:24: expect[0].window: Input should be 'baseline', 'fault', 'after_detection', 'recovery' "
+        "or 'run', got 'during'"]
+
+
+def test_explicit_window_error_names_the_window_field_not_pydantic_union_members() -> None:
+    # The window is `NamedWindow | ExplicitWindow`; an error inside `{from, to}` must be reported
+    # on `expect[0].window.to`, not on pydantic's internal member names
+    # (`window.literal[...]`, `window.ExplicitWindow.to`), which mean nothing to the author.
+    text = (BASE + 'faults:\n  - {kind: down, target: "chat[0]", at: 1s, for: 2s}\n'
+            "expect:\n  - {kind: error_rate, window: {from: 1s, to: soon}, max: 0.1}\n")
+    lines = errors_of(text)
+    assert not [line for line in lines if "ExplicitWindow" in line or "literal[" in line], lines
+    assert any(line.endswith("expect[0].window.to: expected a duration such as '1.5s' or '250ms', got 'soon'")
+               for line in lines), lines
+
+
+def test_window_to_before_from() -> None:
+    text = (BASE + 'faults:\n  - {kind: down, target: "chat[0]", at: 1s, for: 2s}\n'
+            "expect:\n  - {kind: error_rate, window: {from: 5s, to: 1s}, max: 0.1}\n")
+    assert errors_of(text) == ["x.yaml:8:24: expect[0].window: expected 'to' after 'from'"]
+
+
+def test_target_pointing_to_a_missing_replica() -> None:
+    text = BASE + 'faults:\n  - {kind: down, target: "chat[3]", at: 1s, for: 2s}\n'
+    assert errors_of(text) == ["x.yaml:6:18: faults[0].target: pool 'chat' has 3 replicas (0..2), got index 3"]
+
+
+def test_target_pointing_to_a_missing_pool() -> None:
+    text = BASE + "expect:\n  - {kind: upstream_healthy, target: 'other[0]', within: 1s}\n"
+    lines = errors_of(text)
+    assert "x.yaml:6:30: expect[0].target: no upstream pool named 'other' (pools: chat)" in lines
+
+
+def test_malformed_target() -> None:
+    text = BASE + "faults:\n  - {kind: down, target: 'CHAT', at: 1s, for: 2s}\n"
+    assert errors_of(text) == [
+        "x.yaml:6:18: faults[0].target: expected a target like 'chat[0]', 'chat[*]' or 'chat', got 'CHAT'"]
+
+
+def test_fault_outlasting_the_load() -> None:
+    text = BASE + 'faults:\n  - {kind: down, target: "chat[0]", at: 15s, for: 10s}\n'
+    assert errors_of(text) == [
+        "x.yaml:6:46: faults[0].for: the fault ends at 25s, after the load ends (20s); expected at + for <= load.duration"]
+
+
+def test_fault_ending_exactly_with_the_load_is_fine() -> None:
+    s = parse_scenario(BASE + 'faults:\n  - {kind: down, target: "chat[0]", at: 15s, for: 5s}\n', "x.yaml")
+    assert s.faults[0].at + s.faults[0].duration == s.load.duration
+
+
+def test_duplicate_fault_labels() -> None:
+    text = (BASE + 'faults:\n  - {kind: down, target: "chat[0]", at: 1s, for: 2s}\n'
+            '  - {kind: down, target: "chat[0]", at: 5s, for: 2s}\n')
+    assert errors_of(text) == ["x.yaml:7:5: faults[1]: two faults are both called 'down@chat[0]'; give them distinct names"]
+
+
+def test_duplicate_pool_names() -> None:
+    text = BASE.replace("load:", "  - {name: chat}\nload:")
+    assert errors_of(text) == ["x.yaml:4:6: upstreams[name='chat'].name: pool 'chat' is defined twice"]
+
+
+def test_expectation_naming_an_unknown_fault() -> None:
+    text = (BASE + 'faults:\n  - {name: a, kind: down, target: "chat[0]", at: 1s, for: 2s}\n'
+            "expect:\n  - {kind: upstream_unhealthy, target: \"chat[0]\", within: 3s, fault: b}\n")
+    assert errors_of(text) == ["x.yaml:8:63: expect[0].fault: no fault called 'b' (faults: a)"]
+
+
+def test_fault_expectation_without_faults() -> None:
+    text = BASE + "expect:\n  - {kind: upstream_unhealthy, target: \"chat[0]\", within: 3s}\n"
+    assert errors_of(text) == ["x.yaml:6:5: expect[0]: this expectation refers to a fault, but the scenario has no faults"]
+
+
+def test_invalid_yaml_names_the_line() -> None:
+    assert errors_of("name: t\nupstreams: [\n  - x: : y\n") == [
+        "x.yaml:3:3: invalid YAML: expected the node content, but found '-'"]
+
+
+def test_duplicate_yaml_key() -> None:
+    assert errors_of("name: t\nname: u\n") == ["x.yaml:2:1: name: duplicate key"]
+
+
+def test_empty_file() -> None:
+    assert errors_of("") == ["x.yaml:1:1: the file is empty; expected a scenario mapping"]
+    assert errors_of("# only a comment\n") == ["x.yaml:1:1: the file is empty; expected a scenario mapping"]
+
+
+def test_top_level_list() -> None:
+    assert errors_of("- a\n- b\n") == ["x.yaml:1:1: expected a mapping with name, upstreams, load, faults and expect"]
+
+
+def test_several_problems_are_all_reported() -> None:
+    text = BASE.replace("duration: 20s", "duration: soon") + "seed: abc\nextra: 1\n"
+    assert errors_of(text) == [
+        "x.yaml:5:1: seed: Input should be a valid integer, unable to parse string as an integer, got 'abc'",
+        "x.yaml:4:8: load.duration: expected a duration such as '1.5s' or '250ms', got 'soon'",
+        "x.yaml:6:1: extra: unknown field 'extra'",
+    ]
+
+
+def test_several_cross_check_problems_are_all_reported() -> None:
+    text = (BASE + "faults:\n"
+            '  - {kind: down, target: "chat[7]", at: 1s, for: 2s}\n'
+            '  - {kind: down, target: "chat[7]", at: 18s, for: 5s}\n'
+            "expect:\n  - {kind: upstream_unhealthy, target: \"chat[0]\", within: 3s, fault: nope}\n")
+    lines = errors_of(text)
+    assert [line.split(": ", 1)[1].split(":")[0] for line in lines] == [
+        "faults[0].target", "faults[1].target", "faults[1].for", "faults[1]", "expect[0].fault"]
+
+
+# -- the schema is complete --------------------------------------------------------------
+
+def test_json_schema_lists_every_fault_and_expectation_kind() -> None:
+    schema = Scenario.model_json_schema(by_alias=True)
+    fault_kinds = schema["properties"]["faults"]["items"]["discriminator"]["mapping"]
+    expect_kinds = schema["properties"]["expect"]["items"]["discriminator"]["mapping"]
+    assert set(fault_kinds) == set(FAULTS)
+    assert set(expect_kinds) == set(EXPECTATIONS)
+    for kinds in (fault_kinds, expect_kinds):  # every mapping resolves to a definition with that kind
+        for kind, ref in kinds.items():
+            definition = schema["$defs"][ref.removeprefix("#/$defs/")]
+            assert definition["properties"]["kind"]["const"] == kind
+    text = json.dumps(schema)
+    assert '"for"' in text and '"from"' in text  # aliases, not the Python names
+
+
+def test_registries_name_their_models_by_kind() -> None:
+    for registry in (FAULTS, EXPECTATIONS):
+        for kind, model in registry.items():
+            assert model.model_fields["kind"].annotation.__args__ == (kind,)
