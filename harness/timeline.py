@@ -22,10 +22,15 @@ class Request:
     replica: str | None       # the replica that served it (from its identity header)
     body: str | None = None   # start of the body of a failed response
     ttft: float | None = None # time to first token for streams, seconds
+    routed_to: str | None = None  # the replica the gateway sent it to (from the gateway's header)
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def reached(self, replicas: set[str]) -> bool:
+        """Whether the gateway sent this request to (or it was served by) one of ``replicas``."""
+        return self.replica in replicas or self.routed_to in replicas
 
 
 @dataclass(frozen=True)
@@ -111,13 +116,16 @@ def build_timeline(events: list[dict[str, Any]]) -> Timeline:
     timeline = Timeline(t0=t0, end=(finished or last) - t0, replicas=list(header.get("replicas", [])),
                         complete=complete)
     open_faults: dict[str, dict[str, Any]] = {}
+    by_address: dict[str, str] = {}
     for event in events:
         kind, t = event["type"], event["ts"] - t0
-        if kind == "request":
+        if kind == "stack.ready":
+            by_address = _replicas_by_address(event)
+        elif kind == "request":
             timeline.requests.append(Request(
                 t=t, latency=event["latency"], kind=event["kind"], status=event.get("status"),
                 error=event.get("error"), replica=event.get("replica"), body=event.get("body"),
-                ttft=event.get("ttft")))
+                ttft=event.get("ttft"), routed_to=by_address.get(event.get("upstream") or "")))
         elif kind == "health":
             timeline.health.setdefault(event["replica"], []).append(
                 HealthChange(t=t, replica=event["replica"], healthy=event["healthy"], flags=event.get("flags", "")))
@@ -131,6 +139,12 @@ def build_timeline(events: list[dict[str, Any]]) -> Timeline:
     timeline.faults.sort(key=lambda f: f.start)
     timeline.requests.sort(key=lambda r: r.t)
     return timeline
+
+
+def _replicas_by_address(stack_ready: dict[str, Any]) -> dict[str, str]:
+    """``host:port`` the gateway dials for each replica (its Toxiproxy proxy) → replica name."""
+    replicas = stack_ready.get("endpoints", {}).get("replicas", {})
+    return {info["proxy_url"].removeprefix("http://"): name for name, info in replicas.items()}
 
 
 def _window(started: dict[str, Any], end: float) -> FaultWindow:

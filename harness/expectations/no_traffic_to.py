@@ -13,7 +13,8 @@ from harness.timeline import Timeline
 
 
 class NoTrafficTo(Expectation):
-    """Counts requests that reached the target (by the replica identity header)."""
+    """Counts requests the gateway sent to the target: served by it (its identity header) or
+    routed to it (the gateway's upstream header), so failed attempts count too."""
 
     kind: Literal["no_traffic_to"]
     target: Target = Field(description="The replica(s) that must get no traffic.")
@@ -30,12 +31,13 @@ class NoTrafficTo(Expectation):
         if end <= start:
             raise Unjudgeable(f"the window is empty ({start:.3f}s to {end:.3f}s)")
         targets = set(replicas_of(self.target, timeline))
-        hits = [r for r in requests_in(timeline, self.window, start, end) if r.replica in targets]
+        hits = [r for r in requests_in(timeline, self.window, start, end) if r.reached(targets)]
         if not hits:
             return self.verdict(True, "0 requests", f"no request reached {self.target} between {start:.3f}s and {end:.3f}s",
                                 bound_value=0, measured_value=0)
         last = hits[-1].t
+        failed = sum(not r.ok for r in hits)
         return self.verdict(False, f"{len(hits)} requests",
-                            f"{self.target} served {len(hits)} requests in the window; the last one "
-                            f"{seconds(last - start)} after the window began",
+                            f"the gateway sent {len(hits)} requests to {self.target} in the window ({failed} failed); "
+                            f"the last one {seconds(last - start)} after the window began",
                             bound_value=0, measured_value=len(hits))

@@ -15,6 +15,7 @@ from harness.errors import ComponentMissing, StackError
 from harness.gateways.base import HostHealth, UpstreamAddress
 from harness.scenario import Gateway, Scenario
 
+UPSTREAM_HEADER = "x-chaosgate-upstream"
 _FAILURE_FLAGS = ("failed_active_health_check", "failed_outlier_check", "failed_eds_health", "pending_dynamic_removal")
 
 
@@ -94,7 +95,11 @@ class EnvoyGateway:
             if retries.per_try_timeout is not None:
                 policy["per_try_timeout"] = _dur(retries.per_try_timeout)
             action["retry_policy"] = policy
-        return {"match": {"prefix": prefix}, "route": action}
+        # Tells the load which replica (address) the gateway picked, also on the gateway's own
+        # error replies (a reset replica never gets to stamp its identity on the response).
+        upstream_header = {"header": {"key": UPSTREAM_HEADER, "value": "%UPSTREAM_HOST%"},
+                           "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+        return {"match": {"prefix": prefix}, "route": action, "response_headers_to_add": [upstream_header]}
 
     def _cluster(self, pool: str, upstreams: list[UpstreamAddress], run_dir: Path) -> dict[str, Any]:
         s = self.settings

@@ -82,8 +82,10 @@ def make_user(config: LoadConfig) -> type[FastHttpUser]:
             with self.client.post(f"{config.base_path}/v1/chat/completions", json=self._body(stream), name=kind,
                                   stream=stream, catch_response=True) as response:
                 error, ttft, body = self._outcome(response, stream, began)
+                headers = response.headers or {}
                 record.update(latency=time.perf_counter() - began, status=response.status_code or None,
-                              replica=(response.headers or {}).get("x-chaosgate-replica"), error=error)
+                              replica=headers.get("x-chaosgate-replica"), upstream=headers.get("x-chaosgate-upstream"),
+                              error=error)
                 if ttft is not None:
                     record["ttft"] = ttft
                 if error is not None and body:

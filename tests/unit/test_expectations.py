@@ -1,0 +1,533 @@
+"""Every expectation kind judged on synthetic journals, as harness/journal.py writes them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from harness.expectations import EXPECTATIONS, Verdict
+from harness.judge import Judgement, judge_events
+from harness.timeline import build_timeline, percentile
+
+T0 = 1_700_000_000.0  # wall-clock time of load.started; every t below is seconds after it
+REPLICAS = ("chat[0]", "chat[1]", "chat[2]")
+RESET_0 = '  - {kind: reset_peer, target: "chat[0]", at: 5s, for: 8s}\n'
+RESET_0_LABEL = "reset_peer@chat[0]"
+
+
+class Run:
+    """A synthetic run: a scenario with the given expectations and faults, then its events."""
+
+    def __init__(self, *expect: str, faults: str = RESET_0, replicas: tuple[str, ...] = REPLICAS) -> None:
+        self.text = (
+            "name: t\n"
+            "upstreams:\n  - {name: chat, replicas: 3}\n"
+            "load: {duration: 20s}\n"
+            "faults:\n" + faults
+            + "expect:\n" + "".join(f"  - {e}\n" for e in expect)
+        )
+        self.events: list[dict[str, Any]] = [
+            {"type": "run.started", "ts": T0 - 3, "scenario": "t", "file": "x.yaml", "text": self.text,
+             "seed": 1, "replicas": list(replicas)},
+            {"type": "stack.ready", "ts": T0 - 2, "endpoints": {}},
+        ]
+        for replica in replicas:  # the observer's first sample: everyone healthy before the load
+            self.health(-1.0, replica, True)
+        self.events.append({"type": "load.started", "ts": T0})
+
+    def health(self, t: float, replica: str, healthy: bool, flags: str = "") -> Run:
+        flags = flags or ("" if healthy else "/failed_active_health_check")
+        self.events.append({"type": "health", "ts": T0 + t, "replica": replica, "healthy": healthy, "flags": flags})
+        return self
+
+    def fault(self, start: float, end: float | None, label: str = RESET_0_LABEL, kind: str = "reset_peer",
+              target: str = "chat[0]", replicas: tuple[str, ...] = ("chat[0]",)) -> Run:
+        fields = {"fault": label, "kind": kind, "target": target, "replicas": list(replicas), "params": {}}
+        self.events.append({"type": "fault.started", "ts": T0 + start, **fields})
+        if end is not None:
+            self.events.append({"type": "fault.cleared", "ts": T0 + end, **fields})
+        return self
+
+    def request(self, t: float, latency: float = 0.05, *, error: str | None = None, status: int | None = 200,
+                replica: str | None = "chat[1]", kind: str = "chat", body: str | None = None) -> Run:
+        event: dict[str, Any] = {"type": "request", "ts": T0 + t, "kind": kind, "latency": latency,
+                                 "status": status, "error": error, "replica": replica}
+        if body is not None:
+            event["body"] = body
+        self.events.append(event)
+        return self
+
+    def requests(self, start: float, end: float, step: float = 0.5, **kwargs: Any) -> Run:
+        """One request every ``step`` seconds in [start, end)."""
+        n = round((end - start) / step)
+        for i in range(n):
+            self.request(start + i * step, **kwargs)
+        return self
+
+    def finish(self, t: float = 20.0, outcome: str | None = "complete") -> Run:
+        self.events.append({"type": "load.finished", "ts": T0 + t, "requests": 0, "failures": 0, "stopped": False})
+        if outcome is not None:
+            self.events.append({"type": "run.finished", "ts": T0 + t + 1, "outcome": outcome})
+        return self
+
+    def judge(self) -> Judgement:
+        header, rest = self.events[0], self.events[1:]
+        return judge_events([header, *sorted(rest, key=lambda e: e["ts"])])
+
+    def verdict(self, index: int = 0) -> Verdict:
+        return self.judge().verdicts[index]
+
+
+def detected_run(*expect: str, unhealthy_at: float = 6.5, healthy_at: float | None = 14.5) -> Run:
+    """The replica-reset story: chat[0] resets from 5s to 13s, is marked unhealthy, then healthy again."""
+    run = Run(*expect).fault(5.0, 13.0).health(unhealthy_at, "chat[0]", False)
+    if healthy_at is not None:
+        run.health(healthy_at, "chat[0]", True)
+    return run
+
+
+# -- upstream_unhealthy ------------------------------------------------------------------
+
+UNHEALTHY = '{kind: upstream_unhealthy, target: "chat[0]", within: 3s}'
+
+
+def test_upstream_unhealthy_passes_when_detected_in_time() -> None:
+    v = detected_run(UNHEALTHY, unhealthy_at=6.5).finish().verdict()
+    assert v.kind == "upstream_unhealthy"
+    assert v.passed is True
+    assert v.measured_value == pytest.approx(1.5)
+    assert v.bound_value == 3.0
+    assert v.measured == "1.500s"
+    assert v.bound == "≤ 3s"
+    assert v.detail == f"chat[0] was marked unhealthy 1.500s after {RESET_0_LABEL} began"
+
+
+def test_upstream_unhealthy_fails_when_detected_late() -> None:
+    v = detected_run(UNHEALTHY, unhealthy_at=9.25).finish().verdict()
+    assert v.passed is False
+    assert v.measured_value == pytest.approx(4.25)
+    assert v.detail == f"chat[0] was marked unhealthy 4.250s after {RESET_0_LABEL} began; bound 3s"
+
+
+def test_upstream_unhealthy_never_detected() -> None:
+    v = Run(UNHEALTHY).fault(5.0, 13.0).requests(0, 20).finish().verdict()
+    assert v.passed is False
+    assert v.measured == "never"
+    assert v.measured_value is None
+    assert v.detail == f"chat[0] still looked healthy to the gateway when {RESET_0_LABEL} ended, 8.000s after it began"
+
+
+def test_upstream_unhealthy_after_the_fault_ended_counts_as_never() -> None:
+    v = detected_run(UNHEALTHY, unhealthy_at=13.5, healthy_at=None).finish().verdict()
+    assert (v.passed, v.measured) == (False, "never")
+
+
+def test_upstream_unhealthy_of_a_whole_pool_takes_the_slowest_replica() -> None:
+    faults = '  - {kind: timeout, target: "chat[*]", at: 5s, for: 8s}\n'
+    run = Run('{kind: upstream_unhealthy, target: "chat[*]", within: 3s}', faults=faults)
+    run.fault(5.0, 13.0, label="timeout@chat[*]", kind="timeout", target="chat[*]", replicas=REPLICAS)
+    run.health(6.0, "chat[0]", False).health(7.75, "chat[2]", False).health(6.5, "chat[1]", False)
+    v = run.finish().verdict()
+    assert v.passed is True
+    assert v.measured_value == pytest.approx(2.75)
+    # and if one replica is never marked, the verdict names it
+    run2 = Run('{kind: upstream_unhealthy, target: "chat[*]", within: 3s}', faults=faults)
+    run2.fault(5.0, 13.0, label="timeout@chat[*]", kind="timeout", target="chat[*]", replicas=REPLICAS)
+    run2.health(6.0, "chat[0]", False).health(6.5, "chat[2]", False)
+    v2 = run2.finish().verdict()
+    assert (v2.passed, v2.measured) == (False, "never")
+    assert v2.detail.startswith("chat[1] still looked healthy")
+
+
+# -- upstream_healthy -------------------------------------------------------------------
+
+HEALTHY = '{kind: upstream_healthy, target: "chat[0]", within: 3s}'
+
+
+def test_upstream_healthy_is_measured_from_the_fault_end() -> None:
+    v = detected_run(HEALTHY, healthy_at=14.5).finish().verdict()
+    assert v.passed is True
+    assert v.measured_value == pytest.approx(1.5)  # 14.5 - 13, not 14.5 - 5
+    assert v.detail == f"chat[0] was healthy again 1.500s after {RESET_0_LABEL} ended"
+
+
+def test_upstream_healthy_fails_when_readmitted_late() -> None:
+    v = detected_run(HEALTHY, healthy_at=17.0).finish().verdict()
+    assert v.passed is False
+    assert v.measured_value == pytest.approx(4.0)
+    assert v.detail.endswith("; bound 3s")
+
+
+def test_upstream_healthy_never_readmitted() -> None:
+    v = detected_run(HEALTHY, healthy_at=None).finish().verdict()
+    assert v.passed is False
+    assert v.measured == "never"
+    assert v.measured_value is None
+    assert v.detail == f"chat[0] was still unhealthy when the run ended, 7.000s after {RESET_0_LABEL} ended"
+
+
+# -- error_rate -------------------------------------------------------------------------
+
+def test_error_rate_passes_under_the_bound() -> None:
+    run = Run("{kind: error_rate, window: baseline, max: 0.0}").fault(5.0, 13.0).requests(0, 5).finish()
+    v = run.verdict()
+    assert v.passed is True
+    assert v.measured_value == 0.0
+    assert v.measured == "0.00%"
+    assert v.detail == "0 of 10 requests failed between 0.000s and 5.000s"
+
+
+def test_error_rate_fails_over_the_bound_and_names_the_error_kinds() -> None:
+    run = Run("{kind: error_rate, window: fault, max: 0.1}").fault(5.0, 13.0).requests(5, 13, step=1.0)
+    run.request(5.5, error="reset", status=None, replica="chat[0]").request(6.5, error="reset", status=None)
+    run.request(7.5, error="http_5xx", status=503)
+    v = run.finish().verdict()
+    assert v.passed is False
+    assert v.measured_value == pytest.approx(3 / 11)
+    assert v.measured == "27.27%"
+    assert v.detail == "3 of 11 requests failed between 5.000s and 13.000s (2 reset, 1 http_5xx)"
+
+
+def test_error_rate_with_no_requests_is_unjudgeable_not_an_exception() -> None:
+    run = Run("{kind: error_rate, window: baseline, max: 0.0}").fault(5.0, 13.0).requests(6, 20).finish()
+    v = run.verdict()
+    assert v.passed is False
+    assert v.measured == "n/a"
+    assert v.measured_value is None
+    assert v.detail == "no request started between 0.000s and 5.000s"
+
+
+def test_baseline_excludes_requests_in_flight_when_the_first_fault_starts() -> None:
+    run = Run("{kind: error_rate, window: baseline, max: 0.0}").fault(5.0, 13.0)
+    run.request(4.0, latency=0.5)                                  # ends 4.5: baseline
+    run.request(4.5, latency=0.5)                                  # ends exactly at 5.0: baseline
+    run.request(4.9, latency=0.5, error="reset", status=None)      # still in flight at 5.0: not baseline
+    v = run.finish().verdict()
+    assert v.passed is True
+    assert v.detail == "0 of 2 requests failed between 0.000s and 5.000s"
+
+
+def test_explicit_window_counts_requests_that_start_in_from_to() -> None:
+    run = Run("{kind: error_rate, window: {from: 16s, to: 18s}, max: 0.0}").fault(5.0, 13.0)
+    run.request(15.99, error="reset", status=None)   # before: not counted
+    run.request(16.0).request(17.99, latency=3.0)    # in (latency does not matter outside baseline)
+    run.request(18.0, error="reset", status=None)    # at `to`: not counted
+    v = run.finish().verdict()
+    assert v.passed is True
+    assert v.detail == "0 of 2 requests failed between 16.000s and 18.000s"
+
+
+def test_recovery_and_run_windows() -> None:
+    run = Run("{kind: error_rate, window: recovery, max: 0.2}", "{kind: error_rate, window: run, max: 0.05}")
+    run.fault(5.0, 13.0).requests(0, 20, step=1.0).request(13.5, error="timeout", status=None).finish()
+    recovery, whole = run.judge().verdicts
+    assert recovery.detail == "1 of 8 requests failed between 13.000s and 20.000s (1 timeout)"
+    assert recovery.passed is True
+    assert whole.detail == "1 of 21 requests failed between 0.000s and 20.000s (1 timeout)"
+    assert whole.passed is True  # 1/21 = 4.76%
+    assert whole.measured_value == pytest.approx(1 / 21)
+
+
+def test_after_detection_when_never_detected_fails_with_a_reason() -> None:
+    run = Run("{kind: error_rate, window: after_detection, max: 0.01}").fault(5.0, 13.0).requests(0, 20).finish()
+    v = run.verdict()
+    assert v.passed is False
+    assert v.measured == "n/a"
+    assert v.detail == (f"the gateway never marked chat[0] unhealthy during {RESET_0_LABEL}, "
+                        "so there is no after_detection window")
+
+
+def test_after_detection_window_starts_at_detection() -> None:
+    run = detected_run("{kind: error_rate, window: after_detection, max: 0.0}", unhealthy_at=6.5)
+    run.request(6.0, error="reset", status=None, replica="chat[0]")  # before detection: not counted
+    run.requests(6.5, 13.0, step=0.5).request(13.0, error="http_5xx", status=503)  # at fault end: not counted
+    v = run.finish().verdict()
+    assert v.passed is True
+    assert v.detail == "0 of 13 requests failed between 6.500s and 13.000s"
+
+
+def test_no_fault_in_the_journal_is_unjudgeable() -> None:
+    v = Run("{kind: error_rate, window: fault, max: 0.0}").requests(0, 20).finish().verdict()
+    assert (v.passed, v.measured, v.detail) == (False, "n/a", "no fault started in this run")
+
+
+def test_fault_field_selects_the_second_fault() -> None:
+    faults = ('  - {name: first, kind: reset_peer, target: "chat[0]", at: 2s, for: 3s}\n'
+              '  - {name: second, kind: reset_peer, target: "chat[0]", at: 10s, for: 4s}\n')
+    run = Run("{kind: error_rate, window: fault, max: 0.0, fault: second}",
+              "{kind: error_rate, window: fault, max: 0.0}", faults=faults)
+    run.fault(2.0, 5.0, label="first").fault(10.0, 14.0, label="second")
+    run.requests(0, 20, step=1.0).request(3.5, error="reset", status=None, replica="chat[0]")
+    named, default = run.finish().judge().verdicts
+    assert named.passed is True
+    assert named.detail == "0 of 4 requests failed between 10.000s and 14.000s"
+    assert named.params == {"fault": "second", "window": "fault", "max": 0.0}
+    assert default.passed is False  # without `fault:` the first fault is meant
+    assert default.detail == "1 of 4 requests failed between 2.000s and 5.000s (1 reset)"
+
+
+def test_fault_named_but_never_started_is_unjudgeable() -> None:
+    faults = ('  - {name: first, kind: reset_peer, target: "chat[0]", at: 2s, for: 3s}\n'
+              '  - {name: second, kind: reset_peer, target: "chat[0]", at: 10s, for: 4s}\n')
+    run = Run("{kind: error_rate, window: fault, max: 0.0, fault: second}", faults=faults)
+    v = run.fault(2.0, 5.0, label="first").requests(0, 20).finish().verdict()
+    assert (v.passed, v.detail) == (False, "fault 'second' never started in this run")
+
+
+def test_expectation_target_selects_the_overlapping_fault() -> None:
+    faults = ('  - {kind: reset_peer, target: "chat[0]", at: 2s, for: 3s}\n'
+              '  - {kind: reset_peer, target: "chat[1]", at: 10s, for: 4s}\n')
+    run = Run('{kind: upstream_unhealthy, target: "chat[1]", within: 2s}', faults=faults)
+    run.fault(2.0, 5.0).fault(10.0, 14.0, label="reset_peer@chat[1]", target="chat[1]", replicas=("chat[1]",))
+    run.health(2.5, "chat[0]", False).health(11.5, "chat[1]", False)
+    v = run.finish().verdict()
+    assert v.passed is True
+    assert v.measured_value == pytest.approx(1.5)
+    assert v.detail == "chat[1] was marked unhealthy 1.500s after reset_peer@chat[1] began"
+
+
+# -- no_traffic_to -----------------------------------------------------------------------
+
+NO_TRAFFIC = '{kind: no_traffic_to, target: "chat[0]", window: after_detection}'
+
+
+def test_no_traffic_to_passes_when_the_replica_is_routed_around_after_detection() -> None:
+    run = detected_run(NO_TRAFFIC, unhealthy_at=6.5)
+    run.request(5.5, error="reset", status=None, replica="chat[0]")  # before detection: does not count
+    run.request(6.4, replica="chat[0]")
+    run.requests(6.5, 13.0, replica="chat[1]")
+    run.request(13.0, replica="chat[0]").request(15.0, replica="chat[0]")  # after the fault: does not count
+    v = run.finish().verdict()
+    assert v.passed is True
+    assert (v.measured, v.measured_value, v.bound_value) == ("0 requests", 0, 0)
+    assert v.detail == "no request reached chat[0] between 6.500s and 13.000s"
+
+
+def test_no_traffic_to_fails_and_counts_only_requests_in_the_window() -> None:
+    run = detected_run(NO_TRAFFIC, unhealthy_at=6.5)
+    run.request(6.0, replica="chat[0]")  # before detection
+    run.request(7.0, replica="chat[0]").request(8.0, error="reset", status=None, replica="chat[0]")
+    run.request(8.5, replica="chat[2]")
+    run.request(14.0, replica="chat[0]")  # after the fault
+    v = run.finish().verdict()
+    assert v.passed is False
+    assert (v.measured, v.measured_value) == ("2 requests", 2)
+    assert v.detail == "chat[0] served 2 requests in the window; the last one 1.500s after the window began"
+
+
+def test_no_traffic_to_when_never_detected_is_unjudgeable() -> None:
+    v = Run(NO_TRAFFIC).fault(5.0, 13.0).requests(0, 20).finish().verdict()
+    assert (v.passed, v.measured) == (False, "n/a")
+    assert "no after_detection window" in v.detail
+
+
+# -- latency -----------------------------------------------------------------------------
+
+def latency_run(expect: str) -> Run:
+    run = Run(expect).fault(5.0, 13.0)
+    for i in range(1, 11):  # 0.1s .. 1.0s, in shuffled start order
+        run.request(15.0 - i * 0.3, latency=i / 10)
+    run.request(14.0, latency=30.0, error="timeout", status=None)  # failed: not part of the percentile
+    return run.finish()
+
+
+def test_latency_percentile_is_nearest_rank_over_successful_requests() -> None:
+    v = latency_run("{kind: latency, window: {from: 10s, to: 20s}, percentile: 90, max: 1s}").verdict()
+    assert v.passed is True
+    assert v.measured_value == pytest.approx(0.9)  # rank ceil(0.9 * 10) = 9
+    assert v.measured == "0.900s"
+    assert v.detail == "p90 of 10 successful requests was 0.900s"
+
+
+def test_latency_fails_over_the_bound() -> None:
+    v = latency_run("{kind: latency, window: {from: 10s, to: 20s}, percentile: 50, max: 400ms}").verdict()
+    assert v.passed is False
+    assert v.measured_value == pytest.approx(0.5)
+    assert v.bound == "≤ 400ms"
+    assert v.bound_value == pytest.approx(0.4)
+
+
+def test_latency_without_successful_requests_is_unjudgeable() -> None:
+    run = Run("{kind: latency, window: fault, max: 1s}").fault(5.0, 13.0)
+    v = run.request(6.0, error="reset", status=None).finish().verdict()
+    assert (v.passed, v.measured) == (False, "n/a")
+    assert v.detail == "no successful request started between 5.000s and 13.000s"
+
+
+def test_latency_in_the_baseline_excludes_requests_in_flight() -> None:
+    run = Run("{kind: latency, window: baseline, percentile: 100, max: 1s}").fault(5.0, 13.0)
+    run.request(1.0, latency=0.2).request(4.0, latency=2.0)  # the second one is still running at 5s
+    v = run.finish().verdict()
+    assert v.passed is True
+    assert v.measured_value == pytest.approx(0.2)
+
+
+# -- all_down_response -------------------------------------------------------------------
+
+ALL_DOWN_FAULT = '  - {kind: timeout, target: "chat[*]", at: 5s, for: 8s}\n'
+NHU = "no healthy upstream"
+
+
+def all_down_run(expect: str, first_match: float = 7.0) -> Run:
+    run = Run(expect, faults=ALL_DOWN_FAULT)
+    run.fault(5.0, 13.0, label="timeout@chat[*]", kind="timeout", target="chat[*]", replicas=REPLICAS)
+    run.requests(0, 5, replica="chat[1]")
+    run.request(5.2, latency=1.0, error="timeout", status=None, replica=None)
+    run.request(6.0, error="http_5xx", status=503, replica=None, body="upstream connect error or disconnect")
+    t = first_match
+    while t < 13.0:  # from the first match on, one request a second; the one at first_match + 3 is a 502
+        if t == first_match + 3:
+            run.request(t, error="http_5xx", status=502, replica=None, body="bad gateway")
+        else:
+            run.request(t, error="http_5xx", status=503, replica=None, body=NHU)
+        t += 1.0
+    run.requests(13.0, 20.0)
+    return run.finish()
+
+
+def test_all_down_response_first_match_and_share_pass() -> None:
+    v = all_down_run("{kind: all_down_response, within: 4s, min_share: 0.8}").verdict()
+    assert v.passed is True
+    assert v.measured_value == pytest.approx(2.0)  # first 503 'no healthy upstream' at 7s, fault began at 5s
+    assert v.measured == "2.000s"
+    assert v.detail == ("first 503 'no healthy upstream' 2.000s after timeout@chat[*] began; "
+                        "83.3% of the 6 requests after it matched (need 80%)")
+
+
+def test_all_down_response_fails_on_min_share() -> None:
+    v = all_down_run("{kind: all_down_response, within: 4s}").verdict()  # default min_share 0.95
+    assert v.passed is False
+    assert v.measured_value == pytest.approx(2.0)
+    assert "83.3% of the 6 requests after it matched (need 95%)" in v.detail
+
+
+def test_all_down_response_fails_when_first_match_is_late() -> None:
+    v = all_down_run("{kind: all_down_response, within: 4s, min_share: 0.5}", first_match=9.5).verdict()
+    assert v.passed is False
+    assert v.measured_value == pytest.approx(4.5)
+    assert v.bound_value == 4.0
+
+
+def test_all_down_response_never() -> None:
+    run = Run("{kind: all_down_response, within: 4s}", faults=ALL_DOWN_FAULT)
+    run.fault(5.0, 13.0, label="timeout@chat[*]", kind="timeout", target="chat[*]", replicas=REPLICAS)
+    run.request(6.0, error="http_5xx", status=503, replica=None, body="upstream connect error")
+    run.request(7.0, latency=1.0, error="timeout", status=None, replica=None)
+    v = run.finish().verdict()
+    assert v.passed is False
+    assert v.measured == "never"
+    assert v.measured_value is None
+    assert v.detail == ("no client got 503 'no healthy upstream' during timeout@chat[*]; they got: "
+                        "503 'upstream connect error'; None 'timeout'")
+
+
+def test_all_down_response_matches_status_and_body() -> None:
+    run = Run("{kind: all_down_response, status: 502, body_contains: gone, within: 4s, min_share: 1.0}",
+              faults=ALL_DOWN_FAULT)
+    run.fault(5.0, 13.0, label="timeout@chat[*]", kind="timeout", target="chat[*]", replicas=REPLICAS)
+    run.request(5.5, error="http_5xx", status=503, replica=None, body="all gone")  # right body, wrong status
+    run.request(6.0, error="http_5xx", status=502, replica=None, body="it is gone now")
+    run.request(6.5, error="http_5xx", status=502, replica=None, body="it is gone now")
+    v = run.finish().verdict()
+    assert v.passed is True
+    assert v.measured_value == pytest.approx(1.0)
+
+
+# -- every kind has a passing and a failing case ------------------------------------------
+
+PASS_FAIL: dict[str, tuple[Any, Any]] = {
+    "upstream_unhealthy": (test_upstream_unhealthy_passes_when_detected_in_time,
+                           test_upstream_unhealthy_fails_when_detected_late),
+    "upstream_healthy": (test_upstream_healthy_is_measured_from_the_fault_end,
+                         test_upstream_healthy_fails_when_readmitted_late),
+    "error_rate": (test_error_rate_passes_under_the_bound, test_error_rate_fails_over_the_bound_and_names_the_error_kinds),
+    "no_traffic_to": (test_no_traffic_to_passes_when_the_replica_is_routed_around_after_detection,
+                      test_no_traffic_to_fails_and_counts_only_requests_in_the_window),
+    "latency": (test_latency_percentile_is_nearest_rank_over_successful_requests, test_latency_fails_over_the_bound),
+    "all_down_response": (test_all_down_response_first_match_and_share_pass, test_all_down_response_fails_on_min_share),
+}
+
+
+def test_every_expectation_kind_has_a_passing_and_a_failing_case() -> None:
+    assert set(PASS_FAIL) == set(EXPECTATIONS)
+
+
+# -- the judgement ------------------------------------------------------------------------
+
+def passing_run(outcome: str | None) -> Run:
+    return Run("{kind: error_rate, window: baseline, max: 0.0}").fault(5.0, 13.0).requests(0, 20).finish(outcome=outcome)
+
+
+def test_complete_run_with_passing_verdicts_passes() -> None:
+    judgement = passing_run("complete").judge()
+    assert [v.passed for v in judgement.verdicts] == [True]
+    assert judgement.timeline.complete is True
+    assert judgement.passed is True
+
+
+@pytest.mark.parametrize("outcome", [None, "interrupted", "failed"])
+def test_incomplete_run_fails_even_if_every_verdict_passes(outcome: str | None) -> None:
+    judgement = passing_run(outcome).judge()
+    assert [v.passed for v in judgement.verdicts] == [True]
+    assert judgement.timeline.complete is False
+    assert judgement.passed is False
+
+
+def test_judgement_carries_the_scenario_and_every_verdict_in_order() -> None:
+    run = detected_run(UNHEALTHY, HEALTHY, NO_TRAFFIC).requests(0, 20, replica="chat[2]").finish()
+    judgement = run.judge()
+    assert judgement.scenario.name == "t"
+    assert [v.kind for v in judgement.verdicts] == ["upstream_unhealthy", "upstream_healthy", "no_traffic_to"]
+    assert judgement.passed is True
+
+
+# -- the timeline -------------------------------------------------------------------------
+
+def test_timeline_times_are_relative_to_load_start_and_open_faults_last_to_the_end() -> None:
+    run = Run("{kind: error_rate, window: run, max: 1.0}").fault(5.0, None).request(3.0, latency=0.25)
+    timeline = build_timeline(run.finish(t=18.0).events)
+    assert timeline.t0 == T0
+    assert timeline.end == pytest.approx(18.0)
+    assert timeline.replicas == list(REPLICAS)
+    (window,) = timeline.faults
+    assert (window.label, window.start, window.end, window.replicas) == (RESET_0_LABEL, 5.0, 18.0, ("chat[0]",))
+    (request,) = timeline.requests
+    assert (request.t, request.latency, request.ok) == (3.0, 0.25, True)
+
+
+def test_timeline_health_view() -> None:
+    run = detected_run(UNHEALTHY, unhealthy_at=6.5, healthy_at=14.5).finish()
+    timeline = build_timeline(run.events)
+    assert timeline.healthy_at("chat[0]", -2.0) is None  # before the first sample
+    assert timeline.healthy_at("chat[0]", 6.49) is True
+    assert timeline.healthy_at("chat[0]", 6.5) is False
+    assert timeline.first_unhealthy("chat[0]", 5.0) == pytest.approx(6.5)
+    assert timeline.first_unhealthy("chat[0]", 7.0) == 7.0  # already unhealthy then
+    assert timeline.first_healthy("chat[0]", 13.0) == pytest.approx(14.5)
+    assert timeline.first_unhealthy("chat[1]", 0.0) is None
+
+
+@pytest.mark.parametrize(
+    ("values", "pct", "expected"),
+    [
+        ([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 50, 5),
+        ([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 90, 9),
+        ([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 91, 10),
+        ([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 99, 10),
+        ([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 100, 10),
+        ([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.1, 1),
+        ([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0, 1),
+        ([10, 1, 7, 3], 50, 3),
+        ([10, 1, 7, 3], 75, 7),
+        ([0.42], 99, 0.42),
+    ],
+)
+def test_percentile_is_nearest_rank(values: list[float], pct: float, expected: float) -> None:
+    assert percentile(values, pct) == expected
+
+
+def test_percentile_does_not_reorder_its_input() -> None:
+    values = [3.0, 1.0, 2.0]
+    assert percentile(values, 100) == 3.0
+    assert values == [3.0, 1.0, 2.0]

@@ -1,0 +1,144 @@
+"""The run journal: JSON lines written by JournalWriter, read back by read_journal."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from harness.errors import JournalError
+from harness.journal import EVENT_TYPES, JournalWriter, read_journal
+
+
+def write_run(path: Path) -> list[dict]:
+    writer = JournalWriter(path)
+    written = [
+        writer.write("run.started", ts=100.0, scenario="t", file="x.yaml", text="name: t\n", replicas=["chat[0]"]),
+        writer.write("load.started", ts=101.0),
+        writer.write("request", ts=101.5, kind="chat", latency=0.05, status=200, error=None, replica="chat[0]"),
+        writer.write("run.finished", ts=110.0, outcome="complete"),
+    ]
+    writer.close()
+    return written
+
+
+def test_writer_writes_json_lines_that_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "journal.jsonl"  # the parent folder is created
+    written = write_run(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 4
+    assert [json.loads(line) for line in lines] == written
+    assert read_journal(path) == written
+    assert written[2] == {"type": "request", "ts": 101.5, "kind": "chat", "latency": 0.05, "status": 200,
+                          "error": None, "replica": "chat[0]"}
+
+
+def test_writer_stamps_the_time_and_stringifies_odd_values(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    writer = JournalWriter(path)
+    event = writer.write("run.started", file=tmp_path / "x.yaml")
+    writer.close()
+    assert isinstance(event["ts"], float) and event["ts"] > 1_600_000_000
+    (line,) = read_journal(path)
+    assert line["file"] == str(tmp_path / "x.yaml")
+
+
+def test_writer_flushes_each_event_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    writer = JournalWriter(path)
+    writer.write("run.started", ts=1.0, text="")
+    assert read_journal(path)[0]["type"] == "run.started"  # readable before close (crash safety)
+    writer.close()
+
+
+def test_writing_after_close_is_a_no_op(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    writer = JournalWriter(path)
+    writer.write("run.started", ts=1.0)
+    writer.close()
+    writer.write("warning", ts=2.0, message="late")
+    assert [e["type"] for e in read_journal(path)] == ["run.started"]
+
+
+def test_writer_is_safe_from_several_threads(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    writer = JournalWriter(path)
+    writer.write("run.started", ts=0.0, text="x" * 1000)
+
+    def spam(n: int) -> None:
+        for i in range(200):
+            writer.write("request", ts=float(i), kind="chat", latency=0.1, worker=n, padding="y" * 200)
+
+    threads = [threading.Thread(target=spam, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writer.close()
+    events = read_journal(path)
+    assert len(events) == 1 + 4 * 200
+    assert sorted(sum(1 for e in events if e.get("worker") == n) for n in range(4)) == [200] * 4
+
+
+def test_torn_last_line_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    written = write_run(path)
+    with path.open("a", encoding="utf-8") as f:
+        f.write('{"type":"request","ts":111.0,"kind":"ch')  # crash mid-write
+    assert read_journal(path) == written
+
+
+def test_corrupt_middle_line_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    write_run(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[2] = lines[2][:20]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(JournalError, match=rf"^{re.escape(str(path))}:3: not a JSON event: "):
+        read_journal(path)
+
+
+def test_unknown_event_type_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    path.write_text('{"type":"run.started","ts":1}\n{"type":"bogus","ts":2}\n{"type":"run.finished","ts":3}\n')
+    with pytest.raises(JournalError, match=rf"^{re.escape(str(path))}:2: not a chaosgate event$"):
+        read_journal(path)
+    path.write_text('{"type":"run.started","ts":1}\n[1, 2]\n{"type":"run.finished","ts":3}\n')
+    with pytest.raises(JournalError, match=rf"^{re.escape(str(path))}:2: not a chaosgate event$"):
+        read_journal(path)
+
+
+def test_journal_without_header_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    path.write_text('{"type":"load.started","ts":1}\n{"type":"run.finished","ts":3}\n')
+    with pytest.raises(JournalError, match="no run.started header"):
+        read_journal(path)
+
+
+def test_empty_journal_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    path.write_text("")
+    with pytest.raises(JournalError, match=rf"^{re.escape(str(path))}: not a chaosgate journal \(no run.started header\)$"):
+        read_journal(path)
+    path.write_text("\n\n")
+    with pytest.raises(JournalError, match="no run.started header"):
+        read_journal(path)
+
+
+def test_missing_journal_is_a_journal_error(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="cannot read journal"):
+        read_journal(tmp_path / "absent.jsonl")
+
+
+def test_blank_lines_are_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    path.write_text('{"type":"run.started","ts":1}\n\n{"type":"run.finished","ts":3}\n')
+    assert [e["type"] for e in read_journal(path)] == ["run.started", "run.finished"]
+
+
+def test_event_types_are_the_documented_ones() -> None:
+    assert EVENT_TYPES == {"run.started", "stack.ready", "load.started", "request", "health", "fault.started",
+                           "fault.cleared", "load.finished", "warning", "run.finished"}
