@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -22,6 +23,8 @@ def parse_duration(value: Any) -> float:
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     else:
         raise ValueError(f"expected a duration such as '1.5s' or '250ms', got {value!r}")
+    if not math.isfinite(seconds):
+        raise ValueError(f"expected a duration such as '1.5s' or '250ms' (a finite number), got {value!r}")
     if seconds < 0:
         raise ValueError(f"expected a duration of zero or more, got {value!r}")
     return seconds
@@ -30,8 +33,8 @@ def parse_duration(value: Any) -> float:
 def format_duration(seconds: float) -> str:
     """Render seconds the way a person writes them in a scenario (``1.5s``, ``250ms``)."""
     if seconds and seconds < 1:
-        return f"{seconds * 1000:g}ms"
-    return f"{seconds:g}s"
+        return f"{seconds * 1000:.15g}ms"
+    return f"{seconds:.15g}s"
 
 
 Duration = Annotated[

@@ -28,13 +28,14 @@ class HealthCheck(_Model):
     """The gateway's active health check of every replica."""
 
     path: str = Field(default="/health", pattern=r"^/", description="HTTP path the gateway polls on each replica.")
-    interval: Duration = Field(default=1.0, description="Time between checks of one replica.")
-    timeout: Duration = Field(default=0.5, description="A check that takes longer fails.")
+    interval: Duration = Field(default=1.0, gt=0, description="Time between checks of one replica.")
+    timeout: Duration = Field(default=0.5, gt=0, description="A check that takes longer fails.")
     unhealthy_threshold: int = Field(default=2, ge=1, description="Failed checks in a row before a replica is marked unhealthy.")
     healthy_threshold: int = Field(default=2, ge=1, description="Passed checks in a row before a replica is readmitted.")
-    expected_statuses: list[int] = Field(default=[200], min_length=1, description="HTTP statuses that count as healthy.")
+    expected_statuses: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default=[200], min_length=1, description="HTTP statuses that count as healthy.")
     no_traffic_interval: Duration = Field(
-        default=60.0,
+        default=60.0, gt=0,
         description="Envoy's check interval while the cluster has carried no traffic (Envoy's default: 60s). "
                     "Set it to the interval for detection in seconds right after start-up.")
 
@@ -44,8 +45,8 @@ class OutlierDetection(_Model):
 
     consecutive_5xx: int | None = Field(default=5, ge=1, description="5xx (incl. connect failures and resets) in a row that eject a replica.")
     consecutive_gateway_failure: int | None = Field(default=None, ge=1, description="502/503/504 in a row that eject a replica.")
-    interval: Duration = Field(default=10.0, description="How often ejections are reviewed (un-ejection happens only then).")
-    base_ejection_time: Duration = Field(default=30.0, description="How long the first ejection lasts.")
+    interval: Duration = Field(default=10.0, gt=0, description="How often ejections are reviewed (un-ejection happens only then).")
+    base_ejection_time: Duration = Field(default=30.0, gt=0, description="How long the first ejection lasts.")
     max_ejection_percent: int = Field(default=10, ge=0, le=100, description="Most replicas that may be ejected at once, in percent.")
 
 
@@ -88,8 +89,8 @@ class Load(_Model):
 
     users: int = Field(default=10, ge=1, le=200, description="Concurrent simulated users.")
     spawn_rate: float = Field(default=10.0, gt=0, description="Users started per second.")
-    duration: Duration = Field(description="How long the load runs; faults are scheduled inside it.")
-    mix: dict[Literal["chat", "chat_stream"], float] = Field(
+    duration: Duration = Field(gt=0, le=3600, description="How long the load runs (at most 1h); faults are scheduled inside it.")
+    mix: dict[Literal["chat", "chat_stream"], Annotated[float, Field(ge=0)]] = Field(
         default={"chat": 1.0}, description="Relative weight of each request type.")
     pool: str | None = Field(default=None, description="The pool the load goes to (default: the first).")
     wait: Duration = Field(default=0.0, description="Pause of each user between requests.")
@@ -152,6 +153,8 @@ def parse_scenario(text: str, file: str) -> Scenario:
     except ValidationError as exc:
         problems: dict[str, Problem] = {}
         for error in exc.errors():  # a union reports once per member: keep the first per field
+            if error["type"] == "literal_error" and isinstance(error.get("input"), (dict, list)):
+                continue  # a mapping given where a name or a mapping may go: the mapping's errors say more
             problem = _problem(doc, error)
             problems.setdefault(problem.field, problem)
         raise ScenarioError(list(problems.values())) from None
@@ -189,8 +192,11 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> YamlPath:
     node: Any = data
     tag_dropped_at = -1
     for part in loc:
+        is_last = part is loc[-1] and len(path) + 1 >= len(loc) - (tag_dropped_at >= 0)
         is_tag = (isinstance(node, dict) and path and isinstance(path[-1], int) and part == node.get("kind")
-                  and tag_dropped_at != len(path)) or (node is not None and not isinstance(node, (dict, list)))
+                  and tag_dropped_at != len(path)) \
+            or (node is not None and not isinstance(node, (dict, list))) \
+            or (isinstance(node, dict) and part not in node and not is_last)  # a union member's name
         if is_tag:
             tag_dropped_at = len(path)
             continue
@@ -218,6 +224,15 @@ def _render_path(data: Any, path: YamlPath) -> str:
             out += f".{part}" if out else str(part)
         node = node[part] if isinstance(node, (dict, list)) and _has(node, part) else None
     return out
+
+
+def _overlap(a: Any, b: Any, pools: dict[str, int]) -> bool:
+    """Whether two faults are active on a common replica at a common moment."""
+    try:
+        shared = set(resolve(a.target, pools)) & set(resolve(b.target, pools))
+    except ValueError:
+        return False
+    return bool(shared) and a.at < b.at + b.duration and b.at < a.at + a.duration
 
 
 def _cross_check(scenario: Scenario, doc: YamlDocument) -> list[Problem]:
@@ -248,6 +263,10 @@ def _cross_check(scenario: Scenario, doc: YamlDocument) -> list[Problem]:
         if fault.label in labels:
             add(("faults", i), f"two faults are both called {fault.label!r}; give them distinct names")
         labels.append(fault.label)
+        for earlier in scenario.faults[:i]:
+            if fault.exclusive and earlier.kind == fault.kind and _overlap(earlier, fault, scenario.pools):
+                add(("faults", i), f"overlaps {earlier.label!r} on the same replica; two {fault.kind!r} faults "
+                    "cannot be active on one replica at once (the first to end would end both)")
     for i, expectation in enumerate(scenario.expect):
         target = getattr(expectation, "target", None)
         if target is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 TARGET_PATTERN = r"^[a-z][a-z0-9_-]*(\[(\d+|\*)\])?$"
 _TARGET = re.compile(TARGET_PATTERN)
@@ -17,7 +17,11 @@ def _check_target(value: str) -> str:
     return value
 
 
-Target = Annotated[str, AfterValidator(_check_target), Field(examples=["chat[0]", "chat[*]", "chat"])]
+Target = Annotated[
+    str,
+    AfterValidator(_check_target),
+    WithJsonSchema({"type": "string", "pattern": TARGET_PATTERN, "examples": ["chat[0]", "chat[*]", "chat"]}),
+]
 
 
 def replica_name(pool: str, index: int) -> str:

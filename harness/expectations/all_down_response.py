@@ -12,18 +12,19 @@ from harness.timeline import Request, Timeline
 
 
 class AllDownResponse(Expectation):
-    """From the fault's start, clients must get ``status`` with ``body_contains`` within
-    ``within``, and from then until the fault ends at least ``min_share`` of responses must."""
+    """The first request that gets ``status`` with ``body_contains`` must start within
+    ``within`` of the fault's start; from then until the fault ends, at least ``min_share``
+    of requests must get that answer. Without ``fault:``, the scenario's first fault counts."""
 
     kind: Literal["all_down_response"]
     status: int = Field(default=503, ge=100, le=599, description="The HTTP status clients must get.")
     body_contains: str = Field(default="no healthy upstream", description="Text the response body must contain.")
-    within: Duration = Field(description="Longest allowed time from the fault's start to the first such response.")
+    within: Duration = Field(description="Longest allowed time from the fault's start to the start of the first request answered so.")
     min_share: float = Field(default=0.95, ge=0, le=1,
                              description="Share of responses from then to the fault's end that must match.")
 
     def describe(self) -> str:
-        return (f"within {format_duration(self.within)} of every replica failing, clients get "
+        return (f"within {format_duration(self.within)} of the fault starting, clients get "
                 f"{self.status} '{self.body_contains}'")
 
     def bound_text(self) -> str:

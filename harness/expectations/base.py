@@ -21,7 +21,7 @@ from harness.timeline import FaultWindow, Request, Timeline
 class ExplicitWindow(BaseModel):
     """Seconds since the load started: requests that start in [from, to) count."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
     start: Duration = Field(alias="from")
     end: Duration = Field(alias="to")
 

@@ -7,12 +7,13 @@ from typing import Literal
 from pydantic import Field
 
 from harness.durations import Duration, format_duration
-from harness.expectations.base import Expectation, Target, Verdict, replicas_of, seconds
+from harness.expectations.base import Expectation, Target, Unjudgeable, Verdict, replicas_of, seconds
 from harness.timeline import Timeline
 
 
 class UpstreamHealthy(Expectation):
-    """Recovery time: fault end → the gateway reports every targeted replica healthy."""
+    """Recovery time: fault end → the gateway reports every targeted replica healthy again.
+    A replica the gateway never marked unhealthy has nothing to recover from: that fails."""
 
     kind: Literal["upstream_healthy"]
     target: Target = Field(description="The replica(s) that must be readmitted.")
@@ -29,13 +30,18 @@ class UpstreamHealthy(Expectation):
         missing: list[str] = []
         worst = 0.0
         for replica in replicas_of(self.target, timeline):
-            seen = timeline.first_healthy(replica, fault.end)
+            ejected = timeline.first_unhealthy(replica, fault.start)
+            if ejected is None:
+                raise Unjudgeable(f"{replica} was never marked unhealthy after {fault.label} began, "
+                                  "so there was no readmission to measure")
+            seen = timeline.first_healthy(replica, max(fault.end, ejected))
             if seen is None:
                 missing.append(replica)
                 continue
             worst = max(worst, seen - fault.end)
         if missing:
-            return self.verdict(False, "never", f"{', '.join(missing)} was still unhealthy when the run ended, "
+            verb = "was" if len(missing) == 1 else "were"
+            return self.verdict(False, "never", f"{', '.join(missing)} {verb} still unhealthy when the run ended, "
                                 f"{seconds(timeline.end - fault.end)} after {fault.label} ended",
                                 bound_value=self.within)
         passed = worst <= self.within

@@ -8,6 +8,7 @@ teardown, whatever happened).
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,13 +32,15 @@ class FaultContext(Protocol):
 class Fault(BaseModel):
     """Fields every fault has; subclasses add ``kind`` and their own parameters."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    exclusive: ClassVar[bool] = False  # True: two faults of this kind cannot overlap on one replica
 
     kind: str
     name: str | None = Field(default=None, description="Names the fault in reports; default '<kind>@<target>'.")
     target: Target = Field(description="'pool[i]' for one replica, 'pool[*]' or 'pool' for all of them.")
     at: Duration = Field(description="When the fault starts, from the start of the load.")
-    duration: Duration = Field(alias="for", description="How long the fault lasts.")
+    duration: Duration = Field(alias="for", gt=0, description="How long the fault lasts.")
 
     @property
     def label(self) -> str:
@@ -74,14 +77,18 @@ class ToxicFault(Fault):
     def _streams(self) -> list[str]:
         return ["downstream", "upstream"] if self.direction == "both" else [self.direction]
 
+    def toxic_name(self, stream: str) -> str:
+        """Unique per fault (labels are unique), so overlapping faults never share a toxic."""
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", f"chaosgate_{self.label}_{stream}")
+
     def inject(self, ctx: FaultContext, replica: str) -> None:
         for stream in self._streams():
-            ctx.toxiproxy.add_toxic(ctx.proxy_name(replica), f"chaosgate_{self.toxic_type}_{stream}",
+            ctx.toxiproxy.add_toxic(ctx.proxy_name(replica), self.toxic_name(stream),
                                     self.toxic_type, stream, self.toxicity, self.attributes())
 
     def clear(self, ctx: FaultContext, replica: str) -> None:
         for stream in self._streams():
-            ctx.toxiproxy.remove_toxic(ctx.proxy_name(replica), f"chaosgate_{self.toxic_type}_{stream}")
+            ctx.toxiproxy.remove_toxic(ctx.proxy_name(replica), self.toxic_name(stream))
 
 
 def ms(seconds: float) -> int:

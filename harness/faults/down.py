@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from harness.faults.base import Fault, FaultContext
 
@@ -10,6 +10,7 @@ from harness.faults.base import Fault, FaultContext
 class Down(Fault):
     """The Toxiproxy proxy is disabled for the fault's duration."""
 
+    exclusive: ClassVar[bool] = True  # re-enabling the proxy ends every down fault on it
     kind: Literal["down"]
 
     def inject(self, ctx: FaultContext, replica: str) -> None:

@@ -14,6 +14,7 @@ import yaml
 from harness.errors import ComponentMissing, StackError
 from harness.gateways.base import HostHealth, UpstreamAddress
 from harness.scenario import Gateway, Scenario
+from harness.targets import resolve, split_target
 
 UPSTREAM_HEADER = "x-chaosgate-upstream"
 _FAILURE_FLAGS = ("failed_active_health_check", "failed_outlier_check", "failed_eds_health", "pending_dynamic_removal")
@@ -187,18 +188,32 @@ class EnvoyGateway:
         s = scenario.gateway
         found: list[str] = []
         kinds = {e.kind for e in scenario.expect}
-        if s.health_check and s.health_check.no_traffic_interval > s.health_check.interval and kinds & {
-                "upstream_unhealthy", "upstream_healthy"}:
+        needs_detection = bool(kinds & {"upstream_unhealthy", "upstream_healthy"}) or any(
+            getattr(e, "window", None) == "after_detection" for e in scenario.expect)
+        if s.health_check and s.health_check.no_traffic_interval > s.health_check.interval and needs_detection:
             found.append(
                 f"gateway.health_check.no_traffic_interval is {s.health_check.no_traffic_interval:g}s: until a "
                 "cluster has carried traffic Envoy checks at that interval, not every "
                 f"{s.health_check.interval:g}s, so a fault soon after start-up may be noticed late; "
                 "set no_traffic_interval equal to interval")
-        if s.panic_threshold > 0 and "all_down_response" in kinds:
-            found.append(
-                f"gateway.panic_threshold is {s.panic_threshold:g}%: when fewer replicas than that are healthy "
-                "Envoy routes to all of them anyway, so clients see 'upstream connect error ...' rather than "
-                "'no healthy upstream'; set panic_threshold: 0 to get the 503")
+        if s.panic_threshold > 0:
+            for fault in scenario.faults:
+                pool, _ = split_target(fault.target)
+                total = scenario.pools.get(pool, 0)
+                broken = len(resolve(fault.target, scenario.pools)) if total else 0
+                if total and (total - broken) / total * 100 < s.panic_threshold:
+                    found.append(
+                        f"gateway.panic_threshold is {s.panic_threshold:g}%: while {fault.label} leaves "
+                        f"{total - broken} of {total} replicas of {pool!r} healthy, Envoy ignores health and "
+                        "routes to the broken ones too, so clients see 'upstream connect error ...' or timeouts "
+                        "rather than 'no healthy upstream'; set panic_threshold: 0 to get the 503")
+                    break
+            else:
+                if "all_down_response" in kinds:
+                    found.append(
+                        f"gateway.panic_threshold is {s.panic_threshold:g}%: when fewer replicas than that are "
+                        "healthy Envoy routes to all of them anyway, so clients see 'upstream connect error ...' "
+                        "rather than 'no healthy upstream'; set panic_threshold: 0 to get the 503")
         if (od := s.outlier_detection) is not None:
             for pool in scenario.upstreams:
                 if (1 / pool.replicas) * 100 > od.max_ejection_percent:

@@ -13,6 +13,7 @@ import random
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import gevent
@@ -52,6 +53,50 @@ def emit(record: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How one response ended, as the journal records it."""
+
+    error: str | None = None
+    nbytes: int = 0
+    ttft: float | None = None
+    body: str | None = None
+
+
+def _read_body(response: FastResponse) -> Outcome:
+    """A whole (non-streamed, or failed) response."""
+    transport_error = getattr(response, "error", None)
+    if response.status_code == 0:
+        return Outcome(error=classify(transport_error) if transport_error else "connect")
+    try:
+        content = response.content or b""
+    except Exception as exc:  # noqa: BLE001 - the body itself failed to arrive
+        return Outcome(error=classify(exc))
+    if response.status_code >= 400:
+        return Outcome(error="http_5xx" if response.status_code >= 500 else "http_4xx", nbytes=len(content),
+                       body=content.decode("utf-8", "replace"))
+    return Outcome(error=classify(transport_error) if transport_error else None, nbytes=len(content))
+
+
+def _read_stream(response: FastResponse, began: float) -> Outcome:
+    """An SSE stream, read as it arrives: time to the first token, and whether [DONE] came."""
+    ttft: float | None = None
+    buffer = ""
+    nbytes = 0
+    try:
+        # Small reads: read(n) blocks until n bytes arrive, which would hide the time to first token.
+        for chunk in response.iter_content(chunk_size=128, decode_content=False):
+            nbytes += len(chunk)
+            buffer = (buffer + chunk.decode("utf-8", "replace"))[-4096:]
+            if ttft is None and '"content":"' in buffer.replace('"content":""', ""):
+                ttft = time.perf_counter() - began
+            if "data: [DONE]" in buffer:
+                return Outcome(nbytes=nbytes, ttft=ttft)
+    except Exception as exc:  # noqa: BLE001 - any failure mid-stream is recorded, never raised
+        return Outcome(error=classify(exc), nbytes=nbytes, ttft=ttft)
+    return Outcome(error="stream_incomplete", nbytes=nbytes, ttft=ttft, body=buffer[-200:])
+
+
 def make_user(config: LoadConfig) -> type[FastHttpUser]:
     words = config.prompt_words()
     rng = random.Random(config.seed)
@@ -78,56 +123,24 @@ def make_user(config: LoadConfig) -> type[FastHttpUser]:
 
         def _request(self, kind: str, stream: bool) -> None:
             start, began = time.time(), time.perf_counter()
-            record: dict[str, Any] = {"event": "request", "ts": start, "kind": kind}
             with self.client.post(f"{config.base_path}/v1/chat/completions", json=self._body(stream), name=kind,
                                   stream=stream, catch_response=True) as response:
-                error, ttft, body = self._outcome(response, stream, began)
+                outcome = _read_stream(response, began) if stream and response.status_code == 200 \
+                    else _read_body(response)
                 headers = response.headers or {}
-                record.update(latency=time.perf_counter() - began, status=response.status_code or None,
-                              replica=headers.get("x-chaosgate-replica"), upstream=headers.get("x-chaosgate-upstream"),
-                              error=error)
-                if ttft is not None:
-                    record["ttft"] = ttft
-                if error is not None and body:
-                    record["body"] = body[:300]
-                if error is None:
+                record: dict[str, Any] = {
+                    "event": "request", "ts": start, "kind": kind, "latency": time.perf_counter() - began,
+                    "status": response.status_code or None, "bytes": outcome.nbytes, "error": outcome.error,
+                    "replica": headers.get("x-chaosgate-replica"), "upstream": headers.get("x-chaosgate-upstream")}
+                if outcome.ttft is not None:
+                    record["ttft"] = outcome.ttft
+                if outcome.error is not None and outcome.body:
+                    record["body"] = outcome.body[:300]
+                if outcome.error is None:
                     response.success()
                 else:
-                    response.failure(error)
+                    response.failure(outcome.error)
             emit(record)
-
-        def _outcome(self, response: FastResponse, stream: bool, began: float) -> tuple[str | None, float | None, str | None]:
-            transport_error = getattr(response, "error", None)
-            if response.status_code == 0:
-                return classify(transport_error) if transport_error else "connect", None, None
-            if response.status_code >= 400:
-                try:
-                    text = response.content.decode("utf-8", "replace") if response.content else ""
-                except Exception as exc:  # noqa: BLE001 - the body itself failed to arrive
-                    return classify(exc), None, None
-                return ("http_5xx" if response.status_code >= 500 else "http_4xx"), None, text
-            if not stream:
-                try:
-                    _ = response.content
-                except Exception as exc:  # noqa: BLE001
-                    return classify(exc), None, None
-                return (classify(transport_error) if transport_error else None), None, None
-            return self._read_stream(response, began)
-
-        def _read_stream(self, response: FastResponse, began: float) -> tuple[str | None, float | None, str | None]:
-            ttft: float | None = None
-            buffer = ""
-            try:
-                # Small reads: read(n) blocks until n bytes arrive, which would hide the time to first token.
-                for chunk in response.iter_content(chunk_size=128, decode_content=True):
-                    buffer += chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else chunk
-                    if ttft is None and '"content":"' in buffer.replace('"content":""', ""):
-                        ttft = time.perf_counter() - began
-                    if "data: [DONE]" in buffer:
-                        return None, ttft, None
-            except Exception as exc:  # noqa: BLE001 - any failure mid-stream is recorded, never raised
-                return classify(exc), ttft, None
-            return "stream_incomplete", ttft, buffer[-200:]
 
     # Locust task weights are integers: the mix's relative weights become per-mille.
     weights = {ChatUser.chat: config.mix.get("chat", 0.0), ChatUser.chat_stream: config.mix.get("chat_stream", 0.0)}

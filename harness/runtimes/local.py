@@ -75,7 +75,8 @@ class LocalRuntime:
                 replica_children.append((name, port, processes.start(name, [
                     sys.executable, "-m", "fakes.openai_server", "--name", name, "--host", "127.0.0.1",
                     "--port", str(port), "--seed", str(scenario.seed * 1000 + index),
-                    "--ttft-ms", f"{pool.ttft * 1000:g}", "--tokens-per-s", f"{pool.tokens_per_s:g}"])))
+                    "--ttft-ms", f"{pool.ttft * 1000:g}", "--tokens-per-s", f"{pool.tokens_per_s:g}",
+                    "--max-tokens", str(scenario.load.max_tokens)])))
 
         processes.wait_ready(toxiproxy_child, lambda: _answers(f"{toxiproxy_url}/version"), READY_TIMEOUT)
         for _, port, child in replica_children:

@@ -16,6 +16,11 @@ RESET_0 = '  - {kind: reset_peer, target: "chat[0]", at: 5s, for: 8s}\n'
 RESET_0_LABEL = "reset_peer@chat[0]"
 
 
+def proxy_address(replica: str) -> str:
+    """The host:port the gateway dials for a replica (its Toxiproxy proxy) in these runs."""
+    return f"127.0.0.1:{31000 + int(replica.split('[')[1].rstrip(']'))}"
+
+
 class Run:
     """A synthetic run: a scenario with the given expectations and faults, then its events."""
 
@@ -30,7 +35,9 @@ class Run:
         self.events: list[dict[str, Any]] = [
             {"type": "run.started", "ts": T0 - 3, "scenario": "t", "file": "x.yaml", "text": self.text,
              "seed": 1, "replicas": list(replicas)},
-            {"type": "stack.ready", "ts": T0 - 2, "endpoints": {}},
+            {"type": "stack.ready", "ts": T0 - 2, "endpoints": {"replicas": {
+                r: {"url": f"http://127.0.0.1:{30000 + i}", "proxy": r, "proxy_url": f"http://{proxy_address(r)}"}
+                for i, r in enumerate(replicas)}}},
         ]
         for replica in replicas:  # the observer's first sample: everyone healthy before the load
             self.health(-1.0, replica, True)
@@ -50,11 +57,16 @@ class Run:
         return self
 
     def request(self, t: float, latency: float = 0.05, *, error: str | None = None, status: int | None = 200,
-                replica: str | None = "chat[1]", kind: str = "chat", body: str | None = None) -> Run:
+                replica: str | None = "chat[1]", kind: str = "chat", body: str | None = None,
+                upstream: str | None = None) -> Run:
+        """``replica`` is the identity header of the replica that answered; ``upstream`` the
+        address the gateway says it picked (set on the gateway's own error replies too)."""
         event: dict[str, Any] = {"type": "request", "ts": T0 + t, "kind": kind, "latency": latency,
                                  "status": status, "error": error, "replica": replica}
         if body is not None:
             event["body"] = body
+        if upstream is not None:
+            event["upstream"] = upstream
         self.events.append(event)
         return self
 
@@ -165,6 +177,14 @@ def test_upstream_healthy_never_readmitted() -> None:
     assert v.measured == "never"
     assert v.measured_value is None
     assert v.detail == f"chat[0] was still unhealthy when the run ended, 7.000s after {RESET_0_LABEL} ended"
+
+
+def test_upstream_healthy_fails_when_the_replica_was_never_ejected() -> None:
+    v = Run(HEALTHY).fault(5.0, 13.0).finish().verdict()
+    assert v.passed is False
+    assert v.measured == "n/a"
+    assert v.detail == (f"chat[0] was never marked unhealthy after {RESET_0_LABEL} began, "
+                        "so there was no readmission to measure")
 
 
 # -- error_rate -------------------------------------------------------------------------
@@ -313,7 +333,29 @@ def test_no_traffic_to_fails_and_counts_only_requests_in_the_window() -> None:
     v = run.finish().verdict()
     assert v.passed is False
     assert (v.measured, v.measured_value) == ("2 requests", 2)
-    assert v.detail == "chat[0] served 2 requests in the window; the last one 1.500s after the window began"
+    assert v.detail == ("the gateway sent 2 requests to chat[0] in the window (1 failed); "
+                        "the last one 1.500s after the window began")
+
+
+def test_no_traffic_to_counts_failed_attempts_the_gateway_routed_to_the_replica() -> None:
+    # A reset replica never stamps its identity header; the gateway's upstream header says where it went.
+    run = detected_run(NO_TRAFFIC, unhealthy_at=6.5)
+    run.request(7.0, error="http_5xx", status=503, replica=None, upstream=proxy_address("chat[0]"))
+    run.request(7.5, error="http_5xx", status=503, replica=None, upstream=proxy_address("chat[1]"))
+    run.request(8.0, replica="chat[2]", upstream=proxy_address("chat[2]"))
+    run.request(9.0, error="reset", status=None, replica=None, upstream="10.9.9.9:1")  # unknown address
+    v = run.finish().verdict()
+    assert v.passed is False
+    assert (v.measured, v.measured_value) == ("1 requests", 1)
+    assert v.detail == ("the gateway sent 1 requests to chat[0] in the window (1 failed); "
+                        "the last one 0.500s after the window began")
+
+
+def test_no_traffic_to_passes_when_failures_were_routed_elsewhere() -> None:
+    run = detected_run(NO_TRAFFIC, unhealthy_at=6.5)
+    run.request(7.0, error="http_5xx", status=503, replica=None, upstream=proxy_address("chat[1]"))
+    run.request(7.5, error="http_5xx", status=503, replica=None)
+    assert run.finish().verdict().passed is True
 
 
 def test_no_traffic_to_when_never_detected_is_unjudgeable() -> None:
@@ -494,6 +536,16 @@ def test_timeline_times_are_relative_to_load_start_and_open_faults_last_to_the_e
     assert (window.label, window.start, window.end, window.replicas) == (RESET_0_LABEL, 5.0, 18.0, ("chat[0]",))
     (request,) = timeline.requests
     assert (request.t, request.latency, request.ok) == (3.0, 0.25, True)
+
+
+def test_timeline_maps_the_gateway_upstream_address_to_a_replica() -> None:
+    run = Run("{kind: error_rate, window: run, max: 1.0}").fault(5.0, 13.0)
+    run.request(1.0, replica=None, error="reset", status=None, upstream=proxy_address("chat[2]"))
+    run.request(2.0, replica="chat[1]")
+    timeline = build_timeline(run.finish().events)
+    routed, served = timeline.requests
+    assert routed.routed_to == "chat[2]" and routed.reached({"chat[2]"}) and not routed.reached({"chat[0]"})
+    assert served.routed_to is None and served.reached({"chat[1]"})
 
 
 def test_timeline_health_view() -> None:

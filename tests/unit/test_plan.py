@@ -69,7 +69,6 @@ def test_targets_resolve_to_replicas(target: str, replicas: tuple[str, ...]) -> 
 
 
 def test_plan_without_faults() -> None:
-    plan = make_plan(scenario("  []\n".replace("  []", "  []")[0:0] or "", duration="12s")) if False else None
     s = parse_scenario("name: t\nupstreams:\n  - {name: chat}\nload: {duration: 12s}\n", "x.yaml")
     plan = make_plan(s)
     assert plan.actions == ()
