@@ -7,14 +7,14 @@ listing every problem with its file, line, field and what was expected.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.durations import Duration
 from harness.errors import Problem, ScenarioError
-from harness.expectations import EXPECTATIONS
-from harness.faults import FAULTS
+from harness.expectations import EXPECTATIONS, Expectation
+from harness.faults import FAULTS, Fault
 from harness.targets import resolve
 from harness.yaml_source import Path as YamlPath
 from harness.yaml_source import YamlDocument, load_yaml
@@ -98,13 +98,17 @@ class Load(_Model):
     request_timeout: Duration = Field(default=10.0, gt=0, description="Client-side time limit of one request.")
 
 
-def _union(registry: dict[str, type[BaseModel]]) -> Any:
+def _union(registry: dict[str, type[Fault]] | dict[str, type[Expectation]]) -> Any:
     members = tuple(registry.values())
     return Annotated[Union[members], Field(discriminator="kind")]  # noqa: UP007 - built at runtime
 
 
-FaultSpec = _union(FAULTS)  # type: ignore[arg-type]
-ExpectationSpec = _union(EXPECTATIONS)  # type: ignore[arg-type]
+if TYPE_CHECKING:  # to type checkers, each item is its seam's base class
+    FaultSpec = Fault
+    ExpectationSpec = Expectation
+else:  # to pydantic, a union of every registered kind, told apart by `kind`
+    FaultSpec = _union(FAULTS)
+    ExpectationSpec = _union(EXPECTATIONS)
 
 
 class Scenario(_Model):
@@ -116,8 +120,8 @@ class Scenario(_Model):
     gateway: Gateway = Field(default_factory=Gateway)
     upstreams: list[Upstream] = Field(min_length=1)
     load: Load
-    faults: list[FaultSpec] = Field(default=[])  # type: ignore[valid-type]
-    expect: list[ExpectationSpec] = Field(default=[])  # type: ignore[valid-type]
+    faults: list[FaultSpec] = Field(default=[])
+    expect: list[ExpectationSpec] = Field(default=[])
 
     @property
     def pools(self) -> dict[str, int]:
@@ -151,13 +155,13 @@ def parse_scenario(text: str, file: str) -> Scenario:
     try:
         scenario = Scenario.model_validate(doc.data)
     except ValidationError as exc:
-        problems: dict[str, Problem] = {}
+        by_field: dict[str, Problem] = {}
         for error in exc.errors():  # a union reports once per member: keep the first per field
             if error["type"] == "literal_error" and isinstance(error.get("input"), (dict, list)):
                 continue  # a mapping given where a name or a mapping may go: the mapping's errors say more
             problem = _problem(doc, error)
-            problems.setdefault(problem.field, problem)
-        raise ScenarioError(list(problems.values())) from None
+            by_field.setdefault(problem.field, problem)
+        raise ScenarioError(list(by_field.values())) from None
     problems = _cross_check(scenario, doc)
     if problems:
         raise ScenarioError(problems)
@@ -201,14 +205,17 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> YamlPath:
             tag_dropped_at = len(path)
             continue
         path.append(part)
-        node = node[part] if isinstance(node, (dict, list)) and _has(node, part) else None
+        node = _child(node, part)
     return tuple(path)
 
 
-def _has(node: dict[Any, Any] | list[Any], part: Any) -> bool:
+def _child(node: Any, part: str | int) -> Any:
+    """``node[part]`` when it exists in the data, else None."""
     if isinstance(node, dict):
-        return part in node
-    return isinstance(part, int) and 0 <= part < len(node)
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return None
 
 
 def _render_path(data: Any, path: YamlPath) -> str:
@@ -222,7 +229,7 @@ def _render_path(data: Any, path: YamlPath) -> str:
             out += f"[name={label!r}]" if label else f"[{part}]"
         else:
             out += f".{part}" if out else str(part)
-        node = node[part] if isinstance(node, (dict, list)) and _has(node, part) else None
+        node = _child(node, part)
     return out
 
 

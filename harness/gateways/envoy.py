@@ -215,12 +215,12 @@ class EnvoyGateway:
                         "healthy Envoy routes to all of them anyway, so clients see 'upstream connect error ...' "
                         "rather than 'no healthy upstream'; set panic_threshold: 0 to get the 503")
         if (od := s.outlier_detection) is not None:
-            for pool in scenario.upstreams:
-                if (1 / pool.replicas) * 100 > od.max_ejection_percent:
+            for upstream in scenario.upstreams:
+                if (1 / upstream.replicas) * 100 > od.max_ejection_percent:
                     found.append(
                         f"gateway.outlier_detection.max_ejection_percent is {od.max_ejection_percent}%: with "
-                        f"{pool.replicas} replicas in {pool.name!r} Envoy 1.40 ejects none of them "
-                        f"(ejecting one is {100 / pool.replicas:.0f}%)")
+                        f"{upstream.replicas} replicas in {upstream.name!r} Envoy 1.40 ejects none of them "
+                        f"(ejecting one is {100 / upstream.replicas:.0f}%)")
         return found
 
 

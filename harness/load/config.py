@@ -26,7 +26,7 @@ class LoadConfig(BaseModel):
         load = scenario.load
         first_pool = scenario.upstreams[0].name
         return cls(host=gateway_url, base_path="" if scenario.load_pool == first_pool else f"/{scenario.load_pool}",
-                   users=load.users, spawn_rate=load.spawn_rate, duration=load.duration, mix=dict(load.mix),
+                   users=load.users, spawn_rate=load.spawn_rate, duration=load.duration, mix={str(kind): weight for kind, weight in load.mix.items()},
                    wait=load.wait, max_tokens=load.max_tokens, request_timeout=load.request_timeout,
                    seed=scenario.seed)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -80,7 +81,7 @@ class LocalRuntime:
 
         processes.wait_ready(toxiproxy_child, lambda: _answers(f"{toxiproxy_url}/version"), READY_TIMEOUT)
         for _, port, child in replica_children:
-            processes.wait_ready(child, lambda port=port: _answers(f"http://127.0.0.1:{port}/health"), READY_TIMEOUT)
+            processes.wait_ready(child, functools.partial(_answers, f"http://127.0.0.1:{port}/health"), READY_TIMEOUT)
 
         toxiproxy = ToxiproxyControl("127.0.0.1", toxiproxy_port)
         replicas: dict[str, Replica] = {}
