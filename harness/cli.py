@@ -20,9 +20,10 @@ import click
 from harness import __version__
 from harness.errors import ChaosgateError, ScenarioError
 from harness.gateways import traps
-from harness.judge import judge_journal
-from harness.output import write_outputs
+from harness.output import journals_in, load_run, read_summary, write_index, write_outputs
 from harness.progress import Progress
+from harness.report import compare, junit_xml, render_comparison
+from harness.report.compare import Comparison
 from harness.runtimes import RUNTIMES
 from harness.scenario import Scenario, load_scenario
 
@@ -75,9 +76,14 @@ def main() -> None:
               help="Folder for results: OUT/<scenario>/journal.jsonl, summary.json, index.html.")
 @click.option("--runtime", default="local", show_default=True, type=click.Choice(sorted(RUNTIMES)),
               help="Where the stack runs.")
+@click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a JUnit XML file: one test case per expectation, grouped by scenario.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output, only the verdicts.")
-def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, quiet: bool) -> None:
+def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, junit_file: Path | None, quiet: bool) -> None:
     """Run scenario files, or every scenario in folders, and judge them.
+
+    Each scenario writes OUT/<scenario>/ (journal.jsonl, summary.json and the HTML report
+    index.html); OUT/index.html lists every run in OUT with its verdict.
 
     Exits 0 when every expectation held, 1 when one failed, 2 when a scenario could
     not be run, 130 when interrupted.
@@ -96,18 +102,40 @@ def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, quiet: bool) -> No
             result = run_scenario(scenario, file, file.read_text(), out_dir, runtime, progress)
         except KeyboardInterrupt:
             click.echo(f"\ninterrupted; the stack was torn down; partial results in {out_dir / scenario.name}", err=True)
+            _suite_outputs(out_dir, [*(name for name, _ in outcomes), scenario.name], junit_file)
             sys.exit(EXIT_INTERRUPTED)
         except ChaosgateError as exc:
             click.echo(f"[{scenario.name}] could not run: {exc}", err=True)
             outcomes.append((scenario.name, None))
             continue
         _print_verdicts(result.summary)
-        click.echo(f"  results: {result.run_dir}")
+        click.echo(f"  report: {result.run_dir / 'index.html'}")
         outcomes.append((scenario.name, result.judgement.passed))
     _print_suite(outcomes)
+    _suite_outputs(out_dir, [name for name, _ in outcomes], junit_file)
     if any(passed is None for _, passed in outcomes):
         sys.exit(EXIT_UNRUNNABLE)
     sys.exit(EXIT_PASSED if all(passed for _, passed in outcomes) else EXIT_FAILED)
+
+
+def _suite_outputs(out_dir: Path, names: list[str], junit_file: Path | None) -> None:
+    """The suite index of OUT, and the JUnit file of the scenarios of this invocation."""
+    index = write_index(out_dir) if out_dir.is_dir() else None
+    if index is not None and len(names) > 1:
+        click.echo(f"suite report: {index}")
+    if junit_file is not None:
+        summaries = []
+        for name in names:  # a scenario that could not start still left a summary marked incomplete
+            summary = read_summary(out_dir / name)
+            summaries.append(summary or {"scenario": name, "complete": False, "outcome": "failed",
+                                         "error": "no summary was written", "expectations": []})
+        _write_junit(junit_file, summaries)
+
+
+def _write_junit(path: Path, summaries: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(junit_xml(summaries), encoding="utf-8")
+    click.echo(f"junit: {path}")
 
 
 def _print_verdicts(summary: dict[str, Any]) -> None:
@@ -190,20 +218,73 @@ def up(scenario_file: Path, port: int | None, out_dir: Path, runtime: str) -> No
 
 
 @main.command()
-@click.argument("journal", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", default=None, type=click.Path(path_type=Path),
-              help="Where to write summary.json and index.html (default: beside the journal).")
-def report(journal: Path, out_dir: Path | None) -> None:
-    """Judge a past run again from its journal and rewrite its summary and report."""
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write (default: beside each journal). One run: OUT/summary.json and OUT/index.html; "
+                   "several: OUT/<run folder>/ and the suite index OUT/index.html.")
+@click.option("--baseline", default=None, type=click.Path(exists=True, path_type=Path),
+              help="An earlier run (journal, run folder or suite folder) to compare with: per expectation, "
+                   "the measured value then and now. Writes compare.html.")
+@click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a JUnit XML file: one test case per expectation, grouped by scenario.")
+def report(paths: tuple[Path, ...], out_dir: Path | None, baseline: Path | None, junit_file: Path | None) -> None:
+    """Judge past runs again from their journals and rewrite their summaries and HTML reports.
+
+    PATHS are journal files, run folders (holding journal.jsonl) or suite folders (holding
+    run folders). A run that was killed or interrupted renders as a report marked incomplete.
+
+    \b
+      chaosgate report reports/replica-reset/journal.jsonl
+      chaosgate report reports/                          # every run, and the suite index
+      chaosgate report --baseline old-reports/ reports/  # then and now, per expectation
+
+    Exits 0 when every expectation held, 1 when one failed or a run is incomplete,
+    2 when a journal cannot be read.
+    """
     try:
-        judgement = judge_journal(journal)
+        journals = [journal for path in paths for journal in journals_in(path)]
+        summaries = []
+        for journal in journals:
+            target = journal.parent if out_dir is None else out_dir / ("" if len(journals) == 1 else journal.parent.name)
+            outputs = write_outputs(journal, target)
+            _print_verdicts(outputs.summary)
+            click.echo(f"  report: {outputs.report}")
+            summaries.append(outputs.summary)
+        suites = [out_dir] if out_dir is not None and len(journals) > 1 else \
+            [p for p in paths if p.is_dir() and not (p / "journal.jsonl").exists()]
+        for suite in suites:
+            click.echo(f"suite report: {write_index(suite)}")
+        if baseline is not None:
+            then = [load_run(j).summary() for j in journals_in(baseline)]
+            comparison = compare(str(baseline), " ".join(map(str, paths)), then, summaries)
+            _print_comparison(comparison)
+            where = out_dir or (paths[0] if paths[0].is_dir() else paths[0].parent)
+            where.mkdir(parents=True, exist_ok=True)
+            (where / "compare.html").write_text(render_comparison(comparison), encoding="utf-8")
+            click.echo(f"comparison: {where / 'compare.html'}")
     except ChaosgateError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_UNRUNNABLE)
-    target = out_dir or journal.parent
-    target.mkdir(parents=True, exist_ok=True)
-    _print_verdicts(write_outputs(judgement, target))
-    sys.exit(EXIT_PASSED if judgement.passed else EXIT_FAILED)
+    if junit_file is not None:
+        _write_junit(junit_file, summaries)
+    sys.exit(EXIT_PASSED if all(s["passed"] for s in summaries) else EXIT_FAILED)
+
+
+def _print_comparison(comparison: Comparison) -> None:
+    click.echo(f"\ncompared with baseline {comparison.baseline}:")
+    for scenario in comparison.scenarios:
+        if scenario.then is None or scenario.now is None:
+            click.echo(f"{scenario.scenario}: {'not in the baseline' if scenario.then is None else 'not in the new run'}")
+            continue
+        click.echo(f"{scenario.scenario}:")
+        for row in scenario.rows:
+            v = row.verdict
+            then = row.then["measured"] if row.then else "-"
+            now = row.now["measured"] if row.now else "-"
+            change = f"{row.change} {row.delta_text}".strip()
+            if row.change in ("regressed", "worse"):
+                change = click.style(change, fg="red")
+            click.echo(f"  {v['kind']:<20} bound {v['bound']:<10} then {then:<10} now {now:<10} {change}")
 
 
 if __name__ == "__main__":

@@ -1,61 +1,91 @@
-"""Writes a judged run to disk: summary.json and a one-page HTML placeholder report."""
+"""Writes what a journal says to disk: a run's summary.json and HTML report, a suite's index.
+
+Everything here is rendered from journals (or from the summaries rendered from them), so any
+past run, even one that was killed, can be rendered again with ``chaosgate report``.
+"""
 
 from __future__ import annotations
 
-import html
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.judge import Judgement
+from harness.errors import JournalError
+from harness.journal import read_journal
+from harness.report.data import RunData, utc
+from harness.report.html import render_index, render_run
+
+JOURNAL, SUMMARY, REPORT = "journal.jsonl", "summary.json", "index.html"
 
 
-def summary(judgement: Judgement) -> dict[str, Any]:
-    """The machine-readable outcome of one run."""
-    header, timeline = judgement.header, judgement.timeline
-    return {
-        "scenario": judgement.scenario.name,
-        "passed": judgement.passed,
-        "complete": timeline.complete,
-        "file": header.get("file"),
-        "seed": judgement.scenario.seed,
-        "runtime": header.get("runtime"),
-        "gateway": judgement.scenario.gateway.kind,
-        "started": header.get("ts"),
-        "duration": round(timeline.end, 3),
-        "requests": len(timeline.requests),
-        "failed_requests": sum(not r.ok for r in timeline.requests),
-        "command": header.get("command"),
-        "warnings": header.get("warnings", []),
-        "expectations": [v.to_json() for v in judgement.verdicts],
-    }
+@dataclass(frozen=True)
+class Outputs:
+    run: RunData
+    summary: dict[str, Any]
+    report: Path
 
 
-def write_outputs(judgement: Judgement, run_dir: Path) -> dict[str, Any]:
-    """Write ``summary.json`` and ``index.html`` into ``run_dir``; return the summary."""
-    data = summary(judgement)
-    (run_dir / "summary.json").write_text(json.dumps(data, indent=2) + "\n")
-    (run_dir / "index.html").write_text(_html(data))
-    return data
+def load_run(journal: Path) -> RunData:
+    """Read and judge a journal file."""
+    events = read_journal(journal)
+    try:
+        return RunData.from_events(events)
+    except KeyError as exc:  # hand-edited or foreign lines: say which field is missing, not a traceback
+        raise JournalError(f"{journal}: an event lacks the field {exc}; is this a chaosgate journal?") from exc
 
 
-def _html(data: dict[str, Any]) -> str:
-    e = html.escape
-    rows = "".join(
-        f"<tr class={'pass' if v['passed'] else 'fail'}><td>{'PASS' if v['passed'] else 'FAIL'}</td>"
-        f"<td>{e(v['description'])}</td><td>{e(v['bound'])}</td><td>{e(v['measured'])}</td><td>{e(v['detail'])}</td></tr>"
-        for v in data["expectations"])
-    status = "PASSED" if data["passed"] else ("INCOMPLETE" if not data["complete"] else "FAILED")
-    warnings = "".join(f"<li>{e(w)}</li>" for w in data["warnings"])
-    return f"""<!doctype html><html><head><meta charset=utf-8><title>{e(data['scenario'])}: {status}</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}
-table{{border-collapse:collapse}}.pass td:first-child{{color:#070}}.fail td:first-child{{color:#b00}}</style></head>
-<body><h1>{e(data['scenario'])}: {status}</h1>
-<p>{data['requests']} requests, {data['failed_requests']} failed, over {data['duration']:.1f}s; gateway {e(data['gateway'])},
-runtime {e(str(data['runtime']))}, seed {data['seed']}.</p>
-<p>Reproduce: <code>{e(str(data['command']))}</code></p>
-{f'<h2>Warnings</h2><ul>{warnings}</ul>' if warnings else ''}
-<table><tr><th></th><th>expectation</th><th>bound</th><th>measured</th><th>what happened</th></tr>{rows}</table>
-<p>The full report comes with chaosgate's report renderer; the journal is <code>journal.jsonl</code>.</p>
-</body></html>
-"""
+def write_outputs(journal: Path, run_dir: Path) -> Outputs:
+    """Judge ``journal`` and write ``summary.json`` and the report ``index.html`` into ``run_dir``."""
+    run = load_run(journal)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary = {**run.summary(), "report": REPORT}
+    (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    report = run_dir / REPORT
+    report.write_text(render_run(run, journal_name=os.path.relpath(journal, run_dir)), encoding="utf-8")
+    return Outputs(run, summary, report)
+
+
+def journals_in(path: Path) -> list[Path]:
+    """A journal file itself; a run folder's journal; or the journal of every run folder in a suite folder."""
+    if path.is_file():
+        return [path]
+    if (path / JOURNAL).is_file():
+        return [path / JOURNAL]
+    found = sorted(path.glob(f"*/{JOURNAL}"))
+    if not found:
+        raise JournalError(f"{path}: no {JOURNAL} in this folder or in its subfolders")
+    return found
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """A run folder's summary.json, or None when it has none (or an unreadable one)."""
+    try:
+        data = json.loads((run_dir / SUMMARY).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "scenario" in data else None
+
+
+def write_index(suite_dir: Path) -> Path | None:
+    """``suite_dir/index.html``: every run folder in it that has a summary, with a link to its report."""
+    entries = []
+    for run_dir in sorted(p for p in suite_dir.iterdir() if p.is_dir()):
+        summary = read_summary(run_dir)
+        if summary is None:
+            continue
+        started = summary.get("started")
+        entries.append({
+            "scenario": summary["scenario"], "description": summary.get("description") or "",
+            "passed": bool(summary.get("passed")), "complete": bool(summary.get("complete")),
+            "expectations": summary.get("expectations", []), "faults": summary.get("faults", []),
+            "requests": summary.get("requests", 0), "failed_requests": summary.get("failed_requests", 0),
+            "link": f"{run_dir.name}/{summary.get('report', REPORT)}",
+            "started_text": utc(started) if started else "",
+        })
+    if not entries:
+        return None
+    index = suite_dir / REPORT
+    index.write_text(render_index(entries), encoding="utf-8")
+    return index

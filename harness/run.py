@@ -17,7 +17,7 @@ from harness import __version__
 from harness.errors import ChaosgateError
 from harness.gateways import traps
 from harness.journal import JournalWriter
-from harness.judge import Judgement, judge_journal
+from harness.judge import Judgement
 from harness.load.config import LoadConfig
 from harness.load.generator import LoadGenerator
 from harness.observer import HealthObserver
@@ -52,7 +52,7 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
                   runtime=runtime_name, replicas=scenario.replicas, warnings=warnings,
                   chaosgate=__version__, python=platform.python_version(), platform=platform.platform(),
                   command=f"chaosgate run {shlex.quote(str(file))} --runtime {runtime_name} --out {shlex.quote(str(out_dir))}")
-    outcome = "failed"
+    outcome, error = "failed", None
     runtime = RUNTIMES[runtime_name]()
     try:
         progress.stage(f"[{scenario.name}] starting the stack ({runtime_name} runtime)")
@@ -68,13 +68,15 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
     except KeyboardInterrupt:
         outcome = "interrupted"
         raise
+    except ChaosgateError as exc:
+        error = str(exc)  # the report says why the run stopped: only this process knows
+        raise
     finally:
         runtime.down()
-        journal.write("run.finished", outcome=outcome)
+        journal.write("run.finished", outcome=outcome, error=error)
         journal.close()
-        judgement = judge_journal(journal.path)
-        summary = write_outputs(judgement, run_dir)
-    return RunResult(judgement, summary, run_dir)
+        outputs = write_outputs(journal.path, run_dir)
+    return RunResult(outputs.run.judgement, outputs.summary, run_dir)
 
 
 def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter, run_dir: Path,

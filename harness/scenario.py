@@ -15,7 +15,7 @@ from harness.durations import Duration
 from harness.errors import Problem, ScenarioError
 from harness.expectations import EXPECTATIONS, Expectation
 from harness.faults import FAULTS, Fault
-from harness.targets import resolve
+from harness.targets import resolve, split_target
 from harness.yaml_source import Path as YamlPath
 from harness.yaml_source import YamlDocument, load_yaml
 
@@ -78,10 +78,12 @@ class Upstream(_Model):
     """A pool of identical fake replicas behind the gateway."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", description="Pool name, used in targets such as 'chat[0]'.")
-    kind: Literal["openai"] = Field(default="openai", description="What the replicas speak.")
+    kind: Literal["openai", "mcp"] = Field(
+        default="openai", description="What the replicas speak: 'openai' (fakes/llm.py) or 'mcp' (fakes/mcp.py).")
     replicas: int = Field(default=1, ge=1, le=16, description="Number of replicas.")
-    ttft: Duration = Field(default=0.02, description="Each replica's time to first token.")
-    tokens_per_s: float = Field(default=400.0, gt=0, description="Each replica's token rate.")
+    ttft: Duration = Field(default=0.02, description="Each replica's time to first token (openai pools), "
+                                                     "or the time each tools/call takes (mcp pools).")
+    tokens_per_s: float = Field(default=400.0, gt=0, description="Each replica's token rate (openai pools).")
 
 
 class Load(_Model):
@@ -92,7 +94,7 @@ class Load(_Model):
     duration: Duration = Field(gt=0, le=3600, description="How long the load runs (at most 1h); faults are scheduled inside it.")
     mix: dict[Literal["chat", "chat_stream"], Annotated[float, Field(ge=0)]] = Field(
         default={"chat": 1.0}, description="Relative weight of each request type.")
-    pool: str | None = Field(default=None, description="The pool the load goes to (default: the first).")
+    pool: str | None = Field(default=None, description="The openai pool the load goes to (default: the first openai pool).")
     wait: Duration = Field(default=0.0, description="Pause of each user between requests.")
     max_tokens: int = Field(default=16, ge=1, le=4096, description="max_tokens sent with each request.")
     request_timeout: Duration = Field(default=10.0, gt=0, description="Client-side time limit of one request.")
@@ -132,8 +134,13 @@ class Scenario(_Model):
         return [f"{u.name}[{i}]" for u in self.upstreams for i in range(u.replicas)]
 
     @property
+    def pool_kinds(self) -> dict[str, str]:
+        return {u.name: u.kind for u in self.upstreams}
+
+    @property
     def load_pool(self) -> str:
-        return self.load.pool or self.upstreams[0].name
+        """The pool the load (chat requests) goes to: ``load.pool``, else the first openai pool."""
+        return self.load.pool or next((u.name for u in self.upstreams if u.kind == "openai"), self.upstreams[0].name)
 
 
 # -- loading --------------------------------------------------------------------------
@@ -170,6 +177,8 @@ def parse_scenario(text: str, file: str) -> Scenario:
 
 def _problem(doc: YamlDocument, error: Any) -> Problem:
     path = _data_path(doc.data, tuple(error["loc"]))
+    if error["type"] == "union_tag_invalid" and _tag(error) != "kind":
+        path = (*path, _tag(error))  # an unknown mode: point at the mode, not at the fault
     line, column = doc.locate(path)
     message = str(error["msg"]).removeprefix("Value error, ")
     given = error.get("input")
@@ -177,9 +186,9 @@ def _problem(doc: YamlDocument, error: Any) -> Problem:
         message = "required field is missing"
     elif error["type"] == "union_tag_invalid":
         expected = ", ".join(error["ctx"]["expected_tags"].replace("'", "").split(", "))
-        message = f"unknown kind {error['ctx']['tag']!r}; expected one of {expected}"
+        message = f"unknown {_tag(error)} {error['ctx']['tag']!r}; expected one of {expected}"
     elif error["type"] == "union_tag_not_found":
-        message = "required field 'kind' is missing"
+        message = f"required field {_tag(error)!r} is missing"
     elif error["type"] == "extra_forbidden":
         message = "unknown field"
         if len(path) > 0:
@@ -187,6 +196,11 @@ def _problem(doc: YamlDocument, error: Any) -> Problem:
     elif not isinstance(given, (dict, list)) and "got" not in message:
         message += f", got {given!r}"
     return Problem(doc.file, line, column, _render_path(doc.data, path), message)
+
+
+def _tag(error: Any) -> str:
+    """The field a discriminated union is told apart by: ``kind``, or e.g. ``mode`` inside a fault kind."""
+    return str(error.get("ctx", {}).get("discriminator", "'kind'")).strip("'")
 
 
 def _data_path(data: Any, loc: tuple[Any, ...]) -> YamlPath:
@@ -256,6 +270,10 @@ def _cross_check(scenario: Scenario, doc: YamlDocument) -> list[Problem]:
             add(("upstreams", i, "name"), f"pool {name!r} is defined twice")
     if scenario.load.pool is not None and scenario.load.pool not in scenario.pools:
         add(("load", "pool"), f"no upstream pool named {scenario.load.pool!r} (pools: {', '.join(names)})")
+    elif scenario.pool_kinds.get(scenario.load_pool) != "openai":
+        where: YamlPath = ("load", "pool") if scenario.load.pool is not None else ("upstreams",)
+        add(where, f"the load sends chat completions, so it needs an openai pool; {scenario.load_pool!r} is "
+            f"{scenario.pool_kinds.get(scenario.load_pool)!r}")
     if sum(scenario.load.mix.values()) <= 0:
         add(("load", "mix"), "expected at least one request type with a weight above 0")
     labels: list[str] = []
@@ -264,6 +282,11 @@ def _cross_check(scenario: Scenario, doc: YamlDocument) -> list[Problem]:
             resolve(fault.target, scenario.pools)
         except ValueError as exc:
             add(("faults", i, "target"), str(exc))
+        else:
+            pool_kind = scenario.pool_kinds[split_target(fault.target)[0]]
+            if fault.pool_kinds is not None and pool_kind not in fault.pool_kinds:
+                add(("faults", i, "target"), f"{fault.kind} faults act on {' or '.join(sorted(fault.pool_kinds))} "
+                    f"pools; {split_target(fault.target)[0]!r} is an {pool_kind} pool")
         if fault.at + fault.duration > scenario.load.duration:
             add(("faults", i, "for"), f"the fault ends at {fault.at + fault.duration:g}s, after the load ends "
                 f"({scenario.load.duration:g}s); expected at + for <= load.duration")

@@ -142,9 +142,13 @@ def build_timeline(events: list[dict[str, Any]]) -> Timeline:
 
 
 def _replicas_by_address(stack_ready: dict[str, Any]) -> dict[str, str]:
-    """``host:port`` the gateway dials for each replica (its Toxiproxy proxy) → replica name."""
+    """``host:port`` the gateway dials for each replica (its Toxiproxy proxy) → replica name.
+
+    ``gateway_address`` is that address as the gateway sees it (in containers, the proxy's
+    address on the run's network); journals written before it existed have only ``proxy_url``."""
     replicas = stack_ready.get("endpoints", {}).get("replicas", {})
-    return {info["proxy_url"].removeprefix("http://"): name for name, info in replicas.items()}
+    return {(info.get("gateway_address") or info["proxy_url"].removeprefix("http://")): name
+            for name, info in replicas.items()}
 
 
 def _window(started: dict[str, Any], end: float) -> FaultWindow:

@@ -30,10 +30,10 @@ class ToxiproxyControl:
         self._server = Toxiproxy()
         self._proxies: dict[str, Proxy] = {}
 
-    def create_proxy(self, name: str, upstream: str) -> int:
-        """Create a proxy listening on an ephemeral loopback port; return that port."""
+    def create_proxy(self, name: str, upstream: str, listen: str = "127.0.0.1:0") -> int:
+        """Create a proxy listening on ``listen`` (default: an ephemeral loopback port); return its port."""
         try:
-            proxy = self._server.create(upstream=upstream, name=name, listen="127.0.0.1:0")
+            proxy = self._server.create(upstream=upstream, name=name, listen=listen)
         except _LIBRARY_ERRORS as exc:
             raise StackError(f"toxiproxy: cannot create proxy {name!r} to {upstream}: {exc}") from exc
         self._proxies[name] = proxy

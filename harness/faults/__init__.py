@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from harness.faults.bandwidth import Bandwidth
-from harness.faults.base import Fault, FaultContext, ToxicFault
+from harness.faults.base import ControlFault, Fault, FaultContext, ToxicFault
 from harness.faults.down import Down
 from harness.faults.latency import Latency
 from harness.faults.limit_data import LimitData
+from harness.faults.llm_mode import LlmFault
+from harness.faults.mcp_mode import McpFault
 from harness.faults.reset_peer import ResetPeer
 from harness.faults.slicer import Slicer
 from harness.faults.slow_close import SlowClose
@@ -21,6 +23,8 @@ FAULTS: dict[str, type[Fault]] = {
     "slicer": Slicer,
     "limit_data": LimitData,
     "down": Down,
+    "llm_fault": LlmFault,
+    "mcp_fault": McpFault,
 }
 
-__all__ = ["FAULTS", "Fault", "FaultContext", "ToxicFault"]
+__all__ = ["FAULTS", "ControlFault", "Fault", "FaultContext", "ToxicFault"]

@@ -4,18 +4,27 @@ A fault in a scenario names a ``target`` (``chat[0]``, ``chat[*]`` or ``chat``),
 ``at`` and a duration ``for``. The harness resolves the target to replicas and calls
 ``inject`` once per replica when the fault starts and ``clear`` when it ends (and at
 teardown, whatever happened).
+
+Two families share the mechanics here: ``ToxicFault`` (a Toxiproxy toxic on the proxy in
+front of the replica: bytes on the wire) and ``ControlFault`` (a fault mode of the fake
+server itself, switched through its control API: the protocol and the application).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar, Union, cast
 
-from pydantic import BaseModel, ConfigDict, Field
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic_core import CoreSchema
 
 from harness.durations import Duration
+from harness.errors import FaultError
 from harness.targets import Target
 from harness.toxiproxy import ToxiproxyControl
+
+CONTROL_TIMEOUT_S = 5.0  # the control API answers at once; a fake that does not is broken
 
 
 class FaultContext(Protocol):
@@ -28,6 +37,9 @@ class FaultContext(Protocol):
     def proxy_name(self, replica: str) -> str:
         """The Toxiproxy proxy in front of ``replica`` (e.g. ``chat[0]``)."""
 
+    def control_url(self, replica: str) -> str:
+        """Base URL of ``replica``'s control API (its fault modes), reachable by the harness only."""
+
 
 class Fault(BaseModel):
     """Fields every fault has; subclasses add ``kind`` and their own parameters."""
@@ -35,6 +47,7 @@ class Fault(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     exclusive: ClassVar[bool] = False  # True: two faults of this kind cannot overlap on one replica
+    pool_kinds: ClassVar[frozenset[str] | None] = None  # the upstream kinds it can target; None: any
 
     kind: str
     name: str | None = Field(default=None, description="Names the fault in reports; default '<kind>@<target>'.")
@@ -89,6 +102,70 @@ class ToxicFault(Fault):
     def clear(self, ctx: FaultContext, replica: str) -> None:
         for stream in self._streams():
             ctx.toxiproxy.remove_toxic(ctx.proxy_name(replica), self.toxic_name(stream))
+
+
+C = TypeVar("C", bound="ControlFault")
+
+
+class ControlFault(Fault):
+    """A fault mode of the fake server itself, set through the replica's control API.
+
+    A kind of this family validates as the union of one subclass per mode of its fake (see
+    ``with_modes``), told apart by ``mode``; each subclass has the mode's own parameters, so a
+    scenario writes them flat: ``{kind: llm_fault, mode: error_status, status: 503, ...}``.
+    """
+
+    exclusive: ClassVar[bool] = True  # a fake has one mode at a time: clearing one would end both
+    mode_model: ClassVar[type[BaseModel]]  # on each mode's subclass: the fake's own model of the mode
+    variants: ClassVar[tuple[type[ControlFault], ...]] = ()
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        if source is cls and cls.__dict__.get("variants"):
+            schema = handler(Annotated[Union[cls.variants], Field(discriminator="mode")])  # noqa: UP007
+            # A named definition, so JSON Schema refers to '#/$defs/<Kind>' like every other kind.
+            return cast(CoreSchema, {**schema, "ref": f"{cls.__module__}.{cls.__qualname__}:modes"})
+        return handler(source)
+
+    @property
+    def label(self) -> str:
+        """``<kind>:<mode>@<target>`` unless named, so faults of one kind in different modes differ."""
+        return self.name or f"{self.kind}:{getattr(self, 'mode', '?')}@{self.target}"
+
+    def mode_body(self) -> dict[str, Any]:
+        """What ``PUT /fault`` gets: the mode and its parameters, in the fake's own shape."""
+        return self.model_dump(mode="json", include=set(self.mode_model.model_fields))
+
+    def inject(self, ctx: FaultContext, replica: str) -> None:
+        _control(ctx, replica, "PUT", self.mode_body())
+
+    def clear(self, ctx: FaultContext, replica: str) -> None:
+        _control(ctx, replica, "DELETE", None)
+
+
+def with_modes(kind: type[C], modes: tuple[type[BaseModel], ...]) -> type[C]:
+    """Make ``kind`` validate as one of its modes: a subclass of it and of each mode's model."""
+    kind.variants = tuple(
+        type(f"{kind.__name__}{mode.__name__}", (kind, mode), {"__module__": kind.__module__, "mode_model": mode,
+                                                               "__doc__": mode.__doc__})
+        for mode in modes)
+    kind.model_rebuild(force=True)
+    return kind
+
+
+def _control(ctx: FaultContext, replica: str, method: str, body: dict[str, Any] | None) -> None:
+    url = f"{ctx.control_url(replica)}/fault"
+    try:
+        response = httpx.request(method, url, json=body, timeout=CONTROL_TIMEOUT_S)
+    except httpx.HTTPError as exc:
+        raise FaultError(f"{replica}: control API {method} {url} failed: {str(exc) or type(exc).__name__}") from exc
+    if response.status_code != 200:
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        detail = answer.get("error", response.text) if isinstance(answer, dict) else response.text
+        raise FaultError(f"{replica}: control API {method} {url} answered {response.status_code}: {detail}")
 
 
 def ms(seconds: float) -> int:

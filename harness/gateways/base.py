@@ -23,6 +23,7 @@ class UpstreamAddress:
     replica: str
     host: str
     port: int
+    kind: str = "openai"  # what the replica speaks (the pool's upstream kind)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import subprocess
 import sys
@@ -38,20 +39,27 @@ class EnvoyGateway:
 
     kind = "envoy"
 
-    def __init__(self, settings: Gateway, listen_port: int, admin_port: int, load_pool: str) -> None:
+    def __init__(self, settings: Gateway, listen_port: int, admin_port: int, load_pool: str, *,
+                 bind_address: str = "127.0.0.1", published_listen_port: int | None = None,
+                 published_admin_port: int | None = None) -> None:
+        """``listen_port``/``admin_port`` are where Envoy binds (on ``bind_address``); in a container
+        the host reaches them through the ``published_*`` ports on 127.0.0.1 instead."""
         self.settings = settings
         self.listen_port = listen_port
         self.admin_port = admin_port
         self.load_pool = load_pool
+        self.bind_address = bind_address
+        self.published_listen_port = published_listen_port or listen_port
+        self.published_admin_port = published_admin_port or admin_port
         self._http = httpx.Client(timeout=1.0)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.listen_port}"
+        return f"http://127.0.0.1:{self.published_listen_port}"
 
     @property
     def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
+        return f"http://127.0.0.1:{self.published_admin_port}"
 
     # -- configuration -------------------------------------------------------------
     def config(self, upstreams: list[UpstreamAddress], run_dir: Path) -> dict[str, Any]:
@@ -59,20 +67,22 @@ class EnvoyGateway:
         routes = [self._route(f"/{pool}/", pool, rewrite=True) for pool in pools]
         routes.append(self._route("/", self.load_pool, rewrite=False))
         return {
-            "admin": {"address": _socket(self.admin_port)},
+            "admin": {"address": _socket(self.admin_port, self.bind_address)},
             "cluster_manager": {"outlier_detection": {"event_log_path": str(run_dir / "envoy-outlier.jsonl")}},
             "static_resources": {
                 "listeners": [{
                     "name": "ingress",
-                    "address": _socket(self.listen_port),
+                    "address": _socket(self.listen_port, self.bind_address),
                     "filter_chains": [{"filters": [{
                         "name": "envoy.filters.network.http_connection_manager",
                         "typed_config": {
                             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                             "stat_prefix": "ingress",
                             "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
-                            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
-                                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+                            "http_filters": [
+                                *([_MCP_SESSION_AFFINITY] if any(u.kind == "mcp" for u in upstreams) else []),
+                                {"name": "envoy.filters.http.router", "typed_config": {
+                                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
                         },
                     }]}],
                 }],
@@ -106,7 +116,9 @@ class EnvoyGateway:
         s = self.settings
         cluster: dict[str, Any] = {
             "name": pool,
-            "type": "STATIC",
+            # Addresses are IPs on the local runtime; in containers the gateway reaches Toxiproxy by
+            # its service name on the run's network, resolved through the container's resolver.
+            "type": "STATIC" if all(_is_ip(u.host) for u in upstreams) else "STRICT_DNS",
             "connect_timeout": _dur(s.connect_timeout),
             "lb_policy": "ROUND_ROBIN",
             # update_merge_window 0: workers see health changes at once, so what the admin API
@@ -115,6 +127,8 @@ class EnvoyGateway:
             "load_assignment": {"cluster_name": pool, "endpoints": [{"lb_endpoints": [
                 {"endpoint": {"address": _socket(u.port, u.host)}} for u in upstreams]}]},
         }
+        if cluster["type"] == "STRICT_DNS":
+            cluster["dns_lookup_family"] = "V4_ONLY"
         if (hc := s.health_check) is not None:
             cluster["health_checks"] = [{
                 "timeout": _dur(hc.timeout),
@@ -222,6 +236,28 @@ class EnvoyGateway:
                         f"{upstream.replicas} replicas in {upstream.name!r} Envoy 1.40 ejects none of them "
                         f"(ejecting one is {100 / upstream.replicas:.0f}%)")
         return found
+
+
+# MCP sessions live in one replica: Envoy wraps the upstream's address into the MCP-Session-Id
+# it hands the client and routes every request carrying that id back to the same replica (and,
+# if that replica is unhealthy, to another, which answers 404 for the unknown session).
+_MCP_SESSION_AFFINITY: dict[str, Any] = {
+    "name": "envoy.filters.http.stateful_session",
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.stateful_session.v3.StatefulSession",
+        "session_state": {"name": "envoy.http.stateful_session.envelope", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.http.stateful_session.envelope.v3.EnvelopeSessionState",
+            "header": {"name": "mcp-session-id"}}},
+    },
+}
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _socket(port: int, host: str = "127.0.0.1") -> dict[str, Any]:

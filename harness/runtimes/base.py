@@ -1,4 +1,4 @@
-"""The runtime seam: where the components of a stack run (local processes, later Docker).
+"""The runtime seam: where the components of a stack run (local processes, or Docker containers).
 
 ``Runtime.up`` returns a running ``Stack``: the gateway, one Toxiproxy proxy per replica,
 and the fake replicas, all ready. ``Stack.down`` stops everything it started and must be
@@ -7,10 +7,11 @@ safe to call more than once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from harness.errors import FaultError
 from harness.gateways import GatewayAdapter, HostHealth
 from harness.scenario import Scenario
 from harness.toxiproxy import ToxiproxyControl
@@ -26,9 +27,11 @@ class Replica:
 
     name: str          # e.g. chat[0]
     pool: str
-    port: int          # where the replica itself listens
+    port: int          # where the replica itself listens (as the host reaches it)
     proxy_name: str    # its Toxiproxy proxy
-    proxy_port: int    # where the gateway reaches it
+    proxy_port: int    # where its proxy listens (as the host reaches it; on local also the gateway)
+    control_port: int | None = None  # its fake's control API (fault modes), as the host reaches it
+    kind: str = "openai"             # what it speaks: its pool's upstream kind
 
 
 @dataclass
@@ -41,13 +44,27 @@ class Stack:
     replicas: dict[str, Replica]
     run_dir: Path
     gateway_version: str = ""
+    # replica name -> the host:port the gateway dials for it (as the gateway reports it in its
+    # health view and upstream header); unset: 127.0.0.1:<proxy_port>, as on the local runtime.
+    gateway_addresses: dict[str, str] = field(default_factory=dict)
 
     def proxy_name(self, replica: str) -> str:
         return self.replicas[replica].proxy_name
 
+    def control_url(self, replica: str) -> str:
+        """Base URL of ``replica``'s control API (see harness.faults.base.FaultContext)."""
+        port = self.replicas[replica].control_port
+        if port is None:
+            raise FaultError(f"{replica} has no control API on this runtime")
+        return f"http://127.0.0.1:{port}"
+
+    def gateway_address(self, replica: str) -> str:
+        """``host:port`` the gateway dials for ``replica`` (its Toxiproxy proxy, seen from the gateway)."""
+        return self.gateway_addresses.get(replica) or f"127.0.0.1:{self.replicas[replica].proxy_port}"
+
     def replica_health(self) -> dict[str, HostHealth]:
         """The gateway's view of each replica, keyed by replica name."""
-        by_address = {f"127.0.0.1:{r.proxy_port}": r.name for r in self.replicas.values()}
+        by_address = {self.gateway_address(name): name for name in self.replicas}
         return {by_address[address]: health for address, health in self.gateway.host_health().items()
                 if address in by_address}
 
@@ -58,7 +75,10 @@ class Stack:
             "gateway_admin": self.gateway.admin_url,
             "toxiproxy": self.toxiproxy_url,
             "replicas": {r.name: {"url": f"http://127.0.0.1:{r.port}", "proxy": r.proxy_name,
-                                  "proxy_url": f"http://127.0.0.1:{r.proxy_port}"} for r in self.replicas.values()},
+                                  "proxy_url": f"http://127.0.0.1:{r.proxy_port}",
+                                  "gateway_address": self.gateway_address(r.name), "kind": r.kind,
+                                  "control_url": self.control_url(r.name) if r.control_port is not None else None}
+                         for r in self.replicas.values()},
         }
 
 

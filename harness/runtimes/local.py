@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,7 @@ from harness.errors import ComponentMissing, StackError, StartupTimeout
 from harness.gateways import GATEWAYS, UpstreamAddress
 from harness.processes import ProcessGroup, check_port_free, free_port
 from harness.runtimes.base import RUN_MARKER, Replica, Stack
-from harness.scenario import Scenario
+from harness.scenario import Scenario, Upstream
 from harness.toxiproxy import ToxiproxyControl
 
 PROJECT_TOOLS = Path(__file__).resolve().parents[2] / ".tools" / "bin"
@@ -44,6 +45,19 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _both_answer(health: str, control: str) -> bool:
+    return _answers(health) and _answers(control)
+
+
+# The fake server each upstream kind runs, and the options it gets from the scenario.
+FAKE_MODULES = {"openai": "fakes.llm", "mcp": "fakes.mcp"}
+FAKE_OPTIONS: dict[str, Callable[[Upstream, Scenario], list[str]]] = {
+    "openai": lambda pool, scenario: ["--ttft-ms", f"{pool.ttft * 1000:g}", "--tokens-per-s", f"{pool.tokens_per_s:g}",
+                                      "--max-tokens", str(scenario.load.max_tokens)],
+    "mcp": lambda pool, scenario: ["--tool-latency-ms", f"{pool.ttft * 1000:g}"],
+}
+
+
 class LocalRuntime:
     """Toxiproxy, the fake replicas and the gateway as child processes of the harness."""
 
@@ -68,20 +82,23 @@ class LocalRuntime:
         toxiproxy_child = processes.start("toxiproxy", [toxiproxy_bin, "-host", "127.0.0.1", "-port", str(toxiproxy_port)])
 
         replica_children = []
-        replica_ports: dict[str, int] = {}
+        replica_ports: dict[str, tuple[int, int]] = {}
         for pool in scenario.upstreams:
             for index in range(pool.replicas):
                 name = f"{pool.name}[{index}]"
-                port = replica_ports[name] = free_port()
-                replica_children.append((name, port, processes.start(name, [
-                    sys.executable, "-m", "fakes.openai_server", "--name", name, "--host", "127.0.0.1",
-                    "--port", str(port), "--seed", str(scenario.seed * 1000 + index),
-                    "--ttft-ms", f"{pool.ttft * 1000:g}", "--tokens-per-s", f"{pool.tokens_per_s:g}",
-                    "--max-tokens", str(scenario.load.max_tokens)])))
+                port, control_port = free_port(), free_port()
+                while control_port == port:  # two ports that were free a moment ago: make sure they differ
+                    control_port = free_port()
+                replica_ports[name] = port, control_port
+                argv = [sys.executable, "-m", FAKE_MODULES[pool.kind], "--name", name, "--host", "127.0.0.1",
+                        "--port", str(port), "--control-port", str(control_port),
+                        "--seed", str(scenario.seed * 1000 + index), *FAKE_OPTIONS[pool.kind](pool, scenario)]
+                replica_children.append((port, control_port, processes.start(name, argv)))
 
         processes.wait_ready(toxiproxy_child, lambda: _answers(f"{toxiproxy_url}/version"), READY_TIMEOUT)
-        for _, port, child in replica_children:
-            processes.wait_ready(child, functools.partial(_answers, f"http://127.0.0.1:{port}/health"), READY_TIMEOUT)
+        for port, control_port, child in replica_children:
+            processes.wait_ready(child, functools.partial(_both_answer, f"http://127.0.0.1:{port}/health",
+                                                          f"http://127.0.0.1:{control_port}/fault"), READY_TIMEOUT)
 
         toxiproxy = ToxiproxyControl("127.0.0.1", toxiproxy_port)
         replicas: dict[str, Replica] = {}
@@ -89,10 +106,11 @@ class LocalRuntime:
             for index in range(pool.replicas):
                 name = f"{pool.name}[{index}]"
                 proxy_name = f"{pool.name}-{index}"
-                proxy_port = toxiproxy.create_proxy(proxy_name, f"127.0.0.1:{replica_ports[name]}")
-                replicas[name] = Replica(name, pool.name, replica_ports[name], proxy_name, proxy_port)
+                port, control_port = replica_ports[name]
+                proxy_port = toxiproxy.create_proxy(proxy_name, f"127.0.0.1:{port}")
+                replicas[name] = Replica(name, pool.name, port, proxy_name, proxy_port, control_port, pool.kind)
 
-        upstreams = [UpstreamAddress(r.pool, r.name, "127.0.0.1", r.proxy_port) for r in replicas.values()]
+        upstreams = [UpstreamAddress(r.pool, r.name, "127.0.0.1", r.proxy_port, r.kind) for r in replicas.values()]
         config = gateway.write_config(upstreams, run_dir)
         gateway_child = processes.start(gateway.kind, gateway.argv(config))
         processes.wait_ready(gateway_child, gateway.is_ready, READY_TIMEOUT)

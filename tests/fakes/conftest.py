@@ -1,46 +1,157 @@
-"""Fixtures that run fake replicas in-process (uvicorn in a thread, on a free port)."""
+"""Fixtures that run fake servers in-process: one uvicorn in a thread, serving the data port
+and the control port (fakes.serving.PortRouter), both on free loopback ports."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 
-from fakes.openai_server import ReplicaConfig, create_app
+from fakes.serving import FakeApps, PortRouter, server_config
 
 START_TIMEOUT_S = 10.0
 
 
-@pytest.fixture
-def start_replica() -> Iterator[Callable[[ReplicaConfig], str]]:
-    """Start replicas on demand; returns their base URL (``http://127.0.0.1:PORT``).
+@dataclass(frozen=True)
+class Running:
+    """Base URLs of a running fake: ``url`` for clients, ``control`` for its control API."""
 
-    The port is bound here (port 0) and handed to uvicorn, so there is no port race.
-    """
+    url: str
+    control: str
+
+    def set_fault(self, mode: dict[str, object]) -> None:
+        response = httpx.put(f"{self.control}/fault", json=mode, timeout=5)
+        assert response.status_code == 200, response.text
+
+    def clear_fault(self) -> None:
+        response = httpx.delete(f"{self.control}/fault", timeout=5)
+        assert response.status_code == 200 and response.json() == {"mode": "none"}
+
+    def stats(self) -> dict[str, object]:
+        return dict(httpx.get(f"{self.control}/stats", timeout=5).json())
+
+
+StartFake = Callable[[FakeApps], Running]
+
+
+def _listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.fixture
+def start_fake() -> Iterator[StartFake]:
+    """Start fakes on demand. The ports are bound here (port 0) and handed to uvicorn: no port race."""
     running: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(config: ReplicaConfig) -> str:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="warning", access_log=False))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    def start(apps: FakeApps) -> Running:
+        data, control = _listening_socket(), _listening_socket()
+        control_port = control.getsockname()[1]
+        server = uvicorn.Server(server_config(PortRouter(apps, control_port)))
+        server.config.loop = "asyncio"  # a thread of the test process: no uvloop policy change
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [data, control]}, daemon=True)
         thread.start()
         running.append((server, thread))
         deadline = time.monotonic() + START_TIMEOUT_S
         while not server.started:
             if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"replica {config.name!r} did not start")
+                raise RuntimeError("fake server did not start")
             time.sleep(0.005)
-        return f"http://127.0.0.1:{port}"
+        return Running(f"http://127.0.0.1:{data.getsockname()[1]}", f"http://127.0.0.1:{control_port}")
 
     yield start
     for server, _ in running:
         server.should_exit = True
     for server, thread in running:
         thread.join(timeout=START_TIMEOUT_S)
-        assert not thread.is_alive(), "replica thread did not stop"
+        assert not thread.is_alive(), "fake server thread did not stop"
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class RunningProcess(Running):
+    """A fake started as its own process with its command line."""
+
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(") ", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmRSS")
+
+
+StartCli = Callable[..., RunningProcess]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def start_cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartCli]:
+    """Start fakes as processes (``python -m <module> --name N --port P --control-port C ...``)."""
+    children: list[subprocess.Popen[bytes]] = []
+    logs = tmp_path_factory.mktemp("fake-logs")
+
+    def start(module: str, name: str, *extra: str) -> RunningProcess:
+        port, control_port = _free_port(), _free_port()
+        with (logs / f"{len(children)}.log").open("wb") as log:
+            child = subprocess.Popen([sys.executable, "-m", module, "--name", name, "--port", str(port),
+                                      "--control-port", str(control_port), *extra],
+                                     cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        children.append(child)
+        running = RunningProcess(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{control_port}", child.pid)
+        deadline = time.monotonic() + 20
+        while not (_answers(f"{running.url}/health") and _answers(f"{running.control}/fault")):
+            assert child.poll() is None, (logs / f"{len(children) - 1}.log").read_text()
+            assert time.monotonic() < deadline, f"{module} did not start"
+            time.sleep(0.05)
+        return running
+
+    yield start
+    for child in children:
+        child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(timeout=10)

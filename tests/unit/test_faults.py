@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
@@ -67,7 +68,7 @@ CASES: dict[str, tuple[dict[str, Any], str | None, dict[str, Any] | None]] = {
 
 
 def test_every_fault_kind_is_covered() -> None:
-    assert set(CASES) == set(FAULTS)
+    assert set(CASES) | set(CONTROL_CASES) == set(FAULTS)
 
 
 @pytest.mark.parametrize("kind", [k for k, case in CASES.items() if case[1] is not None])
@@ -186,3 +187,75 @@ def test_overlapping_faults_of_one_kind_on_one_replica(kind: str, params: str) -
                     "chat[0] lost the toxic of 'wide' while 'wide' is still active")
     assert tp.disabled == set()
     assert all(not toxics for toxics in tp.toxics.values())
+
+
+# -- faults set through a fake's control API ---------------------------------------------------
+
+# kind -> (scenario fields, the body PUT /fault gets)
+CONTROL_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "llm_fault": ({"mode": "error_status", "status": 429, "retry_after": "2500ms", "rate": 0.25},
+                  {"mode": "error_status", "status": 429, "retry_after": "2.5s", "rate": 0.25}),
+    "mcp_fault": ({"mode": "tools_disappear", "tools": ["lookup"]},
+                  {"mode": "tools_disappear", "tools": ["lookup"], "rate": 1.0}),
+}
+
+
+class ControlApi:
+    """Stands in for httpx.request: records calls, answers like a fake's control API."""
+
+    def __init__(self, status: int = 200, error: Exception | None = None) -> None:
+        self.calls: list[tuple[str, str, Any]] = []
+        self.status, self.error = status, error
+
+    def __call__(self, method: str, url: str, json: Any = None, timeout: float | None = None) -> httpx.Response:
+        assert timeout is not None and timeout > 0
+        self.calls.append((method, url, json))
+        if self.error is not None:
+            raise self.error
+        body = {"error": "mode: Input tag 'x' found using 'mode' does not match"} if self.status != 200 else {}
+        return httpx.Response(self.status, json=body)
+
+
+class ControlContext(FakeContext):
+    def control_url(self, replica: str) -> str:
+        return f"http://control/{replica}"
+
+
+@pytest.mark.parametrize("kind", sorted(CONTROL_CASES))
+def test_control_fault_puts_its_mode_and_deletes_it(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fields, body = CONTROL_CASES[kind]
+    fault = build(kind, **fields)
+    assert isinstance(fault, FAULTS[kind]) and fault.exclusive
+    api = ControlApi()
+    monkeypatch.setattr(httpx, "request", api)
+    fault.inject(ControlContext(), "chat[0]")
+    fault.clear(ControlContext(), "chat[0]")
+    assert api.calls == [("PUT", "http://control/chat[0]/fault", body), ("DELETE", "http://control/chat[0]/fault", None)]
+    assert fault.label == f"{kind}:{fields['mode']}@chat[0]"
+
+
+@pytest.mark.parametrize(("api", "message"), [
+    (ControlApi(status=422), r"chat\[0\]: control API PUT http://control/chat\[0\]/fault answered 422: mode: Input tag"),
+    (ControlApi(error=httpx.ConnectError("refused")), r"chat\[0\]: control API PUT .* failed: refused"),
+])
+def test_control_fault_failures_are_fault_errors(api: ControlApi, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(httpx, "request", api)
+    with pytest.raises(FaultError, match=message):
+        build("llm_fault", mode="inference_fail").inject(ControlContext(), "chat[0]")
+
+
+@pytest.mark.parametrize(("kind", "params", "field"), [
+    ("llm_fault", {"mode": "explode"}, None),
+    ("llm_fault", {}, None),
+    ("llm_fault", {"mode": "error_status", "status": 404}, "status"),
+    ("llm_fault", {"mode": "slow_ttft", "ttft": "soon"}, "ttft"),
+    ("llm_fault", {"mode": "cpu_burn", "rate": 0.5}, "rate"),      # not per request: no rate
+    ("llm_fault", {"mode": "stall_stream", "status": 503}, "status"),  # another mode's parameter
+    ("mcp_fault", {"mode": "input_schema_not_object", "tool": "hammer"}, "tool"),
+    ("mcp_fault", {"mode": "session_expiry", "rate": 1.5}, "rate"),
+])
+def test_invalid_control_fault_params_are_rejected(kind: str, params: dict[str, Any], field: str | None) -> None:
+    with pytest.raises(ValidationError) as raised:
+        build(kind, **params)
+    if field is not None:
+        assert raised.value.errors()[0]["loc"][-1] == field

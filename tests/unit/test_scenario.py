@@ -143,8 +143,69 @@ def test_unknown_fault_kind_lists_the_known_kinds() -> None:
     text = BASE + 'faults:\n  - {kind: explode, target: "chat[0]", at: 1s, for: 2s}\n'
     assert errors_of(text) == [
         "x.yaml:6:5: faults[0]: unknown kind 'explode'; expected one of "
-        "latency, bandwidth, timeout, reset_peer, slow_close, slicer, limit_data, down"]
+        "latency, bandwidth, timeout, reset_peer, slow_close, slicer, limit_data, down, llm_fault, mcp_fault"]
     assert all(kind in errors_of(text)[0] for kind in FAULTS)
+
+
+# -- faults of the fakes' control APIs, and mcp pools ------------------------------------------
+
+MIXED = """\
+name: t
+upstreams:
+  - {name: tools, kind: mcp, replicas: 2}
+  - {name: chat, replicas: 2}
+load: {duration: 20s}
+"""
+
+
+def test_control_faults_are_flat_and_typed_by_mode() -> None:
+    text = MIXED + ('faults:\n'
+                    '  - {kind: llm_fault, mode: error_status, status: 429, rate: 0.5, target: "chat[0]", at: 1s, for: 2s}\n'
+                    '  - {kind: llm_fault, mode: slow_ttft, ttft: 1500ms, target: "chat[0]", at: 3s, for: 2s}\n'
+                    '  - {kind: mcp_fault, mode: tools_disappear, target: tools, at: 1s, for: 2s}\n')
+    scenario = parse_scenario(text, "x.yaml")
+    assert scenario.load_pool == "chat"  # the first openai pool
+    assert [f.label for f in scenario.faults] == [
+        "llm_fault:error_status@chat[0]", "llm_fault:slow_ttft@chat[0]", "mcp_fault:tools_disappear@tools"]
+    assert scenario.faults[1].ttft == 1.5  # type: ignore[attr-defined]
+
+
+def test_unknown_mode_lists_the_known_modes_at_the_mode() -> None:
+    text = MIXED + 'faults:\n  - {kind: llm_fault, mode: explode, target: "chat[0]", at: 1s, for: 2s}\n'
+    (line,) = errors_of(text)
+    assert line.startswith("x.yaml:7:23: faults[0].mode: unknown mode 'explode'; expected one of error_status, ")
+    assert "cpu_burn" in line
+
+
+def test_missing_mode_and_a_bad_mode_parameter() -> None:
+    text = MIXED + ('faults:\n  - {kind: mcp_fault, target: tools, at: 1s, for: 2s}\n'
+                    '  - {kind: llm_fault, mode: error_status, status: 404, target: "chat[0]", at: 1s, for: 2s}\n')
+    assert errors_of(text) == ["x.yaml:7:5: faults[0]: required field 'mode' is missing",
+                               "x.yaml:8:43: faults[1].status: Input should be 429, 500, 502 or 503, got 404"]
+
+
+def test_control_faults_act_on_their_own_pool_kind() -> None:
+    text = MIXED + ('faults:\n  - {kind: llm_fault, mode: inference_fail, target: tools, at: 1s, for: 2s}\n'
+                    '  - {kind: mcp_fault, mode: session_expiry, target: "chat[1]", at: 1s, for: 2s}\n'
+                    '  - {kind: reset_peer, target: "tools[0]", at: 1s, for: 2s}\n')
+    assert errors_of(text) == [
+        "x.yaml:7:45: faults[0].target: llm_fault faults act on openai pools; 'tools' is an mcp pool",
+        "x.yaml:8:45: faults[1].target: mcp_fault faults act on mcp pools; 'chat' is an openai pool"]
+
+
+def test_overlapping_control_faults_on_one_replica_are_rejected() -> None:
+    text = MIXED + ('faults:\n  - {kind: llm_fault, mode: slow_ttft, target: chat, at: 1s, for: 5s}\n'
+                    '  - {kind: llm_fault, mode: inference_fail, target: "chat[1]", at: 2s, for: 1s}\n')
+    (line,) = errors_of(text)
+    assert "two 'llm_fault' faults cannot be active on one replica at once" in line
+
+
+def test_the_load_needs_an_openai_pool() -> None:
+    only_mcp = "name: t\nupstreams:\n  - {name: tools, kind: mcp}\nload: {duration: 20s}\n"
+    assert errors_of(only_mcp) == [
+        "x.yaml:2:1: upstreams: the load sends chat completions, so it needs an openai pool; 'tools' is 'mcp'"]
+    assert errors_of(MIXED.replace("duration: 20s", "duration: 20s, pool: tools")) == [
+        "x.yaml:5:23: load.pool: the load sends chat completions, so it needs an openai pool; 'tools' is 'mcp'"]
 
 
 def test_unknown_expectation_kind_lists_the_known_kinds() -> None:
@@ -292,7 +353,11 @@ def test_json_schema_lists_every_fault_and_expectation_kind() -> None:
     for kinds in (fault_kinds, expect_kinds):  # every mapping resolves to a definition with that kind
         for kind, ref in kinds.items():
             definition = schema["$defs"][ref.removeprefix("#/$defs/")]
-            assert definition["properties"]["kind"]["const"] == kind
+            # A kind with modes (llm_fault, ...) is itself a union over `mode`: check each member.
+            members = [schema["$defs"][member.removeprefix("#/$defs/")]
+                       for member in definition["discriminator"]["mapping"].values()] if "oneOf" in definition else [definition]
+            for member in members:
+                assert member["properties"]["kind"]["const"] == kind
     text = json.dumps(schema)
     assert '"for"' in text and '"from"' in text  # aliases, not the Python names
 

@@ -1,0 +1,155 @@
+"""One run as the report sees it: the judgement plus the facts only the journal's events hold.
+
+``RunData.from_events`` is the single place that reads events for a report; everything the
+report, the summary, the suite index and JUnit show comes from it, so all of them are pure
+functions of the journal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from harness.expectations.base import detection_time
+from harness.judge import Judgement, judge_events
+from harness.timeline import FaultWindow, Timeline
+
+OUTCOME_WORDS = {
+    "complete": "the run finished",
+    "interrupted": "the run was interrupted (Ctrl-C or SIGTERM) and the stack was torn down",
+    "failed": "the run stopped on an error",
+    "killed": "the journal ends without a run.finished event: the harness was killed or crashed",
+}
+
+
+@dataclass(frozen=True)
+class FaultOutcome:
+    """A fault as it happened, and when the gateway noticed it and got over it."""
+
+    window: FaultWindow
+    params: dict[str, Any]
+    detected: float | None    # when every replica of the fault was marked unhealthy (None: never)
+    recovered: float | None   # when every one was healthy again after the fault ended (None: never)
+
+    @property
+    def detected_after(self) -> float | None:
+        return None if self.detected is None else self.detected - self.window.start
+
+    @property
+    def recovered_after(self) -> float | None:
+        return None if self.recovered is None else self.recovered - self.window.end
+
+    def to_json(self) -> dict[str, Any]:
+        w = self.window
+        return {"fault": w.label, "kind": w.kind, "target": w.target, "replicas": list(w.replicas),
+                "start": round(w.start, 3), "end": round(w.end, 3), "params": self.params,
+                "detected_after": _round(self.detected_after), "recovered_after": _round(self.recovered_after)}
+
+
+@dataclass(frozen=True)
+class RunData:
+    """Everything a report of one run shows."""
+
+    judgement: Judgement
+    events: int
+    outcome: str                        # complete, interrupted, failed or killed
+    error: str | None                   # why a failed run stopped, when the journal says
+    gateway_version: str | None
+    gateway_config: str | None
+    startup_seconds: float | None
+    warnings: list[str]
+    faults: list[FaultOutcome] = field(default_factory=list)
+
+    @classmethod
+    def from_events(cls, events: list[dict[str, Any]]) -> RunData:
+        judgement = judge_events(events)
+        stack = next((e for e in events if e["type"] == "stack.ready"), {})
+        finished = next((e for e in events if e["type"] == "run.finished"), None)
+        warnings = list(events[0].get("warnings", []))
+        warnings += [str(e.get("message", "")) for e in events if e["type"] == "warning"]
+        params = {e["fault"]: e.get("params", {}) for e in events if e["type"] == "fault.started"}
+        timeline = judgement.timeline
+        faults = [FaultOutcome(w, params.get(w.label, {}), detection_time(timeline, w), recovery_time(timeline, w))
+                  for w in timeline.faults]
+        return cls(judgement=judgement, events=len(events),
+                   outcome=str(finished.get("outcome", "failed")) if finished else "killed",
+                   error=finished.get("error") if finished else None,
+                   gateway_version=stack.get("gateway_version"), gateway_config=stack.get("gateway_config"),
+                   startup_seconds=stack.get("startup_seconds"), warnings=warnings, faults=faults)
+
+    # -- plain facts for the header ---------------------------------------------------
+    @property
+    def header(self) -> dict[str, Any]:
+        return self.judgement.header
+
+    @property
+    def timeline(self) -> Timeline:
+        return self.judgement.timeline
+
+    @property
+    def status(self) -> str:
+        """PASSED, FAILED or INCOMPLETE."""
+        if not self.timeline.complete:
+            return "INCOMPLETE"
+        return "PASSED" if self.judgement.passed else "FAILED"
+
+    @property
+    def outcome_words(self) -> str:
+        words = OUTCOME_WORDS.get(self.outcome, f"the run ended with outcome {self.outcome!r}")
+        return f"{words}: {self.error}" if self.error else words
+
+    @property
+    def started(self) -> str:
+        return utc(self.header["ts"])
+
+    @property
+    def failed_requests(self) -> int:
+        return sum(not r.ok for r in self.timeline.requests)
+
+    def summary(self) -> dict[str, Any]:
+        """The machine-readable outcome of the run (summary.json)."""
+        judgement, header, timeline = self.judgement, self.header, self.timeline
+        return {
+            "scenario": judgement.scenario.name,
+            "description": judgement.scenario.description,
+            "passed": judgement.passed,
+            "complete": timeline.complete,
+            "outcome": self.outcome,
+            "error": self.error,
+            "file": header.get("file"),
+            "seed": judgement.scenario.seed,
+            "runtime": header.get("runtime"),
+            "gateway": judgement.scenario.gateway.kind,
+            "gateway_version": self.gateway_version,
+            "started": header.get("ts"),
+            "duration": round(timeline.end, 3),
+            "requests": len(timeline.requests),
+            "failed_requests": self.failed_requests,
+            "command": header.get("command"),
+            "warnings": self.warnings,
+            "faults": [f.to_json() for f in self.faults],
+            "expectations": [v.to_json() for v in judgement.verdicts],
+        }
+
+
+def utc(ts: float) -> str:
+    """A Unix time as people read it in a report."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def recovery_time(timeline: Timeline, fault: FaultWindow) -> float | None:
+    """When the gateway saw every replica of the fault healthy again after the fault ended
+    (None if one never was, or was never marked unhealthy in the first place)."""
+    moments: list[float] = []
+    for replica in fault.replicas:
+        ejected = timeline.first_unhealthy(replica, fault.start)
+        back = None if ejected is None else timeline.first_healthy(replica, max(fault.end, ejected))
+        if back is None:
+            return None
+        moments.append(back)
+    return max(moments, default=None)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

@@ -1,0 +1,60 @@
+"""Every shipped scenario runs on the docker runtime and every expectation holds, with the
+same journal as on local; nothing of the run is left in the engine afterwards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from harness.journal import read_journal
+from harness.scenario import load_scenario
+
+from .conftest import ROOT, chaosgate
+from .docker_helpers import docker_engine, leftovers
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+
+SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
+__all__ = ["docker_engine"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("scenario_file", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_scenario_passes_on_docker(scenario_file: Path, tmp_path: Path, docker_engine: DockerClient) -> None:
+    scenario = load_scenario(scenario_file)
+    result = chaosgate("run", str(scenario_file), "--runtime", "docker", "--out", str(tmp_path), "--quiet",
+                       timeout=scenario.load.duration + 120)
+    run_dir = tmp_path / scenario.name
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{scenario.name}: PASSED" in result.stdout
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["passed"] and summary["complete"]
+    assert [v["kind"] for v in summary["expectations"]] == [e.kind for e in scenario.expect]
+    assert all(v["passed"] for v in summary["expectations"]), summary["expectations"]
+
+    events = read_journal(run_dir / "journal.jsonl")
+    assert events[0]["type"] == "run.started" and events[0]["runtime"] == "docker"
+    assert events[-1]["type"] == "run.finished" and events[-1]["outcome"] == "complete"
+    ready = next(e for e in events if e["type"] == "stack.ready")
+    for info in ready["endpoints"]["replicas"].values():  # the host uses published loopback ports only
+        assert info["url"].startswith("http://127.0.0.1:") and info["proxy_url"].startswith("http://127.0.0.1:")
+    assert ready["endpoints"]["gateway"].startswith("http://127.0.0.1:")
+    requests = [e for e in events if e["type"] == "request"]
+    assert len(requests) > 100
+    assert {e["replica"] for e in requests if e["replica"]} == set(scenario.replicas)
+    routed = {e["upstream"] for e in requests if e["upstream"]}
+    assert routed == {info["gateway_address"] for info in ready["endpoints"]["replicas"].values()}, \
+        "the gateway's upstream addresses map to replicas"
+    health = [e for e in events if e["type"] == "health"]
+    assert {e["replica"] for e in health} == set(scenario.replicas)
+    assert {e["fault"] for e in events if e["type"] == "fault.cleared"} == {f.label for f in scenario.faults}
+    assert (run_dir / "envoy-health.jsonl").stat().st_size > 0, "Envoy wrote its event log into the run folder"
+    for component in ("envoy", "toxiproxy", *scenario.replicas):
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in component)
+        assert (run_dir / "logs" / f"{name}.log").exists(), f"the output of {component} was saved"
+    assert leftovers(docker_engine, run_dir) == [], "the run's containers and network were removed"

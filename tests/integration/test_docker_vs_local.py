@@ -1,0 +1,68 @@
+"""One scenario on each runtime: the same verdicts (expectation kinds, pass/fail) and the
+same journal format; only the runtime, the addresses and the measurements differ."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from harness.journal import read_journal
+
+from .conftest import ROOT, chaosgate
+from .docker_helpers import docker_engine, leftovers
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+
+SCENARIO = ROOT / "scenarios" / "replica-reset.yaml"
+__all__ = ["docker_engine"]
+
+
+def _run(runtime: str, out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    result = chaosgate("run", str(SCENARIO), "--runtime", runtime, "--out", str(out), "--quiet", timeout=180)
+    assert result.returncode == 0, f"{runtime}: {result.stdout}{result.stderr}"
+    run_dir = out / "replica-reset"
+    return json.loads((run_dir / "summary.json").read_text()), read_journal(run_dir / "journal.jsonl")
+
+
+CORE_EVENTS = ("run.started", "stack.ready", "load.started", "request", "health", "fault.started",
+               "fault.cleared", "load.finished", "run.finished")
+
+
+def _shape(events: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Each core event type with the keys every event of that type has: the journal's format
+    without its values (optional keys such as a failed request's body depend on what happened)."""
+    shape: dict[str, set[str]] = {}
+    for event in events:
+        if event["type"] in CORE_EVENTS:
+            keys = set(event)
+            shape[event["type"]] = shape[event["type"]] & keys if event["type"] in shape else keys
+    return shape
+
+
+@pytest.mark.integration
+def test_same_scenario_same_verdicts_on_both_runtimes(tmp_path: Path, docker_engine: DockerClient) -> None:
+    local_summary, local_events = _run("local", tmp_path / "local")
+    docker_summary, docker_events = _run("docker", tmp_path / "docker")
+
+    def verdicts(summary: dict[str, Any]) -> list[tuple[str, Any, bool]]:
+        return [(v["kind"], json.dumps(v["params"], sort_keys=True), v["passed"]) for v in summary["expectations"]]
+
+    assert verdicts(docker_summary) == verdicts(local_summary)
+    assert docker_summary["passed"] == local_summary["passed"] is True
+    assert set(docker_summary) == set(local_summary), "summary.json has the same fields"
+    for local_verdict, docker_verdict in zip(local_summary["expectations"], docker_summary["expectations"], strict=True):
+        assert set(docker_verdict) == set(local_verdict)
+        assert docker_verdict["bound"] == local_verdict["bound"]
+
+    assert set(_shape(local_events)) == set(CORE_EVENTS)
+    assert _shape(docker_events) == _shape(local_events), "the journal has the same events with the same fields"
+    assert local_events[0]["runtime"] == "local" and docker_events[0]["runtime"] == "docker"
+    local_ready = next(e for e in local_events if e["type"] == "stack.ready")
+    docker_ready = next(e for e in docker_events if e["type"] == "stack.ready")
+    assert set(docker_ready["endpoints"]) == set(local_ready["endpoints"])
+    assert docker_ready["endpoints"]["replicas"].keys() == local_ready["endpoints"]["replicas"].keys()
+    assert leftovers(docker_engine, tmp_path / "docker" / "replica-reset") == []
