@@ -332,7 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True, help="replica name, sent as x-chaosgate-replica")
     parser.add_argument("--host", default="127.0.0.1", help="address of the data port")
     parser.add_argument("--port", type=int, required=True, help="data port: the OpenAI API and health")
-    parser.add_argument("--control-port", type=int, default=None, help="control API port, on 127.0.0.1 only")
+    parser.add_argument("--control-port", type=int, default=None, help="control API port (on --control-host)")
+    parser.add_argument("--control-host", default="127.0.0.1",
+                        help="address of the control API (default 127.0.0.1; a container runtime binds it "
+                             "inside the container and publishes it on the host's 127.0.0.1 only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ttft-ms", type=float, default=20.0, help="time to first token")
     parser.add_argument("--tokens-per-s", type=float, default=400.0)
@@ -348,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))  # exits with code 2
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s fakes.llm {args.name}: %(message)s")
     return serve("fakes.llm", args.name, create_apps(config, fault, args.log_requests),
-                 args.host, args.port, args.control_port)
+                 args.host, args.port, args.control_port, args.control_host)
 
 
 if __name__ == "__main__":

@@ -372,7 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True, help="replica name, sent as x-chaosgate-replica")
     parser.add_argument("--host", default="127.0.0.1", help="address of the data port")
     parser.add_argument("--port", type=int, required=True, help="data port: /mcp and health")
-    parser.add_argument("--control-port", type=int, default=None, help="control API port, on 127.0.0.1 only")
+    parser.add_argument("--control-port", type=int, default=None, help="control API port (on --control-host)")
+    parser.add_argument("--control-host", default="127.0.0.1",
+                        help="address of the control API (default 127.0.0.1; a container runtime binds it "
+                             "inside the container and publishes it on the host's 127.0.0.1 only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--session-ttl", type=float, default=600.0, help="seconds a session may stay idle")
     parser.add_argument("--response-format", choices=["json", "sse", "mixed"], default="mixed",
@@ -387,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))  # exits with code 2
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s fakes.mcp {args.name}: %(message)s")
-    return serve("fakes.mcp", args.name, create_apps(config, fault), args.host, args.port, args.control_port)
+    return serve("fakes.mcp", args.name, create_apps(config, fault), args.host, args.port, args.control_port,
+                 args.control_host)
 
 
 if __name__ == "__main__":

@@ -65,13 +65,16 @@ def server_config(app: ASGIApp) -> uvicorn.Config:
                           timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
 
 
-def serve(program: str, name: str, apps: FakeApps, host: str, port: int, control_port: int | None) -> int:
-    """Bind the data port (and the control port on 127.0.0.1) and serve until SIGINT/SIGTERM.
+def serve(program: str, name: str, apps: FakeApps, host: str, port: int, control_port: int | None,
+          control_host: str = CONTROL_HOST) -> int:
+    """Bind the data port (and the control port, on 127.0.0.1 unless ``control_host`` says
+    otherwise: in a container, the runtime publishes it on the host's 127.0.0.1) and serve
+    until SIGINT/SIGTERM.
 
     Returns the exit code: 2 (with one line on stderr) when a port cannot be bound.
     """
     sockets: list[socket.socket] = []
-    for bind_host, bind_port in [(host, port)] + ([(CONTROL_HOST, control_port)] if control_port is not None else []):
+    for bind_host, bind_port in [(host, port)] + ([(control_host, control_port)] if control_port is not None else []):
         try:
             sockets.append(bind_socket(bind_host, bind_port))
         except OSError as exc:

@@ -53,6 +53,7 @@ from harness.runtimes.docker_compose import (
     FIRST_PROXY_PORT,
     GATEWAY_ADMIN_PORT,
     GATEWAY_LISTEN_PORT,
+    REPLICA_CONTROL_PORT,
     REPLICA_PORT,
     TOXIPROXY_API_PORT,
     Definitions,
@@ -188,9 +189,13 @@ class DockerRuntime:
         for m in members:
             # The same options as on the local runtime; the module and its data port come from compose.yaml.
             command = ["--name", m.name, "--seed", str(scenario.seed * 1000 + m.index),
+                       # The control API listens inside the container and is published on the host's
+                       # 127.0.0.1 only; the gateway's routes go to Toxiproxy, never to this port.
+                       "--control-port", str(REPLICA_CONTROL_PORT), "--control-host", "0.0.0.0",
                        *FAKE_OPTIONS[m.pool.kind](m.pool, scenario)]
             starts.append((m.name, functools.partial(self._start, definitions.replica(m.pool.kind), m.name, m.alias,
-                                                     labels, command=command, ports=[REPLICA_PORT])))
+                                                     labels, command=command,
+                                                     ports=[REPLICA_PORT, REPLICA_CONTROL_PORT])))
         with ThreadPoolExecutor(max_workers=4) as threads:  # on Ctrl-C, waits for the starts under way
             futures = [(name, threads.submit(start)) for name, start in starts]
             for name, future in futures:
@@ -199,7 +204,9 @@ class DockerRuntime:
         self._wait("toxiproxy", functools.partial(_answers, f"http://127.0.0.1:{api}/version"))
         for m in members:
             port = self._published(self._containers[m.name], REPLICA_PORT)
+            control = self._published(self._containers[m.name], REPLICA_CONTROL_PORT)
             self._wait(m.name, functools.partial(_answers, f"http://127.0.0.1:{port}/health"))
+            self._wait(m.name, functools.partial(_answers, f"http://127.0.0.1:{control}/fault"))
 
     def _connect_proxies(self, members: list[_Member]) -> tuple[ToxiproxyControl, str, dict[str, Replica]]:
         """One Toxiproxy proxy per replica, to its name on the run's network; the replicas as the host reaches them."""
@@ -209,10 +216,10 @@ class DockerRuntime:
         replicas: dict[str, Replica] = {}
         for m in members:
             toxiproxy.create_proxy(m.alias, f"{m.alias}:{REPLICA_PORT}", listen=f"0.0.0.0:{m.proxy_port}")
-            # No control port yet: the fakes bind their control API to 127.0.0.1 only, which in a
-            # container the host cannot reach (see docs/docker.md); control_url() then says so.
-            replicas[m.name] = Replica(m.name, m.pool.name, self._published(self._containers[m.name], REPLICA_PORT),
-                                       m.alias, self._published(container, m.proxy_port), None, m.pool.kind)
+            replica = self._containers[m.name]
+            replicas[m.name] = Replica(m.name, m.pool.name, self._published(replica, REPLICA_PORT),
+                                       m.alias, self._published(container, m.proxy_port),
+                                       self._published(replica, REPLICA_CONTROL_PORT), m.pool.kind)
         return toxiproxy, f"http://127.0.0.1:{api}", replicas
 
     def _start_gateway(self, scenario: Scenario, definitions: Definitions, labels: dict[str, str], run_dir: Path,

@@ -40,6 +40,7 @@ GATEWAY_LISTEN_PORT = 10000
 GATEWAY_ADMIN_PORT = 9901
 TOXIPROXY_API_PORT = 8474
 REPLICA_PORT = 8000
+REPLICA_CONTROL_PORT = 8001  # the fakes' control API inside a replica's container
 FIRST_PROXY_PORT = 20000  # replica i of the stack is proxied on FIRST_PROXY_PORT + i
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)")

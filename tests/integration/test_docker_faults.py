@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from harness.errors import FaultError
 from harness.faults import FAULTS, ControlFault, Fault
 from harness.runtimes.base import Stack
 from harness.runtimes.docker import DockerRuntime
@@ -86,12 +85,17 @@ def test_every_toxiproxy_fault_kind_has_a_docker_test() -> None:
 
 
 @pytest.mark.integration
-def test_control_faults_say_they_need_the_fakes_control_api(stack: Stack) -> None:
-    """The fakes bind their control API to 127.0.0.1, out of the host's reach in a container:
-    a fault mode fails with that reason rather than half-working (docs/docker.md)."""
-    fault = _fault(kind="llm_fault", mode="error_status", status=503)
-    with pytest.raises(FaultError, match="no control API on this runtime"):
-        fault.inject(stack, "chat[0]")
+def test_control_faults_reach_the_fakes_in_their_containers(stack: Stack, inject: Callable[[Fault], Fault]) -> None:
+    """The fakes' control API is published on the host's 127.0.0.1 only; a fault mode set
+    through it is seen by clients of the gateway, and the gateway cannot reach it."""
+    control = stack.control_url("chat[0]")
+    assert control.startswith("http://127.0.0.1:")
+    inject(_fault(kind="llm_fault", mode="error_status", status=503))
+    assert httpx.get(f"{control}/fault", timeout=2).json()["mode"] == "error_status"
+    response, _ = _chat(stack)
+    assert response.status_code == 503 and response.json()["error"]["code"] == "server_is_overloaded"
+    assert response.headers["x-chaosgate-replica"] == "chat[0]"
+    assert httpx.get(f"{stack.gateway.url}/fault", timeout=2).status_code == 404
 
 
 @pytest.mark.integration
