@@ -65,7 +65,7 @@ from fakes.llm_modes import (
 )
 from fakes.openai_errors import openai_error, status_error
 from fakes.pressure import Pressure
-from fakes.serving import FakeApps, serve
+from fakes.serving import FakeApps, add_serving_arguments, serve
 
 __all__ = ["MODEL_ID", "REPLICA_HEADER", "LlmServer", "ReplicaConfig", "create_apps", "main"]
 
@@ -329,14 +329,7 @@ def create_apps(config: ReplicaConfig, initial_fault: LlmMode | None = None, log
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fakes.llm",
                                      description="Fake OpenAI-compatible LLM replica for chaosgate.")
-    parser.add_argument("--name", required=True, help="replica name, sent as x-chaosgate-replica")
-    parser.add_argument("--host", default="127.0.0.1", help="address of the data port")
-    parser.add_argument("--port", type=int, required=True, help="data port: the OpenAI API and health")
-    parser.add_argument("--control-port", type=int, default=None, help="control API port (on --control-host)")
-    parser.add_argument("--control-host", default="127.0.0.1",
-                        help="address of the control API (default 127.0.0.1; a container runtime binds it "
-                             "inside the container and publishes it on the host's 127.0.0.1 only)")
-    parser.add_argument("--seed", type=int, default=0)
+    add_serving_arguments(parser, port_help="data port: the OpenAI API and health")
     parser.add_argument("--ttft-ms", type=float, default=20.0, help="time to first token")
     parser.add_argument("--tokens-per-s", type=float, default=400.0)
     parser.add_argument("--jitter-ms", type=float, default=0.0, help="uniform +/- jitter on ttft")

@@ -76,7 +76,7 @@ from fakes.mcp_modes import (
 )
 from fakes.mcp_sessions import Sessions
 from fakes.mcp_tools import CalculatorOutput, Tool, make_tools
-from fakes.serving import FakeApps, serve
+from fakes.serving import FakeApps, add_serving_arguments, serve
 
 PROTOCOL_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 LATEST_VERSION = "2025-11-25"
@@ -369,14 +369,7 @@ def create_apps(config: McpConfig, initial_fault: McpMode | None = None) -> Fake
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fakes.mcp",
                                      description="Fake MCP server (Streamable HTTP) for chaosgate.")
-    parser.add_argument("--name", required=True, help="replica name, sent as x-chaosgate-replica")
-    parser.add_argument("--host", default="127.0.0.1", help="address of the data port")
-    parser.add_argument("--port", type=int, required=True, help="data port: /mcp and health")
-    parser.add_argument("--control-port", type=int, default=None, help="control API port (on --control-host)")
-    parser.add_argument("--control-host", default="127.0.0.1",
-                        help="address of the control API (default 127.0.0.1; a container runtime binds it "
-                             "inside the container and publishes it on the host's 127.0.0.1 only)")
-    parser.add_argument("--seed", type=int, default=0)
+    add_serving_arguments(parser, port_help="data port: /mcp and health")
     parser.add_argument("--session-ttl", type=float, default=600.0, help="seconds a session may stay idle")
     parser.add_argument("--response-format", choices=["json", "sse", "mixed"], default="mixed",
                         help="JSON or SSE answers; mixed: SSE for tools/call, JSON for the rest")

@@ -7,6 +7,7 @@ the control API, whatever its path, and the control socket is bound to 127.0.0.1
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import socket
 import sys
@@ -42,6 +43,18 @@ class PortRouter:
             await self.apps.control(scope, receive, send)
         else:
             await self.apps.data(scope, receive, send)
+
+
+def add_serving_arguments(parser: argparse.ArgumentParser, port_help: str) -> None:
+    """The command-line options every fake has: identity, data port, control port, seed."""
+    parser.add_argument("--name", required=True, help="replica name, sent as x-chaosgate-replica")
+    parser.add_argument("--host", default="127.0.0.1", help="address of the data port")
+    parser.add_argument("--port", type=int, required=True, help=port_help)
+    parser.add_argument("--control-port", type=int, default=None, help="control API port (on --control-host)")
+    parser.add_argument("--control-host", default="127.0.0.1",
+                        help="address of the control API (default 127.0.0.1; a container runtime binds it "
+                             "inside the container and publishes it on the host's 127.0.0.1 only)")
+    parser.add_argument("--seed", type=int, default=0)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, WithJsonSchema
 
 TARGET_PATTERN = r"^[a-z][a-z0-9_-]*(\[(\d+|\*)\])?$"
 _TARGET = re.compile(TARGET_PATTERN)

@@ -7,11 +7,12 @@ safe to call more than once.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from harness.errors import FaultError
+from harness.errors import FaultError, StackError, StartupTimeout
 from harness.gateways import GatewayAdapter, HostHealth
 from harness.scenario import Scenario
 from harness.toxiproxy import ToxiproxyControl
@@ -92,3 +93,22 @@ class Runtime(Protocol):
 
     def down(self) -> None:
         """Stop everything ``up`` started; idempotent, never raises."""
+
+
+def wait_all_healthy(stack: Stack, scenario: Scenario, logs_hint: str) -> None:
+    """Wait until the gateway reports every replica healthy (its first check does that);
+    StartupTimeout naming the laggards, and where their logs are, after the deadline."""
+    hc = scenario.gateway.health_check
+    timeout = 5.0 + (hc.timeout + hc.no_traffic_interval if hc else 0.0)
+    deadline = time.monotonic() + timeout
+    health: dict[str, bool] = {}
+    while time.monotonic() < deadline:
+        try:
+            health = {name: h.healthy for name, h in stack.replica_health().items()}
+        except StackError:
+            health = {}
+        if len(health) == len(stack.replicas) and all(health.values()):
+            return
+        time.sleep(0.05)
+    unhealthy = sorted(name for name in stack.replicas if not health.get(name))
+    raise StartupTimeout(f"the gateway did not see {', '.join(unhealthy)} healthy within {timeout:g}s ({logs_hint})")

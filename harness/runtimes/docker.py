@@ -48,7 +48,7 @@ import httpx
 from harness.errors import PortInUse, StackError, StartupTimeout
 from harness.gateways import GATEWAYS, GatewayAdapter, UpstreamAddress
 from harness.processes import check_port_free, free_port
-from harness.runtimes.base import Replica, Stack
+from harness.runtimes.base import Replica, Stack, wait_all_healthy
 from harness.runtimes.docker_compose import (
     FIRST_PROXY_PORT,
     GATEWAY_ADMIN_PORT,
@@ -177,7 +177,7 @@ class DockerRuntime:
         stack = Stack(gateway=gateway, toxiproxy=toxiproxy, toxiproxy_url=toxiproxy_url, replicas=replicas,
                       run_dir=run_dir, gateway_version=gateway.version(),
                       gateway_addresses={m.name: f"{toxiproxy_ip}:{m.proxy_port}" for m in members})
-        self._wait_all_healthy(stack, scenario)
+        wait_all_healthy(stack, scenario, f"container output is saved in {run_dir / 'logs'} at teardown")
         return stack
 
     def _start_backends(self, scenario: Scenario, definitions: Definitions, labels: dict[str, str],
@@ -320,24 +320,6 @@ class DockerRuntime:
             time.sleep(0.02)
         raise StartupTimeout(f"{name} (container {container.name}) was not ready after {timeout:g}s "
                              f"(its output: docker logs {container.name})")
-
-    def _wait_all_healthy(self, stack: Stack, scenario: Scenario) -> None:
-        """The gateway's first health check marks replicas healthy; wait for all of them."""
-        hc = scenario.gateway.health_check
-        timeout = 5.0 + (hc.timeout + hc.no_traffic_interval if hc else 0.0)
-        deadline = time.monotonic() + timeout
-        health: dict[str, bool] = {}
-        while time.monotonic() < deadline:
-            try:
-                health = {name: h.healthy for name, h in stack.replica_health().items()}
-            except StackError:
-                health = {}
-            if len(health) == len(stack.replicas) and all(health.values()):
-                return
-            time.sleep(0.05)
-        unhealthy = sorted(name for name in stack.replicas if not health.get(name))
-        raise StartupTimeout(f"the gateway did not see {', '.join(unhealthy)} healthy within {timeout:g}s "
-                             f"(container output is saved in {stack.run_dir / 'logs'} at teardown)")
 
     # -- for faults (issue 4) and tests ----------------------------------------------
     def container(self, component: str) -> Container:

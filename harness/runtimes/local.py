@@ -6,16 +6,15 @@ import functools
 import os
 import shutil
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from harness.errors import ComponentMissing, StackError, StartupTimeout
+from harness.errors import ComponentMissing
 from harness.gateways import GATEWAYS, UpstreamAddress
 from harness.processes import ProcessGroup, check_port_free, free_port
-from harness.runtimes.base import RUN_MARKER, Replica, Stack
+from harness.runtimes.base import RUN_MARKER, Replica, Stack, wait_all_healthy
 from harness.scenario import Scenario, Upstream
 from harness.toxiproxy import ToxiproxyControl
 
@@ -116,26 +115,8 @@ class LocalRuntime:
         processes.wait_ready(gateway_child, gateway.is_ready, READY_TIMEOUT)
         stack = Stack(gateway=gateway, toxiproxy=toxiproxy, toxiproxy_url=toxiproxy_url, replicas=replicas,
                       run_dir=run_dir, gateway_version=gateway.version())
-        self._wait_all_healthy(stack, scenario)
+        wait_all_healthy(stack, scenario, f"logs in {run_dir / 'logs'}")
         return stack
-
-    def _wait_all_healthy(self, stack: Stack, scenario: Scenario) -> None:
-        """The gateway's first health check marks replicas healthy; wait for all of them."""
-        hc = scenario.gateway.health_check
-        timeout = 5.0 + (hc.timeout + hc.no_traffic_interval if hc else 0.0)
-        deadline = time.monotonic() + timeout
-        health: dict[str, object] = {}
-        while time.monotonic() < deadline:
-            try:
-                health = {name: h.healthy for name, h in stack.replica_health().items()}
-            except StackError:
-                health = {}
-            if len(health) == len(stack.replicas) and all(health.values()):
-                return
-            time.sleep(0.05)
-        unhealthy = sorted(name for name in stack.replicas if not health.get(name))
-        raise StartupTimeout(f"the gateway did not see {', '.join(unhealthy)} healthy within {timeout:g}s "
-                             f"(logs in {stack.run_dir / 'logs'})")
 
     def down(self) -> None:
         if self._processes is not None:
