@@ -65,7 +65,7 @@ from fakes.llm_modes import (
 )
 from fakes.openai_errors import openai_error, status_error
 from fakes.pressure import Pressure
-from fakes.serving import FakeApps, add_serving_arguments, serve
+from fakes.serving import FakeApps, add_serving_arguments, serve, tls_from_args
 
 __all__ = ["MODEL_ID", "REPLICA_HEADER", "LlmServer", "ReplicaConfig", "create_apps", "main"]
 
@@ -340,11 +340,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = ReplicaConfig(args.name, args.seed, args.ttft_ms, args.tokens_per_s, args.jitter_ms, args.max_tokens)
         fault = LLM_MODES.validate_json(args.fault) if args.fault else None
+        tls = tls_from_args(args)
     except (ValueError, ValidationError) as exc:
         parser.error(str(exc))  # exits with code 2
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s fakes.llm {args.name}: %(message)s")
     return serve("fakes.llm", args.name, create_apps(config, fault, args.log_requests),
-                 args.host, args.port, args.control_port, args.control_host)
+                 args.host, args.port, args.control_port, args.control_host, tls)
 
 
 if __name__ == "__main__":

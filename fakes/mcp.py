@@ -76,7 +76,7 @@ from fakes.mcp_modes import (
 )
 from fakes.mcp_sessions import Sessions
 from fakes.mcp_tools import CalculatorOutput, Tool, make_tools
-from fakes.serving import FakeApps, add_serving_arguments, serve
+from fakes.serving import FakeApps, add_serving_arguments, serve, tls_from_args
 
 PROTOCOL_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 LATEST_VERSION = "2025-11-25"
@@ -380,11 +380,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = McpConfig(args.name, args.seed, args.session_ttl, args.response_format, args.tool_latency_ms)
         fault = MCP_MODES.validate_json(args.fault) if args.fault else None
+        tls = tls_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))  # exits with code 2
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s fakes.mcp {args.name}: %(message)s")
     return serve("fakes.mcp", args.name, create_apps(config, fault), args.host, args.port, args.control_port,
-                 args.control_host)
+                 args.control_host, tls)
 
 
 if __name__ == "__main__":

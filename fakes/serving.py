@@ -8,13 +8,19 @@ the control API, whatever its path, and the control socket is bound to 127.0.0.1
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import socket
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from fakes.tls import TlsServing
 
 CONTROL_HOST = "127.0.0.1"  # the control API is for the harness on this machine, never for clients
 SHUTDOWN_GRACE_S = 2  # a hung request (a fault) must not hold up SIGTERM for long
@@ -55,6 +61,15 @@ def add_serving_arguments(parser: argparse.ArgumentParser, port_help: str) -> No
                         help="address of the control API (default 127.0.0.1; a container runtime binds it "
                              "inside the container and publishes it on the host's 127.0.0.1 only)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tls-dir", type=Path, default=None,
+                        help="serve TLS on the data port with certificates from this folder (<name>.crt, <name>.key); "
+                             "the control port stays plain HTTP and gains PUT /tls to swap them")
+    parser.add_argument("--tls-cert", default="valid", help="the certificate to start with (default: valid)")
+
+
+def tls_from_args(args: argparse.Namespace) -> TlsServing | None:
+    """The data port's TLS from ``--tls-dir``/``--tls-cert``; ValueError if the files are unusable."""
+    return TlsServing(args.tls_dir, args.tls_cert) if args.tls_dir is not None else None
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -79,10 +94,13 @@ def server_config(app: ASGIApp) -> uvicorn.Config:
 
 
 def serve(program: str, name: str, apps: FakeApps, host: str, port: int, control_port: int | None,
-          control_host: str = CONTROL_HOST) -> int:
+          control_host: str = CONTROL_HOST, tls: TlsServing | None = None) -> int:
     """Bind the data port (and the control port, on 127.0.0.1 unless ``control_host`` says
     otherwise: in a container, the runtime publishes it on the host's 127.0.0.1) and serve
     until SIGINT/SIGTERM.
+
+    With ``tls`` the data port speaks TLS (a second uvicorn server in the same event loop, so
+    the control port stays plain HTTP).
 
     Returns the exit code: 2 (with one line on stderr) when a port cannot be bound.
     """
@@ -96,6 +114,38 @@ def serve(program: str, name: str, apps: FakeApps, host: str, port: int, control
             print(f"{program} {name}: cannot bind {bind_host}:{bind_port}: {exc.strerror or exc}", file=sys.stderr)
             return 2
     bound_control = sockets[1].getsockname()[1] if len(sockets) > 1 else None
+    if tls is not None:
+        return _serve_tls(apps, sockets, tls)
     server = uvicorn.Server(server_config(PortRouter(apps, bound_control)))
     server.run(sockets=sockets)  # what uvicorn.run() does, but on our pre-bound sockets
     return 0 if server.started else 1
+
+
+def _serve_tls(apps: FakeApps, sockets: list[socket.socket], tls: TlsServing) -> int:
+    """The data socket on a TLS server, the control socket (if any) on a plain one, one event loop."""
+    data_config = server_config(apps.data)
+    data_config.load()
+    data_config.ssl = tls.context  # ours, so PUT /tls can swap the certificate in place
+    data = uvicorn.Server(data_config)
+
+    def drop_all() -> int:
+        connections = list(data.server_state.connections)
+        for connection in connections:
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+        return len(connections)
+
+    tls.drop_all = drop_all
+    servers = [data]
+    if len(sockets) > 1:
+        control_app = Starlette(routes=[*tls.routes(), Mount("/", app=apps.control)])
+        servers.append(uvicorn.Server(server_config(control_app)))
+
+    async def both() -> None:
+        # Each server catches SIGTERM/SIGINT and, once stopped, raises it again for the one before.
+        await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in zip(servers[::-1], sockets[::-1])))
+
+    with asyncio.Runner(loop_factory=data_config.get_loop_factory()) as runner:
+        runner.run(both())
+    return 0 if data.started else 1

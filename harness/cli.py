@@ -25,6 +25,7 @@ from harness.progress import Progress
 from harness.report import compare, junit_xml, render_comparison
 from harness.report.compare import Comparison
 from harness.runtimes import RUNTIMES
+from harness.runtimes.base import check_supported
 from harness.scenario import Scenario, load_scenario
 
 EXIT_PASSED, EXIT_FAILED, EXIT_UNRUNNABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -196,9 +197,13 @@ def up(scenario_file: Path, port: int | None, out_dir: Path, runtime: str) -> No
         sys.exit(EXIT_UNRUNNABLE)
     stack_runtime = RUNTIMES[runtime]()
     try:
+        check_supported(scenario, runtime, stack_runtime.capabilities)
         stack = stack_runtime.up(scenario, out_dir / scenario.name, gateway_port=port)
         click.echo(json.dumps(stack.endpoints(), indent=2))
         click.echo(f"stack of {scenario.name} is up; Ctrl-C to stop", err=True)
+        if stack.process_control is not None:  # dead replicas are restarted here too, and said so
+            stack.process_control.watch(lambda type, **fields: click.echo(
+                f"{time.strftime('%H:%M:%S')} {fields.get('replica')} {type} pid {fields.get('pid')}", err=True))
         last: dict[str, bool] = {}
         while True:  # report the gateway's view of health as it changes, until interrupted
             current = {name: h.healthy for name, h in stack.replica_health().items()}

@@ -23,6 +23,9 @@ EventType = Literal[
     "health",           # the gateway's view of one replica changed (or first sample)
     "fault.started",    # a fault was injected on its replicas
     "fault.cleared",    # a fault was cleared
+    "process.exited",   # a replica process ended: status, signal, oom (the kernel's OOM counter went up)
+    "process.restarted",  # the supervisor started a dead replica again (same port), after its backoff
+    "process.ready",    # a restarted replica answers on its health and control endpoints
     "load.finished",    # the load generator exited
     "warning",          # something the reader of the report should know
     "run.finished",     # the last line of a run that ended in an orderly way

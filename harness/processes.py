@@ -66,17 +66,29 @@ class ProcessGroup:
     env: dict[str, str] = field(default_factory=dict)  # added to every child's environment
     children: list[Child] = field(default_factory=list)
 
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
-        """Start ``argv`` with its output in ``log_dir/<name>.log``."""
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None,
+              cgroup_procs: Path | None = None) -> Child:
+        """Start ``argv`` with its output in ``log_dir/<name>.log`` (appended to, so a restarted
+        process keeps its predecessor's output); with ``cgroup_procs``, the process joins that
+        cgroup before it runs ``argv``."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{_file_safe(name)}.log"
-        with log.open("wb") as out:
+
+        def before_exec() -> None:
+            die_with_parent()
+            if cgroup_procs is not None:
+                with open(cgroup_procs, "w") as procs:
+                    procs.write(str(os.getpid()))
+
+        with log.open("ab") as out:
             try:
                 process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                            env={**os.environ, **self.env, **(env or {})}, start_new_session=True,
-                                           preexec_fn=die_with_parent)
+                                           preexec_fn=before_exec)
             except OSError as exc:
                 raise StackError(f"cannot start {name} ({argv[0]}): {exc.strerror}") from exc
+            except subprocess.SubprocessError as exc:
+                raise StackError(f"cannot start {name}: it could not join its memory cgroup {cgroup_procs}") from exc
         child = Child(name, process, log)
         self.children.append(child)
         return child

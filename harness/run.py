@@ -25,7 +25,7 @@ from harness.output import write_outputs
 from harness.plan import FaultAction, Plan, make_plan
 from harness.progress import Progress, Status
 from harness.runtimes import RUNTIMES, Stack
-from harness.runtimes.base import RUN_MARKER
+from harness.runtimes.base import RUN_MARKER, check_supported
 from harness.scenario import Scenario
 
 DRAIN_GRACE = 5.0  # after the load's duration, time for in-flight requests to end
@@ -55,6 +55,7 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
     outcome, error = "failed", None
     runtime = RUNTIMES[runtime_name]()
     try:
+        check_supported(scenario, runtime_name, runtime.capabilities)
         progress.stage(f"[{scenario.name}] starting the stack ({runtime_name} runtime)")
         started = time.monotonic()
         stack = runtime.up(scenario, run_dir)
@@ -83,6 +84,8 @@ def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter,
            progress: Progress) -> None:
     observer = HealthObserver(stack, journal)
     observer.start()
+    if stack.process_control is not None:  # from here on, dead replicas are restarted and journalled
+        stack.process_control.watch(journal.write)
     load = LoadGenerator(LoadConfig.for_scenario(scenario, stack.gateway.url), journal, run_dir / "logs",
                          env={RUN_MARKER: str(run_dir.resolve())})
     active: list[FaultAction] = []
@@ -109,6 +112,7 @@ def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter,
 
 def _apply(action: FaultAction, stack: Stack, journal: JournalWriter, active: list[FaultAction]) -> None:
     fault = action.fault
+    began = time.time()  # a fault is active from the moment its injection begins (a restart takes a while)
     for replica in action.replicas:
         if action.start:
             fault.inject(stack, replica)
@@ -118,7 +122,8 @@ def _apply(action: FaultAction, stack: Stack, journal: JournalWriter, active: li
         active.append(action)
     else:
         active[:] = [a for a in active if a.fault is not fault]
-    journal.write("fault.started" if action.start else "fault.cleared", fault=fault.label, kind=fault.kind,
+    journal.write("fault.started" if action.start else "fault.cleared", ts=began if action.start else None,
+                  fault=fault.label, kind=fault.kind,
                   target=fault.target, replicas=list(action.replicas),
                   params=fault.model_dump(mode="json", by_alias=True, exclude={"kind", "name", "target", "at", "duration"}))
 

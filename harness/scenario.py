@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.durations import Duration
 from harness.errors import Problem, ScenarioError
 from harness.expectations import EXPECTATIONS, Expectation
 from harness.faults import FAULTS, Fault
+from harness.memsize import MemorySize
 from harness.targets import resolve, split_target
 from harness.yaml_source import Path as YamlPath
 from harness.yaml_source import YamlDocument, load_yaml
@@ -74,6 +75,23 @@ class Gateway(_Model):
     retries: Retries | None = Field(default=None, description="Retry policy; no retries unless set.")
 
 
+class RestartPolicy(_Model):
+    """The supervisor's backoff before restarting a dead replica (on the same port), as an orchestrator's."""
+
+    initial_backoff: Duration = Field(default=1.0, ge=0, le=300, description="Wait before the first restart.")
+    factor: float = Field(default=2.0, ge=1.0, le=10.0, description="Each restart in a row waits this many times longer.")
+    max_backoff: Duration = Field(default=30.0, gt=0, le=3600, description="The longest wait; a replica up this long starts over.")
+
+
+class UpstreamTls(_Model):
+    """TLS between the gateway and a pool's replicas (certificates minted by harness/certs.py)."""
+
+    server_name: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$",
+        description="The name the gateway sends as SNI and requires in the certificate "
+                    "(default '<pool>.upstream.test').")
+
+
 class Upstream(_Model):
     """A pool of identical fake replicas behind the gateway."""
 
@@ -84,6 +102,25 @@ class Upstream(_Model):
     ttft: Duration = Field(default=0.02, description="Each replica's time to first token (openai pools), "
                                                      "or the time each tools/call takes (mcp pools).")
     tokens_per_s: float = Field(default=400.0, gt=0, description="Each replica's token rate (openai pools).")
+    memory_limit: MemorySize | None = Field(
+        default=None, description="Each replica's memory limit ('128Mi', '200MB'): a cgroup on the local runtime; "
+                                  "past it the kernel's OOM killer ends the replica. None: no limit.")
+    restart: RestartPolicy = Field(default_factory=lambda: RestartPolicy(),
+                                   description="How the supervisor restarts a replica that died.")
+    tls: UpstreamTls | None = Field(
+        default=None, description="Serve TLS with certificates from a test CA, validated by the gateway: "
+                                  "'true' or {server_name: ...}; off unless set.")
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls_shorthand(cls, value: Any) -> Any:
+        """``tls: true`` is ``tls: {}``; ``tls: false`` is no TLS."""
+        return {} if value is True else None if value is False else value
+
+    @property
+    def server_name(self) -> str:
+        """The name the gateway expects on the replicas' certificates (and sends as SNI)."""
+        return self.tls.server_name if self.tls and self.tls.server_name else f"{self.name}.upstream.test"
 
 
 class Load(_Model):
@@ -284,6 +321,13 @@ def _cross_check(scenario: Scenario, doc: YamlDocument) -> list[Problem]:
             add(("faults", i, "target"), str(exc))
         else:
             pool_kind = scenario.pool_kinds[split_target(fault.target)[0]]
+            pool = next(u for u in scenario.upstreams if u.name == split_target(fault.target)[0])
+            if fault.needs_memory_limit and pool.memory_limit is None:
+                add(("faults", i, "target"), f"{fault.kind} faults need a memory limit to hit; set memory_limit "
+                    f"on upstream {pool.name!r}")
+            if fault.needs_tls and pool.tls is None:
+                add(("faults", i, "target"), f"{fault.kind} faults act on replicas that serve TLS; set tls: true "
+                    f"on upstream {pool.name!r}")
             if fault.pool_kinds is not None and pool_kind not in fault.pool_kinds:
                 add(("faults", i, "target"), f"{fault.kind} faults act on {' or '.join(sorted(fault.pool_kinds))} "
                     f"pools; {split_target(fault.target)[0]!r} is an {pool_kind} pool")

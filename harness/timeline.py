@@ -55,6 +55,17 @@ class FaultWindow:
     end: float
 
 
+@dataclass(frozen=True)
+class ProcessEvent:
+    """A replica process exited, was restarted, or became ready again (from the supervisor)."""
+
+    t: float
+    replica: str
+    type: str                 # process.exited, process.restarted, process.ready
+    oom: bool = False         # exited: the kernel's OOM killer ended it
+    signal: str | None = None  # exited: the signal that ended it
+
+
 @dataclass
 class Timeline:
     """Everything a run recorded, on one time axis."""
@@ -65,7 +76,13 @@ class Timeline:
     requests: list[Request] = field(default_factory=list)
     health: dict[str, list[HealthChange]] = field(default_factory=dict)
     faults: list[FaultWindow] = field(default_factory=list)
+    processes: list[ProcessEvent] = field(default_factory=list)
     complete: bool = True
+
+    # -- processes --------------------------------------------------------------
+    def first_process_event(self, replica: str, type: str, after: float) -> ProcessEvent | None:
+        """The first ``type`` event (e.g. ``process.ready``) of ``replica`` at or after ``after``."""
+        return next((p for p in self.processes if p.replica == replica and p.type == type and p.t >= after), None)
 
     # -- health -----------------------------------------------------------------
     def first_unhealthy(self, replica: str, after: float) -> float | None:
@@ -129,6 +146,9 @@ def build_timeline(events: list[dict[str, Any]]) -> Timeline:
         elif kind == "health":
             timeline.health.setdefault(event["replica"], []).append(
                 HealthChange(t=t, replica=event["replica"], healthy=event["healthy"], flags=event.get("flags", "")))
+        elif kind in ("process.exited", "process.restarted", "process.ready"):
+            timeline.processes.append(ProcessEvent(t=t, replica=event["replica"], type=kind,
+                                                   oom=bool(event.get("oom")), signal=event.get("signal")))
         elif kind == "fault.started":
             open_faults[event["fault"]] = {**event, "t": t}
         elif kind == "fault.cleared" and event["fault"] in open_faults:
@@ -138,6 +158,7 @@ def build_timeline(events: list[dict[str, Any]]) -> Timeline:
         timeline.faults.append(_window(started, end=timeline.end))
     timeline.faults.sort(key=lambda f: f.start)
     timeline.requests.sort(key=lambda r: r.t)
+    timeline.processes.sort(key=lambda p: p.t)
     return timeline
 
 

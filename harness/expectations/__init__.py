@@ -6,6 +6,7 @@ from harness.expectations.all_down_response import AllDownResponse
 from harness.expectations.base import Expectation, ExplicitWindow, Verdict, WindowSpec
 from harness.expectations.error_rate import ErrorRate
 from harness.expectations.latency import Latency
+from harness.expectations.max_request_time import MaxRequestTime
 from harness.expectations.no_traffic_to import NoTrafficTo
 from harness.expectations.upstream_healthy import UpstreamHealthy
 from harness.expectations.upstream_unhealthy import UpstreamUnhealthy
@@ -17,6 +18,7 @@ EXPECTATIONS: dict[str, type[Expectation]] = {
     "no_traffic_to": NoTrafficTo,
     "latency": Latency,
     "all_down_response": AllDownResponse,
+    "max_request_time": MaxRequestTime,
 }
 
 __all__ = ["EXPECTATIONS", "Expectation", "ExplicitWindow", "Verdict", "WindowSpec"]

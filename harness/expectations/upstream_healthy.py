@@ -12,15 +12,20 @@ from harness.timeline import Timeline
 
 
 class UpstreamHealthy(Expectation):
-    """Recovery time: fault end → the gateway reports every targeted replica healthy again.
+    """Recovery time: fault end (or, with ``after: restart_ready``, the moment the supervisor's
+    restarted process answered again) → the gateway reports every targeted replica healthy again.
     A replica the gateway never marked unhealthy has nothing to recover from: that fails."""
 
     kind: Literal["upstream_healthy"]
     target: Target = Field(description="The replica(s) that must be readmitted.")
-    within: Duration = Field(description="Longest allowed time from the fault's end.")
+    within: Duration = Field(description="Longest allowed time from the anchor (see 'after').")
+    after: Literal["fault_end", "restart_ready"] = Field(
+        default="fault_end", description="The anchor: the fault's end, or 'restart_ready': when the replica's "
+                                         "restarted process was ready (process faults, OOM kills).")
 
     def describe(self) -> str:
-        return f"the gateway marks {self.target} healthy again within {format_duration(self.within)} of the fault ending"
+        anchor = "the fault ending" if self.after == "fault_end" else "its restarted process being ready"
+        return f"the gateway marks {self.target} healthy again within {format_duration(self.within)} of {anchor}"
 
     def bound_text(self) -> str:
         return f"≤ {format_duration(self.within)}"
@@ -34,17 +39,24 @@ class UpstreamHealthy(Expectation):
             if ejected is None:
                 raise Unjudgeable(f"{replica} was never marked unhealthy after {fault.label} began, "
                                   "so there was no readmission to measure")
-            seen = timeline.first_healthy(replica, max(fault.end, ejected))
+            anchor = fault.end
+            if self.after == "restart_ready":
+                ready = timeline.first_process_event(replica, "process.ready", fault.start)
+                if ready is None:
+                    raise Unjudgeable(f"{replica} was never restarted and ready after {fault.label} began")
+                anchor = ready.t
+            seen = timeline.first_healthy(replica, max(anchor, ejected))
             if seen is None:
                 missing.append(replica)
                 continue
-            worst = max(worst, seen - fault.end)
+            worst = max(worst, seen - anchor)
         if missing:
             verb = "was" if len(missing) == 1 else "were"
             return self.verdict(False, "never", f"{', '.join(missing)} {verb} still unhealthy when the run ended, "
                                 f"{seconds(timeline.end - fault.end)} after {fault.label} ended",
                                 bound_value=self.within)
         passed = worst <= self.within
-        detail = (f"{self.target} was healthy again {seconds(worst)} after {fault.label} ended"
+        anchor_text = f"{fault.label} ended" if self.after == "fault_end" else "its restarted process was ready"
+        detail = (f"{self.target} was healthy again {seconds(worst)} after {anchor_text}"
                   + ("" if passed else f"; bound {format_duration(self.within)}"))
         return self.verdict(passed, seconds(worst), detail, bound_value=self.within, measured_value=worst)

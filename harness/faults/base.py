@@ -13,7 +13,7 @@ server itself, switched through its control API: the protocol and the applicatio
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar, Union, cast
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol, TypeVar, Union, cast
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
@@ -23,6 +23,9 @@ from harness.durations import Duration
 from harness.errors import FaultError
 from harness.targets import Target
 from harness.toxiproxy import ToxiproxyControl
+
+if TYPE_CHECKING:
+    from harness.runtimes.base import ProcessControl
 
 CONTROL_TIMEOUT_S = 5.0  # the control API answers at once; a fake that does not is broken
 
@@ -40,6 +43,9 @@ class FaultContext(Protocol):
     def control_url(self, replica: str) -> str:
         """Base URL of ``replica``'s control API (its fault modes), reachable by the harness only."""
 
+    def processes(self) -> ProcessControl:
+        """Signals and restarts of replica processes; FaultError on a runtime without them."""
+
 
 class Fault(BaseModel):
     """Fields every fault has; subclasses add ``kind`` and their own parameters."""
@@ -48,6 +54,9 @@ class Fault(BaseModel):
 
     exclusive: ClassVar[bool] = False  # True: two faults of this kind cannot overlap on one replica
     pool_kinds: ClassVar[frozenset[str] | None] = None  # the upstream kinds it can target; None: any
+    needs: ClassVar[frozenset[str]] = frozenset()  # runtime capabilities it needs (harness.runtimes.base)
+    needs_memory_limit: ClassVar[bool] = False  # True: its target pool must set memory_limit
+    needs_tls: ClassVar[bool] = False  # True: its target pool must set tls
 
     kind: str
     name: str | None = Field(default=None, description="Names the fault in reports; default '<kind>@<target>'.")

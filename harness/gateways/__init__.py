@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from harness.gateways.base import GatewayAdapter, HostHealth, UpstreamAddress, traps
+from harness.gateways.base import GatewayAdapter, HostHealth, UpstreamAddress, UpstreamTlsTrust, traps
 from harness.gateways.envoy import EnvoyGateway
 
 GATEWAYS: dict[str, type[EnvoyGateway]] = {
     "envoy": EnvoyGateway,
 }
 
-__all__ = ["GATEWAYS", "GatewayAdapter", "HostHealth", "UpstreamAddress", "traps"]
+__all__ = ["GATEWAYS", "GatewayAdapter", "HostHealth", "UpstreamAddress", "UpstreamTlsTrust", "traps"]

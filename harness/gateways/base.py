@@ -24,6 +24,15 @@ class UpstreamAddress:
     host: str
     port: int
     kind: str = "openai"  # what the replica speaks (the pool's upstream kind)
+    tls: UpstreamTlsTrust | None = None  # the replica serves TLS: what the gateway checks it against
+
+
+@dataclass(frozen=True)
+class UpstreamTlsTrust:
+    """How the gateway validates a TLS replica: the CA it trusts and the name it expects."""
+
+    ca_file: str       # PEM file of the test CA, as the gateway's process sees it
+    server_name: str   # sent as SNI and required as a DNS name in the certificate
 
 
 @dataclass(frozen=True)

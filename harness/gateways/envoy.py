@@ -13,7 +13,7 @@ import httpx
 import yaml
 
 from harness.errors import ComponentMissing, StackError
-from harness.gateways.base import HostHealth, UpstreamAddress
+from harness.gateways.base import HostHealth, UpstreamAddress, UpstreamTlsTrust
 from harness.scenario import Gateway, Scenario
 from harness.targets import resolve, split_target
 
@@ -129,6 +129,12 @@ class EnvoyGateway:
         }
         if cluster["type"] == "STRICT_DNS":
             cluster["dns_lookup_family"] = "V4_ONLY"
+        tls = {u.tls for u in upstreams}
+        if len(tls) > 1:
+            raise StackError(f"the replicas of {pool!r} disagree on TLS: {sorted(map(str, tls))}")
+        if (trust := tls.pop() if tls else None) is not None:
+            # Requests and health checks alike go through the cluster's transport socket.
+            cluster["transport_socket"] = _upstream_tls(trust)
         if (hc := s.health_check) is not None:
             cluster["health_checks"] = [{
                 "timeout": _dur(hc.timeout),
@@ -250,6 +256,23 @@ _MCP_SESSION_AFFINITY: dict[str, Any] = {
             "header": {"name": "mcp-session-id"}}},
     },
 }
+
+
+def _upstream_tls(trust: UpstreamTlsTrust) -> dict[str, Any]:
+    """TLS to the replicas: SNI, the test CA as the only trust anchor, and the expected DNS name
+    (Envoy also checks the validity dates: no allow_expired_certificate)."""
+    return {"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "sni": trust.server_name,
+        "common_tls_context": {
+            "alpn_protocols": ["http/1.1"],
+            "tls_params": {"tls_maximum_protocol_version": "TLSv1_3"},  # the fakes speak TLS 1.3 only
+            "validation_context": {
+                "trusted_ca": {"filename": trust.ca_file},
+                "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": trust.server_name}}],
+            },
+        },
+    }}
 
 
 def _is_ip(host: str) -> bool:

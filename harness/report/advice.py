@@ -144,6 +144,12 @@ FAULT_CAUSES: dict[str, tuple[str, ...]] = {
     "slow_close": ("tcp", "app_error"),
     "slicer": ("mtu", "serialization"),
     "limit_data": ("mtu", "tcp"),
+    # Process faults (the supervisor restarts the replica, as an orchestrator would).
+    "process_kill": ("crashed", "health_check"),
+    "process_freeze": ("resources", "health_check"),
+    "process_restart": ("crashed", "upstream_definition"),
+    "oom": ("resources", "crashed"),
+    "port_change": ("upstream_definition", "firewall"),
     # Fault modes of the fake servers: '<kind>:<mode>' is more precise than the kind alone.
     "llm_fault": ("app_error", "resources"),
     "llm_fault:error_status": ("app_error", "resources"),
@@ -162,6 +168,7 @@ FAULT_CAUSES: dict[str, tuple[str, ...]] = {
     "mcp_fault": ("mcp", "serialization"),
     "mcp_fault:wrong_content_type": ("serialization", "mcp"),
     "mcp_fault:session_expiry": ("mcp", "load_balancing"),
+    "cert": ("tls", "health_check"),
 }
 
 EXPECTATION_CAUSES: dict[str, tuple[str, ...]] = {
@@ -171,6 +178,7 @@ EXPECTATION_CAUSES: dict[str, tuple[str, ...]] = {
     "error_rate": ("load_balancing", "health_check"),
     "latency": ("resources", "load_balancing"),
     "all_down_response": ("load_balancing", "health_check"),
+    "max_request_time": ("resources", "health_check"),
 }
 # Errors before any fault mean the stack itself is wrong, not the gateway's reaction.
 BASELINE_CAUSES = ("upstream_definition", "protocol", "serialization")

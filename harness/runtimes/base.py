@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from harness.errors import FaultError, StackError, StartupTimeout
 from harness.gateways import GatewayAdapter, HostHealth
@@ -35,6 +35,36 @@ class Replica:
     kind: str = "openai"             # what it speaks: its pool's upstream kind
 
 
+class ProcessControl(Protocol):
+    """What a runtime offers process faults: signals to a replica's process, restarts, supervision
+    (local: harness.supervisor.Supervisor; a container runtime would use kill/pause/restart)."""
+
+    def pid(self, replica: str) -> int | None:
+        """The replica's current process id (None while it is dead, waiting for its restart)."""
+
+    def send(self, replica: str, sig: int) -> int:
+        """Send ``sig`` to the replica's process; the pid it went to. FaultError if it is not running."""
+
+    def restart(self, replica: str, port: int | None = None) -> int:
+        """Stop the replica gracefully and start it again at once, on ``port`` if given (else where
+        it listens now); the new pid."""
+
+    def home_port(self, replica: str) -> int:
+        """The port the replica was started on, which its proxy (and so the gateway) dials."""
+
+    def watch(self, record: Any) -> None:
+        """Start restarting dead replicas; ``record(type, **fields)`` journals process events."""
+
+    def stop(self) -> None:
+        """Stop supervising (before teardown)."""
+
+
+# What a runtime can do beyond the basics; a fault or upstream setting that needs a capability the
+# chosen runtime lacks is refused before anything starts (see unsupported()).
+PROCESS_CONTROL = "process_control"
+MEMORY_LIMIT = "memory_limit"
+
+
 @dataclass
 class Stack:
     """A running stack; also the context faults act on (see harness.faults.base.FaultContext)."""
@@ -48,6 +78,13 @@ class Stack:
     # replica name -> the host:port the gateway dials for it (as the gateway reports it in its
     # health view and upstream header); unset: 127.0.0.1:<proxy_port>, as on the local runtime.
     gateway_addresses: dict[str, str] = field(default_factory=dict)
+    process_control: ProcessControl | None = None  # None: this runtime has no process faults
+
+    def processes(self) -> ProcessControl:
+        """The runtime's process control (see harness.faults.base.FaultContext)."""
+        if self.process_control is None:
+            raise FaultError("this runtime cannot signal or restart replica processes")
+        return self.process_control
 
     def proxy_name(self, replica: str) -> str:
         return self.replicas[replica].proxy_name
@@ -87,6 +124,7 @@ class Runtime(Protocol):
     """Starts and stops the components of a scenario's stack."""
 
     name: str
+    capabilities: frozenset[str]  # PROCESS_CONTROL, MEMORY_LIMIT, ...
 
     def up(self, scenario: Scenario, run_dir: Path, gateway_port: int | None = None) -> Stack:
         """Start every component and wait until the gateway sees every replica healthy."""
@@ -112,3 +150,20 @@ def wait_all_healthy(stack: Stack, scenario: Scenario, logs_hint: str) -> None:
         time.sleep(0.05)
     unhealthy = sorted(name for name in stack.replicas if not health.get(name))
     raise StartupTimeout(f"the gateway did not see {', '.join(unhealthy)} healthy within {timeout:g}s ({logs_hint})")
+
+
+def unsupported(scenario: Scenario, runtime_name: str, capabilities: frozenset[str]) -> list[str]:
+    """Why ``scenario`` cannot run on this runtime (empty: it can): faults and settings whose
+    capability the runtime does not declare."""
+    problems = [f"fault {fault.label!r} ({fault.kind}) needs {need}, which the {runtime_name} runtime does not offer"
+                for fault in scenario.faults for need in sorted(fault.needs - capabilities)]
+    problems += [f"upstream {pool.name!r} sets memory_limit, which the {runtime_name} runtime does not enforce"
+                 for pool in scenario.upstreams if pool.memory_limit is not None and MEMORY_LIMIT not in capabilities]
+    return problems
+
+
+def check_supported(scenario: Scenario, runtime_name: str, capabilities: frozenset[str]) -> None:
+    """StackError listing everything in ``scenario`` the runtime cannot do."""
+    problems = unsupported(scenario, runtime_name, capabilities)
+    if problems:
+        raise StackError(f"scenario {scenario.name!r} cannot run on the {runtime_name} runtime: " + "; ".join(problems))

@@ -70,6 +70,8 @@ from harness.runtimes.docker_engine import (
     run_labels,
 )
 from harness.runtimes.local import FAKE_OPTIONS
+from harness.upstream_tls import PoolTls, health_answers
+from harness.upstream_tls import prepare as prepare_tls
 from harness.scenario import Scenario, Upstream
 from harness.toxiproxy import ToxiproxyControl
 
@@ -133,6 +135,7 @@ class DockerRuntime:
     """Toxiproxy, the fake replicas and the gateway as containers of one labelled run."""
 
     name = "docker"
+    capabilities: frozenset[str] = frozenset()  # no process faults or memory limits yet (docs/faults.md)
 
     def __init__(self, log: Callable[[str], None] = _stderr) -> None:
         self._log = log
@@ -141,6 +144,7 @@ class DockerRuntime:
         self._run_dir: Path | None = None
         self._network = ""
         self._containers: dict[str, Container] = {}
+        self._tls: dict[str, PoolTls] = {}  # TLS pools: certificates in the run folder, mounted at the same path
 
     # -- up ------------------------------------------------------------------------
     def up(self, scenario: Scenario, run_dir: Path, gateway_port: int | None = None) -> Stack:
@@ -170,6 +174,7 @@ class DockerRuntime:
 
         members = [_Member(pool, index, FIRST_PROXY_PORT + i)
                    for i, (pool, index) in enumerate((p, n) for p in scenario.upstreams for n in range(p.replicas))]
+        self._tls = prepare_tls(scenario, run_dir)
         self._start_backends(scenario, definitions, labels, members)
         toxiproxy, toxiproxy_url, replicas = self._connect_proxies(members)
         gateway = self._start_gateway(scenario, definitions, labels, run_dir, members, gateway_port)
@@ -192,10 +197,13 @@ class DockerRuntime:
                        # The control API listens inside the container and is published on the host's
                        # 127.0.0.1 only; the gateway's routes go to Toxiproxy, never to this port.
                        "--control-port", str(REPLICA_CONTROL_PORT), "--control-host", "0.0.0.0",
-                       *FAKE_OPTIONS[m.pool.kind](m.pool, scenario)]
+                       *FAKE_OPTIONS[m.pool.kind](m.pool, scenario),
+                       *(self._tls[m.pool.name].fake_args() if m.pool.name in self._tls else [])]
+            tls_dir = str(self._tls[m.pool.name].directory) if m.pool.name in self._tls else None
             starts.append((m.name, functools.partial(self._start, definitions.replica(m.pool.kind), m.name, m.alias,
                                                      labels, command=command,
-                                                     ports=[REPLICA_PORT, REPLICA_CONTROL_PORT])))
+                                                     ports=[REPLICA_PORT, REPLICA_CONTROL_PORT],
+                                                     volumes={tls_dir: {"bind": tls_dir, "mode": "ro"}} if tls_dir else None)))
         with ThreadPoolExecutor(max_workers=4) as threads:  # on Ctrl-C, waits for the starts under way
             futures = [(name, threads.submit(start)) for name, start in starts]
             for name, future in futures:
@@ -205,7 +213,8 @@ class DockerRuntime:
         for m in members:
             port = self._published(self._containers[m.name], REPLICA_PORT)
             control = self._published(self._containers[m.name], REPLICA_CONTROL_PORT)
-            self._wait(m.name, functools.partial(_answers, f"http://127.0.0.1:{port}/health"))
+            self._wait(m.name, functools.partial(health_answers, f"http://127.0.0.1:{port}/health",
+                                                 self._tls.get(m.pool.name)))
             self._wait(m.name, functools.partial(_answers, f"http://127.0.0.1:{control}/fault"))
 
     def _connect_proxies(self, members: list[_Member]) -> tuple[ToxiproxyControl, str, dict[str, Replica]]:
@@ -230,7 +239,9 @@ class DockerRuntime:
             scenario.gateway, listen_port=GATEWAY_LISTEN_PORT, admin_port=GATEWAY_ADMIN_PORT,
             load_pool=scenario.load_pool, bind_address="0.0.0.0",
             published_listen_port=published_listen, published_admin_port=free_port())
-        upstreams = [UpstreamAddress(m.pool.name, m.name, "toxiproxy", m.proxy_port, m.pool.kind) for m in members]
+        upstreams = [UpstreamAddress(m.pool.name, m.name, "toxiproxy", m.proxy_port, m.pool.kind,
+                                     self._tls[m.pool.name].trust() if m.pool.name in self._tls else None)
+                     for m in members]
         config = gateway.write_config(upstreams, run_dir)
         self._containers[gateway.kind] = self._start(
             definitions.gateway, gateway.kind, "gateway", labels, command=gateway.argv(config)[1:], ports=[],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shutil
 import sys
@@ -11,12 +12,16 @@ from pathlib import Path
 
 import httpx
 
+from harness.cgroups import MemoryCgroup
 from harness.errors import ComponentMissing
 from harness.gateways import GATEWAYS, UpstreamAddress
-from harness.processes import ProcessGroup, check_port_free, free_port
-from harness.runtimes.base import RUN_MARKER, Replica, Stack, wait_all_healthy
+from harness.processes import Child, ProcessGroup, check_port_free, free_port
+from harness.runtimes.base import MEMORY_LIMIT, PROCESS_CONTROL, RUN_MARKER, Replica, Stack, wait_all_healthy
 from harness.scenario import Scenario, Upstream
+from harness.supervisor import BackoffPolicy, Supervisor
 from harness.toxiproxy import ToxiproxyControl
+from harness.upstream_tls import PoolTls, health_answers
+from harness.upstream_tls import prepare as prepare_tls
 
 PROJECT_TOOLS = Path(__file__).resolve().parents[2] / ".tools" / "bin"
 READY_TIMEOUT = 20.0
@@ -44,8 +49,21 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _both_answer(health: str, control: str) -> bool:
-    return _answers(health) and _answers(control)
+def _both_answer(health: str, control: str, tls: PoolTls | None = None) -> bool:
+    return health_answers(health, tls) and _answers(control)
+
+
+def _start_replica(processes: ProcessGroup, name: str, argv: list[str], cgroup: MemoryCgroup | None,
+                   port: int) -> Child:
+    """Start a fake replica listening on ``port`` (``{port}`` in ``argv``), inside its memory cgroup if any;
+    the supervisor calls this again to restart it, on the same port or, for a port change, another."""
+    return processes.start(name, [arg.replace("{port}", str(port)) for arg in argv],
+                           cgroup_procs=cgroup.procs_file if cgroup else None)
+
+
+def _replica_answers(control_port: int, tls: PoolTls | None, port: int) -> bool:
+    """Whether the replica listening on ``port`` answers on its health and control endpoints."""
+    return _both_answer(f"http://127.0.0.1:{port}/health", f"http://127.0.0.1:{control_port}/fault", tls)
 
 
 # The fake server each upstream kind runs, and the options it gets from the scenario.
@@ -61,9 +79,12 @@ class LocalRuntime:
     """Toxiproxy, the fake replicas and the gateway as child processes of the harness."""
 
     name = "local"
+    capabilities = frozenset({PROCESS_CONTROL, MEMORY_LIMIT})
 
     def __init__(self) -> None:
         self._processes: ProcessGroup | None = None
+        self._supervisor: Supervisor | None = None
+        self._cgroups: list[MemoryCgroup] = []
 
     def up(self, scenario: Scenario, run_dir: Path, gateway_port: int | None = None) -> Stack:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -80,8 +101,12 @@ class LocalRuntime:
         toxiproxy_url = f"http://127.0.0.1:{toxiproxy_port}"
         toxiproxy_child = processes.start("toxiproxy", [toxiproxy_bin, "-host", "127.0.0.1", "-port", str(toxiproxy_port)])
 
+        # The run's folder names its cgroups: runs of one scenario into different folders do not share them.
+        run_id = f"{run_dir.name}-{hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:8]}"
         replica_children = []
         replica_ports: dict[str, tuple[int, int]] = {}
+        tls = prepare_tls(scenario, run_dir)
+        supervisor = self._supervisor = Supervisor()
         for pool in scenario.upstreams:
             for index in range(pool.replicas):
                 name = f"{pool.name}[{index}]"
@@ -90,14 +115,23 @@ class LocalRuntime:
                     control_port = free_port()
                 replica_ports[name] = port, control_port
                 argv = [sys.executable, "-m", FAKE_MODULES[pool.kind], "--name", name, "--host", "127.0.0.1",
-                        "--port", str(port), "--control-port", str(control_port),
-                        "--seed", str(scenario.seed * 1000 + index), *FAKE_OPTIONS[pool.kind](pool, scenario)]
-                replica_children.append((port, control_port, processes.start(name, argv)))
+                        "--port", "{port}", "--control-port", str(control_port),
+                        "--seed", str(scenario.seed * 1000 + index), *FAKE_OPTIONS[pool.kind](pool, scenario),
+                        *(tls[pool.name].fake_args() if pool.name in tls else [])]
+                cgroup = None
+                if pool.memory_limit is not None:
+                    cgroup = MemoryCgroup(run_id, name, pool.memory_limit)
+                    self._cgroups.append(cgroup)
+                    cgroup.create()
+                start = functools.partial(_start_replica, processes, name, argv, cgroup)
+                ready = functools.partial(_replica_answers, control_port, tls.get(pool.name))
+                policy = BackoffPolicy(pool.restart.initial_backoff, pool.restart.factor, pool.restart.max_backoff)
+                replica_children.append((name, port, start(port), start, ready, policy, cgroup))
 
         processes.wait_ready(toxiproxy_child, lambda: _answers(f"{toxiproxy_url}/version"), READY_TIMEOUT)
-        for port, control_port, child in replica_children:
-            processes.wait_ready(child, functools.partial(_both_answer, f"http://127.0.0.1:{port}/health",
-                                                          f"http://127.0.0.1:{control_port}/fault"), READY_TIMEOUT)
+        for name, port, child, start, ready, policy, cgroup in replica_children:
+            processes.wait_ready(child, functools.partial(ready, port), READY_TIMEOUT)
+            supervisor.add(name, child, start, ready, policy, port, cgroup)
 
         toxiproxy = ToxiproxyControl("127.0.0.1", toxiproxy_port)
         replicas: dict[str, Replica] = {}
@@ -109,16 +143,23 @@ class LocalRuntime:
                 proxy_port = toxiproxy.create_proxy(proxy_name, f"127.0.0.1:{port}")
                 replicas[name] = Replica(name, pool.name, port, proxy_name, proxy_port, control_port, pool.kind)
 
-        upstreams = [UpstreamAddress(r.pool, r.name, "127.0.0.1", r.proxy_port, r.kind) for r in replicas.values()]
+        upstreams = [UpstreamAddress(r.pool, r.name, "127.0.0.1", r.proxy_port, r.kind,
+                                     tls[r.pool].trust() if r.pool in tls else None) for r in replicas.values()]
         config = gateway.write_config(upstreams, run_dir)
         gateway_child = processes.start(gateway.kind, gateway.argv(config))
         processes.wait_ready(gateway_child, gateway.is_ready, READY_TIMEOUT)
         stack = Stack(gateway=gateway, toxiproxy=toxiproxy, toxiproxy_url=toxiproxy_url, replicas=replicas,
-                      run_dir=run_dir, gateway_version=gateway.version())
+                      run_dir=run_dir, gateway_version=gateway.version(), process_control=supervisor)
         wait_all_healthy(stack, scenario, f"logs in {run_dir / 'logs'}")
         return stack
 
     def down(self) -> None:
+        if self._supervisor is not None:  # first, so nothing is restarted while the stack goes down
+            self._supervisor.stop()
+            self._supervisor = None
         if self._processes is not None:
             self._processes.stop_all()
             self._processes = None
+        for cgroup in self._cgroups:
+            cgroup.remove()
+        self._cgroups.clear()

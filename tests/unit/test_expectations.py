@@ -478,6 +478,66 @@ def test_all_down_response_matches_status_and_body() -> None:
 
 # -- every kind has a passing and a failing case ------------------------------------------
 
+# -- upstream_healthy after: restart_ready (process faults) ---------------------------------
+
+KILL_0 = '  - {kind: process_kill, target: "chat[0]", at: 5s, for: 8s}\n'
+READY_HEALTHY = '{kind: upstream_healthy, target: "chat[0]", within: 3s, after: restart_ready}'
+
+
+def killed_run(*expect: str, ready_at: float | None = 8.0, healthy_at: float = 9.5) -> Run:
+    """chat[0] is SIGKILLed at 5s, ejected at 6.2s, restarted at 7s, ready at ``ready_at``, readmitted at ``healthy_at``."""
+    run = Run(*expect, faults=KILL_0).fault(5.0, 13.0, label="process_kill@chat[0]", kind="process_kill")
+    run.health(6.2, "chat[0]", False).health(healthy_at, "chat[0]", True)
+    run.events.append({"type": "process.exited", "ts": T0 + 5.01, "replica": "chat[0]", "signal": "SIGKILL",
+                       "status": -9, "oom": False})
+    run.events.append({"type": "process.restarted", "ts": T0 + 7.0, "replica": "chat[0]", "pid": 2})
+    if ready_at is not None:
+        run.events.append({"type": "process.ready", "ts": T0 + ready_at, "replica": "chat[0]", "pid": 2})
+    return run
+
+
+def test_upstream_healthy_from_restart_ready_measures_from_the_ready_event() -> None:
+    v = killed_run(READY_HEALTHY).finish().verdict()
+    assert v.passed is True
+    assert v.measured_value == pytest.approx(1.5)  # 9.5 - 8.0: before the fault's end at 13s
+    assert v.detail == "chat[0] was healthy again 1.500s after its restarted process was ready"
+    assert "its restarted process being ready" in v.description
+
+
+def test_upstream_healthy_from_restart_ready_fails_late_and_needs_a_ready_event() -> None:
+    assert killed_run(READY_HEALTHY, healthy_at=12.0).finish().verdict().passed is False
+    v = killed_run(READY_HEALTHY, ready_at=None).finish().verdict()
+    assert v.passed is False and v.measured == "n/a"
+    assert "never restarted and ready" in v.detail
+
+
+def test_process_events_reach_the_timeline() -> None:
+    timeline = killed_run(READY_HEALTHY).finish().judge().timeline
+    assert [(p.type, p.t) for p in timeline.processes] == [
+        ("process.exited", pytest.approx(5.01)), ("process.restarted", 7.0), ("process.ready", 8.0)]
+    assert timeline.processes[0].signal == "SIGKILL" and timeline.processes[0].oom is False
+    assert timeline.first_process_event("chat[0]", "process.ready", 5.0) == timeline.processes[2]
+    assert timeline.first_process_event("chat[0]", "process.ready", 8.5) is None
+
+
+# -- max_request_time -------------------------------------------------------------------
+
+MAX_TIME = '{kind: max_request_time, window: fault, max: 2s}'
+
+
+def test_max_request_time_counts_failed_requests_too() -> None:
+    v = Run(MAX_TIME).fault(5.0, 13.0).requests(0, 20).request(6.0, latency=1.25, error="reset", status=None).finish().verdict()
+    assert v.passed is True
+    assert v.measured_value == pytest.approx(1.25)
+    assert v.detail == "the longest of 17 requests took 1.250s and failed (reset), started at 6.000s"
+
+
+def test_max_request_time_fails_on_a_request_that_hung_until_the_client_timeout() -> None:
+    v = Run(MAX_TIME).fault(5.0, 13.0).requests(0, 20).request(7.0, latency=10.0, error="timeout", status=None).finish().verdict()
+    assert v.passed is False
+    assert v.measured == "10.000s" and v.bound == "≤ 2s"
+
+
 PASS_FAIL: dict[str, tuple[Any, Any]] = {
     "upstream_unhealthy": (test_upstream_unhealthy_passes_when_detected_in_time,
                            test_upstream_unhealthy_fails_when_detected_late),
@@ -488,6 +548,8 @@ PASS_FAIL: dict[str, tuple[Any, Any]] = {
                       test_no_traffic_to_fails_and_counts_only_requests_in_the_window),
     "latency": (test_latency_percentile_is_nearest_rank_over_successful_requests, test_latency_fails_over_the_bound),
     "all_down_response": (test_all_down_response_first_match_and_share_pass, test_all_down_response_fails_on_min_share),
+    "max_request_time": (test_max_request_time_counts_failed_requests_too,
+                         test_max_request_time_fails_on_a_request_that_hung_until_the_client_timeout),
 }
 
 

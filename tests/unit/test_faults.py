@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import httpx
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from harness.errors import FaultError, ScenarioError
+from harness.errors import FaultError, ScenarioError, StackError
 from harness.faults import FAULTS, Fault
 from harness.plan import make_plan
+from harness.runtimes.base import MEMORY_LIMIT, PROCESS_CONTROL, check_supported, unsupported
 from harness.scenario import FaultSpec, parse_scenario
 
 BUILD = TypeAdapter(FaultSpec)
@@ -68,7 +70,7 @@ CASES: dict[str, tuple[dict[str, Any], str | None, dict[str, Any] | None]] = {
 
 
 def test_every_fault_kind_is_covered() -> None:
-    assert set(CASES) | set(CONTROL_CASES) == set(FAULTS)
+    assert set(CASES) | set(CONTROL_CASES) | set(PROCESS_CASES) | {"oom", "port_change", "cert"} == set(FAULTS)  # cert: test_cert_fault.py
 
 
 @pytest.mark.parametrize("kind", [k for k, case in CASES.items() if case[1] is not None])
@@ -259,3 +261,110 @@ def test_invalid_control_fault_params_are_rejected(kind: str, params: dict[str, 
         build(kind, **params)
     if field is not None:
         assert raised.value.errors()[0]["loc"][-1] == field
+
+
+# -- process faults: through the runtime's process control -------------------------------------
+
+class Processes:
+    """Stands in for a runtime's ProcessControl: records signals and restarts."""
+
+    def __init__(self, running: bool = True) -> None:
+        self.calls: list[tuple[str, str, int | None]] = []
+        self.running = running
+
+    def pid(self, replica: str) -> int | None:
+        return 42 if self.running else None
+
+    def send(self, replica: str, sig: int) -> int:
+        self.calls.append(("send", replica, sig))
+        if not self.running:
+            raise FaultError(f"{replica} is not running")
+        return 42
+
+    def restart(self, replica: str, port: int | None = None) -> int:
+        self.calls.append(("restart", replica, port))
+        return 43
+
+    def home_port(self, replica: str) -> int:
+        return 40000
+
+
+class ProcessContext(ControlContext):
+    def __init__(self, processes: Processes) -> None:
+        super().__init__()
+        self._processes = processes
+
+    def processes(self) -> Processes:
+        return self._processes
+
+
+PROCESS_CASES: dict[str, list[tuple[str, str, int | None]]] = {
+    # kind -> calls after inject, then clear
+    "process_kill": [("send", "chat[0]", signal.SIGKILL)],
+    "process_freeze": [("send", "chat[0]", signal.SIGSTOP), ("send", "chat[0]", signal.SIGCONT)],
+    "process_restart": [("restart", "chat[0]", None)],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PROCESS_CASES))
+def test_process_fault_signals_through_the_runtime(kind: str) -> None:
+    fault = build(kind)
+    assert fault.needs == {"process_control"} and fault.exclusive
+    processes = Processes()
+    fault.inject(ProcessContext(processes), "chat[0]")
+    fault.clear(ProcessContext(processes), "chat[0]")
+    assert processes.calls == PROCESS_CASES[kind]
+
+
+def test_freeze_clear_is_safe_when_the_replica_died_meanwhile() -> None:
+    build("process_freeze").clear(ProcessContext(Processes(running=False)), "chat[0]")  # must not raise
+
+
+def test_port_change_moves_the_replica_away_and_back() -> None:
+    fault = build("port_change")
+    processes = Processes()
+    fault.inject(ProcessContext(processes), "chat[0]")
+    fault.clear(ProcessContext(processes), "chat[0]")
+    (_, _, away), back = processes.calls[0], processes.calls[1]
+    assert away is not None and away != 40000
+    assert back == ("restart", "chat[0]", 40000)
+
+
+def test_oom_switches_on_unbounded_memory_growth(monkeypatch: pytest.MonkeyPatch) -> None:
+    fault = build("oom", mb_per_s=300)
+    assert fault.needs == {"process_control", "memory_limit"}
+    api = ControlApi()
+    monkeypatch.setattr(httpx, "request", api)
+    fault.inject(ProcessContext(Processes()), "chat[0]")
+    fault.clear(ProcessContext(Processes()), "chat[0]")
+    assert api.calls == [("PUT", "http://control/chat[0]/fault", {"mode": "memory_growth", "mb_per_s": 300.0,
+                                                                    "max_mb": 65536}),
+                         ("DELETE", "http://control/chat[0]/fault", None)]
+
+
+def test_oom_clear_tolerates_a_replica_that_is_dead_and_not_yet_restarted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(httpx, "request", ControlApi(error=httpx.ConnectError("refused")))
+    build("oom").clear(ProcessContext(Processes(running=False)), "chat[0]")  # the new process has no mode
+    with pytest.raises(FaultError, match="refused"):  # but a running replica that does not answer is an error
+        build("oom").clear(ProcessContext(Processes(running=True)), "chat[0]")
+
+
+def test_oom_needs_a_memory_limit_on_its_pool() -> None:
+    text = ("name: t\nupstreams:\n  - {name: chat, replicas: 2}\nload: {duration: 20s}\nfaults:\n"
+            '  - {kind: oom, target: "chat[0]", at: 2s, for: 5s}\n')
+    with pytest.raises(ScenarioError, match="set memory_limit on upstream 'chat'"):
+        parse_scenario(text, "x.yaml")
+    parse_scenario(text.replace("replicas: 2}", "replicas: 2, memory_limit: 128Mi}"), "x.yaml")
+
+
+def test_a_runtime_without_a_capability_refuses_the_scenario_plainly() -> None:
+    text = ("name: t\nupstreams:\n  - {name: chat, replicas: 2, memory_limit: 64Mi}\nload: {duration: 20s}\nfaults:\n"
+            '  - {kind: process_freeze, target: "chat[0]", at: 2s, for: 5s}\n'
+            '  - {kind: latency, target: "chat[1]", at: 2s, for: 5s, latency: 1s}\n')
+    scenario = parse_scenario(text, "x.yaml")
+    assert unsupported(scenario, "local", frozenset({PROCESS_CONTROL, MEMORY_LIMIT})) == []
+    assert unsupported(scenario, "docker", frozenset()) == [
+        "fault 'process_freeze@chat[0]' (process_freeze) needs process_control, which the docker runtime does not offer",
+        "upstream 'chat' sets memory_limit, which the docker runtime does not enforce"]
+    with pytest.raises(StackError, match="scenario 't' cannot run on the docker runtime: fault 'process_freeze"):
+        check_supported(scenario, "docker", frozenset())

@@ -1,0 +1,254 @@
+"""Process faults and OOM kills on the real local stack: the kernel does what the journal says.
+
+Each test starts Envoy, Toxiproxy and fake replicas with LocalRuntime, injects one fault
+through the Stack (as a run does), and checks the process itself (its pid, its state in
+/proc, the kernel's OOM counter of its memory cgroup) and the gateway's view of it. Bounds
+come from the scenario's health-check settings, with margin for a busy machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from harness.faults import FAULTS
+from harness.runtimes.base import Stack, unsupported
+from harness.runtimes.docker import DockerRuntime
+from harness.runtimes.local import LocalRuntime
+from harness.scenario import Scenario, load_scenario, parse_scenario
+
+from .conftest import CHAOSGATE, ROOT, chaosgate, processes_of_run, wait_for
+
+SCENARIO = """
+name: {name}
+gateway:
+  health_check: {{interval: 500ms, timeout: 300ms, unhealthy_threshold: 2, healthy_threshold: 1, no_traffic_interval: 500ms}}
+  panic_threshold: 0
+upstreams:
+  - {{name: chat, replicas: 2, restart: {{initial_backoff: 1s, factor: 2, max_backoff: 10s}}{extra}}}
+load: {{duration: 30s}}
+"""
+PROCESS_KINDS = {kind for kind, fault in FAULTS.items() if fault.needs}
+
+
+def scenario(name: str, extra: str = "") -> Scenario:
+    return parse_scenario(SCENARIO.format(name=name, extra=extra), "test.yaml")
+
+
+def detection_bound(s: Scenario) -> float:
+    hc = s.gateway.health_check
+    assert hc is not None
+    return (hc.unhealthy_threshold + 1) * (hc.interval + hc.timeout) + 3.0  # margin for a busy machine
+
+
+def readmission_bound(s: Scenario, upstream_restart: float = 0.0) -> float:
+    hc = s.gateway.health_check
+    assert hc is not None
+    return upstream_restart + 10.0 + (hc.healthy_threshold + 1) * hc.interval  # 10s: a Python fake's start, loaded
+
+
+class Live:
+    def __init__(self, s: Scenario, run_dir: Path) -> None:
+        self.scenario = s
+        self.runtime = LocalRuntime()
+        self.stack: Stack = self.runtime.up(s, run_dir)
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.processes.watch(lambda type, **fields: self.events.append((type, fields)))
+
+    @property
+    def processes(self) -> Any:
+        return self.stack.processes()
+
+    def healthy(self, replica: str) -> bool | None:
+        health = self.stack.replica_health().get(replica)
+        return None if health is None else health.healthy
+
+    def of_type(self, type: str) -> list[dict[str, Any]]:
+        return [fields for t, fields in self.events if t == type]
+
+
+@pytest.fixture
+def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
+    extra = getattr(request, "param", "")
+    stack = Live(scenario(f"proc-{request.node.name[:20]}".replace("[", "-").replace("]", ""), extra), tmp_path / "run")
+    try:
+        yield stack
+    finally:
+        stack.runtime.down()
+    assert processes_of_run(tmp_path / "run") == [], "the stack was torn down"
+
+
+def proc_state(pid: int) -> str:
+    return (Path("/proc") / str(pid) / "stat").read_text().split(") ", 1)[1][0]
+
+
+def memory_cgroup_of(pid: int) -> Path:
+    """The memory cgroup the kernel says ``pid`` is in."""
+    for line in (Path("/proc") / str(pid) / "cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+    raise AssertionError(f"pid {pid} has no memory cgroup")
+
+
+def test_every_process_fault_kind_has_a_live_test() -> None:
+    tested = {name.removeprefix("test_").removesuffix("_fault") for name in globals()
+              if name.startswith("test_") and name.endswith("_fault")}
+    assert PROCESS_KINDS <= tested
+
+
+@pytest.mark.integration
+def test_process_kill_fault(live: Live) -> None:
+    fault = FAULTS["process_kill"].model_validate({"kind": "process_kill", "target": "chat[0]", "at": 0, "for": 1})
+    before = live.processes.pid("chat[0]")
+    port = live.stack.replicas["chat[0]"].port
+    fault.inject(live.stack, "chat[0]")
+    wait_for(lambda: bool(live.of_type("process.exited")), 5.0, "the supervisor to see the kill")
+    exited = live.of_type("process.exited")[0]
+    assert exited["pid"] == before and exited["signal"] == "SIGKILL" and exited["status"] == -signal.SIGKILL
+    assert exited["oom"] is False
+    wait_for(lambda: live.healthy("chat[0]") is False, detection_bound(live.scenario), "Envoy to eject the killed replica")
+    wait_for(lambda: bool(live.of_type("process.ready")), readmission_bound(live.scenario, 1.0), "the restart")
+    after = live.processes.pid("chat[0]")
+    assert after is not None and after != before, "a new process"
+    restarted = live.of_type("process.restarted")[0]
+    assert restarted["pid"] == after and restarted["backoff_s"] >= 1.0 and restarted["attempt"] == 1
+    assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200, "on the same port"
+    wait_for(lambda: live.healthy("chat[0]") is True, readmission_bound(live.scenario), "Envoy to readmit it")
+    fault.clear(live.stack, "chat[0]")
+
+
+@pytest.mark.integration
+def test_process_freeze_fault(live: Live) -> None:
+    fault = FAULTS["process_freeze"].model_validate({"kind": "process_freeze", "target": "chat[0]", "at": 0, "for": 1})
+    pid = live.processes.pid("chat[0]")
+    assert proc_state(pid) in "SR"
+    fault.inject(live.stack, "chat[0]")
+    wait_for(lambda: proc_state(pid) == "T", 2.0, "the process to be stopped by SIGSTOP")
+    wait_for(lambda: live.healthy("chat[0]") is False, detection_bound(live.scenario), "Envoy to eject the frozen replica")
+    fault.clear(live.stack, "chat[0]")
+    wait_for(lambda: proc_state(pid) in "SR", 2.0, "the process to run again after SIGCONT")
+    wait_for(lambda: live.healthy("chat[0]") is True, readmission_bound(live.scenario), "Envoy to readmit it")
+    assert live.processes.pid("chat[0]") == pid and live.of_type("process.exited") == [], "the same process, never killed"
+
+
+@pytest.mark.integration
+def test_process_restart_fault(live: Live) -> None:
+    fault = FAULTS["process_restart"].model_validate({"kind": "process_restart", "target": "chat[1]", "at": 0, "for": 1})
+    before = live.processes.pid("chat[1]")
+    fault.inject(live.stack, "chat[1]")
+    assert live.of_type("process.exited")[0]["cause"] == "restart"
+    assert live.of_type("process.restarted")[0]["backoff_s"] == 0.0
+    wait_for(lambda: bool(live.of_type("process.ready")), readmission_bound(live.scenario), "the restarted replica")
+    assert live.processes.pid("chat[1]") not in (None, before)
+    wait_for(lambda: live.healthy("chat[1]") is True, readmission_bound(live.scenario), "Envoy to see it healthy")
+
+
+@pytest.mark.integration
+def test_port_change_fault(live: Live) -> None:
+    fault = FAULTS["port_change"].model_validate({"kind": "port_change", "target": "chat[0]", "at": 0, "for": 1})
+    home = live.stack.replicas["chat[0]"].port
+    fault.inject(live.stack, "chat[0]")
+    moved = live.of_type("process.restarted")[0]["port"]
+    assert moved != home
+    wait_for(lambda: bool(live.of_type("process.ready")), readmission_bound(live.scenario), "the moved replica")
+    assert httpx.get(f"http://127.0.0.1:{moved}/health", timeout=2).status_code == 200, "healthy on its new port"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{home}/health", timeout=2)
+    wait_for(lambda: live.healthy("chat[0]") is False, detection_bound(live.scenario),
+             "Envoy to eject the replica its definition points at the wrong port of")
+    fault.clear(live.stack, "chat[0]")
+    assert live.of_type("process.restarted")[1]["port"] == home
+    wait_for(lambda: len(live.of_type("process.ready")) == 2, readmission_bound(live.scenario), "the move back")
+    assert httpx.get(f"http://127.0.0.1:{home}/health", timeout=2).status_code == 200
+    wait_for(lambda: live.healthy("chat[0]") is True, readmission_bound(live.scenario), "Envoy to readmit it")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("live", [", memory_limit: 128Mi"], indirect=True, ids=["128Mi"])
+def test_oom_fault(live: Live) -> None:
+    pid = live.processes.pid("chat[0]")
+    cgroup = memory_cgroup_of(pid)
+    assert cgroup.parts[-3] == "chaosgate" and cgroup.name == "chat_0_", "the replica runs in its memory cgroup"
+    assert int((cgroup / "memory.limit_in_bytes").read_text()) == 128 * 1024**2
+    assert int((cgroup / "memory.memsw.limit_in_bytes").read_text()) == 128 * 1024**2
+    assert memory_cgroup_of(live.processes.pid("chat[1]")).name == "chat_1_"
+    kills_before = _oom_kills(cgroup)
+    fault = FAULTS["oom"].model_validate({"kind": "oom", "target": "chat[0]", "at": 0, "for": 1, "mb_per_s": 300})
+    fault.inject(live.stack, "chat[0]")
+    wait_for(lambda: bool(live.of_type("process.exited")), 10.0, "the kernel's OOM killer")
+    exited = live.of_type("process.exited")[0]
+    assert exited["oom"] is True and exited["signal"] == "SIGKILL" and exited["pid"] == pid
+    assert _oom_kills(cgroup) == kills_before + 1 == exited["oom_kills"], "the kernel counted the kill"
+    wait_for(lambda: live.healthy("chat[0]") is False, detection_bound(live.scenario), "Envoy to eject it")
+    wait_for(lambda: bool(live.of_type("process.ready")), readmission_bound(live.scenario, 1.0), "the restart")
+    new_pid = live.processes.pid("chat[0]")
+    assert str(new_pid) in (cgroup / "cgroup.procs").read_text().split(), "restarted inside the same limit"
+    wait_for(lambda: live.healthy("chat[0]") is True, readmission_bound(live.scenario), "Envoy to readmit it")
+    fault.clear(live.stack, "chat[0]")
+    live.runtime.down()
+    assert not cgroup.exists() and not cgroup.parent.exists(), "teardown removed the run's cgroups"
+
+
+def _oom_kills(cgroup: Path) -> int:
+    lines = dict(line.split() for line in (cgroup / "memory.oom_control").read_text().splitlines())
+    return int(lines["oom_kill"])
+
+
+@pytest.mark.integration
+def test_a_machine_without_a_memory_controller_is_refused_plainly(tmp_path: Path) -> None:
+    (tmp_path / "scenario.yaml").write_text((ROOT / "scenarios" / "oom-kill.yaml").read_text())
+    env_root = tmp_path / "no-cgroup"
+    env_root.mkdir()
+    os.environ["CHAOSGATE_CGROUP_MEMORY_ROOT"] = str(env_root)
+    try:
+        result = chaosgate("run", str(tmp_path / "scenario.yaml"), "--out", str(tmp_path / "out"), "--quiet")
+    finally:
+        del os.environ["CHAOSGATE_CGROUP_MEMORY_ROOT"]
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "memory_limit needs a cgroup v1 memory controller" in result.stderr + result.stdout
+    assert processes_of_run(tmp_path / "out" / "oom-kill") == []
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", ["oom-kill", "process-kill", "process-freeze", "port-change"])
+def test_the_docker_runtime_refuses_what_it_cannot_do(name: str, tmp_path: Path) -> None:
+    path = ROOT / "scenarios" / f"{name}.yaml"
+    problems = unsupported(load_scenario(path), "docker", DockerRuntime.capabilities)
+    assert problems
+    result = chaosgate("run", str(path), "--runtime", "docker", "--out", str(tmp_path), "--quiet")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"cannot run on the docker runtime: {problems[0]}" in result.stderr + result.stdout
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("name", "event"), [("oom-kill", '"oom":true'), ("process-freeze", '"fault.started"')],
+                         ids=["after-oom-kill", "while-frozen"])
+def test_interrupt_removes_the_cgroups_and_thaws_frozen_replicas(name: str, event: str, tmp_path: Path) -> None:
+    run_dir = tmp_path / name
+    journal = run_dir / "journal.jsonl"
+    cgroup_run = Path("/sys/fs/cgroup/memory/chaosgate") / \
+        f"{name}-{hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:8]}"
+    harness = subprocess.Popen([*CHAOSGATE, "run", str(ROOT / "scenarios" / f"{name}.yaml"), "--out", str(tmp_path),
+                                "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: journal.exists() and event in journal.read_text(), 60, f"{event} in the journal")
+        assert processes_of_run(run_dir)
+        if name == "oom-kill":
+            assert cgroup_run.is_dir(), "the run's memory cgroups exist while it runs"
+        harness.send_signal(signal.SIGINT)
+        _, stderr = harness.communicate(timeout=30)
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+    assert harness.returncode == 130, stderr
+    wait_for(lambda: not processes_of_run(run_dir), 5, "every process of the stack to end")
+    assert not cgroup_run.exists(), "teardown removed the run's memory cgroups"
