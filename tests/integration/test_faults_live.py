@@ -103,7 +103,8 @@ def test_latency_fault(live: LiveProxy, inject) -> None:  # type: ignore[no-unty
     inject(_fault(kind="latency", latency="400ms"))
     response, after = _chat(live)
     assert response.status_code == 200
-    assert after >= before + 0.4 - 0.01
+    # Without the toxic a reply takes ~0.06s; with it, every reply waits at least the latency.
+    assert after >= 0.4 and after >= before
 
 
 @pytest.mark.integration
