@@ -20,9 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHAOSGATE = [sys.executable, "-m", "harness.cli"]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def components() -> None:
-    """The real components must be installed; under CI=true their absence fails the test."""
+def require_components() -> None:
+    """Envoy and Toxiproxy must be installed; under CI=true their absence fails the test, else skips it."""
     missing = []
     for find in (envoy_binary, toxiproxy_binary):
         try:
@@ -34,6 +33,12 @@ def components() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"component missing under CI: {message}")
         pytest.skip(message)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def components() -> None:
+    """The real components must be installed (see require_components)."""
+    require_components()
 
 
 def processes_of_run(run_dir: Path) -> list[int]:

@@ -5,7 +5,6 @@ and scenarios run through the pytest plugin with -k and --junitxml."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -13,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ComponentMissing
-from harness.gateways.envoy import envoy_binary
-from harness.runtimes.local import toxiproxy_binary
+
+from tests.integration.conftest import require_components
 
 from .browser import Page
 from .conftest import ROOT
@@ -28,16 +26,7 @@ SCREENSHOTS = ROOT / "reports" / "screenshots"
 @pytest.fixture(autouse=True)
 def components() -> None:
     """Envoy and Toxiproxy must be installed; under CI=true their absence fails the test."""
-    missing = []
-    for find in (envoy_binary, toxiproxy_binary):
-        try:
-            find()
-        except ComponentMissing as exc:
-            missing.append(str(exc))
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"component missing under CI: {'; '.join(missing)}")
-        pytest.skip("; ".join(missing))
+    require_components()
 
 
 @pytest.mark.integration
