@@ -161,6 +161,9 @@ def main() -> None:
         return
     gevent.signal_handler(signal.SIGTERM, runner.quit)
     runner.start(config.users, spawn_rate=config.spawn_rate)
+    # The hub's clock was last read before the blocking wait on stdin; without this, the load
+    # would end early by however long the harness took to say "start".
+    gevent.get_hub().loop.update_now()
     gevent.spawn_later(config.duration, runner.quit)
     runner.greenlet.join()
     emit({"event": "done", "requests": env.stats.total.num_requests, "failures": env.stats.total.num_failures})
