@@ -1,0 +1,93 @@
+"""The comparison table as JSON, Markdown and a self-contained HTML page (the reports' style)."""
+
+from __future__ import annotations
+
+import json
+
+from jinja2 import ChoiceLoader, Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from harness import __version__
+from harness.compare.table import ComparisonTable, FaultRow, GatewayRow
+from harness.durations import format_duration
+
+# The page extends the reports' layout and stylesheet (harness/report/templates), so it looks like them.
+_ENV = Environment(loader=ChoiceLoader([PackageLoader("harness.compare", "templates"),
+                                        PackageLoader("harness.report", "templates")]),
+                   autoescape=select_autoescape(default=True), undefined=StrictUndefined,
+                   trim_blocks=True, lstrip_blocks=True)
+_ENV.globals["version"] = __version__
+_ENV.filters["sentence"] = lambda text: str(text)[:1].upper() + str(text)[1:]
+
+NOT_APPLICABLE = "n/a"
+
+
+def seconds(value: float | None, never: str = "never") -> str:
+    return never if value is None else format_duration(round(value, 3))
+
+
+def promise_text(fault: FaultRow, which: str) -> str:
+    promise = fault.promised_detection if which == "detection" else fault.promised_recovery
+    return NOT_APPLICABLE if promise is None or promise.to_json().get("unknown") else promise.text()
+
+
+def kept_text(value: bool | None) -> str:
+    return NOT_APPLICABLE if value is None else ("inside" if value else "OUTSIDE")
+
+
+def errors_text(fault: FaultRow) -> str:
+    if not fault.errors:
+        return f"none of {fault.requests}"
+    return "; ".join(f"{count} × {kind}" for kind, count in fault.errors.items()) + f" (of {fault.requests})"
+
+
+def all_down_text(fault: FaultRow) -> str:
+    if fault.all_down is None:
+        return NOT_APPLICABLE
+    answer = fault.all_down
+    status = "no HTTP answer" if answer.status is None else str(answer.status)
+    return f"{status} {answer.body!r} ({answer.share:.0%} of failures)"
+
+
+def broken_text(fault: FaultRow) -> str:
+    return "n/a (never detected)" if fault.to_broken_after_detection is None else str(fault.to_broken_after_detection)
+
+
+def to_json(table: ComparisonTable) -> str:
+    return json.dumps(table.to_json(), indent=2) + "\n"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(table: ComparisonTable) -> str:
+    lines = [f"# {table.scenario}: {len(table.rows)} gateways compared", "",
+             f"Scenario `{table.file}`, runtime {table.runtime}. Times are from the fault's start (detection) "
+             "and end (recovery) to the moment the gateway's own view showed every replica of the fault "
+             "unhealthy / healthy again; 'kept' says whether that is inside the window the gateway's own "
+             "configuration promises (n/a: no formula for that gateway).", ""]
+    lines += ["| gateway | version | status | requests (failed) | report |", "|---|---|---|---|---|"]
+    for row in table.rows:
+        lines.append(f"| {row.gateway} | {row.version or ''} | {row.status} | {row.requests} ({row.failed_requests}) "
+                     f"| {row.report or _md_cell(row.reason or '')} |")
+    for label in table.fault_labels:
+        lines += ["", f"## {label}", "",
+                  "| gateway | detected | promised | kept | recovered | promised | kept | errors during the fault "
+                  "| to broken replica after detection | all-down answer |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for row, fault in faults_of(table, label):
+            lines.append("| " + " | ".join(_md_cell(cell) for cell in (
+                row.gateway, seconds(fault.detected_after), promise_text(fault, "detection"),
+                kept_text(fault.detection_kept), seconds(fault.recovered_after), promise_text(fault, "recovery"),
+                kept_text(fault.recovery_kept), errors_text(fault), broken_text(fault), all_down_text(fault))) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def faults_of(table: ComparisonTable, label: str) -> list[tuple[GatewayRow, FaultRow]]:
+    return [(row, fault) for row in table.rows for fault in row.faults if fault.label == label]
+
+
+def to_html(table: ComparisonTable) -> str:
+    return _ENV.get_template("gateways.html.j2").render(
+        table=table, faults_of=faults_of, seconds=seconds, promise_text=promise_text, kept_text=kept_text,
+        errors_text=errors_text, all_down_text=all_down_text, broken_text=broken_text)

@@ -1,0 +1,298 @@
+"""The LiteLLM proxy as the gateway under test: config rendered from the scenario, health from its router.
+
+LiteLLM (PyPI ``litellm[proxy]``, the ``litellm`` extra of this project) runs as a process in
+front of the fake model replicas: each replica of the load's openai pool is one deployment of the
+model ``fake-model`` in its ``model_list``, ``api_base`` pointing at the replica's Toxiproxy proxy.
+The common gateway fields map onto LiteLLM's own knobs (docs/gateways.md, LiteLLM):
+
+* ``health_check`` → ``general_settings.background_health_checks`` every ``health_check_interval``
+  (whole seconds), each a real chat completion per deployment (LiteLLM never GETs a health path),
+  with ``enable_health_check_routing`` so a deployment that failed its last check gets no traffic,
+  and ``model_info.health_check_timeout``;
+* ``outlier_detection`` → the router's cooldown: ``allowed_fails`` = consecutive_5xx − 1 (the
+  deployment cools down on the next failure within ``cooldown_time``), ``cooldown_time`` =
+  base_ejection_time; without it, ``disable_cooldowns: true``;
+* ``retries.num_retries`` → ``num_retries`` (0 without retries); ``request_timeout`` → ``timeout``.
+
+Its view of every deployment comes from inside the proxy: harness/gateways/litellm_probe.py, loaded
+through LiteLLM's custom-callback hook, serves ``GET /chaosgate/deployments`` (the router's cooldown
+list, as used to route every request, and the last health-check verdicts) and stamps every answer
+with ``x-chaosgate-upstream`` (the deployment's host:port). LiteLLM never reaches the internet: the
+model cost map is the bundled one (``LITELLM_LOCAL_MODEL_COST_MAP``), telemetry is off, and the only
+addresses in its config are the replicas' proxies on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.errors import ComponentMissing, StackError
+from harness.gateways.base import HostHealth, SettingIssue, UpstreamAddress, explicitly_set
+
+if TYPE_CHECKING:
+    from harness.scenario import Gateway, Scenario
+
+MODEL_NAME = "fake-model"  # what the load asks for (harness/load/worker.py)
+PROBE_MODULE = "chaosgate_litellm_probe"  # the probe's file name beside the config (LiteLLM imports it from there)
+PROBE_SOURCE = Path(__file__).with_name("litellm_probe.py")
+DEPLOYMENTS_PATH = "/chaosgate/deployments"
+# Keeps LiteLLM on the machine: the bundled model cost map instead of a download at import, no
+# feedback banner, no admin UI or API docs to serve.
+OFFLINE_ENV = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_DONT_SHOW_FEEDBACK_BOX": "True",
+    "DISABLE_ADMIN_UI": "True",
+    "NO_DOCS": "True",
+    "NO_REDOC": "True",
+    "DISABLE_SCHEMA_UPDATE": "True",
+}
+
+
+class LitellmOptions(BaseModel):
+    """LiteLLM settings that have no common gateway field (``gateway.litellm`` in a scenario)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    health_check_routing: bool = Field(
+        default=True, description="Route around deployments whose last background health check failed "
+                                  "(LiteLLM's enable_health_check_routing); false: the checks only report.")
+    health_check_staleness: int | None = Field(
+        default=None, ge=1, le=86400,
+        description="Seconds after which a health-check verdict is ignored (LiteLLM's "
+                    "health_check_staleness_threshold; its default: 600).")
+
+
+def litellm_binary() -> str:
+    """The ``litellm`` proxy CLI from this environment (the project's ``litellm`` extra), else from PATH."""
+    beside_python = Path(sys.executable).parent / "litellm"
+    found = str(beside_python) if beside_python.exists() else shutil.which("litellm")
+    if not found:
+        raise ComponentMissing("the LiteLLM proxy is not installed: run `bash .ci/setup` "
+                               "(or pip install -e '.[litellm]', which installs litellm[proxy])")
+    return found
+
+
+def _whole_seconds(seconds: float) -> int | None:
+    """``seconds`` as a whole number of seconds ≥ 1, else None."""
+    return int(seconds) if seconds >= 1 and float(seconds).is_integer() else None
+
+
+class LitellmGateway:
+    """The LiteLLM proxy configured from a scenario's ``gateway`` block."""
+
+    kind = "litellm"
+    config_name = "litellm.yaml"
+    runtimes = frozenset({"local"})
+    # Importing the proxy takes 8 s on an idle 2-core machine and over 20 s on a busy one.
+    startup_timeout = 90.0
+
+    def __init__(self, settings: Gateway, listen_port: int, admin_port: int, load_pool: str, *,
+                 bind_address: str = "127.0.0.1", published_listen_port: int | None = None,
+                 published_admin_port: int | None = None) -> None:
+        """``admin_port`` is unused: the probe's route is on the proxy's own port."""
+        self.settings = settings
+        self.listen_port = listen_port
+        self.load_pool = load_pool
+        self.bind_address = bind_address
+        self.published_listen_port = published_listen_port or listen_port
+        self._http = httpx.Client(timeout=1.0)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.published_listen_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"{self.url}{DEPLOYMENTS_PATH}"
+
+    # -- configuration -------------------------------------------------------------
+    def config(self, upstreams: list[UpstreamAddress]) -> dict[str, Any]:
+        s = self.settings
+        pool = [u for u in upstreams if u.pool == self.load_pool]
+        if not pool:
+            raise StackError(f"the litellm adapter found no replicas of the load's pool {self.load_pool!r}")
+        model_info_extra: dict[str, Any] = {}
+        general: dict[str, Any] = {
+            # No master key: the proxy listens on 127.0.0.1 only and the load sends no credentials.
+            "dangerously_permit_weak_or_unset_master_key": True,
+            "disable_spend_logs": True,
+        }
+        if (hc := s.health_check) is not None:
+            interval = _whole_seconds(hc.interval)
+            if interval is None:  # settings_issues refuses this before a run; guard direct use too
+                raise StackError(f"LiteLLM's health_check_interval is whole seconds; got {hc.interval:g}s")
+            general.update({"background_health_checks": True, "health_check_interval": interval,
+                            "enable_health_check_routing": s.litellm.health_check_routing})
+            if s.litellm.health_check_staleness is not None:
+                general["health_check_staleness_threshold"] = s.litellm.health_check_staleness
+            model_info_extra = {"health_check_timeout": hc.timeout, "health_check_max_tokens": 1}
+        router: dict[str, Any] = {
+            "routing_strategy": "simple-shuffle",
+            "num_retries": s.retries.num_retries if s.retries is not None else 0,
+            "retry_after": 0,
+        }
+        if s.request_timeout > 0:
+            router["timeout"] = s.request_timeout
+        if (od := s.outlier_detection) is not None:
+            router["allowed_fails"] = max(0, (od.consecutive_5xx or 1) - 1)
+            router["cooldown_time"] = od.base_ejection_time
+        else:
+            router["disable_cooldowns"] = True
+        return {
+            "model_list": [{
+                "model_name": MODEL_NAME,
+                "litellm_params": {"model": f"openai/{MODEL_NAME}", "api_base": f"http://{u.host}:{u.port}/v1",
+                                   "api_key": "sk-chaosgate-fake", "max_retries": 0},
+                "model_info": {"id": _deployment_id(u), **model_info_extra},
+            } for u in pool],
+            "router_settings": router,
+            "litellm_settings": {"telemetry": False, "callbacks": [f"{PROBE_MODULE}.probe"],
+                                 "drop_params": True},
+            "general_settings": general,
+        }
+
+    def write_config(self, upstreams: list[UpstreamAddress], run_dir: Path) -> Path:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(PROBE_SOURCE, run_dir / f"{PROBE_MODULE}.py")
+        path = run_dir / self.config_name
+        path.write_text("# Rendered by chaosgate from the scenario's gateway block (harness/gateways/litellm.py).\n"
+                        + yaml.safe_dump(self.config(upstreams), sort_keys=False))
+        return path
+
+    def argv(self, config: Path) -> list[str]:
+        env = shutil.which("env") or "/usr/bin/env"
+        return [env, *(f"{key}={value}" for key, value in OFFLINE_ENV.items()), litellm_binary(),
+                "--config", str(config), "--host", self.bind_address, "--port", str(self.listen_port),
+                "--num_workers", "1"]
+
+    # -- observation ----------------------------------------------------------------
+    def _deployments(self) -> list[dict[str, Any]]:
+        try:
+            response = self._http.get(self.admin_url)
+            response.raise_for_status()
+            listed = response.json()["deployments"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            raise StackError(f"the LiteLLM proxy's {DEPLOYMENTS_PATH} at {self.url} did not answer: {exc}") from exc
+        return list(listed)
+
+    def is_ready(self) -> bool:
+        """The proxy answers, its router is loaded (the probe is in), and, with health-check routing, the
+        first round of background checks has given every deployment a verdict: until then LiteLLM routes
+        to all of them, and a first check that fails (a cold proxy can time out) would show as a fault."""
+        try:
+            deployments = self._deployments()
+        except StackError:
+            return False
+        if self.settings.health_check is not None and self.settings.litellm.health_check_routing:
+            return bool(deployments) and all(d.get("health_check") is not None for d in deployments)
+        return bool(deployments)
+
+    def host_health(self) -> dict[str, HostHealth]:
+        """A deployment is unhealthy while it is in cooldown (the router skips it) or its last background
+        health check failed (with health-check routing, also skipped; see traps for the exception)."""
+        return {urlsplit(str(d.get("api_base"))).netloc: host_health_of(d) for d in self._deployments()}
+
+    def version(self) -> str:
+        try:
+            return metadata.version("litellm")
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    # -- what the configuration means ------------------------------------------------
+    @staticmethod
+    def settings_issues(scenario: Scenario) -> list[SettingIssue]:
+        return settings_issues(scenario)
+
+
+def _deployment_id(upstream: UpstreamAddress) -> str:
+    return upstream.replica.replace("[", "-").replace("]", "")
+
+
+def host_health_of(deployment: dict[str, Any]) -> HostHealth:
+    """One entry of the probe's list as the seam's HostHealth."""
+    flags = []
+    if deployment.get("cooldown"):
+        status = deployment.get("cooldown_status")
+        flags.append(f"cooldown({status})" if status not in (None, "None", "") else "cooldown")
+    if deployment.get("health_check") == "unhealthy":
+        flags.append("health_check_failed")
+    return HostHealth(not flags, "/".join(flags) or "healthy")
+
+
+def settings_issues(scenario: Scenario) -> list[SettingIssue]:
+    """What LiteLLM cannot honour (errors, for fields the file sets) or what does not apply (notes)."""
+    g = scenario.gateway
+    gw = ("gateway",)
+    issues: list[SettingIssue] = []
+    if (hc := g.health_check) is not None:
+        hcp = (*gw, "health_check")
+        if _whole_seconds(hc.interval) is None:
+            issues.append(SettingIssue((*hcp, "interval"), f"LiteLLM's health_check_interval is a whole number of "
+                                       f"seconds (>= 1; anything else silently turns its checks off); got {hc.interval:g}s"))
+        if getattr(hc, "mcp", None) is not None:
+            issues.append(SettingIssue((*hcp, "mcp"), "LiteLLM proxies the OpenAI API only; it has no MCP health check"))
+        issues += [
+            SettingIssue((*hcp, "path"), "LiteLLM's health check is a chat completion (max_tokens 1) through the "
+                         "model API of each deployment, not a GET of a path: a replica whose /health fails but "
+                         "whose completions work stays healthy", error=False),
+            SettingIssue((*hcp, "unhealthy_threshold"), "one failed LiteLLM health check marks a deployment "
+                         "unhealthy (it behaves as unhealthy_threshold: 1)", error=False),
+            SettingIssue((*hcp, "healthy_threshold"), "one passed LiteLLM health check readmits a deployment "
+                         "(it behaves as healthy_threshold: 1)", error=False),
+            SettingIssue((*hcp, "expected_statuses"), "a LiteLLM health check passes when the completion "
+                         "succeeds (any 2xx)", error=False),
+            SettingIssue((*hcp, "no_traffic_interval"), "LiteLLM checks every health_check_interval whether or "
+                         "not the deployment carried traffic", error=False),
+        ]
+    if (od := g.outlier_detection) is not None:
+        odp = (*gw, "outlier_detection")
+        issues += [
+            SettingIssue((*odp, "consecutive_5xx"), f"LiteLLM counts failed calls within cooldown_time, not in a row "
+                         f"(successes do not reset the count): allowed_fails {max(0, (od.consecutive_5xx or 1) - 1)} "
+                         "cools a deployment down on the next failure", error=False),
+            SettingIssue((*odp, "interval"), "LiteLLM cools a deployment down at the failure that crosses "
+                         "allowed_fails; there is no review interval", error=False),
+            SettingIssue((*odp, "max_ejection_percent"), "LiteLLM has no cap on how many deployments cool down at "
+                         "once (it behaves as 100)", error=False),
+        ]
+        if od.consecutive_gateway_failure is not None:
+            issues.append(SettingIssue((*odp, "consecutive_gateway_failure"), "LiteLLM does not count 502/503/504 "
+                                       "apart from other failures; only consecutive_5xx maps (allowed_fails)",
+                                       error=not explicitly_set(g, "outlier_detection", "consecutive_5xx")))
+    issues.append(SettingIssue((*gw, "panic_threshold"), "LiteLLM has no panic threshold; when its health checks "
+                               "fail every deployment it routes to all of them anyway (cooldowns are never "
+                               "bypassed)", error=False))
+    issues.append(SettingIssue((*gw, "connect_timeout"), "LiteLLM has one time limit per call "
+                               "(router timeout = request_timeout), no separate connect timeout", error=False))
+    if (retries := g.retries) is not None:
+        issues.append(SettingIssue((*gw, "retries", "retry_on"), "LiteLLM retries every failure it deems "
+                                   "retryable (connection errors, timeouts, 408/409/429/5xx), on any deployment",
+                                   error=False))
+        if retries.per_try_timeout is not None:
+            issues.append(SettingIssue((*gw, "retries", "per_try_timeout"), "LiteLLM has no per-try time "
+                                       "limit; request_timeout limits each call"))
+    openai_pools = [(i, u) for i, u in enumerate(scenario.upstreams) if u.kind == "openai"]
+    for i, pool in enumerate(scenario.upstreams):
+        if pool.kind != "openai":
+            issues.append(SettingIssue(("upstreams", i, "kind"), f"LiteLLM proxies the OpenAI API only; "
+                                       f"{pool.name!r} is {pool.kind!r}"))
+        if pool.tls is not None:
+            issues.append(SettingIssue(("upstreams", i, "tls"), "the litellm adapter does not speak TLS to "
+                                       "replicas yet"))
+        if getattr(pool, "dns", None) is not None:
+            issues.append(SettingIssue(("upstreams", i, "dns"), "the litellm adapter reaches replicas by "
+                                       "address only (no DNS resolution)"))
+    if len(openai_pools) > 1:
+        issues.append(SettingIssue(("upstreams", openai_pools[1][0]), "the litellm adapter serves one openai pool "
+                                   "(the load's) as one model group; split the scenario"))
+    return issues
+

@@ -1,0 +1,111 @@
+"""Runs inside the LiteLLM proxy: a read-only view of its router's own health state.
+
+The proxy has no endpoint that lists the deployments its router currently skips (cooldowns
+live in the router's in-memory cache; ``/health`` makes a fresh model call per deployment).
+This module is loaded by the proxy through its documented custom-callback hook
+(``litellm_settings.callbacks``); on import it adds one route to the proxy's own app::
+
+    GET /chaosgate/deployments  ->  {"now": <unix time>, "deployments": [
+        {"id", "model_name", "api_base", "cooldown": bool, "cooldown_until": float|null,
+         "cooldown_status": str|null, "health_check": "healthy"|"unhealthy"|null}, ...]}
+
+``cooldown`` is read with the same router call that filters deployments for every request
+(``async_get_cooldown_deployments``); ``health_check`` is the background health checks'
+verdict as cached for health-check routing. The harness copies this file beside the proxy's
+config.yaml (so it imports nothing from the harness) and the proxy imports it from there.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from litellm.integrations.custom_logger import CustomLogger
+
+
+UPSTREAM_HEADER = "x-chaosgate-upstream"
+REPLICA_HEADER = "x-chaosgate-replica"
+
+
+class ChaosgateProbe(CustomLogger):
+    """A callback that logs nothing. It stamps every response (LiteLLM's error replies too) with
+    the address of the deployment the router picked, and passes the replica's own identity header
+    on under its own name (LiteLLM renames upstream headers ``llm_provider-<name>``)."""
+
+    async def async_post_call_response_headers_hook(self, data: dict[str, Any], user_api_key_dict: Any,
+                                                    response: Any, request_headers: Any = None,
+                                                    litellm_call_info: dict[str, Any] | None = None,
+                                                    ) -> dict[str, str] | None:
+        headers: dict[str, str] = {}
+        info = litellm_call_info or {}
+        api_base = str(info.get("api_base") or _api_base_of(info.get("model_id") or
+                                                            (info.get("model_info") or {}).get("id")))
+        if api_base:
+            headers[UPSTREAM_HEADER] = urlsplit(api_base).netloc
+        hidden = getattr(response, "_hidden_params", None) or {}
+        replica = (hidden.get("additional_headers") or {}).get(f"llm_provider-{REPLICA_HEADER}")
+        if replica:
+            headers[REPLICA_HEADER] = str(replica)
+        return headers or None
+
+
+def _api_base_of(model_id: Any) -> str:
+    """The api_base of the deployment ``model_id`` (a failed call's reply carries only its id)."""
+    from litellm.proxy import proxy_server
+
+    router = proxy_server.llm_router
+    if router is None or model_id is None:
+        return ""
+    for deployment in router.model_list:
+        if str(deployment["model_info"]["id"]) == str(model_id):
+            return str(deployment.get("litellm_params", {}).get("api_base") or "")
+    return ""
+
+
+async def deployments() -> dict[str, Any]:
+    from litellm.proxy import proxy_server
+    from litellm.router_utils.cooldown_handlers import async_get_cooldown_deployments_with_debug_info
+
+    router = proxy_server.llm_router
+    if router is None:
+        return {"now": time.time(), "deployments": []}
+    cooldowns = {model_id: value for model_id, value in
+                 await async_get_cooldown_deployments_with_debug_info(router, parent_otel_span=None)}
+    unhealthy: set[str] = set()
+    checked: set[str] = set()
+    if getattr(router, "enable_health_check_routing", False):
+        unhealthy = set(await router.health_state_cache.async_get_unhealthy_deployment_ids())
+        results = getattr(proxy_server, "health_check_results", {}) or {}
+        for key in ("healthy_endpoints", "unhealthy_endpoints"):
+            checked |= {str(e.get("model_id")) for e in results.get(key, []) if isinstance(e, dict)}
+    listed = []
+    for deployment in router.model_list:
+        model_id = str(deployment["model_info"]["id"])
+        cooldown = cooldowns.get(model_id)
+        health = None
+        if model_id in unhealthy:
+            health = "unhealthy"
+        elif model_id in checked:
+            health = "healthy"
+        listed.append({
+            "id": model_id,
+            "model_name": deployment.get("model_name"),
+            "api_base": deployment.get("litellm_params", {}).get("api_base"),
+            "cooldown": cooldown is not None,
+            "cooldown_until": (cooldown["timestamp"] + cooldown["cooldown_time"]) if cooldown else None,
+            "cooldown_status": str(cooldown.get("exception_status")) if cooldown else None,
+            "health_check": health,
+        })
+    return {"now": time.time(), "deployments": listed}
+
+
+def _register() -> None:
+    from litellm.proxy import proxy_server
+
+    if not any(getattr(route, "path", None) == "/chaosgate/deployments" for route in proxy_server.app.routes):
+        proxy_server.app.add_api_route("/chaosgate/deployments", deployments, methods=["GET"])
+
+
+_register()
+probe = ChaosgateProbe()

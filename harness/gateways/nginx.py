@@ -1,0 +1,401 @@
+"""nginx OSS as the gateway under test: config rendered from the scenario, health read from its logs.
+
+Debian 12's nginx 1.22. nginx OSS has no active health checks (``health_check`` is NGINX Plus
+only) and no API: it marks a server down after ``max_fails`` failed requests within
+``fail_timeout`` and tries it again with one request after ``fail_timeout``. So:
+
+* a scenario that sets ``gateway.health_check`` is refused for nginx (there is no honest mapping
+  of an active check onto failed requests); passive health comes from ``outlier_detection``
+  (consecutive_5xx / consecutive_gateway_failure → ``max_fails`` plus the http_5xx classes of
+  ``proxy_next_upstream``; base_ejection_time → ``fail_timeout``) or ``gateway.nginx``;
+* its view of every server is read from its own logs: the ``[warn] upstream server temporarily
+  disabled`` lines of the error log (unhealthy from then on), and the access log (``$upstream_addr``
+  / ``$upstream_status``): a server is healthy again when a request that started after it was
+  disabled got an answer from it (nginx's probe after fail_timeout succeeded).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.durations import Duration
+from harness.errors import StackError
+from harness.gateways.base import (
+    UPSTREAM_HEADER,
+    HostHealth,
+    SettingIssue,
+    UpstreamAddress,
+    UpstreamTlsTrust,
+    debian_binary,
+    explicitly_set,
+    milliseconds,
+)
+from harness.gateways.haproxy import _panic_issues
+
+if TYPE_CHECKING:
+    from harness.scenario import Gateway, Scenario
+
+DISABLED = re.compile(r'\[warn\].*upstream server temporarily disabled.*?upstream: "[a-z]+://([^/"]+)')
+NO_LIVE = re.compile(r"\[error\].*no live upstreams")
+ACCESS_FORMAT = ('{"ts":$msec,"rt":$request_time,"status":$status,"upstream_addr":"$upstream_addr",'
+                 '"upstream_status":"$upstream_status","request":"$request_method $request_uri"}')
+# Envoy's retry_on words → nginx's proxy_next_upstream classes (error covers refused and reset alike).
+NEXT_UPSTREAM = {
+    "connect-failure": ["error"],
+    "reset": ["error"],
+    "5xx": ["error", "timeout", "http_500", "http_502", "http_503", "http_504"],
+    "gateway-error": ["error", "timeout", "http_502", "http_503", "http_504"],
+}
+READY_PATH = "/.chaosgate/ready"  # answered by nginx itself: ready without asking (or failing on) a replica
+NO_TIMEOUT = 86400.0  # request_timeout 0 (none): nginx has no "off", so one day
+
+
+class NginxOptions(BaseModel):
+    """nginx settings that have no common gateway field (``gateway.nginx`` in a scenario)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_fails: int | None = Field(default=None, ge=0, le=100, description="Failed requests within fail_timeout "
+                                  "that mark a server down, when outlier_detection is not set (nginx's default: 1; "
+                                  "0 turns the accounting off).")
+    fail_timeout: Duration | None = Field(default=None, ge=1, description="How long a server stays down (and the "
+                                          "window max_fails counts in), whole seconds (nginx's default: 10s).")
+    worker_processes: int = Field(default=1, ge=1, le=8, description="nginx worker processes.")
+    shared_zone: bool = Field(default=True, description="Keep the upstream's failure state in a shared memory zone, "
+                                                        "so every worker sees the same (without it, each worker "
+                                                        "counts failures on its own).")
+
+
+def nginx_binary() -> str:
+    """Debian's nginx; ComponentMissing if set-up has not installed it."""
+    return debian_binary("nginx")
+
+
+_ms = milliseconds
+
+
+@dataclass
+class _LogTail:
+    """Reads the lines appended to a file since the last call."""
+
+    path: Path
+    offset: int = 0
+    partial: str = ""
+
+    def new_lines(self) -> list[str]:
+        try:
+            with self.path.open("rb") as log:
+                log.seek(self.offset)
+                data = log.read()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StackError(f"cannot read nginx's log {self.path}: {exc}") from exc
+        self.offset += len(data)
+        text = self.partial + data.decode(errors="replace")
+        lines = text.split("\n")
+        self.partial = lines.pop()
+        return lines
+
+
+@dataclass
+class _Peer:
+    disabled_at: float | None = None  # when its disabling was seen (None: in service)
+    flags: str = ""
+
+
+@dataclass
+class _LogView:
+    """nginx's view of its servers, rebuilt from what its logs have said so far."""
+
+    errors: _LogTail
+    access: _LogTail
+    peers: dict[str, _Peer] = field(default_factory=dict)
+
+    def update(self) -> None:
+        now = time.time()
+        for line in self.errors.new_lines():
+            if (match := DISABLED.search(line)) and match.group(1) in self.peers:
+                peer = self.peers[match.group(1)]
+                peer.disabled_at, peer.flags = now, "temporarily disabled (max_fails reached)"
+            elif NO_LIVE.search(line):
+                for peer in self.peers.values():
+                    if peer.disabled_at is not None:
+                        peer.flags = "temporarily disabled; no live upstreams"
+        for line in self.access.new_lines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            started = float(record.get("ts", 0)) - float(record.get("rt", 0))
+            tried = [a.strip() for a in str(record.get("upstream_addr", "")).split(",")]
+            answers = [s.strip() for s in str(record.get("upstream_status", "")).split(",")]
+            for address, status in zip(tried, answers):
+                back = self.peers.get(address)
+                if back is None or back.disabled_at is None or started < back.disabled_at:
+                    continue
+                if status.isdigit() and int(status) < 500:  # it answered a request sent after its disabling
+                    back.disabled_at, back.flags = None, f"answered again ({status})"
+
+
+def _location(prefix: str, pool: str, rewrite: str, trust: UpstreamTlsTrust | None) -> str:
+    """``location <prefix>`` proxying to ``pool`` (``rewrite`` "/" strips the prefix); over TLS when the pool
+    serves it: the test CA as the only trust anchor, SNI, and the name required in the certificate."""
+    if trust is None:
+        return f"        location {prefix} {{ proxy_pass http://{pool}{rewrite}; }}"
+    return (f"        location {prefix} {{ proxy_pass https://{pool}{rewrite}; proxy_ssl_verify on; "
+            f"proxy_ssl_trusted_certificate {trust.ca_file}; proxy_ssl_name {trust.server_name}; "
+            "proxy_ssl_server_name on; proxy_ssl_protocols TLSv1.2 TLSv1.3; }")
+
+
+class NginxGateway:
+    """nginx OSS 1.22 configured from a scenario's ``gateway`` block."""
+
+    kind = "nginx"
+    config_name = "nginx.conf"
+    runtimes = frozenset({"local"})
+
+    def __init__(self, settings: Gateway, listen_port: int, admin_port: int, load_pool: str, *,
+                 bind_address: str = "127.0.0.1", published_listen_port: int | None = None,
+                 published_admin_port: int | None = None) -> None:
+        """``admin_port`` is unused: nginx OSS has no API; it is observed through its logs."""
+        self.settings = settings
+        self.listen_port = listen_port
+        self.load_pool = load_pool
+        self.bind_address = bind_address
+        self.published_listen_port = published_listen_port or listen_port
+        self.prefix: Path | None = None
+        self._view: _LogView | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.published_listen_port}"
+
+    @property
+    def admin_url(self) -> str | None:
+        return None
+
+    # -- configuration -------------------------------------------------------------
+    def passive(self) -> tuple[int, float, list[str]]:
+        """max_fails, fail_timeout and the proxy_next_upstream classes that count as failures."""
+        s, o = self.settings, self.settings.nginx
+        classes = ["error", "timeout"]  # always counted by nginx
+        if (od := s.outlier_detection) is not None:
+            if od.consecutive_5xx:
+                return od.consecutive_5xx, od.base_ejection_time, [*classes, "http_500", "http_502", "http_503",
+                                                                    "http_504"]
+            if od.consecutive_gateway_failure:
+                return od.consecutive_gateway_failure, od.base_ejection_time, [*classes, "http_502", "http_503",
+                                                                                "http_504"]
+        max_fails = o.max_fails if o.max_fails is not None else (1 if s.outlier_detection is not None else 0)
+        return max_fails, o.fail_timeout or 10.0, classes
+
+    def config(self, upstreams: list[UpstreamAddress], run_dir: Path) -> str:
+        s, o = self.settings, self.settings.nginx
+        prefix = self.prefix = (run_dir / "nginx").resolve()
+        pools = list(dict.fromkeys(u.pool for u in upstreams))
+        max_fails, fail_timeout, classes = self.passive()
+        # Without retries nginx still counts refused/reset connections and timeouts, but a replica's
+        # 5xx answer counts only when nginx may retry it (measured on 1.22: tries > 1, and
+        # non_idempotent for POSTs), so the http_5xx classes go in only with retries.
+        next_upstream = ["error", "timeout"]
+        tries = 1
+        if (retries := s.retries) is not None:
+            next_upstream += classes
+            next_upstream += [w for name in retries.retry_on for w in NEXT_UPSTREAM.get(name, [])]
+            next_upstream.append("non_idempotent")  # chat completions are POSTs; Envoy retries them too
+            tries = retries.num_retries + 1
+        read_timeout = s.request_timeout or NO_TIMEOUT
+        if retries is not None and retries.per_try_timeout is not None:
+            read_timeout = retries.per_try_timeout
+        lines = [
+            "# Rendered by chaosgate from the scenario's gateway block (harness/gateways/nginx.py).",
+            f"worker_processes {o.worker_processes};",
+            "daemon off;",
+            "master_process on;",
+            f"pid {prefix}/nginx.pid;",
+            f"error_log {prefix}/error.log warn;",  # 'temporarily disabled' is a warn line
+            "events { worker_connections 1024; }",
+            "http {",
+            *[f"    {kind}_temp_path {prefix}/tmp/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
+                                                                       "scgi")],
+            f"    log_format chaosgate escape=json '{ACCESS_FORMAT}';",
+            f"    access_log {prefix}/access.log chaosgate;",
+            # The address of the last server tried (the one that answered, or failed last).
+            "    map $upstream_addr $chaosgate_upstream {",
+            '        "~(?<last>[0-9a-fA-F.:\\[\\]]+:[0-9]+)$" $last;',
+            '        default "";',
+            "    }",
+            "    proxy_http_version 1.1;",
+            '    proxy_set_header Connection "";',
+            "    proxy_buffering off;",  # stream SSE chunks as they come
+            f"    proxy_connect_timeout {_ms(s.connect_timeout)};",
+            f"    proxy_read_timeout {_ms(read_timeout)};",
+            f"    proxy_send_timeout {_ms(read_timeout)};",
+            f"    proxy_next_upstream {' '.join(dict.fromkeys(next_upstream))};",
+            f"    proxy_next_upstream_tries {tries};",
+            *([f"    proxy_next_upstream_timeout {_ms(s.request_timeout)};"]
+              if retries is not None and s.request_timeout > 0 else []),
+        ]
+        trust: dict[str, UpstreamTlsTrust | None] = {}
+        for pool in pools:
+            tls = {u.tls for u in upstreams if u.pool == pool}
+            if len(tls) > 1:
+                raise StackError(f"the replicas of {pool!r} disagree on TLS: {sorted(map(str, tls))}")
+            trust[pool] = tls.pop()
+            lines += [f"    upstream {pool} {{", *([f"        zone {pool} 64k;"] if o.shared_zone else [])]
+            lines += [f"        server {u.host}:{u.port} max_fails={max_fails} fail_timeout={round(fail_timeout)}s;"
+                      for u in upstreams if u.pool == pool]
+            lines.append("    }")
+        lines += [
+            "    server {",
+            f"        listen {self.bind_address}:{self.listen_port};",
+            f"        add_header {UPSTREAM_HEADER} $chaosgate_upstream always;",
+            f"        location = {READY_PATH} {{ access_log off; return 204; }}",  # readiness, without a replica
+            *[_location(f"/{pool}/", pool, "/", trust[pool]) for pool in pools],
+            _location("/", self.load_pool, "", trust.get(self.load_pool)),
+            "    }",
+            "}",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def write_config(self, upstreams: list[UpstreamAddress], run_dir: Path) -> Path:
+        text = self.config(upstreams, run_dir)
+        assert self.prefix is not None
+        (self.prefix / "tmp").mkdir(parents=True, exist_ok=True)
+        for log in ("error.log", "access.log"):
+            (self.prefix / log).write_text("")
+        self._view = _LogView(_LogTail(self.prefix / "error.log"), _LogTail(self.prefix / "access.log"),
+                              {f"{u.host}:{u.port}": _Peer() for u in upstreams})
+        path = run_dir / self.config_name
+        path.write_text(text)
+        return path
+
+    def argv(self, config: Path) -> list[str]:
+        # -p: its own prefix in the run's folder; -e: the start-up error log there too (not /var/log).
+        assert self.prefix is not None
+        return [nginx_binary(), "-p", str(self.prefix), "-e", str(self.prefix / "error.log"), "-c",
+                str(config.resolve())]
+
+    # -- observation ----------------------------------------------------------------
+    def is_ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}{READY_PATH}", timeout=0.5).status_code == 204
+        except httpx.HTTPError:
+            return False
+
+    def host_health(self) -> dict[str, HostHealth]:
+        if self._view is None:
+            raise StackError("nginx has no config yet (write_config was not called)")
+        self._view.update()
+        return {address: HostHealth(peer.disabled_at is None, peer.flags)
+                for address, peer in self._view.peers.items()}
+
+    def version(self) -> str:
+        out = subprocess.run([nginx_binary(), "-v"], capture_output=True, text=True, check=False).stderr
+        return out.strip().split("/")[-1] if "/" in out else out.strip()
+
+    # -- what the configuration means ------------------------------------------------
+    @staticmethod
+    def settings_issues(scenario: Scenario) -> list[SettingIssue]:
+        g = scenario.gateway
+        o = g.nginx
+        gw = ("gateway",)
+        issues: list[SettingIssue] = []
+        if g.health_check is not None:
+            if explicitly_set(g, "health_check"):
+                issues.append(SettingIssue((*gw, "health_check"),
+                                           "nginx OSS has no active health checks (health_check is NGINX Plus "
+                                           "only); set health_check: null and use outlier_detection (max_fails/"
+                                           "fail_timeout, counted on real requests) or gateway.nginx"))
+            else:
+                issues.append(SettingIssue((*gw, "health_check"),
+                                           "nginx OSS has no active health checks; it marks a server down only "
+                                           "after failed requests (max_fails/fail_timeout)", error=False))
+        if (od := g.outlier_detection) is not None:
+            if od.consecutive_5xx and od.consecutive_gateway_failure:
+                issues.append(SettingIssue((*gw, "outlier_detection", "consecutive_gateway_failure"),
+                                           "nginx has one failure count per server (max_fails); set "
+                                           "consecutive_5xx or consecutive_gateway_failure, not both"))
+            if od.base_ejection_time != round(od.base_ejection_time) or od.base_ejection_time < 1:
+                issues.append(SettingIssue((*gw, "outlier_detection", "base_ejection_time"),
+                                           "becomes nginx's fail_timeout, which has 1s resolution: expected whole "
+                                           f"seconds, got {od.base_ejection_time:g}s"))
+            if (od.consecutive_5xx or od.consecutive_gateway_failure) and g.retries is None:
+                issues.append(SettingIssue((*gw, "outlier_detection"),
+                                           "without retries nginx counts only refused or reset connections and "
+                                           "timeouts toward max_fails; a replica's 5xx answers go to the client "
+                                           "uncounted (nginx counts them only when it may retry them: set retries)",
+                                           error=False))
+            elif od.consecutive_5xx or od.consecutive_gateway_failure:
+                issues.append(SettingIssue((*gw, "retries", "retry_on"),
+                                           "nginx retries every failure it counts: with outlier_detection the "
+                                           "replicas' 5xx answers are retried too, whatever retry_on says",
+                                           error=False))
+            issues.append(SettingIssue((*gw, "outlier_detection", "interval"),
+                                       "nginx disables a server at its max_fails-th failure within fail_timeout "
+                                       "(not consecutive: successes in between do not reset the count); there is "
+                                       "no review interval", error=False))
+            if explicitly_set(g, "outlier_detection", "max_ejection_percent") and od.max_ejection_percent < 100:
+                issues.append(SettingIssue((*gw, "outlier_detection", "max_ejection_percent"),
+                                           "nginx has no cap on how many servers it disables (it behaves as "
+                                           "max_ejection_percent: 100)"))
+            elif not explicitly_set(g, "outlier_detection", "max_ejection_percent"):
+                issues.append(SettingIssue((*gw, "outlier_detection", "max_ejection_percent"),
+                                           "nginx has no cap on how many servers it disables (as 100)", error=False))
+            for name in ("max_fails", "fail_timeout"):
+                if getattr(o, name) is not None:
+                    issues.append(SettingIssue((*gw, "nginx", name),
+                                               f"outlier_detection already sets nginx's {name}; set one of them"))
+        if o.fail_timeout is not None and o.fail_timeout != round(o.fail_timeout):
+            issues.append(SettingIssue((*gw, "nginx", "fail_timeout"),
+                                       f"nginx's fail_timeout has 1s resolution: expected whole seconds, got "
+                                       f"{o.fail_timeout:g}s"))
+        issues += _panic_issues(g, "nginx")
+        if (retries := g.retries) is not None:
+            if "refused-stream" in retries.retry_on:
+                issues.append(SettingIssue((*gw, "retries", "retry_on"),
+                                           "refused-stream is an HTTP/2 condition; nginx speaks HTTP/1.1 to the "
+                                           "replicas (use connect-failure, reset, 5xx or gateway-error)"))
+            elif {"connect-failure", "reset"} & set(retries.retry_on) != {"connect-failure", "reset"} and \
+                    not {"5xx", "gateway-error"} & set(retries.retry_on):
+                issues.append(SettingIssue((*gw, "retries", "retry_on"),
+                                           "nginx's `error` class retries refused connections and resets before "
+                                           "the response headers alike", error=False))
+        if g.request_timeout == 0:
+            issues.append(SettingIssue((*gw, "request_timeout"), "nginx cannot turn its read timeout off: "
+                                       f"{NO_TIMEOUT:g}s is used", error=False))
+        for i, pool in enumerate(scenario.upstreams):
+            if pool.kind != "openai":
+                issues.append(SettingIssue(("upstreams", i, "kind"),
+                                           "nginx OSS cannot pin an MCP session to the replica that created it "
+                                           f"(sticky sessions are NGINX Plus only); {pool.name!r} is {pool.kind!r}"))
+            if getattr(pool, "dns", None) is not None:
+                issues.append(SettingIssue(("upstreams", i, "dns"),
+                                           "the nginx adapter reaches replicas by address only (no DNS resolution yet)"))
+        return issues
+
+    @staticmethod
+    def traps(scenario: Scenario) -> list[str]:
+        """nginx's single-server group that is never marked down; per-worker failure state."""
+        g = scenario.gateway
+        found: list[str] = []
+        for pool in scenario.upstreams:
+            if pool.replicas == 1:
+                found.append(f"upstream {pool.name!r} has one replica: nginx ignores max_fails and fail_timeout in a "
+                             "group of one server, so it is never marked down and clients get its errors (502) "
+                             "for as long as it is broken")
+        if g.nginx.worker_processes > 1 and not g.nginx.shared_zone:
+            found.append(f"gateway.nginx.worker_processes is {g.nginx.worker_processes} without shared_zone: each "
+                         "worker counts failures on its own, so a broken server is marked down once per worker and "
+                         "keeps getting requests from the workers that have not seen max_fails failures yet")
+        return found

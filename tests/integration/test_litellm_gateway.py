@@ -1,0 +1,168 @@
+"""The LiteLLM proxy (PyPI litellm[proxy]) started through the harness in front of the fake replicas.
+
+Its scenarios in scenarios/compare/ pin what it was measured to do: a reset replica is cooled down
+and kept out by its background health checks, and with every replica refusing connections clients
+get LiteLLM's own 429 "No deployments available" once every deployment is in cooldown. The health
+the harness journals is LiteLLM's own view (its router's cooldown list and its health checks' verdicts,
+through harness/gateways/litellm_probe.py), and every answer names the deployment the router picked.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from harness.journal import read_journal
+from harness.runtimes.local import LocalRuntime
+from harness.scenario import load_scenario
+
+from .conftest import ROOT, chaosgate, processes_of_run, require_components
+
+COMPARE = ROOT / "scenarios" / "compare"
+STARTUP = 90.0  # LiteLLM's proxy imports for 8-25 s on a busy 2-core machine (LitellmGateway.startup_timeout)
+
+
+def run_passes(scenario_file: Path, out: Path) -> list[dict[str, Any]]:
+    scenario = load_scenario(scenario_file)
+    result = chaosgate("run", str(scenario_file), "--out", str(out), "--quiet",
+                       timeout=scenario.load.duration + STARTUP + 60)
+    run_dir = out / scenario.name
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["passed"] and summary["complete"], summary
+    assert summary["gateway"] == "litellm"
+    assert processes_of_run(run_dir) == [], "the stack was torn down"
+    return read_journal(run_dir / "journal.jsonl")
+
+
+def health_changes(events: list[dict[str, Any]], replica: str) -> list[tuple[bool, str]]:
+    return [(e["healthy"], e["flags"]) for e in events if e["type"] == "health" and e["replica"] == replica]
+
+
+@pytest.mark.integration
+def test_litellm_cools_down_and_routes_around_a_reset_replica(tmp_path: Path) -> None:
+    require_components("litellm")
+    events = run_passes(COMPARE / "replica-reset-litellm.yaml", tmp_path)
+    ready = next(e for e in events if e["type"] == "stack.ready")
+    assert ready["gateway_version"].startswith("1.108.")
+    assert "background_health_checks: true" in ready["gateway_config"]
+    assert "allowed_fails: 1" in ready["gateway_config"]
+    # LiteLLM's own view: out of rotation (cooldown and/or failed health check), then back
+    changes = health_changes(events, "chat[0]")
+    assert [healthy for healthy, _ in changes] == [True, False, True], changes
+    assert {"cooldown", "health_check_failed"} & set(changes[1][1].split("/")) or changes[1][1].startswith(
+        "cooldown("), changes
+    # Every answer names the deployment the router picked, as its replica's proxy address
+    gateway_addresses = {info["gateway_address"] for info in ready["endpoints"]["replicas"].values()}
+    requests = [e for e in events if e["type"] == "request"]
+    assert {e["upstream"] for e in requests if e["upstream"]} == gateway_addresses
+    assert all(e["upstream"] for e in requests), "the failed ones too"
+    served = [e for e in requests if e["status"] == 200]
+    assert served and all(e["replica"] for e in served)  # the replica's own identity header, passed on
+    assert any("not applicable to litellm" in w for w in events[0]["warnings"])
+
+
+@pytest.mark.integration
+def test_litellm_all_down_answer(tmp_path: Path) -> None:
+    require_components("litellm")
+    events = run_passes(COMPARE / "all-down-litellm.yaml", tmp_path)
+    answers = [e for e in events if e["type"] == "request" and e["status"] == 429]
+    assert answers
+    for answer in answers:  # the journal keeps the first 300 characters of a failed answer's body
+        assert answer["body"].startswith('{"error":{"message":"No deployments available for selected model, '
+                                         'Try again in 10.0 seconds. All deployments for selected model are in '
+                                         'cooldown. Passed model=fake-model.'), answer["body"]
+    # Before every deployment cooled down, clients got the upstream's failure as LiteLLM's 500
+    fault_start = next(e["ts"] for e in events if e["type"] == "fault.started")
+    first_429 = min(e["ts"] for e in answers)
+    before = [e for e in events if e["type"] == "request" and fault_start <= e["ts"] < first_429 and e["error"]]
+    assert before and all(e["status"] == 500 and "Connection error." in e["body"] for e in before), before
+
+
+@pytest.mark.integration
+def test_litellm_blackhole_is_caught_by_its_health_checks_not_its_cooldown(tmp_path: Path) -> None:
+    require_components("litellm")
+    events = run_passes(COMPARE / "blackhole-litellm.yaml", tmp_path)
+    changes = health_changes(events, "chat[0]")
+    assert [healthy for healthy, _ in changes] == [True, False, True], changes
+    assert changes[1][1] == "health_check_failed", changes  # a timed-out call does not cool it down
+    timed_out = [e for e in events if e["type"] == "request" and e["error"]]
+    assert all(e["status"] == 408 and "litellm.Timeout" in e["body"] for e in timed_out), timed_out
+
+
+@pytest.mark.integration
+def test_litellm_never_sees_a_failing_health_endpoint(tmp_path: Path) -> None:
+    require_components("litellm")
+    events = run_passes(COMPARE / "health-503-litellm.yaml", tmp_path)
+    assert health_changes(events, "chat[0]") == [(True, "healthy")]  # only the first sample
+    start = next(e["ts"] for e in events if e["type"] == "fault.started")
+    end = next(e["ts"] for e in events if e["type"] == "fault.cleared")
+    served = [e for e in events if e["type"] == "request" and start <= e["ts"] < end and e["replica"] == "chat[0]"]
+    assert served and all(e["status"] == 200 for e in served)
+
+
+@pytest.mark.integration
+def test_litellm_takes_a_slow_replica_out_when_its_check_times_out(tmp_path: Path) -> None:
+    require_components("litellm")
+    events = run_passes(COMPARE / "slow-replica-litellm.yaml", tmp_path)
+    changes = health_changes(events, "chat[0]")
+    assert [healthy for healthy, _ in changes] == [True, False, True], changes
+    assert changes[1][1] == "health_check_failed", changes
+    start = next(e["ts"] for e in events if e["type"] == "fault.started")
+    detected = next(e["ts"] for e in events if e["type"] == "health" and not e["healthy"])
+    slow = [e for e in events if e["type"] == "request" and start <= e["ts"] < detected and e["replica"] == "chat[0]"]
+    latency = getattr(load_scenario(COMPARE / "slow-replica-litellm.yaml").faults[0], "latency")
+    assert all(e["status"] == 200 and e["latency"] >= latency for e in slow), slow  # slow, not failed
+
+
+def _address(hex_address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address of /proc/net/{tcp,udp}[6] (little-endian 32-bit words) as an IP address."""
+    raw = bytes.fromhex(hex_address.split(":")[0])
+    return ipaddress.ip_address(b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)))
+
+
+def remote_addresses(pid: int) -> set[str]:
+    """The peer addresses of every TCP and UDP socket process ``pid`` holds."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    peers = set()
+    for table in ("tcp", "tcp6", "udp", "udp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                peers.add(str(_address(fields[2])))
+    return peers
+
+
+@pytest.mark.integration
+def test_litellm_only_talks_to_loopback(tmp_path: Path) -> None:
+    """While it serves, health-checks and retries, every socket of the proxy has a loopback peer (or none)."""
+    require_components("litellm")
+    scenario = load_scenario(COMPARE / "replica-reset-litellm.yaml")
+    runtime = LocalRuntime()
+    try:
+        stack = runtime.up(scenario, tmp_path / scenario.name)
+        pid = next(p for p in processes_of_run(tmp_path / scenario.name)
+                   if any(arg.endswith(b"/litellm") for arg in Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")))
+        peers: set[str] = set()
+        body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+        with httpx.Client(base_url=stack.gateway.url, timeout=30) as client:
+            for _ in range(12):
+                assert client.post("/v1/chat/completions", json=body).status_code == 200
+                peers |= remote_addresses(pid)
+        loopback_or_none = {"127.0.0.1", "0.0.0.0", "::", "::1", "::ffff:127.0.0.1"}
+        assert peers and peers <= loopback_or_none, peers
+    finally:
+        runtime.down()
