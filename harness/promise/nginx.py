@@ -1,0 +1,93 @@
+"""nginx OSS 1.22: when its configuration lets it detect a fault and readmit the replica.
+
+nginx OSS has no active checks (../shared/notes/gateway-health.md §3). A server is skipped once
+``max_fails`` requests to it failed within ``fail_timeout`` (failures are the
+``proxy_next_upstream`` classes: errors and timeouts always, ``http_5xx`` only if listed), and
+tried again by the first request picked for it once ``fail_timeout`` has passed, at one-second
+resolution (``ngx_time()``); a success then readmits it. The numbers come from the adapter's own
+rendering (``NginxGateway.passive()``). With k servers round robin at r requests per second:
+
+    detect  in [d,  d + in-flight + 2·max_fails·k/r]        (0 with a single server: never)
+    recover in [0,  fail_timeout + 1s + in-flight + 2·k/r + the request's own time]
+"""
+
+from __future__ import annotations
+
+from harness.faults import Fault
+from harness.gateways.nginx import NO_TIMEOUT, NginxGateway
+from harness.promise.effects import RESTARTING_KINDS, request_effect
+from harness.promise.envoy import ARRIVAL_SLACK
+from harness.promise.load import GATEWAY_OVERHEAD_S, LoadFacts, nominal_facts
+from harness.promise.window import Never, Promise, Unknown, Window
+from harness.scenario import Scenario
+from harness.targets import split_target
+
+CLOCK_RESOLUTION = 1.0  # nginx compares whole seconds
+
+
+def _passive(scenario: Scenario) -> tuple[int, float, list[str]]:
+    return NginxGateway(scenario.gateway, 0, 0, scenario.load_pool).passive()
+
+
+def _try_limit(scenario: Scenario) -> float:
+    gateway = scenario.gateway
+    if gateway.retries is not None and gateway.retries.per_try_timeout:
+        return gateway.retries.per_try_timeout
+    return gateway.request_timeout if gateway.request_timeout > 0 else NO_TIMEOUT
+
+
+def _counted(scenario: Scenario, fault: Fault, facts: LoadFacts | None) -> tuple[Window, LoadFacts] | Promise:
+    """The window of the max_fails-th counted failure, with the load facts used."""
+    max_fails, fail_timeout, classes = _passive(scenario)
+    pool, _ = split_target(fault.target)
+    size = scenario.pools[pool]
+    if size == 1:
+        return Never(f"{pool!r} has a single server: nginx ignores max_fails and fail_timeout in a group of one "
+                     "and never marks it down")
+    if max_fails == 0:
+        return Never("max_fails 0 turns nginx's failure accounting off")
+    facts = facts or nominal_facts(scenario, pool)
+    if facts.first_traffic is None or facts.rate <= 0:
+        return Never(f"nginx notices failures only on requests, and the load sends none to {pool!r}")
+    effect = request_effect(fault, _try_limit(scenario))
+    if effect.kind == "unknown":
+        return Unknown(effect.why)
+    if effect.kind in ("ok", "hangs"):
+        return Never(f"no request fails: {effect.why}")
+    if effect.kind == "status" and f"http_{effect.status}" not in classes:
+        return Never(f"{effect.why}, and http_{effect.status} is not a failure class nginx counts "
+                     f"(proxy_next_upstream {' '.join(classes)})")
+    d = effect.takes
+    rate = facts.users / (facts.users / facts.rate + d / size) if facts.users else facts.rate
+    in_flight = facts.users / rate if facts.users else 0.0
+    window = Window(d, d + in_flight + ARRIVAL_SLACK * max_fails * size / rate,
+                    f"passive: max_fails {max_fails} failed requests ({effect.why}) on one of {size} servers at "
+                    f"{rate:.0f} requests/s ({facts.source}), within fail_timeout {fail_timeout:g}s")
+    return window, facts
+
+
+def detection_window(scenario: Scenario, fault: Fault, facts: LoadFacts | None = None) -> Promise:
+    counted = _counted(scenario, fault, facts)
+    return counted[0] if isinstance(counted, tuple) else counted
+
+
+def recovery_window(scenario: Scenario, fault: Fault, facts: LoadFacts | None = None,
+                    after: str = "fault_end") -> Promise:
+    if fault.kind in RESTARTING_KINDS and after == "fault_end":
+        return Unknown("the replica comes back when the supervisor's restart is ready, not when the fault "
+                       "ends; use after: restart_ready")
+    counted = _counted(scenario, fault, facts)
+    if not isinstance(counted, tuple):
+        return counted if isinstance(counted, Unknown) else \
+            Never(f"nothing marks the server down, so there is nothing to readmit: {getattr(counted, 'why', '')}")
+    _, facts = counted
+    _, fail_timeout, _ = _passive(scenario)
+    size = scenario.pools[split_target(fault.target)[0]]
+    upstream = next(u for u in scenario.upstreams if u.name == split_target(fault.target)[0])
+    service = upstream.ttft + scenario.load.max_tokens / upstream.tokens_per_s + GATEWAY_OVERHEAD_S
+    in_flight = facts.users / facts.rate if facts.users else 0.0
+    latest = fail_timeout + CLOCK_RESOLUTION + in_flight + ARRIVAL_SLACK * size / facts.rate + service
+    return Window(0.0, latest,
+                  f"passive: the server is skipped for fail_timeout {fail_timeout:g}s after its last failure "
+                  f"(+{CLOCK_RESOLUTION:g}s: nginx counts whole seconds), then the next request picked for it "
+                  f"(one of {size} at {facts.rate:.0f}/s) succeeds and readmits it")

@@ -1,0 +1,150 @@
+"""Each shipped trap scenario (scenarios/traps/) runs on the real stack: the lint names its trap
+before the stack starts, the trap really bites (checked from the journal), the scenario's
+expectations (which encode the bitten behaviour) hold, and every measured detection and recovery
+lies inside the window the gateway's configuration promises."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.journal import read_journal
+from harness.promise.check import rows
+from harness.scenario import load_scenario
+from harness.timeline import Timeline, build_timeline
+
+from .conftest import ROOT, chaosgate, processes_of_run
+
+TRAP_SCENARIOS = sorted((ROOT / "scenarios" / "traps").glob("*.yaml"))
+
+
+def trap_of(path: Path) -> str:
+    return path.read_text().split("\n", 1)[0].removeprefix("# TRAP ").split(":")[0]
+
+
+def transitions_to_unhealthy(timeline: Timeline, replica: str, start: float, end: float) -> int:
+    return sum(1 for c in timeline.health.get(replica, []) if start <= c.t <= end and not c.healthy)
+
+
+# -- how each trap bites, from the journal ------------------------------------------------------------
+
+def bites_no_traffic_interval(timeline: Timeline, summary: dict[str, Any]) -> None:
+    """Detection came after the interval-only window ((T-1)·I, T·I] plus margin: the no-traffic timer held it."""
+    scenario = load_scenario(ROOT / "scenarios/traps/envoy-no-traffic-interval.yaml")
+    hc = scenario.gateway.health_check
+    assert hc is not None
+    (fault,) = summary["faults"]
+    naive_latest = hc.unhealthy_threshold * hc.interval + fault["promised_detection"]["margin"]
+    assert fault["detected_after"] > naive_latest, fault
+    window = timeline.faults[0]
+    broken = [r for r in timeline.requests_between(window.start, window.start + fault["detected_after"])
+              if r.reached({"chat[0]"}) and not r.ok]
+    assert broken, "clients paid for the late detection: requests to chat[0] failed until it came"
+
+
+def bites_panic_threshold(timeline: Timeline, summary: dict[str, Any]) -> None:
+    """After Envoy marked both broken replicas unhealthy it kept routing to them (panic mode)."""
+    detected = max(f["start"] + f["detected_after"] for f in summary["faults"])
+    end = min(f["end"] for f in summary["faults"])
+    after = timeline.requests_between(detected + 0.5, end)
+    to_broken = [r for r in after if r.reached({"chat[0]", "chat[1]"})]
+    assert len(to_broken) > len(after) / 3, (len(to_broken), len(after))
+    assert not any("no healthy upstream" in (r.body or "") for r in after)
+
+
+def bites_max_ejection_percent(timeline: Timeline, summary: dict[str, Any]) -> None:
+    """Outlier detection never ejected the resetting replica: it kept getting (failing) requests."""
+    window = timeline.faults[0]
+    assert transitions_to_unhealthy(timeline, "chat[0]", 0, timeline.end) == 0
+    late = [r for r in timeline.requests_between(window.start + 3, window.end - 0.5) if r.reached({"chat[0]"})]
+    assert late and not any(r.ok for r in late)
+
+
+def bites_uneject_flapping(timeline: Timeline, summary: dict[str, Any]) -> None:
+    """The replica was ejected and readmitted over and over during the fault, although
+    base_ejection_time alone would have kept it out for the whole fault after one ejection."""
+    window = timeline.faults[0]
+    assert transitions_to_unhealthy(timeline, "chat[0]", window.start, window.end) >= 3
+    failed = [r for r in timeline.requests_between(window.start + 3, window.end) if r.reached({"chat[0]"}) and not r.ok]
+    assert failed, "clients kept getting the replica's errors after the first ejection"
+
+
+def bites_haproxy_startup_state(timeline: Timeline, summary: dict[str, Any]) -> None:
+    """Detected after one failed check: before the steady-state earliest, (fall - 1) failed checks
+    fastinter apart."""
+    scenario = load_scenario(ROOT / "scenarios/traps/haproxy-startup-state.yaml")
+    hc = scenario.gateway.health_check
+    assert hc is not None
+    fastinter = scenario.gateway.haproxy.fastinter or hc.interval
+    (fault,) = summary["faults"]
+    assert fault["detected_after"] is not None and fault["detected_after"] < (hc.unhealthy_threshold - 1) * fastinter
+    before = [r for r in timeline.requests_between(0, fault["detected_after"]) if r.reached({"chat[2]"})]
+    assert before and not any(r.ok for r in before), "routed to blindly until the first check"
+
+
+def bites_nginx_single_server(timeline: Timeline, summary: dict[str, Any]) -> None:
+    """nginx never disabled the only server: requests went on reaching it and failing, long into the fault."""
+    window = timeline.faults[0]
+    assert transitions_to_unhealthy(timeline, "chat[0]", 0, timeline.end) == 0
+    late = [r for r in timeline.requests_between(window.start + 2, window.end - 0.5) if r.reached({"chat[0]"})]
+    assert late and not any(r.ok for r in late)
+
+
+def bites_litellm_health_endpoint(timeline: Timeline, summary: dict[str, Any]) -> None:
+    """LiteLLM never took the replica out: it went on serving requests to the end of the fault."""
+    window = timeline.faults[0]
+    assert transitions_to_unhealthy(timeline, "chat[0]", 0, timeline.end) == 0
+    # after two rounds of background checks (every 2s) it is still served
+    served = [r for r in timeline.requests_between(window.start + 5, window.end - 0.5) if r.replica == "chat[0]"]
+    assert served and all(r.ok for r in served)
+
+
+BITES = {
+    "envoy.no-traffic-interval": bites_no_traffic_interval,
+    "envoy.panic-threshold": bites_panic_threshold,
+    "envoy.max-ejection-percent": bites_max_ejection_percent,
+    "envoy.uneject-flapping": bites_uneject_flapping,
+    "haproxy.startup-state": bites_haproxy_startup_state,
+    "nginx.single-server": bites_nginx_single_server,
+    "litellm.health-endpoint": bites_litellm_health_endpoint,
+}
+
+
+def test_every_trap_scenario_has_a_bite_check() -> None:
+    assert {trap_of(p) for p in TRAP_SCENARIOS} <= set(BITES)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("scenario_file", TRAP_SCENARIOS, ids=[p.stem for p in TRAP_SCENARIOS])
+def test_trap_scenario_bites_and_passes(scenario_file: Path) -> None:
+    # A short folder: HAProxy's stats socket lives in the run folder, and a unix socket path is at most ~100 bytes.
+    with tempfile.TemporaryDirectory(prefix="cg-trap-", dir="/tmp") as out:
+        check_trap_scenario(scenario_file, Path(out))
+
+
+def check_trap_scenario(scenario_file: Path, tmp_path: Path) -> None:
+    scenario = load_scenario(scenario_file)
+    trap = trap_of(scenario_file)
+    lint = chaosgate("lint", str(scenario_file), timeout=60)
+    assert f"[{trap}]" in lint.stdout, lint.stdout + lint.stderr
+
+    result = chaosgate("run", str(scenario_file), "--out", str(tmp_path), timeout=scenario.load.duration + 90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{scenario.name}: PASSED" in result.stdout
+    # The lint named the trap before the stack started.
+    named = result.stderr.find(f"[{trap}]")
+    assert 0 <= named < result.stderr.find("starting the stack"), result.stderr
+
+    run_dir = tmp_path / scenario.name
+    events = read_journal(run_dir / "journal.jsonl")
+    assert trap in events[0]["traps"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["passed"] and any(trap in w for w in summary["warnings"])
+    outside = [row for row in rows(summary) if row[-1] == "NO"]  # the configuration's promise held in this run
+    assert not outside, outside
+    BITES[trap](build_timeline(events), summary)
+    assert processes_of_run(run_dir) == [], "the stack was torn down"

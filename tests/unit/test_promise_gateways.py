@@ -1,0 +1,155 @@
+"""HAProxy's, nginx's and LiteLLM's promised windows, from the scenario's numbers (harness/promise/)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.promise import FORMULAS, detection_window, haproxy, nginx, recovery_window
+from harness.promise.envoy import ARRIVAL_SLACK, CHECK_OVERHEAD
+from harness.promise.load import LoadFacts
+from harness.promise.window import Never, Unknown, Window
+from harness.gateways import GATEWAYS
+from harness.scenario import Scenario, parse_scenario
+
+FACTS = LoadFacts(0.0, 90.0, 9, "measured")
+
+
+def scenario(gateway: str, fault: str, replicas: int = 3) -> Scenario:
+    return parse_scenario(
+        "name: t\n"
+        f"gateway: {gateway}\n"
+        f"upstreams:\n  - {{name: chat, replicas: {replicas}}}\n"
+        "load: {users: 9, duration: 40s}\n"
+        f"faults:\n  - {fault}\n", "x.yaml")
+
+
+def window(promise: object) -> Window:
+    assert isinstance(promise, Window), promise
+    return promise
+
+
+def test_every_gateway_has_promise_formulas() -> None:
+    assert set(FORMULAS) == set(GATEWAYS)
+
+
+# -- HAProxy ------------------------------------------------------------------------------
+
+HAPROXY = ("{kind: haproxy, panic_threshold: 0, health_check: {interval: 2s, timeout: 500ms, "
+           "unhealthy_threshold: 3, healthy_threshold: 2}")
+RESET = '{kind: reset_peer, target: "chat[0]", at: 20s, for: 8s}'
+
+
+def test_haproxy_counts_every_failed_check_at_fastinter() -> None:
+    s = scenario(HAPROXY + ", haproxy: {fastinter: 500ms, downinter: 1s}}", RESET)
+    d = window(detection_window(s, s.faults[0]))
+    assert (d.earliest, d.latest) == pytest.approx((2 * 0.5, 2.0 + 2 * 0.5 + 3 * CHECK_OVERHEAD))
+    r = window(recovery_window(s, s.faults[0]))
+    assert (r.earliest, r.latest) == pytest.approx((0.5, 1.0 + 0.5 + 2 * CHECK_OVERHEAD))
+
+
+def test_haproxy_bad_status_is_an_ordinary_failed_check_and_spread_widens_the_window() -> None:
+    s = scenario(HAPROXY + ", haproxy: {spread_checks: 10}}",
+                 '{kind: llm_fault, mode: health_fail, target: "chat[0]", at: 20s, for: 8s}')
+    d = window(detection_window(s, s.faults[0]))
+    assert (d.earliest, d.latest) == pytest.approx((2 * 2.0, 2.0 * 1.1 + 2 * 2.0 * 1.1 + 3 * CHECK_OVERHEAD))
+
+
+def test_haproxy_blackhole_checks_wait_for_the_check_timeout() -> None:
+    s = scenario(HAPROXY + "}", '{kind: process_freeze, target: "chat[0]", at: 20s, for: 8s}')
+    d = window(detection_window(s, s.faults[0]))
+    assert d.earliest == pytest.approx(3 * 0.5 + 2 * 2.0)
+    r = window(recovery_window(s, s.faults[0]))
+    assert r.latest == pytest.approx(0.5 + 2.0 + 2.0 + 2 * CHECK_OVERHEAD)
+
+
+def test_haproxy_start_up_state_allows_a_single_failed_check() -> None:
+    s = scenario(HAPROXY + "}", '{kind: reset_peer, target: "chat[0]", at: 0s, for: 8s}')
+    d = window(detection_window(s, s.faults[0]))
+    assert d.earliest == 0.0 and "start-up state" in d.how
+    assert 20 >= 2.0 + haproxy.STARTUP_ALLOWANCE  # the fault at 20s above is past the start-up phase
+
+
+def test_haproxy_observe_marks_down_at_the_error_limit() -> None:
+    s = scenario("{kind: haproxy, panic_threshold: 0, health_check: {path: /health, interval: 2s}, "
+                 "outlier_detection: {consecutive_5xx: 3}}",
+                 '{kind: llm_fault, mode: inference_fail, status: 500, target: "chat[0]", at: 20s, for: 8s}')
+    d = window(detection_window(s, s.faults[0], FACTS))
+    assert (d.earliest, d.latest) == pytest.approx((0.0, 9 / 90 + ARRIVAL_SLACK * 3 * 3 / 90))
+    r = window(recovery_window(s, s.faults[0], FACTS))
+    assert r.latest == pytest.approx(2.0 + 2.0 + 2 * CHECK_OVERHEAD)  # downinter, then fastinter: rise 2
+    layer4 = scenario("{kind: haproxy, panic_threshold: 0, health_check: {path: /health, interval: 2s}, "
+                      "outlier_detection: {consecutive_5xx: 3}, haproxy: {observe: layer4}}",
+                      '{kind: llm_fault, mode: inference_fail, status: 500, target: "chat[0]", at: 20s, for: 8s}')
+    assert isinstance(detection_window(layer4, layer4.faults[0], FACTS), Never)
+
+
+# -- nginx ---------------------------------------------------------------------------------
+
+NGINX = "{kind: nginx, panic_threshold: 0, health_check: null, outlier_detection: {consecutive_5xx: 2, base_ejection_time: 5s}}"
+
+
+def test_nginx_marks_a_server_down_at_max_fails_and_readmits_after_fail_timeout() -> None:
+    s = scenario(NGINX, '{kind: down, target: "chat[0]", at: 5s, for: 8s}')
+    d = window(detection_window(s, s.faults[0], FACTS))
+    assert (d.earliest, d.latest) == pytest.approx((0.0, 9 / 90 + ARRIVAL_SLACK * 2 * 3 / 90))
+    r = window(recovery_window(s, s.faults[0], FACTS))
+    service = 0.02 + 16 / 400 + 0.005
+    assert r.latest == pytest.approx(5.0 + nginx.CLOCK_RESOLUTION + 9 / 90 + ARRIVAL_SLACK * 3 / 90 + service)
+
+
+def test_nginx_never_marks_down_a_single_server_or_an_uncounted_status() -> None:
+    single = scenario(NGINX, '{kind: down, target: "chat[0]", at: 5s, for: 8s}', replicas=1)
+    promise = detection_window(single, single.faults[0])
+    assert isinstance(promise, Never) and "single server" in promise.why
+    assert isinstance(recovery_window(single, single.faults[0]), Never)
+    off = scenario("{kind: nginx, panic_threshold: 0, health_check: null}", '{kind: down, target: "chat[0]", at: 5s, for: 8s}')
+    assert isinstance(detection_window(off, off.faults[0]), Never)  # no outlier_detection: max_fails 0
+
+
+def test_nginx_blackhole_outlasting_the_fault_is_never_detected_in_it() -> None:
+    s = scenario(NGINX, '{kind: timeout, target: "chat[0]", at: 5s, for: 3s}')  # request_timeout 15s > 3s
+    promise = detection_window(s, s.faults[0])
+    assert isinstance(promise, Never) and "before the earliest detection" in promise.why
+
+
+# -- LiteLLM -------------------------------------------------------------------------------
+
+LITELLM_HC = "{kind: litellm, panic_threshold: 0, health_check: {interval: 2s, timeout: 1s}}"
+LITELLM_COOL = "{kind: litellm, panic_threshold: 0, health_check: null, outlier_detection: {consecutive_5xx: 2, base_ejection_time: 10s}}"
+
+
+def test_litellm_health_checks_are_chat_completions() -> None:
+    s = scenario(LITELLM_HC, '{kind: llm_fault, mode: inference_fail, target: "chat[0]", at: 5s, for: 8s}')
+    d = window(detection_window(s, s.faults[0]))
+    assert (d.earliest, d.latest) == pytest.approx((0.0, 2.0 + CHECK_OVERHEAD))
+    shallow = scenario(LITELLM_HC, '{kind: llm_fault, mode: health_fail, target: "chat[0]", at: 5s, for: 8s}')
+    assert isinstance(detection_window(shallow, shallow.faults[0]), Never)
+
+
+def test_litellm_cools_down_for_refused_connections_as_measured() -> None:
+    s = scenario(LITELLM_COOL, '{kind: down, target: "chat[0]", at: 5s, for: 8s}')
+    d = window(detection_window(s, s.faults[0], FACTS))
+    assert (d.earliest, d.latest) == pytest.approx((0.0, 9 / 90 + ARRIVAL_SLACK * 2 * 3 / 90))
+    assert "Connection error." in d.how
+
+
+def test_litellm_cooldown_on_5xx_lasts_cooldown_time() -> None:
+    s = scenario(LITELLM_COOL, '{kind: llm_fault, mode: error_status, status: 503, target: "chat[0]", at: 5s, for: 8s}')
+    d = window(detection_window(s, s.faults[0], FACTS))
+    assert (d.earliest, d.latest) == pytest.approx((0.0, 9 / 90 + ARRIVAL_SLACK * 2 * 3 / 90))
+    r = window(recovery_window(s, s.faults[0], FACTS))
+    assert (r.earliest, r.latest) == (0.0, 10.0)
+
+
+def test_litellm_timeouts_are_not_guessed() -> None:
+    s = scenario(LITELLM_COOL, '{kind: timeout, target: "chat[0]", at: 5s, for: 20s}')
+    assert isinstance(detection_window(s, s.faults[0], FACTS), Unknown)
+
+
+def test_haproxy_sees_a_toxiproxy_blackhole_as_an_empty_answer_at_once() -> None:
+    # measured: L7RSP "invalid response" within 2ms, not a check timeout; a frozen process times out
+    s = scenario(HAPROXY + "}", '{kind: timeout, target: "chat[0]", at: 20s, for: 8s}')
+    d = window(detection_window(s, s.faults[0]))
+    assert d.earliest == pytest.approx(2 * 2.0) and d.latest == pytest.approx(2.0 + 3 * 0.5 + 2 * 2.0 + 3 * CHECK_OVERHEAD)
+    frozen = scenario(HAPROXY + "}", '{kind: process_freeze, target: "chat[0]", at: 20s, for: 8s}')
+    assert window(detection_window(frozen, frozen.faults[0])).earliest == pytest.approx(3 * 0.5 + 2 * 2.0)
