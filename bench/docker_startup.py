@@ -1,7 +1,9 @@
 """Benchmark: stack start-up on the docker runtime, with cold and warm images, beside local.
 
     .venv/bin/python bench/docker_startup.py [--repeat 5] [--cold-repeat 1] [--scenario bench/bench-scenario.yaml]
-                                             [--skip-scratch]
+                                             [--skip-scratch] [--out bench/results/docker_startup.json]
+
+``--cold-repeat 0 --skip-scratch`` measures local and docker warm only (no image is removed).
 
 Each sample is ``Runtime.up`` until the gateway reports every replica healthy (what a user
 waits for), then ``down``, timed separately:
@@ -98,6 +100,8 @@ def main() -> None:
     parser.add_argument("--cold-repeat", type=int, default=1, help="samples of docker cold and scratch (default 1)")
     parser.add_argument("--scenario", type=Path, default=ROOT / "bench" / "bench-scenario.yaml")
     parser.add_argument("--skip-scratch", action="store_true", help="do not rebuild the base image from nothing")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "docker_startup.json",
+                        help="where the samples are written")
     args = parser.parse_args()
     scenario = load_scenario(args.scenario)
 
@@ -105,8 +109,9 @@ def main() -> None:
     results["local"] = measure(LocalRuntime, scenario, args.repeat)
     ensure_images(connect(), _quiet)
     results["docker warm"] = measure(lambda: DockerRuntime(log=_quiet), scenario, args.repeat)
-    results["docker cold"] = measure(lambda: DockerRuntime(log=_quiet), scenario, args.cold_repeat, prepare=_cold)
-    if not args.skip_scratch:
+    if args.cold_repeat > 0:
+        results["docker cold"] = measure(lambda: DockerRuntime(log=_quiet), scenario, args.cold_repeat, prepare=_cold)
+    if not args.skip_scratch and args.cold_repeat > 0:
         results["docker scratch"] = measure(lambda: DockerRuntime(log=_quiet), scenario, args.cold_repeat,
                                             prepare=_scratch)
 
@@ -115,13 +120,12 @@ def main() -> None:
     for name, samples in results.items():
         print(f"  {name:<15} up   {_summary([s['up'] for s in samples])}")
         print(f"  {'':<15} down {_summary([s['down'] for s in samples])}")
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "docker_startup.json").write_text(json.dumps({
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
         "scenario": str(args.scenario.relative_to(ROOT)) if args.scenario.is_relative_to(ROOT) else str(args.scenario),
         "samples": results}, indent=2) + "\n")
-    print(f"samples written to {out / 'docker_startup.json'}")
+    print(f"samples written to {args.out}")
 
 
 if __name__ == "__main__":

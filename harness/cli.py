@@ -19,7 +19,8 @@ import click
 
 from harness import __version__
 from harness.errors import ChaosgateError, ScenarioError
-from harness.gateways import traps
+from harness.gateways import GATEWAYS, not_applicable
+from harness.lint import TRAPS, lint_file
 from harness.output import journals_in, load_run, read_summary, write_index, write_outputs
 from harness.progress import Progress
 from harness.report import compare, junit_xml, render_comparison
@@ -44,7 +45,7 @@ def scenario_files(paths: tuple[Path, ...]) -> Iterator[Path]:
             yield path
 
 
-def _load_all(paths: tuple[Path, ...]) -> tuple[list[tuple[Path, Scenario]], list[str]]:
+def _load_all(paths: tuple[Path, ...], gateway: str | None = None) -> tuple[list[tuple[Path, Scenario]], list[str]]:
     loaded: list[tuple[Path, Scenario]] = []
     errors: list[str] = []
     files = list(scenario_files(paths))
@@ -52,7 +53,7 @@ def _load_all(paths: tuple[Path, ...]) -> tuple[list[tuple[Path, Scenario]], lis
         errors.append(f"no scenario files (*.yaml) in {', '.join(map(str, paths))}")
     for file in files:
         try:
-            loaded.append((file, load_scenario(file)))
+            loaded.append((file, load_scenario(file, gateway)))
         except ScenarioError as exc:
             errors.append(str(exc))
     return loaded, errors
@@ -79,8 +80,14 @@ def main() -> None:
               help="Where the stack runs.")
 @click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Also write a JUnit XML file: one test case per expectation, grouped by scenario.")
+@click.option("--gateway", default=None, type=click.Choice(sorted(GATEWAYS)),
+              help="Run with this gateway instead of the scenario's gateway.kind (its settings are checked against it).")
+@click.option("--strict", is_flag=True,
+              help="Refuse to run (exit 2) when the lint finds a configuration trap (see `chaosgate lint --help`); "
+                   "without it, traps are printed as warnings and recorded in the report.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output, only the verdicts.")
-def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, junit_file: Path | None, quiet: bool) -> None:
+def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, junit_file: Path | None, gateway: str | None,
+        strict: bool, quiet: bool) -> None:
     """Run scenario files, or every scenario in folders, and judge them.
 
     Each scenario writes OUT/<scenario>/ (journal.jsonl, summary.json and the HTML report
@@ -91,7 +98,9 @@ def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, junit_file: Path |
     """
     from harness.run import run_scenario
 
-    loaded, errors = _load_all(paths)
+    loaded, errors = _load_all(paths, gateway)
+    if strict:  # every trap is an error, found before anything starts
+        errors += [f"{finding} (--strict)" for file, scenario in loaded for finding in lint_file(file, scenario)]
     if errors:
         for error in errors:
             click.echo(error, err=True)
@@ -100,7 +109,7 @@ def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, junit_file: Path |
     outcomes: list[tuple[str, bool | None]] = []
     for file, scenario in loaded:
         try:
-            result = run_scenario(scenario, file, file.read_text(), out_dir, runtime, progress)
+            result = run_scenario(scenario, file, file.read_text(), out_dir, runtime, progress, gateway_override=gateway)
         except KeyboardInterrupt:
             click.echo(f"\ninterrupted; the stack was torn down; partial results in {out_dir / scenario.name}", err=True)
             _suite_outputs(out_dir, [*(name for name, _ in outcomes), scenario.name], junit_file)
@@ -145,7 +154,8 @@ def _print_verdicts(summary: dict[str, Any]) -> None:
                f"{summary['failed_requests']} failed, {summary['duration']:.1f}s)")
     for v in summary["expectations"]:
         mark = click.style("pass", fg="green") if v["passed"] else click.style("FAIL", fg="red")
-        click.echo(f"  {mark}  {v['kind']:<20} bound {v['bound']:<10} measured {v['measured']:<10} {v['detail']}")
+        promised = f" [promised {v['promised']['text']}]" if v.get("promised") and v["bound"] != f"in {v['promised']['text']}" else ""
+        click.echo(f"  {mark}  {v['kind']:<20} bound {v['bound']:<10} measured {v['measured']:<10} {v['detail']}{promised}")
 
 
 def _print_suite(outcomes: list[tuple[str, bool | None]]) -> None:
@@ -157,16 +167,58 @@ def _print_suite(outcomes: list[tuple[str, bool | None]]) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-def validate(paths: tuple[Path, ...]) -> None:
+@click.option("--gateway", default=None, type=click.Choice(sorted(GATEWAYS)),
+              help="Check the scenarios as if their gateway.kind were this gateway.")
+def validate(paths: tuple[Path, ...], gateway: str | None) -> None:
     """Check scenario files without running anything; print every problem with file and line."""
-    loaded, errors = _load_all(paths)
+    loaded, errors = _load_all(paths, gateway)
     for file, scenario in loaded:
         click.echo(f"{file}: ok")
-        for warning in traps(scenario):
-            click.echo(f"{file}: warning: {warning}")
+        for finding in lint_file(file, scenario):
+            click.echo(str(finding))
+        for note in not_applicable(scenario):
+            click.echo(f"{file}: warning: {note}")
     for error in errors:
         click.echo(error, err=True)
     sys.exit(EXIT_UNRUNNABLE if errors else EXIT_PASSED)
+
+
+@main.command(epilog="\b\nTraps:\n" + "\n".join(f"  {t.id:<28} {t.severity:<7} {t.summary}" for t in TRAPS))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--gateway", default=None, type=click.Choice(sorted(GATEWAYS)),
+              help="Lint the scenarios as if their gateway.kind were this gateway.")
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too, not only on errors.")
+def lint(paths: tuple[Path, ...], gateway: str | None, strict: bool) -> None:
+    """Name the configuration traps in scenario files before anything runs.
+
+    A trap is a gateway setting, often a default, that silently defeats what the scenario
+    assumes: Envoy's no-traffic interval that delays the first checks, the panic threshold that
+    routes to broken replicas, a max_ejection_percent that ejects nothing, active checks that
+    un-eject what outlier detection ejected, and the like (list below; docs/lint.md). Each
+    finding names the file, the line and the scenario field, what happens and what to change:
+
+    \b
+      scenarios/traps/envoy-panic-threshold.yaml:30:3: warning [envoy.panic-threshold] gateway.panic_threshold: is 50%: ...
+
+    `chaosgate run` runs the same lint first and prints its findings as warnings (`run --strict`
+    refuses to run instead). Severity `error`: the configuration guarantees a mechanism does
+    nothing; `warning`: the trap bites depending on timing or load.
+
+    Exits 0 when no trap was found (or only warnings, without --strict), 1 when one was,
+    2 when a file is invalid.
+    """
+    loaded, errors = _load_all(paths, gateway)
+    findings = [finding for file, scenario in loaded for finding in lint_file(file, scenario)]
+    for finding in findings:
+        click.echo(str(finding))
+    for error in errors:
+        click.echo(error, err=True)
+    if errors:
+        sys.exit(EXIT_UNRUNNABLE)
+    failing = findings if strict else [f for f in findings if f.severity == "error"]
+    click.echo(f"{len(loaded)} file{'s' if len(loaded) != 1 else ''}, {len(findings)} trap{'s' if len(findings) != 1 else ''}"
+               + (f" ({len(failing)} failing)" if failing else ""), err=True)
+    sys.exit(EXIT_FAILED if failing else EXIT_PASSED)
 
 
 @main.command()
@@ -184,14 +236,16 @@ def schema() -> None:
 @click.option("--out", "out_dir", default=Path("reports/up"), show_default=True, type=click.Path(path_type=Path),
               help="Folder for the rendered gateway config and component logs.")
 @click.option("--runtime", default="local", show_default=True, type=click.Choice(sorted(RUNTIMES)))
-def up(scenario_file: Path, port: int | None, out_dir: Path, runtime: str) -> None:
+@click.option("--gateway", default=None, type=click.Choice(sorted(GATEWAYS)),
+              help="Start this gateway instead of the scenario's gateway.kind.")
+def up(scenario_file: Path, port: int | None, out_dir: Path, runtime: str, gateway: str | None) -> None:
     """Start a scenario's stack, print its endpoints, and keep it up until Ctrl-C.
 
     No load and no faults are run; send requests yourself, and break replicas through
     the Toxiproxy API that is printed.
     """
     try:
-        scenario = load_scenario(scenario_file)
+        scenario = load_scenario(scenario_file, gateway)
     except ScenarioError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_UNRUNNABLE)
@@ -220,6 +274,52 @@ def up(scenario_file: Path, port: int | None, out_dir: Path, runtime: str) -> No
         sys.exit(EXIT_UNRUNNABLE)
     finally:
         stack_runtime.down()
+
+
+def _gateway_list(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in GATEWAYS]
+    if unknown or not names:
+        raise click.BadParameter(f"expected a comma-separated list of {', '.join(sorted(GATEWAYS))}; "
+                                 f"got {value!r}")
+    return list(dict.fromkeys(names))
+
+
+@main.command(name="compare")
+@click.argument("scenario_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--gateways", default=",".join(GATEWAYS), show_default=True, callback=_gateway_list,
+              help="Comma-separated gateways to run the scenario against, in this order.")
+@click.option("--out", "out_dir", default=Path("reports/compare"), show_default=True, type=click.Path(path_type=Path),
+              help="Folder for the comparison (compare.html, .md, .json) and each gateway's run (OUT/<gateway>/).")
+@click.option("--runtime", default="local", show_default=True, type=click.Choice(sorted(RUNTIMES)))
+@click.option("-q", "--quiet", is_flag=True, help="No progress output, only the table's path.")
+def compare_gateways_command(scenario_file: Path, gateways: list[str], out_dir: Path, runtime: str,
+                             quiet: bool) -> None:
+    """Run one scenario against each gateway in turn and write one comparison table.
+
+    Per gateway: the time to detect each fault and to recover, inside or outside the window the
+    gateway's own configuration promises (n/a where no formula covers it), what clients saw during
+    the fault (errors by kind, requests that reached the broken replica after detection) and, for a
+    fault on every replica, the all-down answer (status and body). A gateway the scenario's settings
+    do not fit is listed as not run, with the reason.
+
+    Exits 0 when every gateway ran and passed, 1 when an expectation failed, 2 when a gateway
+    could not be run, 130 when interrupted.
+    """
+    from harness.compare import compare_gateways
+
+    try:
+        table = compare_gateways(scenario_file, gateways, out_dir, runtime, Progress(quiet=quiet))
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted; the stack was torn down; partial results in {out_dir}", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    for row in table.rows:
+        detail = f"  ({row.reason})" if row.reason else ""
+        click.echo(f"{row.gateway:<8} {row.status:<10} {row.requests} requests, {row.failed_requests} failed{detail}")
+    click.echo(f"comparison: {out_dir / 'compare.html'}")
+    if any(row.status in ("NOT RUN", "INCOMPLETE") for row in table.rows):
+        sys.exit(EXIT_UNRUNNABLE)
+    sys.exit(EXIT_PASSED if all(row.status == "PASSED" for row in table.rows) else EXIT_FAILED)
 
 
 @main.command()
@@ -291,6 +391,74 @@ def _print_comparison(comparison: Comparison) -> None:
                 change = click.style(change, fg="red")
             click.echo(f"  {v['kind']:<20} bound {v['bound']:<10} then {then:<10} now {now:<10} {change}")
 
+
+
+@main.command()
+@click.option("--envoy-admin", "admin_url", default=None, metavar="URL",
+              help="A running Envoy's admin API (e.g. http://127.0.0.1:9901): clusters, live health flags, config.")
+@click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An Envoy config file, where no admin API is reachable (health unknown: every host is walked).")
+@click.option("--mcp", "mcp_clusters", multiple=True, metavar="CLUSTER",
+              help="A cluster whose hosts serve MCP over Streamable HTTP (repeatable); other clusters are "
+                   "taken as OpenAI-compatible.")
+@click.option("--cluster", "only", multiple=True, metavar="CLUSTER", help="Only these clusters (repeatable).")
+@click.option("--all", "all_hosts", is_flag=True, help="Walk healthy hosts too (finds gray failures a shallow "
+              "health check misses).")
+@click.option("--mcp-path", default="/mcp", show_default=True, help="Path of the MCP endpoint on the hosts.")
+@click.option("--model", default=None, help="Model for the inference probe (default: the first of /v1/models).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+@click.option("-v", "--verbose", is_flag=True, help="Show every layer's evidence, not only the failing one.")
+def diagnose(admin_url: str | None, config_file: Path | None, mcp_clusters: tuple[str, ...], only: tuple[str, ...],
+             all_hosts: bool, mcp_path: str, model: str | None, as_json: bool, verbose: bool) -> None:
+    """Name the root cause of "no healthy upstream", host by host, layer by layer.
+
+    Lists every cluster and host with the gateway's own health flags, then walks each
+    unhealthy host through the layers and stops at the first that fails:
+
+    \b
+      dns          the name, with the gateway's own resolver (DNS clusters only)
+      tcp          connect: refused, timeout, accepted-then-closed, reset
+      tls          the certificate: expired, not yet valid, wrong name, untrusted CA
+      http_health  the gateway's health check replayed: method, path, status, body, timeout
+      protocol     HTTP/1.1 vs HTTP/2 (ALPN, h2c), the API's content type
+      mcp          MCP handshake and schema (clusters given with --mcp)
+      inference    a minimal chat completion, plain and streamed (OpenAI clusters)
+
+    Each failure names a cause from Table 1 of the seed article with its evidence and
+    what to do next (docs/diagnose.md). Probes go only to loopback addresses (127.0.0.0/8,
+    ::1), with short timeouts and bounded attempts.
+
+    \b
+      chaosgate diagnose --envoy-admin http://127.0.0.1:9901
+      chaosgate diagnose --config envoy.yaml --mcp tools --json
+
+    Exits 0 when every host is healthy, 1 when one is unhealthy (to the gateway or to a
+    probe), 2 when the gateway's view could not be read.
+    """
+    from harness.diagnose import DiagnoseError, ProbeSettings, diagnose_view, from_admin, from_config
+    from harness.diagnose.render import render_table
+
+    if (admin_url is None) == (config_file is None):
+        click.echo("give exactly one of --envoy-admin URL or --config FILE", err=True)
+        sys.exit(EXIT_UNRUNNABLE)
+    kinds = {name: "mcp" for name in mcp_clusters}
+    try:
+        if config_file is not None:
+            view = from_config(config_file, kinds)
+        else:
+            view = from_admin(str(admin_url), kinds)
+    except DiagnoseError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_UNRUNNABLE)
+    unknown = set(only) - {c.name for c in view.clusters}
+    if unknown:
+        click.echo(f"no cluster named {', '.join(sorted(unknown))} (clusters: "
+                   f"{', '.join(c.name for c in view.clusters)})", err=True)
+        sys.exit(EXIT_UNRUNNABLE)
+    result = diagnose_view(view, ProbeSettings(mcp_path=mcp_path, model=model), all_hosts=all_hosts,
+                           clusters=set(only) or None)
+    click.echo(json.dumps(result.to_json(), indent=2) if as_json else render_table(result, verbose))
+    sys.exit(EXIT_FAILED if result.unhealthy else EXIT_PASSED)
 
 if __name__ == "__main__":
     main()

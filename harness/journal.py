@@ -19,10 +19,12 @@ EventType = Literal[
     "run.started",      # header: scenario name, file, text, seed, versions
     "stack.ready",      # endpoints, replicas and the rendered gateway config
     "load.started",     # the origin (t = 0) of every scenario time
-    "request",          # one client request through the gateway and how it ended
+    "request",          # one client request through the gateway (chat, or a step of an MCP session: mcp_*)
     "health",           # the gateway's view of one replica changed (or first sample)
+    "hosts",            # every address the gateway holds, with its flags, when that changed (DNS adds and removes hosts)
     "fault.started",    # a fault was injected on its replicas
     "fault.cleared",    # a fault was cleared
+    "diagnosis",        # chaosgate diagnose walked one replica (a `diagnosis` expectation asked): cause, layer, evidence
     "process.exited",   # a replica process ended: status, signal, oom (the kernel's OOM counter went up)
     "process.restarted",  # the supervisor started a dead replica again (same port), after its backoff
     "process.ready",    # a restarted replica answers on its health and control endpoints

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.expectations import Verdict
 from harness.journal import read_journal
+from harness.promise.verdicts import judge_all
+from harness.promise.window import Promise
 from harness.scenario import Scenario, parse_scenario
 from harness.timeline import Timeline, build_timeline
 
@@ -20,6 +22,7 @@ class Judgement:
     header: dict[str, Any]
     timeline: Timeline
     verdicts: list[Verdict]
+    promises: list[Promise | None] = field(default_factory=list)  # per expectation: its promised window
 
     @property
     def passed(self) -> bool:
@@ -28,9 +31,11 @@ class Judgement:
 
 def judge_events(events: list[dict[str, Any]]) -> Judgement:
     header = events[0]
-    scenario = parse_scenario(header["text"], header["file"])
+    # The gateway the run used: the file's, or the one `--gateway` chose (journals before it: the file's).
+    scenario = parse_scenario(header["text"], header["file"], header.get("gateway"))
     timeline = build_timeline(events)
-    return Judgement(scenario, header, timeline, [e.evaluate(timeline) for e in scenario.expect])
+    verdicts, promises = judge_all(scenario, timeline)  # detection/recovery next to the promised window
+    return Judgement(scenario, header, timeline, verdicts, promises)
 
 
 def judge_journal(path: Path) -> Judgement:

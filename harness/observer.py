@@ -22,6 +22,7 @@ class HealthObserver:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="health-observer", daemon=True)
         self.current: dict[str, bool] = {}
+        self.hosts: dict[str, str] | None = None  # every address the gateway holds (DNS may add and remove some) -> flags
 
     def start(self) -> None:
         self._sample()  # the first sample is journalled before anything else happens
@@ -44,7 +45,15 @@ class HealthObserver:
 
     def _sample(self) -> None:
         sampled_at = time.time()
-        for replica, health in self._stack.replica_health().items():
+        hosts = self._stack.gateway.host_health()
+        view = {address: h.flags or ("healthy" if h.healthy else "unhealthy") for address, h in sorted(hosts.items())}
+        if view != self.hosts:  # journalled before the health changes it explains
+            before = self.hosts or {}
+            self._journal.write("hosts", ts=sampled_at, hosts=view, added=sorted(set(view) - set(before)),
+                                removed=sorted(set(before) - set(view)),
+                                changed=sorted(a for a in view if a in before and before[a] != view[a]))
+            self.hosts = view
+        for replica, health in self._stack.replica_health(hosts).items():
             if self.current.get(replica) is not health.healthy:
                 self.current[replica] = health.healthy
                 self._journal.write("health", ts=sampled_at, replica=replica, healthy=health.healthy,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.expectations.diagnosis import Diagnosis
 from harness.faults import Fault
 from harness.scenario import Scenario
 from harness.targets import resolve
@@ -20,11 +21,21 @@ class FaultAction:
 
 
 @dataclass(frozen=True)
+class DiagnosisAction:
+    """Run ``chaosgate diagnose`` on one replica at ``t`` (a ``diagnosis`` expectation asked, under ``key``)."""
+
+    t: float
+    replica: str
+    key: str
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything that happens on a schedule during a run."""
 
     duration: float
     actions: tuple[FaultAction, ...]
+    diagnoses: tuple[DiagnosisAction, ...] = ()
 
     def phase_at(self, t: float) -> str:
         """``baseline`` before the first fault, ``fault`` while one is active, else ``recovery``."""
@@ -43,4 +54,6 @@ def make_plan(scenario: Scenario) -> Plan:
         actions.append(FaultAction(fault.at, True, fault, replicas))
         actions.append(FaultAction(fault.at + fault.duration, False, fault, replicas))
     actions.sort(key=lambda a: (a.t, a.start))
-    return Plan(duration=scenario.load.duration, actions=tuple(actions))
+    scheduled = [e.schedule(scenario) for e in scenario.expect if isinstance(e, Diagnosis)]
+    diagnoses = sorted((DiagnosisAction(*when) for when in scheduled if when is not None), key=lambda d: d.t)
+    return Plan(duration=scenario.load.duration, actions=tuple(actions), diagnoses=tuple(diagnoses))

@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import platform
 import shlex
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness import __version__
+from harness.diagnose.scheduled import join_all, start_diagnosis
 from harness.errors import ChaosgateError
-from harness.gateways import traps
+from harness.gateways import not_applicable
 from harness.journal import JournalWriter
+from harness.lint import lint_text
 from harness.judge import Judgement
 from harness.load.config import LoadConfig
 from harness.load.generator import LoadGenerator
 from harness.observer import HealthObserver
 from harness.output import write_outputs
-from harness.plan import FaultAction, Plan, make_plan
+from harness.plan import DiagnosisAction, FaultAction, Plan, make_plan
 from harness.progress import Progress, Status
 from harness.runtimes import RUNTIMES, Stack
 from harness.runtimes.base import RUN_MARKER, check_supported
@@ -39,19 +42,24 @@ class RunResult:
 
 
 def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runtime_name: str = "local",
-                 progress: Progress | None = None) -> RunResult:
-    """Run one scenario and write ``out_dir/<name>/`` (journal.jsonl, summary.json, index.html)."""
+                 progress: Progress | None = None, gateway_override: str | None = None) -> RunResult:
+    """Run one scenario and write ``out_dir/<name>/`` (journal.jsonl, summary.json, index.html);
+    ``gateway_override`` is the ``--gateway`` the scenario was loaded with (recorded in the command)."""
     progress = progress or Progress(quiet=True)
     run_dir = out_dir / scenario.name
     plan = make_plan(scenario)
-    warnings = traps(scenario)
+    findings = lint_text(scenario, text, str(file))  # configuration traps (harness/lint/), before anything starts
+    warnings = [*(str(finding) for finding in findings), *not_applicable(scenario)]
     for warning in warnings:
         progress.warn(warning)
     journal = JournalWriter(run_dir / "journal.jsonl")
     journal.write("run.started", scenario=scenario.name, file=str(file), text=text, seed=scenario.seed,
                   runtime=runtime_name, replicas=scenario.replicas, warnings=warnings,
+                  traps=[finding.trap for finding in findings],
                   chaosgate=__version__, python=platform.python_version(), platform=platform.platform(),
-                  command=f"chaosgate run {shlex.quote(str(file))} --runtime {runtime_name} --out {shlex.quote(str(out_dir))}")
+                  command=f"chaosgate run {shlex.quote(str(file))} --runtime {runtime_name} --out {shlex.quote(str(out_dir))}"
+                          + (f" --gateway {gateway_override}" if gateway_override else ""),
+                  gateway=scenario.gateway.kind)
     outcome, error = "failed", None
     runtime = RUNTIMES[runtime_name]()
     try:
@@ -61,7 +69,7 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
         stack = runtime.up(scenario, run_dir)
         journal.write("stack.ready", endpoints=stack.endpoints(), gateway_version=stack.gateway_version,
                       startup_seconds=round(time.monotonic() - started, 3),
-                      gateway_config=(run_dir / "envoy.yaml").read_text() if (run_dir / "envoy.yaml").exists() else None)
+                      gateway_config=config.read_text() if (config := run_dir / stack.gateway.config_name).exists() else None)
         progress.stage(f"[{scenario.name}] stack ready in {time.monotonic() - started:.1f}s; "
                        f"gateway {stack.gateway.url}; running load for {plan.duration:g}s")
         _drive(scenario, plan, stack, journal, run_dir, progress)
@@ -89,19 +97,25 @@ def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter,
     load = LoadGenerator(LoadConfig.for_scenario(scenario, stack.gateway.url), journal, run_dir / "logs",
                          env={RUN_MARKER: str(run_dir.resolve())})
     active: list[FaultAction] = []
+    diagnoses: list[threading.Thread] = []
     try:
         load.start()
         t0 = load.go()
         journal.write("load.started", ts=t0)
-        for action in plan.actions:
+        schedule: list[FaultAction | DiagnosisAction] = [*plan.actions, *plan.diagnoses]
+        for action in sorted(schedule, key=lambda a: a.t):  # stable: at equal times, faults first
             _sleep_until(t0 + action.t, lambda: progress.status(_status(scenario, plan, t0, load, observer)))
-            _apply(action, stack, journal, active)
+            if isinstance(action, DiagnosisAction):  # probes run beside the schedule, never delaying it
+                diagnoses.append(start_diagnosis(stack, action.replica, action.key, journal))
+            else:
+                _apply(action, stack, journal, active)
         _sleep_until(t0 + plan.duration, lambda: progress.status(_status(scenario, plan, t0, load, observer)))
         finished = load.wait(timeout=DRAIN_GRACE + scenario.load.request_timeout)
         journal.write("load.finished", requests=load.requests, failures=load.failures, stopped=not finished)
         progress.stage(f"[{scenario.name}] load finished: {load.requests} requests, {load.failures} failed")
     finally:
         load.stop()
+        join_all(diagnoses)  # bounded by the probes' timeouts
         for action in list(active):  # faults still active (interrupted run) are cleared before teardown
             try:
                 _apply(FaultAction(action.t, False, action.fault, action.replicas), stack, journal, active)

@@ -6,6 +6,7 @@ listing every problem with its file, line, field and what was expected.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
@@ -15,6 +16,10 @@ from harness.durations import Duration
 from harness.errors import Problem, ScenarioError
 from harness.expectations import EXPECTATIONS, Expectation
 from harness.faults import FAULTS, Fault
+from harness.gateways import GATEWAYS
+from harness.gateways.haproxy import HaproxyOptions
+from harness.gateways.litellm import LitellmOptions
+from harness.gateways.nginx import NginxOptions
 from harness.memsize import MemorySize
 from harness.targets import resolve, split_target
 from harness.yaml_source import Path as YamlPath
@@ -23,6 +28,24 @@ from harness.yaml_source import YamlDocument, load_yaml
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class McpHealthCheck(_Model):
+    """A health check that speaks MCP: the gateway POSTs a JSON-RPC ``initialize`` request to each
+    replica of an mcp pool and requires a valid ``InitializeResult`` in the body (see docs/faults.md)."""
+
+    path: str = Field(default="/mcp", pattern=r"^/", description="The replicas' MCP endpoint.")
+    protocol_version: Literal["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"] = Field(
+        default="2025-11-25", description="The protocolVersion the check asks for and requires in the answer.")
+    expect_body: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        default=None, min_length=1,
+        description="Fragments the answer's body must contain, in this order (compact JSON as servers send it). "
+                    "Default: the protocolVersion asked for, a capabilities object with tools, and serverInfo.")
+
+    @property
+    def body_fragments(self) -> list[str]:
+        return self.expect_body or [f'"protocolVersion":"{self.protocol_version}"', '"capabilities":{',
+                                    '"tools":', '"serverInfo":{']
 
 
 class HealthCheck(_Model):
@@ -39,6 +62,16 @@ class HealthCheck(_Model):
         default=60.0, gt=0,
         description="Envoy's check interval while the cluster has carried no traffic (Envoy's default: 60s). "
                     "Set it to the interval for detection in seconds right after start-up.")
+    mcp: McpHealthCheck | None = Field(
+        default=None, description="How replicas of mcp pools are checked: an MCP initialize request whose answer "
+                                  "must be valid ('true' or {path, protocol_version, expect_body}); null: the same "
+                                  "GET of `path` as every pool.")
+
+    @field_validator("mcp", mode="before")
+    @classmethod
+    def _mcp_shorthand(cls, value: Any) -> Any:
+        """``mcp: true`` is ``mcp: {}``; ``mcp: false`` is no MCP check."""
+        return {} if value is True else None if value is False else value
 
 
 class OutlierDetection(_Model):
@@ -60,10 +93,17 @@ class Retries(_Model):
     per_try_timeout: Duration | None = Field(default=None, description="Time limit of each try (none by default).")
 
 
+if TYPE_CHECKING:
+    GatewayKind = str
+else:  # to pydantic, one of the registered gateway kinds (harness/gateways/__init__.py)
+    GatewayKind = Literal[tuple(GATEWAYS)]
+
+
 class Gateway(_Model):
     """The gateway under test and its resilience settings."""
 
-    kind: Literal["envoy"] = Field(default="envoy", description="Which gateway runs the scenario.")
+    kind: GatewayKind = Field(default="envoy", description="Which gateway runs the scenario (`chaosgate run "
+                                                           "--gateway KIND` overrides it): " + ", ".join(GATEWAYS) + ".")
     health_check: HealthCheck | None = Field(default_factory=HealthCheck, description="Active health checking; null turns it off.")
     outlier_detection: OutlierDetection | None = Field(default=None, description="Passive health checking; off unless set.")
     panic_threshold: float = Field(
@@ -73,6 +113,12 @@ class Gateway(_Model):
     connect_timeout: Duration = Field(default=1.0, gt=0, description="Time limit to connect to a replica.")
     request_timeout: Duration = Field(default=15.0, description="Time limit of a whole request through the gateway (0: none).")
     retries: Retries | None = Field(default=None, description="Retry policy; no retries unless set.")
+    haproxy: HaproxyOptions = Field(default_factory=HaproxyOptions,
+                                    description="HAProxy settings without a common field (used when kind is haproxy).")
+    nginx: NginxOptions = Field(default_factory=NginxOptions,
+                                description="nginx settings without a common field (used when kind is nginx).")
+    litellm: LitellmOptions = Field(default_factory=LitellmOptions,
+                                    description="LiteLLM proxy settings without a common field (used when kind is litellm).")
 
 
 class RestartPolicy(_Model):
@@ -90,6 +136,35 @@ class UpstreamTls(_Model):
         default=None, pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$",
         description="The name the gateway sends as SNI and requires in the certificate "
                     "(default '<pool>.upstream.test').")
+
+
+DNS_DOMAIN = "chaosgate.test"  # replica i of pool p is <p>-<i>.chaosgate.test in the fake DNS server
+
+
+class UpstreamDns(_Model):
+    """The gateway finds the pool's replicas by name, through the harness's fake DNS server (fakes/dns.py):
+    replica i of pool p is the name ``p-i.chaosgate.test`` (see docs/faults.md, DNS)."""
+
+    resolution: Literal["strict", "logical"] = Field(
+        default="strict", description="Envoy's STRICT_DNS (every answer is a host, re-resolved) or LOGICAL_DNS "
+                                      "(one host, the first answer; needs replicas: 1).")
+    refresh_rate: Duration = Field(default=5.0, gt=0, description="How often the gateway re-resolves (Envoy's default 5s).")
+    failure_refresh_rate: Duration | None = Field(
+        default=None, gt=0, description="Re-resolve this often after a failed resolution (backing off to 4x); "
+                                        "default: refresh_rate.")
+    ttl: int = Field(default=5, ge=0, le=86400, description="TTL in seconds of the fake DNS server's answers.")
+    respect_ttl: bool = Field(default=False, description="Re-resolve when the answer's TTL ends instead of every refresh_rate.")
+    lookup_family: Literal["v4_only", "v4_preferred", "auto", "all"] = Field(
+        default="v4_preferred", description="Which records the gateway asks for: A only, A then AAAA, AAAA then A, "
+                                            "or both. wrong_address and flip faults answer ::1, so they need AAAA.")
+    query_timeout: int | None = Field(default=None, ge=1, le=60,
+                                      description="c-ares per-query timeout in whole seconds (Envoy's default: 5).")
+    query_tries: int | None = Field(default=None, ge=1, le=10, description="c-ares tries per query (default 4).")
+
+    @staticmethod
+    def hostname(pool: str, index: int) -> str:
+        """The name replica ``index`` of ``pool`` has in the fake DNS server."""
+        return f"{pool}-{index}.{DNS_DOMAIN}"
 
 
 class Upstream(_Model):
@@ -111,6 +186,16 @@ class Upstream(_Model):
         default=None, description="Serve TLS with certificates from a test CA, validated by the gateway: "
                                   "'true' or {server_name: ...}; off unless set.")
 
+    dns: UpstreamDns | None = Field(
+        default=None, description="Resolve the replicas by name through the fake DNS server: 'true' or "
+                                  "{resolution, refresh_rate, ttl, ...}; off (addresses) unless set.")
+
+    @field_validator("dns", mode="before")
+    @classmethod
+    def _dns_shorthand(cls, value: Any) -> Any:
+        """``dns: true`` is ``dns: {}``; ``dns: false`` is addresses."""
+        return {} if value is True else None if value is False else value
+
     @field_validator("tls", mode="before")
     @classmethod
     def _tls_shorthand(cls, value: Any) -> Any:
@@ -129,9 +214,13 @@ class Load(_Model):
     users: int = Field(default=10, ge=1, le=200, description="Concurrent simulated users.")
     spawn_rate: float = Field(default=10.0, gt=0, description="Users started per second.")
     duration: Duration = Field(gt=0, le=3600, description="How long the load runs (at most 1h); faults are scheduled inside it.")
-    mix: dict[Literal["chat", "chat_stream"], Annotated[float, Field(ge=0)]] = Field(
-        default={"chat": 1.0}, description="Relative weight of each request type.")
+    mix: dict[Literal["chat", "chat_stream", "mcp"], Annotated[float, Field(ge=0)]] = Field(
+        default={"chat": 1.0},
+        description="Relative weight of each request type: chat and chat_stream (openai pools) share the users "
+                    "of the Locust process; mcp (sessions of the official mcp client against an mcp pool) gets "
+                    "its share of the users, at least one.")
     pool: str | None = Field(default=None, description="The openai pool the load goes to (default: the first openai pool).")
+    mcp_pool: str | None = Field(default=None, description="The mcp pool the mcp persona goes to (default: the first mcp pool).")
     wait: Duration = Field(default=0.0, description="Pause of each user between requests.")
     max_tokens: int = Field(default=16, ge=1, le=4096, description="max_tokens sent with each request.")
     request_timeout: Duration = Field(default=10.0, gt=0, description="Client-side time limit of one request.")
@@ -175,6 +264,11 @@ class Scenario(_Model):
         return {u.name: u.kind for u in self.upstreams}
 
     @property
+    def mcp_load_pool(self) -> str | None:
+        """The pool the mcp persona goes to: ``load.mcp_pool``, else the first mcp pool."""
+        return self.load.mcp_pool or next((u.name for u in self.upstreams if u.kind == "mcp"), None)
+
+    @property
     def load_pool(self) -> str:
         """The pool the load (chat requests) goes to: ``load.pool``, else the first openai pool."""
         return self.load.pool or next((u.name for u in self.upstreams if u.kind == "openai"), self.upstreams[0].name)
@@ -182,17 +276,18 @@ class Scenario(_Model):
 
 # -- loading --------------------------------------------------------------------------
 
-def load_scenario(path: Path) -> Scenario:
-    """Read and validate one scenario file; every problem is reported at once."""
+def load_scenario(path: Path, gateway: str | None = None) -> Scenario:
+    """Read and validate one scenario file; every problem is reported at once. ``gateway``
+    overrides the file's ``gateway.kind`` (``--gateway``); the file's settings are checked against it."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError([Problem(str(path), None, None, "", f"cannot read file: {exc.strerror}")]) from exc
-    return parse_scenario(text, str(path))
+    return parse_scenario(text, str(path), gateway)
 
 
-def parse_scenario(text: str, file: str) -> Scenario:
-    """Validate scenario YAML ``text`` (``file`` is only used in messages)."""
+def parse_scenario(text: str, file: str, gateway: str | None = None) -> Scenario:
+    """Validate scenario YAML ``text`` (``file`` is only used in messages); ``gateway``: see load_scenario."""
     doc = load_yaml(text, file)
     if not isinstance(doc.data, dict):
         raise ScenarioError([Problem(file, 1, 1, "", "expected a mapping with name, upstreams, load, faults and expect")])
@@ -206,6 +301,11 @@ def parse_scenario(text: str, file: str) -> Scenario:
             problem = _problem(doc, error)
             by_field.setdefault(problem.field, problem)
         raise ScenarioError(list(by_field.values())) from None
+    if gateway is not None:
+        if gateway not in GATEWAYS:
+            raise ScenarioError([Problem(file, None, None, "gateway.kind", f"unknown gateway {gateway!r} (--gateway); "
+                                         f"expected one of {', '.join(GATEWAYS)}")])
+        scenario = scenario.model_copy(update={"gateway": scenario.gateway.model_copy(update={"kind": gateway})})
     problems = _cross_check(scenario, doc)
     if problems:
         raise ScenarioError(problems)
@@ -293,6 +393,20 @@ def _overlap(a: Any, b: Any, pools: dict[str, int]) -> bool:
     return bool(shared) and a.at < b.at + b.duration and b.at < a.at + a.duration
 
 
+def _check_mcp(scenario: Scenario, add: Callable[[YamlPath, str], None]) -> None:
+    """The mcp persona needs an mcp pool; an MCP health check needs an mcp pool to check."""
+    mcp_pools = [u.name for u in scenario.upstreams if u.kind == "mcp"]
+    if scenario.load.mcp_pool is not None and scenario.pool_kinds.get(scenario.load.mcp_pool) != "mcp":
+        kind = scenario.pool_kinds.get(scenario.load.mcp_pool)
+        add(("load", "mcp_pool"), f"expected an mcp pool (mcp pools: {', '.join(mcp_pools) or 'none'}); "
+            + (f"{scenario.load.mcp_pool!r} is an {kind} pool" if kind else f"no pool named {scenario.load.mcp_pool!r}"))
+    elif scenario.load.mix.get("mcp", 0) > 0 and not mcp_pools:
+        add(("load", "mix", "mcp"), "the mcp persona talks to an mcp pool, but no upstream has kind: mcp")
+    hc = scenario.gateway.health_check
+    if hc is not None and hc.mcp is not None and not mcp_pools:
+        add(("gateway", "health_check", "mcp"), "an MCP health check needs an upstream with kind: mcp to check")
+
+
 def _cross_check(scenario: Scenario, doc: YamlDocument) -> list[Problem]:
     """Rules that span fields: targets exist, faults fit in the load, names are unique."""
     problems: list[Problem] = []
@@ -301,16 +415,28 @@ def _cross_check(scenario: Scenario, doc: YamlDocument) -> list[Problem]:
         line, column = doc.locate(path)
         problems.append(Problem(doc.file, line, column, _render_path(doc.data, path), message))
 
+    kind = scenario.gateway.kind
+    overridden = isinstance(doc.data.get("gateway"), dict) and doc.data["gateway"].get("kind", "envoy") != kind
+    for issue in GATEWAYS[kind].settings_issues(scenario):  # fields this gateway cannot honour
+        if issue.error:
+            add(issue.path, f"{kind} cannot honour this{' (--gateway ' + kind + ')' if overridden else ''}: "
+                f"{issue.message}")
     names = [u.name for u in scenario.upstreams]
     for i, name in enumerate(names):
         if names.index(name) != i:
             add(("upstreams", i, "name"), f"pool {name!r} is defined twice")
+        upstream = scenario.upstreams[i]
+        if upstream.dns is not None and upstream.dns.resolution == "logical" and upstream.replicas != 1:
+            add(("upstreams", i, "dns", "resolution"), "Envoy's LOGICAL_DNS has one endpoint, so a logical pool "
+                f"needs replicas: 1 (it has {upstream.replicas}); use resolution: strict for several")
+    chat_weight = sum(w for kind, w in scenario.load.mix.items() if kind != "mcp")
     if scenario.load.pool is not None and scenario.load.pool not in scenario.pools:
         add(("load", "pool"), f"no upstream pool named {scenario.load.pool!r} (pools: {', '.join(names)})")
-    elif scenario.pool_kinds.get(scenario.load_pool) != "openai":
+    elif chat_weight > 0 and scenario.pool_kinds.get(scenario.load_pool) != "openai":
         where: YamlPath = ("load", "pool") if scenario.load.pool is not None else ("upstreams",)
         add(where, f"the load sends chat completions, so it needs an openai pool; {scenario.load_pool!r} is "
             f"{scenario.pool_kinds.get(scenario.load_pool)!r}")
+    _check_mcp(scenario, add)
     if sum(scenario.load.mix.values()) <= 0:
         add(("load", "mix"), "expected at least one request type with a weight above 0")
     labels: list[str] = []
@@ -331,6 +457,9 @@ def _cross_check(scenario: Scenario, doc: YamlDocument) -> list[Problem]:
             if fault.pool_kinds is not None and pool_kind not in fault.pool_kinds:
                 add(("faults", i, "target"), f"{fault.kind} faults act on {' or '.join(sorted(fault.pool_kinds))} "
                     f"pools; {split_target(fault.target)[0]!r} is an {pool_kind} pool")
+            pool_problems = getattr(fault, "pool_problems", None)  # a kind's own rules about its pool (dns)
+            for message in pool_problems(pool, scenario) if pool_problems is not None else []:
+                add(("faults", i), message)
         if fault.at + fault.duration > scenario.load.duration:
             add(("faults", i, "for"), f"the fault ends at {fault.at + fault.duration:g}s, after the load ends "
                 f"({scenario.load.duration:g}s); expected at + for <= load.duration")

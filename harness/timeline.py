@@ -66,6 +66,19 @@ class ProcessEvent:
     signal: str | None = None  # exited: the signal that ended it
 
 
+@dataclass(frozen=True)
+class DiagnosisRecord:
+    """What ``chaosgate diagnose`` named for one replica during the run (harness/diagnose/scheduled.py)."""
+
+    t: float
+    replica: str
+    key: str                  # which expectation asked for it
+    cause: str | None         # None: every layer passed (or the diagnosis could not run: see error)
+    layer: str | None
+    evidence: str
+    error: str | None = None
+
+
 @dataclass
 class Timeline:
     """Everything a run recorded, on one time axis."""
@@ -77,6 +90,7 @@ class Timeline:
     health: dict[str, list[HealthChange]] = field(default_factory=dict)
     faults: list[FaultWindow] = field(default_factory=list)
     processes: list[ProcessEvent] = field(default_factory=list)
+    diagnoses: list[DiagnosisRecord] = field(default_factory=list)
     complete: bool = True
 
     # -- processes --------------------------------------------------------------
@@ -149,6 +163,10 @@ def build_timeline(events: list[dict[str, Any]]) -> Timeline:
         elif kind in ("process.exited", "process.restarted", "process.ready"):
             timeline.processes.append(ProcessEvent(t=t, replica=event["replica"], type=kind,
                                                    oom=bool(event.get("oom")), signal=event.get("signal")))
+        elif kind == "diagnosis":
+            timeline.diagnoses.append(DiagnosisRecord(
+                t=t, replica=event["replica"], key=event.get("key", ""), cause=event.get("cause"),
+                layer=event.get("layer"), evidence=event.get("evidence", ""), error=event.get("error")))
         elif kind == "fault.started":
             open_faults[event["fault"]] = {**event, "t": t}
         elif kind == "fault.cleared" and event["fault"] in open_faults:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from harness.expectations.all_down_response import AllDownResponse
 from harness.expectations.base import Expectation, ExplicitWindow, Verdict, WindowSpec
+from harness.expectations.diagnosis import Diagnosis
 from harness.expectations.error_rate import ErrorRate
 from harness.expectations.latency import Latency
 from harness.expectations.max_request_time import MaxRequestTime
 from harness.expectations.no_traffic_to import NoTrafficTo
+from harness.expectations.traffic_to import TrafficTo
 from harness.expectations.upstream_healthy import UpstreamHealthy
 from harness.expectations.upstream_unhealthy import UpstreamUnhealthy
 
@@ -16,9 +18,11 @@ EXPECTATIONS: dict[str, type[Expectation]] = {
     "upstream_healthy": UpstreamHealthy,
     "error_rate": ErrorRate,
     "no_traffic_to": NoTrafficTo,
+    "traffic_to": TrafficTo,
     "latency": Latency,
     "all_down_response": AllDownResponse,
     "max_request_time": MaxRequestTime,
+    "diagnosis": Diagnosis,
 }
 
 __all__ = ["EXPECTATIONS", "Expectation", "ExplicitWindow", "Verdict", "WindowSpec"]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from harness.durations import Duration, format_duration
 from harness.expectations.base import Expectation, Target, Unjudgeable, Verdict, replicas_of, seconds
 from harness.timeline import Timeline
+
+if TYPE_CHECKING:
+    from harness.promise.window import Promise
 
 
 class UpstreamHealthy(Expectation):
@@ -18,25 +21,44 @@ class UpstreamHealthy(Expectation):
 
     kind: Literal["upstream_healthy"]
     target: Target = Field(description="The replica(s) that must be readmitted.")
-    within: Duration = Field(description="Longest allowed time from the anchor (see 'after').")
+    within: Duration | Literal["promised"] = Field(
+        description="Longest allowed time from the anchor (see 'after'), or 'promised': inside the window the "
+                    "gateway's own configuration promises (docs/lint.md, harness/promise/).")
     after: Literal["fault_end", "restart_ready"] = Field(
         default="fault_end", description="The anchor: the fault's end, or 'restart_ready': when the replica's "
                                          "restarted process was ready (process faults, OOM kills).")
 
     def describe(self) -> str:
         anchor = "the fault ending" if self.after == "fault_end" else "its restarted process being ready"
-        return f"the gateway marks {self.target} healthy again within {format_duration(self.within)} of {anchor}"
+        bound = "the window its configuration promises" if self.within == "promised" else format_duration(self.within)
+        return f"the gateway marks {self.target} healthy again within {bound} of {anchor}"
 
     def bound_text(self) -> str:
-        return f"≤ {format_duration(self.within)}"
+        return "in the promised window" if self.within == "promised" else f"≤ {format_duration(self.within)}"
 
     def judge(self, timeline: Timeline) -> Verdict:
+        return self.judge_promised(timeline, None)
+
+    def evaluate_promised(self, timeline: Timeline, promise: Promise | None) -> Verdict:
+        """Judge next to the window the gateway's configuration promises (never raises)."""
+        try:
+            return self.judge_promised(timeline, promise)
+        except Unjudgeable as why:
+            return self.verdict(False, "n/a", str(why))
+
+    def judge_promised(self, timeline: Timeline, promise: Promise | None) -> Verdict:
+        from harness.promise.verdicts import verdict_for
+        from harness.promise.window import Never
+
         fault = self.related_fault(timeline, self.target)
         missing: list[str] = []
         worst = 0.0
         for replica in replicas_of(self.target, timeline):
             ejected = timeline.first_unhealthy(replica, fault.start)
             if ejected is None:
+                if self.within == "promised" and isinstance(promise, Never):  # nothing to readmit, as promised
+                    return verdict_for(self, self.within, None, f"{replica} was never marked unhealthy after "
+                                       f"{fault.label} began", promise)
                 raise Unjudgeable(f"{replica} was never marked unhealthy after {fault.label} began, "
                                   "so there was no readmission to measure")
             anchor = fault.end
@@ -52,11 +74,10 @@ class UpstreamHealthy(Expectation):
             worst = max(worst, seen - anchor)
         if missing:
             verb = "was" if len(missing) == 1 else "were"
-            return self.verdict(False, "never", f"{', '.join(missing)} {verb} still unhealthy when the run ended, "
-                                f"{seconds(timeline.end - fault.end)} after {fault.label} ended",
-                                bound_value=self.within)
-        passed = worst <= self.within
+            return verdict_for(self, self.within, None, f"{', '.join(missing)} {verb} still unhealthy when the run "
+                               f"ended, {seconds(timeline.end - fault.end)} after {fault.label} ended", promise)
         anchor_text = f"{fault.label} ended" if self.after == "fault_end" else "its restarted process was ready"
-        detail = (f"{self.target} was healthy again {seconds(worst)} after {anchor_text}"
-                  + ("" if passed else f"; bound {format_duration(self.within)}"))
-        return self.verdict(passed, seconds(worst), detail, bound_value=self.within, measured_value=worst)
+        detail = f"{self.target} was healthy again {seconds(worst)} after {anchor_text}"
+        if self.within != "promised" and worst > self.within:
+            detail += f"; bound {format_duration(self.within)}"
+        return verdict_for(self, self.within, worst, detail, promise)

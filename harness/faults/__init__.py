@@ -5,6 +5,7 @@ from __future__ import annotations
 from harness.faults.bandwidth import Bandwidth
 from harness.faults.cert import Cert
 from harness.faults.base import ControlFault, Fault, FaultContext, ToxicFault
+from harness.faults.dns import Dns
 from harness.faults.down import Down
 from harness.faults.latency import Latency
 from harness.faults.limit_data import LimitData
@@ -37,6 +38,7 @@ FAULTS: dict[str, type[Fault]] = {
     "process_restart": ProcessRestart,
     "oom": Oom,
     "port_change": PortChange,
+    "dns": Dns,
 }
 
 __all__ = ["FAULTS", "ControlFault", "Fault", "FaultContext", "ToxicFault"]

@@ -1,18 +1,33 @@
 """The gateway seam: render a gateway's config from the scenario, start it, read its view of health.
 
-An adapter knows one gateway (Envoy first; HAProxy, nginx and LiteLLM follow). It is given
-the addresses of the upstream replicas (in practice, their Toxiproxy proxies) and answers
-three questions: how to start it, when it is ready, and which replicas it currently
-considers healthy. It also names the settings in a scenario that are known traps.
+An adapter knows one gateway (Envoy, HAProxy, nginx; LiteLLM follows). It is given the
+addresses of the upstream replicas (in practice, their Toxiproxy proxies) and answers: how to
+start it, when it is ready, and which replicas it currently considers healthy. Its class also
+says, before anything runs, which scenario settings it cannot honour (``settings_issues``:
+errors for fields the scenario sets, notes for defaults that do not apply). Configuration traps
+are not the adapter's business: they are the lint's (harness/lint/, one module per trap).
+
+Gateway modules import harness.scenario only for type checking: harness.scenario imports this
+package (the registry of kinds, the per-gateway settings blocks, the settings checks).
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from harness.scenario import Scenario
+from harness.errors import ComponentMissing
+
+if TYPE_CHECKING:
+    from harness.scenario import Gateway, Scenario, UpstreamDns
+
+# Every adapter stamps each response (its own error replies too) with the address of the replica
+# it picked, so the load records where each request went: a reset replica cannot say it itself.
+UPSTREAM_HEADER = "x-chaosgate-upstream"
+
+YamlPath = tuple[str | int, ...]
 
 
 @dataclass(frozen=True)
@@ -25,6 +40,16 @@ class UpstreamAddress:
     port: int
     kind: str = "openai"  # what the replica speaks (the pool's upstream kind)
     tls: UpstreamTlsTrust | None = None  # the replica serves TLS: what the gateway checks it against
+    dns: UpstreamResolver | None = None  # ``host`` is a name the gateway resolves through this resolver
+
+
+@dataclass(frozen=True)
+class UpstreamResolver:
+    """The DNS server a pool's names are resolved through (the fake DNS server), and how."""
+
+    host: str            # the resolver's address, as the gateway's process reaches it
+    port: int
+    settings: UpstreamDns  # the pool's dns block: resolution, refresh rate, TTL handling, lookup family
 
 
 @dataclass(frozen=True)
@@ -40,19 +65,37 @@ class HostHealth:
     """The gateway's own view of one upstream address."""
 
     healthy: bool
-    flags: str  # the gateway's words for why, e.g. '/failed_active_hc'
+    flags: str  # the gateway's words for why, e.g. '/failed_active_hc', 'DOWN L4CON'
+
+
+@dataclass(frozen=True)
+class SettingIssue:
+    """A scenario setting a gateway cannot honour as written.
+
+    ``error``: the scenario sets it and the gateway cannot do it (the scenario is refused at
+    validation, at the field's file:line). Otherwise a note: the setting (usually a default) does
+    not apply to this gateway; runs list it with the warnings, so nothing is dropped silently."""
+
+    path: YamlPath   # where in the scenario document, e.g. ("gateway", "health_check", "no_traffic_interval")
+    message: str
+    error: bool = True
+
+    @property
+    def field(self) -> str:
+        return ".".join(str(p) for p in self.path)
 
 
 class GatewayAdapter(Protocol):
     """One gateway product, configured for one scenario run."""
 
     kind: str
+    config_name: str  # the file write_config() writes in the run's folder, e.g. 'envoy.yaml'
 
     def write_config(self, upstreams: list[UpstreamAddress], run_dir: Path) -> Path:
         """Render the gateway's configuration into ``run_dir`` and return its path."""
 
     def argv(self, config: Path) -> list[str]:
-        """The command line that starts the gateway with ``config``."""
+        """The command line that starts the gateway with ``config`` (in the foreground)."""
 
     def is_ready(self) -> bool:
         """Whether the gateway accepts traffic (one quick probe, no waiting)."""
@@ -72,8 +115,63 @@ class GatewayAdapter(Protocol):
         """Base URL of the gateway's admin interface, if it has one."""
 
 
-def traps(scenario: Scenario) -> list[str]:
-    """Settings in the scenario that make the gateway behave other than its expectations assume."""
+class GatewayClass(Protocol):
+    """What the registry holds for each kind: the adapter's class."""
+
+    kind: str
+    config_name: str
+    runtimes: frozenset[str]  # the runtimes that can run this gateway ('local', 'docker')
+
+    def __call__(self, settings: Gateway, listen_port: int, admin_port: int, load_pool: str, *,
+                 bind_address: str = ..., published_listen_port: int | None = ...,
+                 published_admin_port: int | None = ...) -> GatewayAdapter:
+        """An adapter for one run: listens on ``listen_port`` (and ``admin_port``, if it has an admin
+        interface) on ``bind_address``; chat requests without a pool prefix go to ``load_pool``."""
+
+    def settings_issues(self, scenario: Scenario) -> list[SettingIssue]:
+        """Scenario settings this gateway cannot honour (errors) or that do not apply to it (notes)."""
+
+
+def explicitly_set(model: Any, *names: str) -> bool:
+    """Whether the scenario file itself sets ``model.<names[0]>.<names[1]>...`` (not a default)."""
+    node = model
+    for name in names:
+        if node is None or name not in getattr(node, "model_fields_set", set()):
+            return False
+        node = getattr(node, name)
+    return True
+
+
+def not_applicable(scenario: Scenario) -> list[str]:
+    """The notes of the scenario's gateway: settings that do not apply to it, as one line each."""
     from harness.gateways import GATEWAYS
 
-    return GATEWAYS[scenario.gateway.kind].traps(scenario)
+    kind = scenario.gateway.kind
+    notes = [f"{issue.field}: not applicable to {kind}: {issue.message}"
+             for issue in GATEWAYS[kind].settings_issues(scenario) if not issue.error]
+    # another gateway's own block (kept so that one file runs on several gateways)
+    notes += [f"gateway.{other}: not applicable to {kind}: these are {other}'s own settings"
+              for other in GATEWAYS if other != kind and explicitly_set(scenario.gateway, other)]
+    return notes
+
+
+def traps(scenario: Scenario) -> list[str]:
+    """The configuration traps the lint finds in the scenario (harness/lint/: one line each, without
+    file positions), then the settings that do not apply to the scenario's gateway."""
+    from harness.lint import lint_scenario
+
+    return [f"{f.field}: {f.message} [{f.trap}]" for f in lint_scenario(scenario)] + not_applicable(scenario)
+
+
+def debian_binary(name: str) -> str:
+    """A gateway binary from a Debian package (/usr/sbin is not on every user's PATH)."""
+    found = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
+    if not found:
+        raise ComponentMissing(f"{name} is not installed: run `bash .ci/setup` "
+                               f"(.ci/setup.d/gateways.sh installs Debian's {name})")
+    return found
+
+
+def milliseconds(seconds: float) -> str:
+    """A duration in the whole-milliseconds form HAProxy and nginx read, e.g. '1500ms'."""
+    return f"{round(seconds * 1000)}ms"

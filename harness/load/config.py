@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel
 
 from harness.scenario import Scenario
@@ -20,15 +22,21 @@ class LoadConfig(BaseModel):
     max_tokens: int
     request_timeout: float
     seed: int
+    mcp_users: int = 0            # users of the mcp persona (harness/load/mcp_worker.py); `users` are Locust's
+    mcp_path: str | None = None   # the MCP endpoint through the gateway, e.g. /tools/mcp
 
     @classmethod
     def for_scenario(cls, scenario: Scenario, gateway_url: str) -> LoadConfig:
         load = scenario.load
         first_pool = scenario.upstreams[0].name
+        mix = {str(kind): weight for kind, weight in load.mix.items()}
+        chat_users, mcp_users = split_users(load.users, mix)
+        mcp_pool = scenario.mcp_load_pool
         return cls(host=gateway_url, base_path="" if scenario.load_pool == first_pool else f"/{scenario.load_pool}",
-                   users=load.users, spawn_rate=load.spawn_rate, duration=load.duration, mix={str(kind): weight for kind, weight in load.mix.items()},
+                   users=chat_users, spawn_rate=load.spawn_rate, duration=load.duration, mix=mix,
                    wait=load.wait, max_tokens=load.max_tokens, request_timeout=load.request_timeout,
-                   seed=scenario.seed)
+                   seed=scenario.seed, mcp_users=mcp_users,
+                   mcp_path=f"/{mcp_pool}/mcp" if mcp_users and mcp_pool else None)
 
     def prompt_words(self) -> list[str]:
         """Prompt vocabulary from Faker, seeded, so every run sends the same prompts."""
@@ -37,3 +45,16 @@ class LoadConfig(BaseModel):
         fake = Faker()
         fake.seed_instance(self.seed)
         return fake.words(nb=500)
+
+
+def split_users(users: int, mix: Mapping[str, float]) -> tuple[int, int]:
+    """Locust's users (chat kinds) and the mcp persona's, in proportion to their weights in the mix;
+    a persona with a weight above 0 gets at least one user."""
+    mcp = mix.get("mcp", 0.0)
+    chat = sum(weight for kind, weight in mix.items() if kind != "mcp")
+    if mcp <= 0:
+        return users, 0
+    if chat <= 0:
+        return 0, users
+    mcp_users = min(users - 1, max(1, round(users * mcp / (mcp + chat)))) if users > 1 else 1
+    return max(1, users - mcp_users), mcp_users

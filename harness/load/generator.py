@@ -20,7 +20,8 @@ READY_TIMEOUT = 30.0
 
 
 class LoadGenerator:
-    """One Locust process; ``start`` blocks until it is ready, ``go`` starts the load."""
+    """The load processes: Locust for the openai personas, harness.load.mcp_worker for the mcp persona
+    (each only if it has users). ``start`` blocks until they are ready, ``go`` starts the load."""
 
     def __init__(self, config: LoadConfig, journal: JournalWriter, log_dir: Path,
                  env: dict[str, str] | None = None) -> None:
@@ -28,66 +29,84 @@ class LoadGenerator:
         self.journal = journal
         self._log_dir = log_dir
         self._env = env or {}
-        self._process: subprocess.Popen[bytes] | None = None
-        self._reader: threading.Thread | None = None
-        self._ready = threading.Event()
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._readers: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.requests = 0
         self.failures = 0
         self._recent: deque[tuple[float, bool]] = deque()
         self.summary: dict[str, int] = {}
 
+    def _workers(self) -> list[tuple[str, str]]:
+        """(module, log file name) of each load process this config needs."""
+        workers = []
+        if self.config.users > 0:
+            workers.append(("harness.load.worker", "locust.log"))
+        if self.config.mcp_users > 0:
+            workers.append(("harness.load.mcp_worker", "mcp-load.log"))
+        return workers
+
     def start(self) -> None:
-        """Start the worker and wait until Locust is imported and set up."""
+        """Start the workers and wait until each is imported and set up."""
         self._log_dir.mkdir(parents=True, exist_ok=True)
-        log = (self._log_dir / "locust.log").open("wb")
-        try:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "harness.load.worker", self.config.model_dump_json()],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True,
-                env={**os.environ, **self._env},
-                preexec_fn=die_with_parent)
-        finally:
-            log.close()
-        self._reader = threading.Thread(target=self._read, name="load-reader", daemon=True)
-        self._reader.start()
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not self._ready.wait(0.05):
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise StackError(f"the Locust load process did not start (log: {self._log_dir / 'locust.log'})")
+        for module, log_name in self._workers():
+            ready = threading.Event()
+            log = (self._log_dir / log_name).open("wb")
+            try:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", module, self.config.model_dump_json()],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True,
+                    env={**os.environ, **self._env},
+                    preexec_fn=die_with_parent)
+            finally:
+                log.close()
+            self._processes.append(process)
+            reader = threading.Thread(target=self._read, args=(process, ready), name=f"load-reader-{module}", daemon=True)
+            reader.start()
+            self._readers.append(reader)
+            deadline = time.monotonic() + READY_TIMEOUT
+            while not ready.wait(0.05):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise StackError(f"the load process {module} did not start (log: {self._log_dir / log_name})")
 
     def go(self) -> float:
         """Start the load now; return the moment (Unix time) it started."""
-        assert self._process is not None and self._process.stdin is not None
         started = time.time()
-        self._process.stdin.write(b"go\n")
-        self._process.stdin.flush()
+        for process in self._processes:
+            assert process.stdin is not None
+            process.stdin.write(b"go\n")
+            process.stdin.flush()
         return started
 
     def wait(self, timeout: float) -> bool:
         """Wait for the load to end by itself; False if it had to be stopped."""
-        assert self._process is not None
+        deadline = time.monotonic() + timeout
+        finished = True
         try:
-            self._process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            return False
+            for process in self._processes:
+                try:
+                    process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    finished = False
+            if not finished:
+                self.stop()
         finally:
-            if self._reader is not None:
-                self._reader.join(timeout=5)
-        return True
+            for reader in self._readers:
+                reader.join(timeout=5)
+        return finished
 
     def stop(self) -> None:
-        """End the worker now (SIGTERM, then SIGKILL)."""
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        """End the workers now (SIGTERM, then SIGKILL)."""
+        for process in self._processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self._processes:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     def recent_error_rate(self, seconds: float = 5.0) -> float | None:
         """Share of failed requests among those that ended in the last ``seconds``."""
@@ -99,16 +118,16 @@ class LoadGenerator:
                 return None
             return sum(1 for _, failed in self._recent if failed) / len(self._recent)
 
-    def _read(self) -> None:
-        assert self._process is not None and self._process.stdout is not None
-        for raw in self._process.stdout:
+    def _read(self, process: subprocess.Popen[bytes], ready: threading.Event) -> None:
+        assert process.stdout is not None
+        for raw in process.stdout:
             try:
                 message = json.loads(raw)
             except json.JSONDecodeError:
                 continue
             event = message.pop("event", None)
             if event == "ready":
-                self._ready.set()
+                ready.set()
             elif event == "request":
                 failed = message.get("error") is not None
                 with self._lock:
@@ -117,4 +136,7 @@ class LoadGenerator:
                     self._recent.append((time.time(), failed))
                 self.journal.write("request", **message)
             elif event == "done":
-                self.summary = message
+                with self._lock:
+                    for key, value in message.items():
+                        if isinstance(value, int):
+                            self.summary[key] = self.summary.get(key, 0) + value

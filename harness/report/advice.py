@@ -169,16 +169,22 @@ FAULT_CAUSES: dict[str, tuple[str, ...]] = {
     "mcp_fault:wrong_content_type": ("serialization", "mcp"),
     "mcp_fault:session_expiry": ("mcp", "load_balancing"),
     "cert": ("tls", "health_check"),
+    "dns": ("dns", "upstream_definition"),
+    "dns:wrong_address": ("dns", "upstream_definition"),
+    "dns:flip": ("dns", "load_balancing"),
 }
 
 EXPECTATION_CAUSES: dict[str, tuple[str, ...]] = {
     "upstream_unhealthy": ("health_check", "app_error"),
     "upstream_healthy": ("health_check", "crashed"),
     "no_traffic_to": ("load_balancing", "health_check"),
+    "traffic_to": ("load_balancing", "dns"),
     "error_rate": ("load_balancing", "health_check"),
     "latency": ("resources", "load_balancing"),
     "all_down_response": ("load_balancing", "health_check"),
     "max_request_time": ("resources", "health_check"),
+    # The diagnosis named another cause than the injected one: where the layers disagree.
+    "diagnosis": ("health_check", "upstream_definition"),
 }
 # Errors before any fault mean the stack itself is wrong, not the gateway's reaction.
 BASELINE_CAUSES = ("upstream_definition", "protocol", "serialization")

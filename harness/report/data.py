@@ -13,6 +13,8 @@ from typing import Any
 
 from harness.expectations.base import detection_time
 from harness.judge import Judgement, judge_events
+from harness.promise import fault_promises
+from harness.promise.window import Promise
 from harness.timeline import FaultWindow, Timeline
 
 OUTCOME_WORDS = {
@@ -31,6 +33,9 @@ class FaultOutcome:
     params: dict[str, Any]
     detected: float | None    # when every replica of the fault was marked unhealthy (None: never)
     recovered: float | None   # when every one was healthy again after the fault ended (None: never)
+    promised_detection: Promise | None = None  # what the gateway's configuration promises (harness/promise/)
+    promised_recovery: Promise | None = None
+    run_end: float = 0.0      # when the run ended (seconds since the load started): the time recovery had
 
     @property
     def detected_after(self) -> float | None:
@@ -40,11 +45,24 @@ class FaultOutcome:
     def recovered_after(self) -> float | None:
         return None if self.recovered is None else self.recovered - self.window.end
 
+    def promise_held(self) -> tuple[str, str]:
+        """Whether detection and recovery lay inside the promised windows: 'yes', 'NO' or '-'."""
+        from harness.promise.check import inside
+
+        w = self.window
+        detection = inside(self.detected_after, _promise_json(self.promised_detection), w.end - w.start)
+        recovery = inside(self.recovered_after, _promise_json(self.promised_recovery),
+                          None if self.detected is None else self.run_end - w.end)
+        return detection, recovery
+
     def to_json(self) -> dict[str, Any]:
         w = self.window
         return {"fault": w.label, "kind": w.kind, "target": w.target, "replicas": list(w.replicas),
                 "start": round(w.start, 3), "end": round(w.end, 3), "params": self.params,
-                "detected_after": _round(self.detected_after), "recovered_after": _round(self.recovered_after)}
+                "detected_after": _round(self.detected_after), "recovered_after": _round(self.recovered_after),
+                "promised_detection": None if self.promised_detection is None else self.promised_detection.to_json(),
+                "promised_recovery": None if self.promised_recovery is None else self.promised_recovery.to_json(),
+                "promise_held": dict(zip(("detection", "recovery"), self.promise_held(), strict=True))}
 
 
 @dataclass(frozen=True)
@@ -70,8 +88,11 @@ class RunData:
         warnings += [str(e.get("message", "")) for e in events if e["type"] == "warning"]
         params = {e["fault"]: e.get("params", {}) for e in events if e["type"] == "fault.started"}
         timeline = judgement.timeline
-        faults = [FaultOutcome(w, params.get(w.label, {}), detection_time(timeline, w), recovery_time(timeline, w))
-                  for w in timeline.faults]
+        faults = []
+        for w in timeline.faults:
+            detect, recover = fault_promises(judgement.scenario, w, timeline) or (None, None)
+            faults.append(FaultOutcome(w, params.get(w.label, {}), detection_time(timeline, w),
+                                       recovery_time(timeline, w), detect, recover, timeline.end))
         return cls(judgement=judgement, events=len(events),
                    outcome=str(finished.get("outcome", "failed")) if finished else "killed",
                    error=finished.get("error") if finished else None,
@@ -129,7 +150,8 @@ class RunData:
             "command": header.get("command"),
             "warnings": self.warnings,
             "faults": [f.to_json() for f in self.faults],
-            "expectations": [v.to_json() for v in judgement.verdicts],
+            "expectations": [_with_promise(v.to_json(), p)
+                             for v, p in zip(judgement.verdicts, judgement.promises or [None] * len(judgement.verdicts))],
         }
 
 
@@ -149,6 +171,15 @@ def recovery_time(timeline: Timeline, fault: FaultWindow) -> float | None:
             return None
         moments.append(back)
     return max(moments, default=None)
+
+
+def _promise_json(promise: Promise | None) -> dict[str, Any] | None:
+    return None if promise is None else promise.to_json()
+
+
+def _with_promise(verdict: dict[str, Any], promise: Promise | None) -> dict[str, Any]:
+    """A detection or recovery verdict carries the window the gateway's configuration promised."""
+    return verdict if promise is None else {**verdict, "promised": promise.to_json()}
 
 
 def _round(value: float | None) -> float | None:

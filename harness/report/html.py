@@ -80,6 +80,7 @@ def render_run(run: RunData, journal_name: str = "journal.jsonl") -> str:
     scenario = judgement.scenario
     return _ENV.get_template("report.html.j2").render(
         run=run, scenario=scenario, verdicts=judgement.verdicts, timeline=timeline, charts=charts(run),
+        promises=judgement.promises or [None] * len(judgement.verdicts),
         moments=moments(run.faults), advice=advise(run), settings=gateway_settings(scenario.gateway),
         journal_name=journal_name, last_event=max(timeline.end, 0.0), scenario_text=run.header.get("text", ""))
 

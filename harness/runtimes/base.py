@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import FaultError, StackError, StartupTimeout
-from harness.gateways import GatewayAdapter, HostHealth
+from harness.gateways import GATEWAYS, GatewayAdapter, HostHealth
 from harness.scenario import Scenario
 from harness.toxiproxy import ToxiproxyControl
 
@@ -35,9 +35,21 @@ class Replica:
     kind: str = "openai"             # what it speaks: its pool's upstream kind
 
 
+@dataclass(frozen=True)
+class DnsServer:
+    """The fake DNS server (fakes/dns.py) the gateway resolves dns pools through."""
+
+    address: str        # host:port the gateway's resolver queries (UDP and TCP)
+    control_url: str    # its control API (per-name fault modes, query counts), as the host reaches it
+    names: dict[str, str]  # replica -> its name, e.g. chat[0] -> chat-0.chaosgate.test
+    ports: dict[str, int]  # replica -> the port the gateway dials at whatever address the name answers
+    backends: dict[str, str]  # replica -> host:port where the replica itself listens (for a flip's proxy)
+
+
 class ProcessControl(Protocol):
     """What a runtime offers process faults: signals to a replica's process, restarts, supervision
-    (local: harness.supervisor.Supervisor; a container runtime would use kill/pause/restart)."""
+    (local: harness.supervisor.Supervisor; docker: harness.runtimes.docker_supervisor.ContainerSupervisor,
+    through kill/pause/unpause/stop/start of the replica's container)."""
 
     def pid(self, replica: str) -> int | None:
         """The replica's current process id (None while it is dead, waiting for its restart)."""
@@ -47,7 +59,8 @@ class ProcessControl(Protocol):
 
     def restart(self, replica: str, port: int | None = None) -> int:
         """Stop the replica gracefully and start it again at once, on ``port`` if given (else where
-        it listens now); the new pid."""
+        it listens now); the new pid. A runtime whose ports are fixed when a replica is created (docker)
+        moves it to a port of its own instead of ``port``; ``process.restarted`` journals where."""
 
     def home_port(self, replica: str) -> int:
         """The port the replica was started on, which its proxy (and so the gateway) dials."""
@@ -63,6 +76,7 @@ class ProcessControl(Protocol):
 # chosen runtime lacks is refused before anything starts (see unsupported()).
 PROCESS_CONTROL = "process_control"
 MEMORY_LIMIT = "memory_limit"
+DNS = "dns"  # the runtime runs the fake DNS server and points the gateway's resolver at it
 
 
 @dataclass
@@ -79,6 +93,13 @@ class Stack:
     # health view and upstream header); unset: 127.0.0.1:<proxy_port>, as on the local runtime.
     gateway_addresses: dict[str, str] = field(default_factory=dict)
     process_control: ProcessControl | None = None  # None: this runtime has no process faults
+    dns: DnsServer | None = None  # the fake DNS server, when a pool is resolved by name
+
+    def dns_server(self) -> DnsServer:
+        """The fake DNS server (see harness.faults.dns); FaultError when the stack has none."""
+        if self.dns is None:
+            raise FaultError("this stack has no fake DNS server: set dns on the target's upstream pool")
+        return self.dns
 
     def processes(self) -> ProcessControl:
         """The runtime's process control (see harness.faults.base.FaultContext)."""
@@ -100,11 +121,16 @@ class Stack:
         """``host:port`` the gateway dials for ``replica`` (its Toxiproxy proxy, seen from the gateway)."""
         return self.gateway_addresses.get(replica) or f"127.0.0.1:{self.replicas[replica].proxy_port}"
 
-    def replica_health(self) -> dict[str, HostHealth]:
-        """The gateway's view of each replica, keyed by replica name."""
+    def replica_health(self, hosts: dict[str, HostHealth] | None = None) -> dict[str, HostHealth]:
+        """The gateway's view of each replica, keyed by replica name (from ``hosts``, the gateway's
+        view by address, when given). A replica resolved by name whose address the gateway no
+        longer holds (DNS took it away) is unhealthy with the flag ``removed``."""
+        hosts = self.gateway.host_health() if hosts is None else hosts
         by_address = {self.gateway_address(name): name for name in self.replicas}
-        return {by_address[address]: health for address, health in self.gateway.host_health().items()
-                if address in by_address}
+        health = {by_address[address]: h for address, h in hosts.items() if address in by_address}
+        for replica in self.dns.names if self.dns is not None else {}:
+            health.setdefault(replica, HostHealth(False, "removed"))
+        return health
 
     def endpoints(self) -> dict[str, object]:
         """Everything a person or a report needs to reach the stack."""
@@ -112,6 +138,8 @@ class Stack:
             "gateway": self.gateway.url,
             "gateway_admin": self.gateway.admin_url,
             "toxiproxy": self.toxiproxy_url,
+            **({"dns": {"address": self.dns.address, "control_url": self.dns.control_url, "names": self.dns.names}}
+               if self.dns is not None else {}),
             "replicas": {r.name: {"url": f"http://127.0.0.1:{r.port}", "proxy": r.proxy_name,
                                   "proxy_url": f"http://127.0.0.1:{r.proxy_port}",
                                   "gateway_address": self.gateway_address(r.name), "kind": r.kind,
@@ -159,6 +187,10 @@ def unsupported(scenario: Scenario, runtime_name: str, capabilities: frozenset[s
                 for fault in scenario.faults for need in sorted(fault.needs - capabilities)]
     problems += [f"upstream {pool.name!r} sets memory_limit, which the {runtime_name} runtime does not enforce"
                  for pool in scenario.upstreams if pool.memory_limit is not None and MEMORY_LIMIT not in capabilities]
+    problems += [f"upstream {pool.name!r} sets dns, but the {runtime_name} runtime does not run the fake DNS server"
+                 for pool in scenario.upstreams if pool.dns is not None and DNS not in capabilities]
+    if runtime_name not in (gateway := GATEWAYS[scenario.gateway.kind]).runtimes:
+        problems.append(f"the {gateway.kind} gateway runs on the {', '.join(sorted(gateway.runtimes))} runtime only")
     return problems
 
 

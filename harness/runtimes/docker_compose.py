@@ -146,6 +146,13 @@ class Definitions:
     def toxiproxy(self) -> ServiceDefinition:
         return self.services["toxiproxy"]
 
+    @property
+    def dns(self) -> ServiceDefinition:
+        """The fake DNS server (fakes/dns.py), in Toxiproxy's network namespace."""
+        if "dns" not in self.services:
+            raise StackError(f"{COMPOSE_FILE} has no dns service (the fake DNS server)")
+        return self.services["dns"]
+
     def replica(self, kind: str) -> ServiceDefinition:
         if kind not in self.replicas:
             raise StackError(f"{COMPOSE_FILE} has no template for {kind} replicas (x-chaosgate-{kind})")
@@ -176,13 +183,13 @@ COMPOSE_POOLS = (("chat", "openai", 3), ("tools", "mcp", 1))
 def render_compose_configs(scenario_file: Path = REFERENCE_SCENARIO) -> dict[str, str]:
     """The Envoy and Toxiproxy configs of the compose stack (COMPOSE_POOLS), rendered by the
     harness itself with a scenario's gateway settings: file name -> text."""
-    from harness.gateways import GATEWAYS, UpstreamAddress
+    from harness.gateways import UpstreamAddress
+    from harness.gateways.envoy import EnvoyGateway
     from harness.scenario import load_scenario
 
     scenario = load_scenario(scenario_file)
-    gateway = GATEWAYS[scenario.gateway.kind](scenario.gateway, listen_port=GATEWAY_LISTEN_PORT,
-                                              admin_port=GATEWAY_ADMIN_PORT, load_pool=COMPOSE_POOLS[0][0],
-                                              bind_address="0.0.0.0")
+    gateway = EnvoyGateway(scenario.gateway, listen_port=GATEWAY_LISTEN_PORT,  # the compose stack's gateway is Envoy
+                           admin_port=GATEWAY_ADMIN_PORT, load_pool=COMPOSE_POOLS[0][0], bind_address="0.0.0.0")
     members = [(pool, kind, index) for pool, kind, count in COMPOSE_POOLS for index in range(count)]
     upstreams = [UpstreamAddress(pool, f"{pool}[{index}]", "toxiproxy", FIRST_PROXY_PORT + i, kind)
                  for i, (pool, kind, index) in enumerate(members)]

@@ -16,7 +16,9 @@ from harness.cgroups import MemoryCgroup
 from harness.errors import ComponentMissing
 from harness.gateways import GATEWAYS, UpstreamAddress
 from harness.processes import Child, ProcessGroup, check_port_free, free_port
-from harness.runtimes.base import MEMORY_LIMIT, PROCESS_CONTROL, RUN_MARKER, Replica, Stack, wait_all_healthy
+from harness.gateways.base import UpstreamResolver
+from harness.runtimes.base import (DNS, MEMORY_LIMIT, PROCESS_CONTROL, RUN_MARKER, DnsServer, Replica, Stack,
+                                   wait_all_healthy)
 from harness.scenario import Scenario, Upstream
 from harness.supervisor import BackoffPolicy, Supervisor
 from harness.toxiproxy import ToxiproxyControl
@@ -75,11 +77,38 @@ FAKE_OPTIONS: dict[str, Callable[[Upstream, Scenario], list[str]]] = {
 }
 
 
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+def _start_dns(processes: ProcessGroup, scenario: Scenario) -> Callable[[dict[str, Replica]], DnsServer] | None:
+    """Start the fake DNS server with one name per replica of every dns pool (answering 127.0.0.1, where
+    its proxy listens), when a pool has dns (None otherwise); the result waits until it answers."""
+    names = {f"{pool.name}[{i}]": (pool.dns.hostname(pool.name, i), pool.dns.ttl)
+             for pool in scenario.upstreams if pool.dns is not None for i in range(pool.replicas)}
+    if not names:
+        return None
+    port, control_port = free_port(), free_port()
+    child = processes.start("dns", [sys.executable, "-m", "fakes.dns", "--host", "127.0.0.1", "--port", str(port),
+                                    "--control-port", str(control_port),
+                                    *(f"--record={name}=127.0.0.1@{ttl}" for name, ttl in names.values())])
+    control_url = f"http://127.0.0.1:{control_port}"
+
+    def ready(replicas: dict[str, Replica]) -> DnsServer:
+        processes.wait_ready(child, lambda: _answers(f"{control_url}/stats"), READY_TIMEOUT)
+        return DnsServer(address=f"127.0.0.1:{port}", control_url=control_url,
+                         names={replica: name for replica, (name, _) in names.items()},
+                         ports={replica: replicas[replica].proxy_port for replica in names},
+                         backends={replica: f"127.0.0.1:{replicas[replica].port}" for replica in names})
+    return ready
+
+
 class LocalRuntime:
     """Toxiproxy, the fake replicas and the gateway as child processes of the harness."""
 
     name = "local"
-    capabilities = frozenset({PROCESS_CONTROL, MEMORY_LIMIT})
+    capabilities = frozenset({PROCESS_CONTROL, MEMORY_LIMIT, DNS})
 
     def __init__(self) -> None:
         self._processes: ProcessGroup | None = None
@@ -100,6 +129,7 @@ class LocalRuntime:
         toxiproxy_port = free_port()
         toxiproxy_url = f"http://127.0.0.1:{toxiproxy_port}"
         toxiproxy_child = processes.start("toxiproxy", [toxiproxy_bin, "-host", "127.0.0.1", "-port", str(toxiproxy_port)])
+        dns_ready = _start_dns(processes, scenario)  # starts beside the replicas; waited for below
 
         # The run's folder names its cgroups: runs of one scenario into different folders do not share them.
         run_id = f"{run_dir.name}-{hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:8]}"
@@ -143,13 +173,19 @@ class LocalRuntime:
                 proxy_port = toxiproxy.create_proxy(proxy_name, f"127.0.0.1:{port}")
                 replicas[name] = Replica(name, pool.name, port, proxy_name, proxy_port, control_port, pool.kind)
 
-        upstreams = [UpstreamAddress(r.pool, r.name, "127.0.0.1", r.proxy_port, r.kind,
-                                     tls[r.pool].trust() if r.pool in tls else None) for r in replicas.values()]
+        dns = dns_ready(replicas) if dns_ready is not None else None
+        pools = {pool.name: pool for pool in scenario.upstreams}
+        upstreams = [UpstreamAddress(r.pool, r.name, dns.names[r.name] if dns and r.name in dns.names else "127.0.0.1",
+                                     r.proxy_port, r.kind, tls[r.pool].trust() if r.pool in tls else None,
+                                     UpstreamResolver(*_host_port(dns.address), settings)
+                                     if dns and (settings := pools[r.pool].dns) else None)
+                     for r in replicas.values()]
         config = gateway.write_config(upstreams, run_dir)
         gateway_child = processes.start(gateway.kind, gateway.argv(config))
-        processes.wait_ready(gateway_child, gateway.is_ready, READY_TIMEOUT)
+        # A gateway may need longer to start (the LiteLLM proxy imports for 8-25 s on a busy machine).
+        processes.wait_ready(gateway_child, gateway.is_ready, getattr(gateway, "startup_timeout", READY_TIMEOUT))
         stack = Stack(gateway=gateway, toxiproxy=toxiproxy, toxiproxy_url=toxiproxy_url, replicas=replicas,
-                      run_dir=run_dir, gateway_version=gateway.version(), process_control=supervisor)
+                      run_dir=run_dir, gateway_version=gateway.version(), process_control=supervisor, dns=dns)
         wait_all_healthy(stack, scenario, f"logs in {run_dir / 'logs'}")
         return stack
 

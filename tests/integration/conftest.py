@@ -13,6 +13,9 @@ import pytest
 
 from harness.errors import ComponentMissing
 from harness.gateways.envoy import envoy_binary
+from harness.gateways.haproxy import haproxy_binary
+from harness.gateways.litellm import litellm_binary
+from harness.gateways.nginx import nginx_binary
 from harness.runtimes.base import RUN_MARKER
 from harness.runtimes.local import toxiproxy_binary
 
@@ -20,10 +23,16 @@ ROOT = Path(__file__).resolve().parents[2]
 CHAOSGATE = [sys.executable, "-m", "harness.cli"]
 
 
-def require_components() -> None:
-    """Envoy and Toxiproxy must be installed; under CI=true their absence fails the test, else skips it."""
+# The binary of each gateway other than Envoy, for tests that start it (require_components("haproxy")).
+GATEWAY_BINARIES: dict[str, Callable[[], str]] = {"haproxy": haproxy_binary, "nginx": nginx_binary,
+                                                  "litellm": litellm_binary}
+
+
+def require_components(*gateways: str) -> None:
+    """Envoy and Toxiproxy (and the binaries of ``gateways``, e.g. "haproxy", "nginx") must be
+    installed; under CI=true their absence fails the test, else skips it."""
     missing = []
-    for find in (envoy_binary, toxiproxy_binary):
+    for find in (envoy_binary, toxiproxy_binary, *(GATEWAY_BINARIES[g] for g in gateways)):
         try:
             find()
         except ComponentMissing as exc:

@@ -43,6 +43,12 @@ def leftovers(client: DockerClient, run_dir: Path) -> list[str]:
     return found
 
 
+def run_resources(replicas: int) -> int:
+    """How many resources a run of ``replicas`` replicas has in the engine: Envoy's and Toxiproxy's
+    containers, each replica's network sandbox and fake container, and the run's network."""
+    return 2 + 2 * replicas + 1
+
+
 def run_ids(client: DockerClient, run_dir: Path) -> set[str]:
     """Run ids of the containers labelled with ``run_dir``."""
     selector: dict[str, str | list[str] | bool] = {"label": f"{LABEL_RUN_DIR}={run_dir.resolve()}"}

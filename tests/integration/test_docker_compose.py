@@ -50,6 +50,8 @@ def test_the_harness_reads_every_component_from_compose() -> None:
     definitions = load_definitions()
     assert definitions.gateway.image == ENVOY_IMAGE
     assert definitions.toxiproxy.image == TOXIPROXY_IMAGE
+    assert definitions.dns.image == FAKES_IMAGE and definitions.dns.entrypoint is not None
+    assert definitions.dns.entrypoint[:3] == ["python3", "-m", "fakes.dns"]
     assert set(definitions.replicas) == set(FAKE_MODULES), "a replica template for every upstream kind"
     for kind, module in FAKE_MODULES.items():
         template = definitions.replica(kind)
@@ -100,7 +102,7 @@ def compose(docker_engine: DockerClient, tmp_path: Path) -> Iterator[tuple[list[
         pytest.skip(message)
     project = f"chaosgate-test-{os.getpid()}"
     env = {**os.environ, "CHAOSGATE_GATEWAY_PORT": str(free_port()), "CHAOSGATE_ADMIN_PORT": str(free_port()),
-           "CHAOSGATE_TOXIPROXY_PORT": str(free_port())}
+           "CHAOSGATE_TOXIPROXY_PORT": str(free_port()), "CHAOSGATE_DNS_CONTROL_PORT": str(free_port())}
     base = [*command, "-f", str(COMPOSE_FILE), "-p", project]
     try:
         yield base, env
@@ -137,7 +139,11 @@ def test_compose_up_gives_a_working_stack(compose: tuple[list[str], dict[str, st
     project = f"com.docker.compose.project={base[base.index('-p') + 1]}"
     wait_for(lambda: set(health_states(docker_engine, project).values()) == {"healthy"}, 30,
              "every service's own health check to pass")
-    assert len(health_states(docker_engine, project)) == 6
+    assert len(health_states(docker_engine, project)) == 7
+    # The fake DNS server answers the replicas' names (loopback, in Toxiproxy's namespace) and its control API.
+    names = httpx.get(f"http://127.0.0.1:{env['CHAOSGATE_DNS_CONTROL_PORT']}/fault", timeout=2).json()["names"]
+    assert {name: entry["addresses"] for name, entry in names.items()} == \
+        {f"{replica}.chaosgate.test": ["127.0.0.1"] for replica in ("chat-0", "chat-1", "chat-2", "tools-0")}
     served = {httpx.post(f"{gateway}/v1/chat/completions", json=CHAT, timeout=5).headers["x-chaosgate-replica"]
               for _ in range(6)}
     assert served == {"chat[0]", "chat[1]", "chat[2]"}

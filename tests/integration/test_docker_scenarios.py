@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from harness.journal import read_journal
 from harness.runtimes.base import unsupported
 from harness.runtimes.docker import DockerRuntime
-from harness.scenario import load_scenario
+from harness.scenario import Scenario, load_scenario
 
 from .conftest import ROOT, chaosgate
 from .docker_helpers import docker_engine, leftovers
@@ -21,10 +21,38 @@ if TYPE_CHECKING:
     from docker import DockerClient
 
 # Scenarios whose faults or settings need a capability the docker runtime does not declare are
-# refused by it with a clear error (tested in test_process_faults.py), so they are not run here.
+# refused by it with a clear error (harness.runtimes.base.check_supported), so they are not run here.
 SHIPPED = sorted(path for path in (ROOT / "scenarios").glob("*.yaml")
                  if not unsupported(load_scenario(path), "docker", DockerRuntime.capabilities))
+# The process faults and OOM kill, injected through the engine (harness/runtimes/docker_supervisor.py).
+PROCESS_SCENARIOS = ("oom-kill", "process-kill", "process-freeze", "port-change")
 __all__ = ["docker_engine"]
+
+
+def test_the_process_fault_scenarios_run_on_docker() -> None:
+    assert set(PROCESS_SCENARIOS) <= {path.stem for path in SHIPPED}
+
+
+def _assert_process_events(scenario: Scenario, events: list[dict[str, Any]]) -> None:
+    """What each process fault must leave in the journal: the engine's and the kernel's account of it."""
+    kinds = {fault.kind for fault in scenario.faults}
+    process_kinds = {"oom", "process_kill", "process_freeze", "process_restart", "port_change"}
+    targets = {replica for e in events if e["type"] == "fault.started" and e["kind"] in process_kinds
+               for replica in e["replicas"]}
+    exited = [e for e in events if e["type"] == "process.exited"]
+    ready = [e for e in events if e["type"] == "process.ready"]
+    assert {e["replica"] for e in exited} <= targets, "only the target's container died"
+    if "oom" in kinds:  # the container's memory limit, and State.OOMKilled from the engine
+        assert any(e["oom"] and e["signal"] == "SIGKILL" and e["exit_code"] == 137 for e in exited), exited
+    if "process_kill" in kinds:
+        assert any(not e["oom"] and e["signal"] == "SIGKILL" and "cause" not in e for e in exited), exited
+    if "process_freeze" in kinds:
+        assert exited == [], "a paused container is frozen, not killed"
+    if "port_change" in kinds:
+        ports = [e["port"] for e in events if e["type"] == "process.restarted"]
+        assert len(ports) == 2 and ports[0] != ports[1], "moved to its spare port, then back"
+    if kinds & {"oom", "process_kill", "process_restart", "port_change"}:
+        assert ready and {e["replica"] for e in ready} <= targets, "the supervisor restarted it and saw it ready"
 
 
 @pytest.mark.integration
@@ -58,7 +86,12 @@ def test_shipped_scenario_passes_on_docker(scenario_file: Path, tmp_path: Path, 
     health = [e for e in events if e["type"] == "health"]
     assert {e["replica"] for e in health} == set(scenario.replicas)
     assert {e["fault"] for e in events if e["type"] == "fault.cleared"} == {f.label for f in scenario.faults}
-    assert (run_dir / "envoy-health.jsonl").stat().st_size > 0, "Envoy wrote its event log into the run folder"
+    _assert_process_events(scenario, events)
+    if any(pool.dns is not None for pool in scenario.upstreams):  # the fake DNS server ran in the gateway pod
+        assert ready["endpoints"]["dns"]["address"].startswith("127.0.0.1:")
+        assert (run_dir / "logs" / "dns.log").exists()
+    if scenario.gateway.health_check is not None:  # its health-check event log (none without active checks)
+        assert (run_dir / "envoy-health.jsonl").stat().st_size > 0, "Envoy wrote its event log into the run folder"
     for component in ("envoy", "toxiproxy", *scenario.replicas):
         name = "".join(c if c.isalnum() or c in "-_." else "_" for c in component)
         assert (run_dir / "logs" / f"{name}.log").exists(), f"the output of {component} was saved"

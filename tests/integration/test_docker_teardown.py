@@ -25,7 +25,7 @@ from harness.runtimes.docker_engine import (
 from harness.scenario import parse_scenario
 
 from .conftest import CHAOSGATE, ROOT, wait_for
-from .docker_helpers import docker_engine, leftovers, run_ids
+from .docker_helpers import docker_engine, leftovers, run_ids, run_resources
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -51,7 +51,7 @@ def test_interrupt_removes_every_container_and_network(sig: signal.Signals, tmp_
     harness = _start_run(tmp_path)
     try:
         _wait_for_fault(run_dir / "journal.jsonl")
-        assert len(leftovers(docker_engine, run_dir)) == 6, "five containers and a network run before the interrupt"
+        assert len(leftovers(docker_engine, run_dir)) == run_resources(3), "the run's containers and network"
         harness.send_signal(sig)
         _, stderr = harness.communicate(timeout=60)
     finally:
@@ -77,7 +77,7 @@ def test_the_next_run_removes_what_a_killed_harness_left(tmp_path: Path, docker_
         harness.kill()  # SIGKILL: no teardown at all
         harness.communicate(timeout=30)
     left = leftovers(docker_engine, killed_dir)
-    assert len(left) == 6, left
+    assert len(left) == run_resources(3), left
     (killed_run,) = run_ids(docker_engine, killed_dir)
 
     scenario = parse_scenario(SCENARIO.read_text(), str(SCENARIO))

@@ -18,7 +18,7 @@ import pytest
 from harness.runtimes.docker_engine import LABEL_RUN_DIR
 
 from .conftest import CHAOSGATE, ROOT, wait_for
-from .docker_helpers import docker_engine, health_states, leftovers
+from .docker_helpers import docker_engine, health_states, leftovers, run_resources
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -39,7 +39,7 @@ def test_up_on_docker_serves_openai_clients_until_interrupted(tmp_path: Path, do
             if line.startswith("}"):
                 break
         endpoints = json.loads(text)
-        assert len(leftovers(docker_engine, run_dir)) == 6, "five containers and their network"
+        assert len(leftovers(docker_engine, run_dir)) == run_resources(3), "the run's containers and network"
         label = f"{LABEL_RUN_DIR}={run_dir.resolve()}"
         wait_for(lambda: set(health_states(docker_engine, label).values()) == {"healthy"}, 30,
                  "the health check compose.yaml gives each container to pass")

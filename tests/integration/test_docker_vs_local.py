@@ -1,4 +1,4 @@
-"""One scenario on each runtime: the same verdicts (expectation kinds, pass/fail) and the
+"""Scenarios on each runtime: the same verdicts (expectation kinds, pass/fail) and the
 same journal format; only the runtime, the addresses and the measurements differ."""
 
 from __future__ import annotations
@@ -17,36 +17,42 @@ from .docker_helpers import docker_engine, leftovers
 if TYPE_CHECKING:
     from docker import DockerClient
 
-SCENARIO = ROOT / "scenarios" / "replica-reset.yaml"
+# A Toxiproxy fault, and the OOM kill: a memory limit, the kernel's kill and the supervisor's restart
+# (a cgroup and child processes on local; the container's limit and the engine on docker).
+SCENARIOS = ("replica-reset", "oom-kill")
 __all__ = ["docker_engine"]
 
 
-def _run(runtime: str, out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    result = chaosgate("run", str(SCENARIO), "--runtime", runtime, "--out", str(out), "--quiet", timeout=180)
+def _run(scenario: str, runtime: str, out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    path = ROOT / "scenarios" / f"{scenario}.yaml"
+    result = chaosgate("run", str(path), "--runtime", runtime, "--out", str(out), "--quiet", timeout=180)
     assert result.returncode == 0, f"{runtime}: {result.stdout}{result.stderr}"
-    run_dir = out / "replica-reset"
+    run_dir = out / scenario
     return json.loads((run_dir / "summary.json").read_text()), read_journal(run_dir / "journal.jsonl")
 
 
 CORE_EVENTS = ("run.started", "stack.ready", "load.started", "request", "health", "fault.started",
                "fault.cleared", "load.finished", "run.finished")
+# The supervisor's events: docker's process.exited adds the engine's exit_code and container id.
+PROCESS_EVENTS = ("process.exited", "process.restarted", "process.ready")
 
 
-def _shape(events: list[dict[str, Any]]) -> dict[str, set[str]]:
-    """Each core event type with the keys every event of that type has: the journal's format
+def _shape(events: list[dict[str, Any]], types: tuple[str, ...] = CORE_EVENTS) -> dict[str, set[str]]:
+    """Each event type of ``types`` with the keys every event of that type has: the journal's format
     without its values (optional keys such as a failed request's body depend on what happened)."""
     shape: dict[str, set[str]] = {}
     for event in events:
-        if event["type"] in CORE_EVENTS:
+        if event["type"] in types:
             keys = set(event)
             shape[event["type"]] = shape[event["type"]] & keys if event["type"] in shape else keys
     return shape
 
 
 @pytest.mark.integration
-def test_same_scenario_same_verdicts_on_both_runtimes(tmp_path: Path, docker_engine: DockerClient) -> None:
-    local_summary, local_events = _run("local", tmp_path / "local")
-    docker_summary, docker_events = _run("docker", tmp_path / "docker")
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_same_scenario_same_verdicts_on_both_runtimes(scenario: str, tmp_path: Path, docker_engine: DockerClient) -> None:
+    local_summary, local_events = _run(scenario, "local", tmp_path / "local")
+    docker_summary, docker_events = _run(scenario, "docker", tmp_path / "docker")
 
     def verdicts(summary: dict[str, Any]) -> list[tuple[str, Any, bool]]:
         return [(v["kind"], json.dumps(v["params"], sort_keys=True), v["passed"]) for v in summary["expectations"]]
@@ -65,4 +71,17 @@ def test_same_scenario_same_verdicts_on_both_runtimes(tmp_path: Path, docker_eng
     docker_ready = next(e for e in docker_events if e["type"] == "stack.ready")
     assert set(docker_ready["endpoints"]) == set(local_ready["endpoints"])
     assert docker_ready["endpoints"]["replicas"].keys() == local_ready["endpoints"]["replicas"].keys()
-    assert leftovers(docker_engine, tmp_path / "docker" / "replica-reset") == []
+
+    local_process, docker_process = _shape(local_events, PROCESS_EVENTS), _shape(docker_events, PROCESS_EVENTS)
+    assert set(docker_process) == set(local_process), "the same supervisor events"
+    for type, keys in local_process.items():
+        assert keys <= docker_process[type], f"{type}: docker's lacks {keys - docker_process[type]}"
+
+    def deaths(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return [(e["replica"], e["status"], e["signal"], e["oom"], e["restart_in_s"])
+                for e in events if e["type"] == "process.exited"]
+
+    assert deaths(docker_events) == deaths(local_events), "the same deaths, as the kernel reported them"
+    if scenario == "oom-kill":
+        assert deaths(local_events) == [("chat[0]", -9, "SIGKILL", True, 3.0)]
+    assert leftovers(docker_engine, tmp_path / "docker" / scenario) == []

@@ -137,9 +137,17 @@ def test_control_api_is_not_reachable_through_the_gateway(stack: Stack) -> None:
         assert httpx.get(f"{stack.control_url(name)}/fault", timeout=5).json() == {"mode": "none"}
 
 
+# Control faults of other fakes than the model and MCP servers, with their live tests in their own file.
+LIVE_TESTS_ELSEWHERE = {"dns": "test_dns_fault_live.py"}
+
+
 def test_every_control_fault_kind_has_a_live_test() -> None:
     tested = {name.removeprefix("test_").removesuffix("_through_the_fault_seam") for name in globals()
               if name.endswith("_through_the_fault_seam")}
+    here = Path(__file__).parent
+    for kind, file in LIVE_TESTS_ELSEWHERE.items():
+        if ".inject(stack" in (here / file).read_text():  # its tests inject the fault into a live stack
+            tested.add(kind)
     assert tested == {kind for kind, fault in FAULTS.items() if issubclass(fault, ControlFault)}
 
 

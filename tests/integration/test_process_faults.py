@@ -20,10 +20,9 @@ import httpx
 import pytest
 
 from harness.faults import FAULTS
-from harness.runtimes.base import Stack, unsupported
-from harness.runtimes.docker import DockerRuntime
+from harness.runtimes.base import Stack
 from harness.runtimes.local import LocalRuntime
-from harness.scenario import Scenario, load_scenario, parse_scenario
+from harness.scenario import Scenario, parse_scenario
 
 from .conftest import CHAOSGATE, ROOT, chaosgate, processes_of_run, wait_for
 
@@ -216,17 +215,6 @@ def test_a_machine_without_a_memory_controller_is_refused_plainly(tmp_path: Path
     assert result.returncode == 2, result.stdout + result.stderr
     assert "memory_limit needs a cgroup v1 memory controller" in result.stderr + result.stdout
     assert processes_of_run(tmp_path / "out" / "oom-kill") == []
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("name", ["oom-kill", "process-kill", "process-freeze", "port-change"])
-def test_the_docker_runtime_refuses_what_it_cannot_do(name: str, tmp_path: Path) -> None:
-    path = ROOT / "scenarios" / f"{name}.yaml"
-    problems = unsupported(load_scenario(path), "docker", DockerRuntime.capabilities)
-    assert problems
-    result = chaosgate("run", str(path), "--runtime", "docker", "--out", str(tmp_path), "--quiet")
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert f"cannot run on the docker runtime: {problems[0]}" in result.stderr + result.stdout
 
 
 @pytest.mark.integration

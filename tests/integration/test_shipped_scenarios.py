@@ -44,6 +44,9 @@ def test_shipped_scenario_passes(scenario_file: Path, tmp_path: Path) -> None:
     streams = [e for e in requests if e["kind"] == "chat_stream" and e["error"] is None]
     if scenario.load.mix.get("chat_stream"):
         assert streams and all(0 < e["ttft"] <= e["latency"] for e in streams)
+    # Every measured detection and recovery lies inside the window the gateway's configuration promised.
+    assert all(f["promise_held"]["detection"] != "NO" and f["promise_held"]["recovery"] != "NO"
+               for f in summary["faults"]), summary["faults"]
     assert {e["fault"] for e in events if e["type"] == "fault.started"} == {f.label for f in scenario.faults}
     assert {e["fault"] for e in events if e["type"] == "fault.cleared"} == {f.label for f in scenario.faults}
     assert processes_of_run(run_dir) == [], "the stack was torn down"

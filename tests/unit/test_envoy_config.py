@@ -1,4 +1,4 @@
-"""The Envoy config rendered from a scenario's gateway block, and the traps it warns about."""
+"""The Envoy config rendered from a scenario's gateway block (its traps: tests/unit/test_lint_envoy.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from harness.gateways import traps as gateway_traps
 from harness.gateways.base import UpstreamAddress
 from harness.gateways.envoy import UPSTREAM_HEADER, EnvoyGateway, envoy_binary
-from harness.scenario import Gateway, Scenario, load_scenario, parse_scenario
+from harness.scenario import Gateway
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -188,103 +187,3 @@ def test_what_the_scenario_model_accepts_envoy_accepts(gateway: dict[str, Any], 
     result = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(path), "--log-level", "critical"],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, f"the scenario model accepts {gateway}, Envoy does not: {result.stderr[-400:]}"
-
-
-# -- traps -------------------------------------------------------------------------------
-
-def trap_scenario(gateway: str, expect: str, replicas: int = 3, target: str = "chat[0]") -> Scenario:
-    return parse_scenario(
-        "name: t\n"
-        f"gateway: {gateway}\n"
-        f"upstreams:\n  - {{name: chat, replicas: {replicas}}}\n"
-        "load: {duration: 20s}\n"
-        f'faults:\n  - {{kind: reset_peer, target: "{target}", at: 5s, for: 8s}}\n'
-        f"expect:\n  - {expect}\n", "x.yaml")
-
-
-UNHEALTHY = '{kind: upstream_unhealthy, target: "chat[0]", within: 3s}'
-RATE = "{kind: error_rate, window: run, max: 0.1}"
-
-
-def test_trap_slow_no_traffic_interval_with_health_expectations() -> None:
-    found = EnvoyGateway.traps(trap_scenario("{health_check: {interval: 1s}, panic_threshold: 0}", UNHEALTHY))
-    assert len(found) == 1
-    assert found[0].startswith("gateway.health_check.no_traffic_interval is 60s")
-    assert "every 1s" in found[0]
-    healthy = '{kind: upstream_healthy, target: "chat[0]", within: 3s}'
-    assert len(EnvoyGateway.traps(trap_scenario("{panic_threshold: 0}", healthy))) == 1
-
-
-def test_trap_slow_no_traffic_interval_with_an_after_detection_window() -> None:
-    found = EnvoyGateway.traps(trap_scenario("{panic_threshold: 0}", "{kind: error_rate, window: after_detection, max: 0}"))
-    assert len(found) == 1 and found[0].startswith("gateway.health_check.no_traffic_interval is 60s")
-
-
-def test_trap_panic_threshold_when_a_fault_breaks_most_of_a_pool() -> None:
-    gw = "{health_check: {no_traffic_interval: 1s}, panic_threshold: 50}"
-    found = EnvoyGateway.traps(trap_scenario(gw, RATE, target="chat[*]"))
-    assert len(found) == 1
-    assert "while reset_peer@chat[*] leaves 0 of 3 replicas of 'chat' healthy" in found[0]
-    assert EnvoyGateway.traps(trap_scenario(gw, RATE, target="chat[0]")) == []  # 2 of 3 healthy: 67% >= 50%
-    assert len(EnvoyGateway.traps(trap_scenario(gw, RATE, replicas=2, target="chat[0]"))) == 0  # 50% is not < 50%
-
-
-def test_no_trap_for_no_traffic_interval_when_equal_or_not_relevant() -> None:
-    fixed = "{health_check: {interval: 1s, no_traffic_interval: 1s}, panic_threshold: 0}"
-    assert EnvoyGateway.traps(trap_scenario(fixed, UNHEALTHY)) == []
-    assert EnvoyGateway.traps(trap_scenario("{panic_threshold: 0}", RATE)) == []
-    assert EnvoyGateway.traps(trap_scenario("{health_check: null, panic_threshold: 0}", RATE)) == []
-
-
-def test_trap_panic_threshold_with_all_down_response() -> None:
-    all_down = "{kind: all_down_response, within: 4s}"
-    gw = "{health_check: {no_traffic_interval: 1s}, panic_threshold: 50}"
-    found = EnvoyGateway.traps(trap_scenario(gw, all_down))
-    assert len(found) == 1
-    assert found[0].startswith("gateway.panic_threshold is 50%")
-    assert "set panic_threshold: 0" in found[0]
-    assert EnvoyGateway.traps(trap_scenario("{panic_threshold: 0}", all_down)) == []
-    assert EnvoyGateway.traps(trap_scenario("{panic_threshold: 50}", RATE)) == []
-
-
-@pytest.mark.parametrize(("replicas", "percent", "trapped"), [
-    (3, 10, True),    # 33% needed to eject one of three
-    (3, 33, True),
-    (3, 34, False),
-    (2, 50, False),   # ejecting one of two is exactly 50%
-    (2, 49, True),
-    (1, 99, True),
-    (1, 100, False),
-    (10, 10, False),
-])
-def test_trap_max_ejection_percent_too_small(replicas: int, percent: int, trapped: bool) -> None:
-    gw = f"{{panic_threshold: 0, outlier_detection: {{max_ejection_percent: {percent}}}}}"
-    found = EnvoyGateway.traps(trap_scenario(gw, RATE, replicas=replicas))
-    if trapped:
-        assert len(found) == 1
-        assert found[0].startswith(f"gateway.outlier_detection.max_ejection_percent is {percent}%: with "
-                                   f"{replicas} replicas in 'chat'")
-    else:
-        assert found == []
-
-
-def test_several_traps_at_once() -> None:
-    gw = "{panic_threshold: 50, outlier_detection: {}}"
-    scenario = parse_scenario(
-        "name: t\n"
-        f"gateway: {gw}\n"
-        "upstreams:\n  - {name: chat, replicas: 3}\n"
-        "load: {duration: 20s}\n"
-        'faults:\n  - {kind: timeout, target: "chat[*]", at: 5s, for: 8s}\n'
-        'expect:\n  - {kind: all_down_response, within: 4s}\n  - {kind: upstream_healthy, target: "chat[*]", within: 3s}\n',
-        "x.yaml")
-    found = EnvoyGateway.traps(scenario)
-    assert [t.split(" is ")[0] for t in found] == [
-        "gateway.health_check.no_traffic_interval", "gateway.panic_threshold",
-        "gateway.outlier_detection.max_ejection_percent"]
-    assert gateway_traps(scenario) == found  # the registry dispatches to Envoy
-
-
-@pytest.mark.parametrize("name", ["replica-reset.yaml", "all-down.yaml", "latency-spike.yaml"])
-def test_shipped_scenarios_have_no_traps(name: str) -> None:
-    assert EnvoyGateway.traps(load_scenario(REPO / "scenarios" / name)) == []

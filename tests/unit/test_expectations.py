@@ -7,6 +7,9 @@ from typing import Any
 import pytest
 
 from harness.expectations import EXPECTATIONS, Verdict
+from tests.unit.test_diagnose import test_expectation_fails_without_a_journalled_diagnosis_or_on_error as \
+    diagnosis_missing_or_failed
+from tests.unit.test_diagnose import test_expectation_judges_the_journalled_diagnosis as diagnosis_named_right_or_wrong
 from harness.judge import Judgement, judge_events
 from harness.timeline import build_timeline, percentile
 
@@ -364,6 +367,29 @@ def test_no_traffic_to_when_never_detected_is_unjudgeable() -> None:
     assert "no after_detection window" in v.detail
 
 
+# -- traffic_to --------------------------------------------------------------------------
+
+TRAFFIC_TO = '{kind: traffic_to, target: "chat[0]", window: fault, min_share: 0.3}'
+
+
+def test_traffic_to_passes_when_the_replica_keeps_serving_in_the_window() -> None:
+    run = Run(TRAFFIC_TO).fault(5.0, 13.0)
+    run.requests(0.0, 5.0, replica="chat[1]")  # before the fault: does not count
+    run.requests(5.0, 13.0, step=1.0, replica="chat[0]").requests(5.5, 13.0, step=1.0, replica="chat[1]")
+    v = run.finish().verdict()
+    assert (v.passed, v.measured, v.measured_value, v.bound_value) == (True, "50.00%", 0.5, 0.3)
+    assert v.detail == "chat[0] served 8 of 16 requests between 5.000s and 13.000s"
+
+
+def test_traffic_to_fails_when_the_replica_was_dropped_and_counts_only_successes() -> None:
+    run = Run(TRAFFIC_TO).fault(5.0, 13.0)
+    run.request(5.0, replica="chat[0]").request(5.5, error="http_5xx", status=503, replica="chat[0]")
+    run.requests(6.0, 13.0, step=1.0, replica="chat[1]")
+    v = run.finish().verdict()
+    assert (v.passed, v.measured) == (False, "11.11%")
+    assert v.detail == "chat[0] served 1 of 9 requests between 5.000s and 13.000s"
+
+
 # -- latency -----------------------------------------------------------------------------
 
 def latency_run(expect: str) -> Run:
@@ -546,10 +572,13 @@ PASS_FAIL: dict[str, tuple[Any, Any]] = {
     "error_rate": (test_error_rate_passes_under_the_bound, test_error_rate_fails_over_the_bound_and_names_the_error_kinds),
     "no_traffic_to": (test_no_traffic_to_passes_when_the_replica_is_routed_around_after_detection,
                       test_no_traffic_to_fails_and_counts_only_requests_in_the_window),
+    "traffic_to": (test_traffic_to_passes_when_the_replica_keeps_serving_in_the_window,
+                   test_traffic_to_fails_when_the_replica_was_dropped_and_counts_only_successes),
     "latency": (test_latency_percentile_is_nearest_rank_over_successful_requests, test_latency_fails_over_the_bound),
     "all_down_response": (test_all_down_response_first_match_and_share_pass, test_all_down_response_fails_on_min_share),
     "max_request_time": (test_max_request_time_counts_failed_requests_too,
                          test_max_request_time_fails_on_a_request_that_hung_until_the_client_timeout),
+    "diagnosis": (diagnosis_named_right_or_wrong, diagnosis_missing_or_failed),  # tests/unit/test_diagnose.py
 }
 
 

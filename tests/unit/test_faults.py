@@ -70,7 +70,8 @@ CASES: dict[str, tuple[dict[str, Any], str | None, dict[str, Any] | None]] = {
 
 
 def test_every_fault_kind_is_covered() -> None:
-    assert set(CASES) | set(CONTROL_CASES) | set(PROCESS_CASES) | {"oom", "port_change", "cert"} == set(FAULTS)  # cert: test_cert_fault.py
+    # cert: test_cert_fault.py; dns: tests/unit/test_dns_pools.py, tests/integration/test_dns_fault_live.py
+    assert set(CASES) | set(CONTROL_CASES) | set(PROCESS_CASES) | {"oom", "port_change", "cert", "dns"} == set(FAULTS)
 
 
 @pytest.mark.parametrize("kind", [k for k, case in CASES.items() if case[1] is not None])
