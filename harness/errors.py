@@ -34,13 +34,15 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = self.file
-        if self.line is not None:
-            where += f":{self.line}"
-            if self.column is not None:
-                where += f":{self.column}"
         field = f"{self.field}: " if self.field else ""
-        return f"{where}: {field}{self.message}"
+        return f"{location(self.file, self.line, self.column)}: {field}{self.message}"
+
+
+def location(file: str, line: int | None, column: int | None) -> str:
+    """``file``, ``file:line`` or ``file:line:column``, as far as the place is known."""
+    if line is None:
+        return file
+    return f"{file}:{line}" if column is None else f"{file}:{line}:{column}"
 
 
 class ScenarioError(ChaosgateError):

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from harness.errors import location
 from harness.scenario import Scenario
 from harness.yaml_source import Path as YamlPath
 from harness.yaml_source import YamlDocument
@@ -52,12 +53,7 @@ class Finding:
     message: str
 
     def __str__(self) -> str:
-        where = self.file
-        if self.line is not None:
-            where += f":{self.line}"
-            if self.column is not None:
-                where += f":{self.column}"
-        return f"{where}: {self.severity} [{self.trap}] {self.field}: {self.message}"
+        return f"{location(self.file, self.line, self.column)}: {self.severity} [{self.trap}] {self.field}: {self.message}"
 
 
 def field_name(path: YamlPath) -> str:
