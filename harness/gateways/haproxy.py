@@ -290,21 +290,6 @@ class HaproxyGateway:
                                            "the haproxy adapter reaches replicas by address only (no DNS resolution yet)"))
         return issues
 
-    @staticmethod
-    def traps(scenario: Scenario) -> list[str]:
-        """HAProxy's start-up state: a server starts UP with health = rise, so before its first check it
-        is routed to blindly, and a fault before that is noticed after one failed check, not `fall`."""
-        found: list[str] = []
-        hc = scenario.gateway.health_check
-        if hc is not None and scenario.faults:
-            first = min(f.at for f in scenario.faults)
-            if first < hc.interval * 2:
-                found.append(
-                    f"the first fault starts at {first:g}s, within two check intervals ({hc.interval:g}s) of the "
-                    "start: HAProxy 2.6 starts servers UP with health = rise (no init-state before 3.1), so a "
-                    "server that has not completed a check yet goes DOWN after one failed check, not "
-                    f"{hc.unhealthy_threshold}; start faults later")
-        return found
 
 
 def _server_tls(trust: UpstreamTlsTrust | None) -> str:

@@ -383,19 +383,3 @@ class NginxGateway:
                 issues.append(SettingIssue(("upstreams", i, "dns"),
                                            "the nginx adapter reaches replicas by address only (no DNS resolution yet)"))
         return issues
-
-    @staticmethod
-    def traps(scenario: Scenario) -> list[str]:
-        """nginx's single-server group that is never marked down; per-worker failure state."""
-        g = scenario.gateway
-        found: list[str] = []
-        for pool in scenario.upstreams:
-            if pool.replicas == 1:
-                found.append(f"upstream {pool.name!r} has one replica: nginx ignores max_fails and fail_timeout in a "
-                             "group of one server, so it is never marked down and clients get its errors (502) "
-                             "for as long as it is broken")
-        if g.nginx.worker_processes > 1 and not g.nginx.shared_zone:
-            found.append(f"gateway.nginx.worker_processes is {g.nginx.worker_processes} without shared_zone: each "
-                         "worker counts failures on its own, so a broken server is marked down once per worker and "
-                         "keeps getting requests from the workers that have not seen max_fails failures yet")
-        return found

@@ -231,15 +231,6 @@ def test_unknown_gateway_kind_names_the_registered_ones() -> None:
     assert all(f"'{kind}'" in str(problem) for kind in GATEWAYS), str(problem)
 
 
-# -- traps ------------------------------------------------------------------------------------
-
-def test_start_up_state_trap() -> None:
-    early = parse_scenario(SCENARIO.format(gateway="").replace("at: 5s", "at: 1s"), "s.yaml")
-    assert any("starts servers UP with health = rise" in t for t in HaproxyGateway.traps(early))
-    late = parse_scenario(SCENARIO.format(gateway=""), "s.yaml")
-    assert HaproxyGateway.traps(late) == []
-
-
 def test_docker_runtime_refuses_haproxy_and_nginx() -> None:
     from harness.runtimes.base import unsupported
 

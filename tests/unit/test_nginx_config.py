@@ -13,7 +13,7 @@ from harness.errors import ScenarioError, StackError
 from harness.gateways import GATEWAYS, traps
 from harness.gateways.base import UPSTREAM_HEADER, UpstreamAddress, UpstreamTlsTrust
 from harness.gateways.nginx import NginxGateway, nginx_binary
-from harness.scenario import Gateway, load_scenario, parse_scenario
+from harness.scenario import Gateway, parse_scenario
 from tests.unit.test_haproxy_config import installed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -240,16 +240,6 @@ def test_mcp_pool_is_an_error() -> None:
     found = problems("name: t\ngateway: {kind: nginx, health_check: null}\nupstreams:\n  - {name: chat}\n"
                      "  - {name: tools, kind: mcp}\nload: {duration: 5s}\n")
     assert any("upstreams[name='tools'].kind" in p and "sticky sessions are NGINX Plus only" in p for p in found)
-
-
-# -- traps ------------------------------------------------------------------------------------
-
-def test_single_server_and_per_worker_traps() -> None:
-    single = parse_scenario(SCENARIO.format(gateway="").replace("replicas: 3", "replicas: 1"), "s.yaml")
-    assert any("never marked down" in t for t in NginxGateway.traps(single))
-    workers = parse_scenario(SCENARIO.format(gateway="  nginx: {worker_processes: 2, shared_zone: false}"), "s.yaml")
-    assert any("each worker counts failures on its own" in t for t in NginxGateway.traps(workers))
-    assert NginxGateway.traps(load_scenario(REPO / "scenarios" / "compare" / "replica-reset-nginx.yaml")) == []
 
 
 def test_another_gateways_block_is_listed_for_the_gateway_that_runs() -> None:
