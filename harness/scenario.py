@@ -309,7 +309,13 @@ def parse_scenario(text: str, file: str, gateway: str | None = None) -> Scenario
     problems = _cross_check(scenario, doc)
     if problems:
         raise ScenarioError(problems)
-    return scenario
+    return _for_gateway(scenario)
+
+
+def _for_gateway(scenario: Scenario) -> Scenario:
+    """The scenario as its gateway runs it: without the expectations scoped to other gateways."""
+    expect = [e for e in scenario.expect if e.applies_to(scenario.gateway.kind)]
+    return scenario if len(expect) == len(scenario.expect) else scenario.model_copy(update={"expect": expect})
 
 
 def _problem(doc: YamlDocument, error: Any) -> Problem:
@@ -477,6 +483,9 @@ def _cross_check(scenario: Scenario, doc: YamlDocument) -> list[Problem]:
                 resolve(target, scenario.pools)
             except ValueError as exc:
                 add(("expect", i, "target"), str(exc))
+        for j, gateway in enumerate(expectation.gateways or []):
+            if gateway not in GATEWAYS:
+                add(("expect", i, "gateways", j), f"unknown gateway {gateway!r}; expected one of {', '.join(GATEWAYS)}")
         if expectation.fault is not None and expectation.fault not in labels:
             add(("expect", i, "fault"), f"no fault called {expectation.fault!r} (faults: {', '.join(labels) or 'none'})")
         window = getattr(expectation, "window", None)

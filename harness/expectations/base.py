@@ -59,6 +59,14 @@ class Expectation(BaseModel):
 
     kind: str
     fault: str | None = Field(default=None, description="The fault this refers to (its name or '<kind>@<target>'); default: the first fault on the same target.")
+    gateways: list[str] | None = Field(
+        default=None, min_length=1,
+        description="Judge this expectation only when the run's gateway is one of these (default: every gateway). "
+                    "One scenario then encodes what each gateway was measured to do (scenarios/compare/).")
+
+    def applies_to(self, gateway: str) -> bool:
+        """Whether a run on ``gateway`` judges this expectation."""
+        return self.gateways is None or gateway in self.gateways
 
     def describe(self) -> str:
         """The expectation in plain words."""

@@ -312,15 +312,10 @@ class NginxGateway:
         gw = ("gateway",)
         issues: list[SettingIssue] = []
         if g.health_check is not None:
-            if explicitly_set(g, "health_check"):
-                issues.append(SettingIssue((*gw, "health_check"),
-                                           "nginx OSS has no active health checks (health_check is NGINX Plus "
-                                           "only); set health_check: null and use outlier_detection (max_fails/"
-                                           "fail_timeout, counted on real requests) or gateway.nginx"))
-            else:
-                issues.append(SettingIssue((*gw, "health_check"),
-                                           "nginx OSS has no active health checks; it marks a server down only "
-                                           "after failed requests (max_fails/fail_timeout)", error=False))
+            issues.append(SettingIssue((*gw, "health_check"),
+                                       "nginx OSS has no active health checks (health_check is NGINX Plus only); it "
+                                       "marks a server down only after failed requests (outlier_detection or "
+                                       "gateway.nginx max_fails/fail_timeout)", error=False))
         if (od := g.outlier_detection) is not None:
             if od.consecutive_5xx and od.consecutive_gateway_failure:
                 issues.append(SettingIssue((*gw, "outlier_detection", "consecutive_gateway_failure"),

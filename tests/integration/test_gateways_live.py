@@ -114,17 +114,6 @@ def test_haproxy_keeps_mcp_sessions_on_their_replica(tmp_path: Path) -> None:
 # -- nginx --------------------------------------------------------------------------------------
 
 @pytest.mark.integration
-def test_nginx_refuses_replica_reset_with_active_checks(tmp_path: Path) -> None:
-    require_components("nginx")
-    result = chaosgate("run", str(ROOT / "scenarios" / "replica-reset.yaml"), "--gateway", "nginx",
-                       "--out", str(tmp_path), "--quiet", timeout=60)
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert ("scenarios/replica-reset.yaml:17:3: gateway.health_check: nginx cannot honour this (--gateway nginx): "
-            "nginx OSS has no active health checks") in result.stderr
-    assert not (tmp_path / "replica-reset").exists(), "nothing was started"
-
-
-@pytest.mark.integration
 def test_nginx_runs_its_replica_reset(tmp_path: Path) -> None:
     require_components("nginx")
     _, events = run_passes(COMPARE / "replica-reset-nginx.yaml", tmp_path)

@@ -365,3 +365,36 @@ def test_registries_name_their_models_by_kind() -> None:
     for registry in (FAULTS, EXPECTATIONS):
         for kind, model in registry.items():
             assert model.model_fields["kind"].annotation.__args__ == (kind,)
+
+
+# -- expectations scoped to gateways ------------------------------------------------------
+
+SCOPED = BASE + """faults:
+  - {kind: down, target: "chat[0]", at: 5s, for: 5s}
+expect:
+  - {kind: error_rate, window: baseline, max: 0.0}
+  - {kind: no_traffic_to, target: "chat[0]", window: after_detection, gateways: [envoy, haproxy]}
+  - {kind: traffic_to, target: "chat[0]", window: fault, min_share: 0.2, gateways: [nginx]}
+"""
+
+
+@pytest.mark.parametrize(("gateway", "kinds"), [
+    ("envoy", ["error_rate", "no_traffic_to"]),
+    ("haproxy", ["error_rate", "no_traffic_to"]),
+    ("nginx", ["error_rate", "traffic_to"]),
+    ("litellm", ["error_rate"]),
+])
+def test_a_run_judges_only_the_expectations_for_its_gateway(gateway: str, kinds: list[str]) -> None:
+    scenario = parse_scenario(SCOPED, "x.yaml", gateway)
+    assert [e.kind for e in scenario.expect] == kinds
+
+
+def test_the_file_s_own_gateway_scopes_too() -> None:
+    scenario = parse_scenario(SCOPED + "gateway: {kind: nginx, health_check: null}\n", "x.yaml")
+    assert [e.kind for e in scenario.expect] == ["error_rate", "traffic_to"]
+
+
+def test_an_unknown_gateway_in_an_expectation_is_named() -> None:
+    assert errors_of(SCOPED.replace("[envoy, haproxy]", "[envoy, hapoxy]")) == [
+        "x.yaml:9:89: expect[1].gateways[1]: unknown gateway 'hapoxy'; expected one of envoy, haproxy, nginx, litellm"]
+    assert errors_of(SCOPED.replace("[nginx]", "[]"))[0].startswith("x.yaml:10:")
