@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from harness.gateways.litellm import litellm_binary
 from harness.gateways.nginx import nginx_binary
 from harness.runtimes.base import RUN_MARKER
 from harness.runtimes.local import toxiproxy_binary
+from harness.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAOSGATE = [sys.executable, "-m", "harness.cli"]
@@ -80,3 +82,33 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 def chaosgate(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """Run the CLI to completion and return its result."""
     return subprocess.run([*CHAOSGATE, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class ScenarioRun:
+    """One `chaosgate run` of a shipped scenario: the CLI's result and the run's folder."""
+
+    result: subprocess.CompletedProcess[str]
+    run_dir: Path
+
+
+ShippedRun = Callable[[Path, str], ScenarioRun]
+_RUNS: dict[tuple[Path, str], ScenarioRun] = {}
+
+
+@pytest.fixture(scope="session")
+def shipped_run(tmp_path_factory: pytest.TempPathFactory) -> ShippedRun:
+    """Run a scenario file on a runtime once per test session: the tests that judge the shipped
+    scenarios on each runtime and the test that compares the runtimes share the same runs."""
+
+    def run(path: Path, runtime: str = "local") -> ScenarioRun:
+        key = (path.resolve(), runtime)
+        if key not in _RUNS:
+            scenario = load_scenario(path)
+            out = tmp_path_factory.mktemp(f"{path.stem}-{runtime}")
+            result = chaosgate("run", str(path), "--runtime", runtime, "--out", str(out), "--quiet",
+                               timeout=scenario.load.duration + 120)
+            _RUNS[key] = ScenarioRun(result, out / scenario.name)
+        return _RUNS[key]
+
+    return run

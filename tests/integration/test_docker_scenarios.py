@@ -14,7 +14,7 @@ from harness.runtimes.base import unsupported
 from harness.runtimes.docker import DockerRuntime
 from harness.scenario import Scenario, load_scenario
 
-from .conftest import ROOT, chaosgate
+from .conftest import ROOT, ShippedRun
 from .docker_helpers import docker_engine, leftovers
 
 if TYPE_CHECKING:
@@ -57,11 +57,10 @@ def _assert_process_events(scenario: Scenario, events: list[dict[str, Any]]) -> 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("scenario_file", SHIPPED, ids=[p.stem for p in SHIPPED])
-def test_shipped_scenario_passes_on_docker(scenario_file: Path, tmp_path: Path, docker_engine: DockerClient) -> None:
+def test_shipped_scenario_passes_on_docker(scenario_file: Path, shipped_run: ShippedRun,
+                                          docker_engine: DockerClient) -> None:
     scenario = load_scenario(scenario_file)
-    result = chaosgate("run", str(scenario_file), "--runtime", "docker", "--out", str(tmp_path), "--quiet",
-                       timeout=scenario.load.duration + 120)
-    run_dir = tmp_path / scenario.name
+    result, run_dir = (run := shipped_run(scenario_file, "docker")).result, run.run_dir
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{scenario.name}: PASSED" in result.stdout
 

@@ -11,7 +11,7 @@ import pytest
 
 from harness.journal import read_journal
 
-from .conftest import ROOT, chaosgate
+from .conftest import ROOT, ShippedRun
 from .docker_helpers import docker_engine, leftovers
 
 if TYPE_CHECKING:
@@ -23,12 +23,12 @@ SCENARIOS = ("replica-reset", "oom-kill")
 __all__ = ["docker_engine"]
 
 
-def _run(scenario: str, runtime: str, out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    path = ROOT / "scenarios" / f"{scenario}.yaml"
-    result = chaosgate("run", str(path), "--runtime", runtime, "--out", str(out), "--quiet", timeout=180)
-    assert result.returncode == 0, f"{runtime}: {result.stdout}{result.stderr}"
-    run_dir = out / scenario
-    return json.loads((run_dir / "summary.json").read_text()), read_journal(run_dir / "journal.jsonl")
+def _run(shipped_run: ShippedRun, scenario: str, runtime: str) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
+    """The session's run of the shipped scenario on ``runtime`` (shared with test_shipped_scenarios and
+    test_docker_scenarios, which judge each run in full)."""
+    run = shipped_run(ROOT / "scenarios" / f"{scenario}.yaml", runtime)
+    assert run.result.returncode == 0, f"{runtime}: {run.result.stdout}{run.result.stderr}"
+    return run.run_dir, json.loads((run.run_dir / "summary.json").read_text()), read_journal(run.run_dir / "journal.jsonl")
 
 
 CORE_EVENTS = ("run.started", "stack.ready", "load.started", "request", "health", "fault.started",
@@ -50,9 +50,10 @@ def _shape(events: list[dict[str, Any]], types: tuple[str, ...] = CORE_EVENTS) -
 
 @pytest.mark.integration
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_same_scenario_same_verdicts_on_both_runtimes(scenario: str, tmp_path: Path, docker_engine: DockerClient) -> None:
-    local_summary, local_events = _run(scenario, "local", tmp_path / "local")
-    docker_summary, docker_events = _run(scenario, "docker", tmp_path / "docker")
+def test_same_scenario_same_verdicts_on_both_runtimes(scenario: str, shipped_run: ShippedRun,
+                                                      docker_engine: DockerClient) -> None:
+    _, local_summary, local_events = _run(shipped_run, scenario, "local")
+    docker_dir, docker_summary, docker_events = _run(shipped_run, scenario, "docker")
 
     def verdicts(summary: dict[str, Any]) -> list[tuple[str, Any, bool]]:
         return [(v["kind"], json.dumps(v["params"], sort_keys=True), v["passed"]) for v in summary["expectations"]]
@@ -84,4 +85,4 @@ def test_same_scenario_same_verdicts_on_both_runtimes(scenario: str, tmp_path: P
     assert deaths(docker_events) == deaths(local_events), "the same deaths, as the kernel reported them"
     if scenario == "oom-kill":
         assert deaths(local_events) == [("chat[0]", -9, "SIGKILL", True, 3.0)]
-    assert leftovers(docker_engine, tmp_path / "docker" / scenario) == []
+    assert leftovers(docker_engine, docker_dir) == []

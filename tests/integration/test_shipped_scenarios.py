@@ -10,18 +10,16 @@ import pytest
 from harness.journal import read_journal
 from harness.scenario import load_scenario
 
-from .conftest import ROOT, chaosgate, processes_of_run
+from .conftest import ROOT, ShippedRun, processes_of_run
 
 SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("scenario_file", SHIPPED, ids=[p.stem for p in SHIPPED])
-def test_shipped_scenario_passes(scenario_file: Path, tmp_path: Path) -> None:
+def test_shipped_scenario_passes(scenario_file: Path, shipped_run: ShippedRun) -> None:
     scenario = load_scenario(scenario_file)
-    result = chaosgate("run", str(scenario_file), "--out", str(tmp_path), "--quiet",
-                       timeout=scenario.load.duration + 90)
-    run_dir = tmp_path / scenario.name
+    result, run_dir = (run := shipped_run(scenario_file, "local")).result, run.run_dir
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{scenario.name}: PASSED" in result.stdout
 
