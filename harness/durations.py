@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
@@ -48,6 +48,41 @@ Duration = Annotated[
                 {"type": "number", "minimum": 0},
             ],
             "description": "A duration: '1.5s', '250ms', '2m', or a number of seconds.",
+        }
+    ),
+]
+
+
+PROMISED: Literal["promised"] = "promised"
+
+
+def parse_bound(value: Any) -> float | Literal["promised"]:
+    """A time bound: ``promised`` (the window the gateway's configuration promises) or a duration."""
+    if value == PROMISED:
+        return PROMISED
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ValueError(f"expected 'promised' or {str(exc).removeprefix('expected ')}") from None
+
+
+def format_bound(bound: float | Literal["promised"]) -> str:
+    return bound if isinstance(bound, str) else format_duration(bound)
+
+
+DurationOrPromised = Annotated[
+    float | Literal["promised"],
+    BeforeValidator(parse_bound),
+    PlainSerializer(format_bound, return_type=str),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"const": PROMISED},
+                {"type": "string", "pattern": DURATION_PATTERN},
+                {"type": "number", "minimum": 0},
+            ],
+            "description": "'promised' (the window the gateway's own configuration promises), or a duration: "
+                           "'1.5s', '250ms', '2m', or a number of seconds.",
         }
     ),
 ]

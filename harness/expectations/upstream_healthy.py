@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from harness.durations import Duration, format_duration
+from harness.durations import DurationOrPromised, format_duration
 from harness.expectations.base import Expectation, Target, Unjudgeable, Verdict, replicas_of, seconds
 from harness.timeline import Timeline
 
@@ -21,7 +21,7 @@ class UpstreamHealthy(Expectation):
 
     kind: Literal["upstream_healthy"]
     target: Target = Field(description="The replica(s) that must be readmitted.")
-    within: Duration | Literal["promised"] = Field(
+    within: DurationOrPromised = Field(
         description="Longest allowed time from the anchor (see 'after'), or 'promised': inside the window the "
                     "gateway's own configuration promises (docs/lint.md, harness/promise/).")
     after: Literal["fault_end", "restart_ready"] = Field(

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from harness.durations import Duration, format_duration
+from harness.durations import DurationOrPromised, format_duration
 from harness.expectations.base import Expectation, Target, Unjudgeable, Verdict, replicas_of, seconds
 from harness.timeline import Timeline
 
@@ -19,7 +19,7 @@ class UpstreamUnhealthy(Expectation):
 
     kind: Literal["upstream_unhealthy"]
     target: Target = Field(description="The replica(s) that must be marked unhealthy.")
-    within: Duration | Literal["promised"] = Field(
+    within: DurationOrPromised = Field(
         description="Longest allowed time from the fault's start, or 'promised': inside the window the "
                     "gateway's own configuration promises (docs/lint.md, harness/promise/).")
 

@@ -55,6 +55,10 @@ class Finding:
     def __str__(self) -> str:
         return f"{location(self.file, self.line, self.column)}: {self.severity} [{self.trap}] {self.field}: {self.message}"
 
+    def without_severity(self) -> str:
+        """The finding for a line that already says it is a warning (a run's progress output)."""
+        return f"{location(self.file, self.line, self.column)}: [{self.trap}] {self.field}: {self.message}"
+
 
 def field_name(path: YamlPath) -> str:
     out = ""

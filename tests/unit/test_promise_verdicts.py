@@ -109,4 +109,4 @@ def test_within_accepts_promised_or_a_duration_and_says_so() -> None:
     assert scenario.expect[0].params()["within"] == "promised"
     with pytest.raises(ScenarioError) as bad:
         parse_scenario(base + '  - {kind: upstream_unhealthy, target: "chat[0]", within: soon}\n', "x.yaml")
-    assert "x.yaml:8" in str(bad.value) and "expect[0].within: expected a duration" in str(bad.value)
+    assert "x.yaml:8" in str(bad.value) and "expect[0].within: expected 'promised' or a duration" in str(bad.value)
