@@ -17,6 +17,7 @@ from harness.errors import Problem, ScenarioError
 from harness.expectations import EXPECTATIONS, Expectation
 from harness.faults import FAULTS, Fault
 from harness.gateways import GATEWAYS
+from harness.gateways.envoy import EnvoyOptions
 from harness.gateways.haproxy import HaproxyOptions
 from harness.gateways.litellm import LitellmOptions
 from harness.gateways.nginx import NginxOptions
@@ -113,6 +114,8 @@ class Gateway(_Model):
     connect_timeout: Duration = Field(default=1.0, gt=0, description="Time limit to connect to a replica.")
     request_timeout: Duration = Field(default=15.0, description="Time limit of a whole request through the gateway (0: none).")
     retries: Retries | None = Field(default=None, description="Retry policy; no retries unless set.")
+    envoy: EnvoyOptions = Field(default_factory=EnvoyOptions,
+                                description="Envoy settings without a common field (used when kind is envoy).")
     haproxy: HaproxyOptions = Field(default_factory=HaproxyOptions,
                                     description="HAProxy settings without a common field (used when kind is haproxy).")
     nginx: NginxOptions = Field(default_factory=NginxOptions,

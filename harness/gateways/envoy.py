@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import yaml
+from pydantic import BaseModel, ConfigDict, Field
 
+from harness.durations import Duration
 from harness.errors import ComponentMissing, StackError
 from harness.gateways.base import (UPSTREAM_HEADER, HostHealth, SettingIssue, UpstreamAddress, UpstreamResolver,
                                    UpstreamTlsTrust)
@@ -20,10 +22,22 @@ from harness.gateways.base import (UPSTREAM_HEADER, HostHealth, SettingIssue, Up
 if TYPE_CHECKING:
     from harness.scenario import Gateway, McpHealthCheck, Scenario
 
-__all__ = ["UPSTREAM_HEADER", "EnvoyGateway", "envoy_binary"]
+__all__ = ["UPSTREAM_HEADER", "EnvoyGateway", "EnvoyOptions", "envoy_binary"]
 # Not pending_dynamic_removal: DNS no longer names the host, but Envoy keeps routing to it while it
 # passes active health checks (measured, docs/faults.md DNS); the flag is journalled all the same.
 _FAILURE_FLAGS = ("failed_active_health_check", "failed_outlier_check", "failed_eds_health")
+
+
+class EnvoyOptions(BaseModel):
+    """Envoy settings that have no common gateway field (``gateway.envoy`` in a scenario)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    update_merge_window: Duration = Field(
+        default=0.0, le=60, description="Each cluster's common_lb_config.update_merge_window: a health change that "
+        "comes within this long of the previous one reaches the workers' load balancers only when the window "
+        "expires, while the admin API shows it at once (Envoy's default: 1s; chaosgate's: 0s, so what the "
+        "harness observes is what routes requests). docs/lint.md, envoy.merge-window.")
 
 
 def envoy_binary() -> str:
@@ -128,9 +142,10 @@ class EnvoyGateway:
             "type": "STATIC" if all(_is_ip(u.host) for u in upstreams) else "STRICT_DNS",
             "connect_timeout": _dur(s.connect_timeout),
             "lb_policy": "ROUND_ROBIN",
-            # update_merge_window 0: workers see health changes at once, so what the admin API
-            # reports is what routes requests (the default merges changes for up to 1 s).
-            "common_lb_config": {"healthy_panic_threshold": {"value": s.panic_threshold}, "update_merge_window": "0s"},
+            # update_merge_window 0 (chaosgate's default): workers see health changes at once, so what
+            # the admin API reports is what routes requests (Envoy's default merges changes for up to 1 s).
+            "common_lb_config": {"healthy_panic_threshold": {"value": s.panic_threshold},
+                                 "update_merge_window": f"{round(s.envoy.update_merge_window, 3):g}s"},
             "load_assignment": {"cluster_name": pool, "endpoints": [{"lb_endpoints": [
                 {"endpoint": {"address": _socket(u.port, u.host)}} for u in upstreams]}]},
         }

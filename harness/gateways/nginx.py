@@ -12,6 +12,11 @@ only) and no API: it marks a server down after ``max_fails`` failed requests wit
   disabled`` lines of the error log (unhealthy from then on), and the access log (``$upstream_addr``
   / ``$upstream_status``): a server is healthy again when a request that started after it was
   disabled got an answer from it (nginx's probe after fail_timeout succeeded).
+
+With several ``worker_processes`` and no shared ``zone`` each worker keeps its own failure counts
+(the trap ``nginx.worker-state``): the view is unhealthy from the first worker's ``[warn]`` line
+(``flags`` counts the workers that logged one since), although the others may go on sending the
+server requests, and healthy again at the first answer from it, whichever worker asked.
 """
 
 from __future__ import annotations
@@ -44,9 +49,9 @@ from harness.gateways.haproxy import _panic_issues
 if TYPE_CHECKING:
     from harness.scenario import Gateway, Scenario
 
-DISABLED = re.compile(r'\[warn\].*upstream server temporarily disabled.*?upstream: "[a-z]+://([^/"]+)')
+DISABLED = re.compile(r'\[warn\] (\d+)#.*upstream server temporarily disabled.*?upstream: "[a-z]+://([^/"]+)')
 NO_LIVE = re.compile(r"\[error\].*no live upstreams")
-ACCESS_FORMAT = ('{"ts":$msec,"rt":$request_time,"status":$status,"upstream_addr":"$upstream_addr",'
+ACCESS_FORMAT = ('{"ts":$msec,"rt":$request_time,"pid":$pid,"status":$status,"upstream_addr":"$upstream_addr",'
                  '"upstream_status":"$upstream_status","request":"$request_method $request_uri"}')
 # Envoy's retry_on words → nginx's proxy_next_upstream classes (error covers refused and reset alike).
 NEXT_UPSTREAM = {
@@ -73,6 +78,9 @@ class NginxOptions(BaseModel):
     shared_zone: bool = Field(default=True, description="Keep the upstream's failure state in a shared memory zone, "
                                                         "so every worker sees the same (without it, each worker "
                                                         "counts failures on its own).")
+    reuseport: bool = Field(default=False, description="`listen ... reuseport`: one listening socket per worker, "
+                                                       "the kernel spreads client connections over them (without "
+                                                       "it, one worker tends to accept them all).")
 
 
 def nginx_binary() -> str:
@@ -111,6 +119,16 @@ class _LogTail:
 class _Peer:
     disabled_at: float | None = None  # when its disabling was seen (None: in service)
     flags: str = ""
+    workers: set[str] = field(default_factory=set)  # pids of the workers that logged its disabling since then
+
+    def disabled(self, at: float, worker: str) -> None:
+        """A worker logged it disabled. Without a shared zone each worker disables it on its own, and the
+        first line is when nginx (one worker of it) stopped using it: the view stays unhealthy from there."""
+        self.workers.add(worker)
+        self.disabled_at = at
+        self.flags = "temporarily disabled (max_fails reached)"
+        if len(self.workers) > 1:  # e.g. each worker on its own, or another worker's failed probe
+            self.flags = f"temporarily disabled (max_fails reached; logged by {len(self.workers)} workers)"
 
 
 @dataclass
@@ -124,9 +142,8 @@ class _LogView:
     def update(self) -> None:
         now = time.time()
         for line in self.errors.new_lines():
-            if (match := DISABLED.search(line)) and match.group(1) in self.peers:
-                peer = self.peers[match.group(1)]
-                peer.disabled_at, peer.flags = now, "temporarily disabled (max_fails reached)"
+            if (match := DISABLED.search(line)) and match.group(2) in self.peers:
+                self.peers[match.group(2)].disabled(now, match.group(1))
             elif NO_LIVE.search(line):
                 for peer in self.peers.values():
                     if peer.disabled_at is not None:
@@ -145,6 +162,7 @@ class _LogView:
                     continue
                 if status.isdigit() and int(status) < 500:  # it answered a request sent after its disabling
                     back.disabled_at, back.flags = None, f"answered again ({status})"
+                    back.workers.clear()
 
 
 def _location(prefix: str, pool: str, rewrite: str, trust: UpstreamTlsTrust | None) -> str:
@@ -258,7 +276,7 @@ class NginxGateway:
             lines.append("    }")
         lines += [
             "    server {",
-            f"        listen {self.bind_address}:{self.listen_port};",
+            f"        listen {self.bind_address}:{self.listen_port}{' reuseport' if o.reuseport else ''};",
             f"        add_header {UPSTREAM_HEADER} $chaosgate_upstream always;",
             f"        location = {READY_PATH} {{ access_log off; return 204; }}",  # readiness, without a replica
             *[_location(f"/{pool}/", pool, "/", trust[pool]) for pool in pools],

@@ -13,6 +13,7 @@ from harness.errors import Problem, ScenarioError
 from harness.lint import (
     envoy_flapping,
     envoy_max_ejection,
+    envoy_merge_window,
     envoy_no_traffic,
     envoy_panic,
     haproxy_startup_state,
@@ -31,6 +32,7 @@ TRAPS: list[Trap] = [
     envoy_panic.TRAP,
     envoy_max_ejection.TRAP,
     envoy_flapping.TRAP,
+    envoy_merge_window.TRAP,
     haproxy_startup_state.TRAP,
     nginx_single_server.TRAP,
     nginx_worker_state.TRAP,

@@ -1,6 +1,10 @@
 """Without a shared memory ``zone`` each nginx worker process keeps its own failure counts: a
 broken server is marked down once per worker, and the workers that have not yet seen max_fails
-failures keep sending it requests (nginx mailing list 2010-April/019873)."""
+failures keep sending it requests (nginx mailing list 2010-April/019873).
+
+It bites when the load's connections reach several workers, which ``gateway.nginx.reuseport`` makes
+likely (scenarios/traps/nginx-worker-state.yaml: 4 workers, max_fails 3, 9-12 failed requests instead
+of 3, some seconds after nginx first logged the server disabled; docs/lint.md)."""
 
 from __future__ import annotations
 

@@ -2,8 +2,12 @@
 
 The formulas of ../shared/notes/gateway-health.md §1.2-1.3, with the scenario's numbers, as
 rendered by harness/gateways/envoy.py (no interval jitter, unhealthy and edge intervals equal
-to ``interval``, ``successful_active_health_check_uneject_host`` left at its default true,
-``update_merge_window: 0s``, so what the admin API shows is what routes requests).
+to ``interval``, ``successful_active_health_check_uneject_host`` left at its default true).
+
+The windows are about what the admin API shows (the journal's health events), and
+``update_merge_window`` (``gateway.envoy``, 0s unless set) does not move that: measured on 1.40,
+the admin API shows a change at once, and only the workers' load balancers get it up to one window
+later (what clients see: the lint's envoy.merge-window, harness/lint/envoy_merge_window.py).
 
 Active checks. A check's period is the interval *after* the previous check ended. While a
 cluster has carried no traffic every check waits ``no_traffic_interval`` instead; the timer

@@ -7,8 +7,15 @@ tried again by the first request picked for it once ``fail_timeout`` has passed,
 resolution (``ngx_time()``); a success then readmits it. The numbers come from the adapter's own
 rendering (``NginxGateway.passive()``). With k servers round robin at r requests per second:
 
-    detect  in [d,  d + in-flight + 2·max_fails·k/r]        (0 with a single server: never)
+    detect  in [d,  d + in-flight + 2·F·k/r]        (0 with a single server: never)
     recover in [0,  fail_timeout + 1s + in-flight + 2·k/r + the request's own time]
+
+F is max_fails, or W·(max_fails − 1) + 1 with W worker processes and no shared ``zone``: each
+worker then counts on its own, so the first disabling comes at the max_fails-th failure in one
+worker, which at worst (pigeonhole) is the W·(max_fails − 1) + 1-th failure overall. That first
+worker's ``[warn]`` line is what the adapter's view shows (harness/gateways/nginx.py). Readmission
+needs no change: every worker's last failure comes before the fault ends, and the view is healthy
+again at the first answer from the server, whichever worker sent the request.
 """
 
 from __future__ import annotations
@@ -36,6 +43,18 @@ def _try_limit(scenario: Scenario) -> float:
     return gateway.request_timeout if gateway.request_timeout > 0 else NO_TIMEOUT
 
 
+def failures_to_detect(scenario: Scenario, max_fails: int) -> tuple[int, str]:
+    """How many failed requests to one server, over all workers, nginx may need before it first disables
+    it, and why: max_fails, or W·(max_fails − 1) + 1 when W workers each count on their own (no shared zone)."""
+    options = scenario.gateway.nginx
+    workers = options.worker_processes
+    if workers == 1 or options.shared_zone or max_fails <= 1:
+        return max_fails, f"max_fails {max_fails} failed requests"
+    needed = workers * (max_fails - 1) + 1
+    return needed, (f"max_fails {max_fails} failed requests in one of {workers} workers that count on their own "
+                    f"(no shared zone): up to {needed} over all")
+
+
 def _counted(scenario: Scenario, fault: Fault, facts: LoadFacts | None) -> tuple[Window, LoadFacts] | Promise:
     """The window of the max_fails-th counted failure, with the load facts used."""
     max_fails, fail_timeout, classes = _passive(scenario)
@@ -60,8 +79,9 @@ def _counted(scenario: Scenario, fault: Fault, facts: LoadFacts | None) -> tuple
     d = effect.takes
     rate = facts.users / (facts.users / facts.rate + d / size) if facts.users else facts.rate
     in_flight = facts.users / rate if facts.users else 0.0
-    window = Window(d, d + in_flight + ARRIVAL_SLACK * max_fails * size / rate,
-                    f"passive: max_fails {max_fails} failed requests ({effect.why}) on one of {size} servers at "
+    needed, counted = failures_to_detect(scenario, max_fails)
+    window = Window(d, d + in_flight + ARRIVAL_SLACK * needed * size / rate,
+                    f"passive: {counted} ({effect.why}) on one of {size} servers at "
                     f"{rate:.0f} requests/s ({facts.source}), within fail_timeout {fail_timeout:g}s")
     return window, facts
 

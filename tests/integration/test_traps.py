@@ -14,6 +14,7 @@ import pytest
 
 from harness.journal import read_journal
 from harness.promise.check import rows
+from harness.promise.window import OBSERVER_MARGIN, SCHEDULING_MARGIN
 from harness.scenario import load_scenario
 from harness.timeline import Timeline, build_timeline
 
@@ -73,6 +74,30 @@ def bites_uneject_flapping(timeline: Timeline, summary: dict[str, Any]) -> None:
     assert failed, "clients kept getting the replica's errors after the first ejection"
 
 
+def bites_merge_window(timeline: Timeline, summary: dict[str, Any]) -> None:
+    """After the admin API showed every replica unhealthy, clients were still served by some of them,
+    for about update_merge_window and no longer; after the fault, a replica the admin API showed
+    healthy again got its first request about one window later."""
+    scenario = load_scenario(ROOT / "scenarios/traps/envoy-merge-window.yaml")
+    merge = scenario.gateway.envoy.update_merge_window
+    margin = OBSERVER_MARGIN + SCHEDULING_MARGIN
+    (fault,) = summary["faults"]
+    window = timeline.faults[0]
+    detected = window.start + fault["detected_after"]
+    hidden = [r for r in timeline.requests_between(detected + margin, window.end)
+              if r.ok and r.replica in window.replicas]
+    assert hidden, "clients were still served by replicas the admin API already showed unhealthy"
+    assert max(r.t for r in hidden) < detected + merge + 2 * margin, "only for about one merge window"
+    waits = []
+    for replica in window.replicas:
+        healthy = timeline.first_healthy(replica, window.end)
+        assert healthy is not None
+        first = min((r.t for r in timeline.requests_between(healthy, timeline.end) if r.reached({replica})), default=None)
+        assert first is not None, f"{replica} got traffic again"
+        waits.append(first - healthy)
+    assert max(waits) >= merge - margin, ("a readmitted replica got no request for about one merge window", waits)
+
+
 def bites_haproxy_startup_state(timeline: Timeline, summary: dict[str, Any]) -> None:
     """Detected after one failed check: before the steady-state earliest, (fall - 1) failed checks
     fastinter apart."""
@@ -94,6 +119,24 @@ def bites_nginx_single_server(timeline: Timeline, summary: dict[str, Any]) -> No
     assert late and not any(r.ok for r in late)
 
 
+def bites_nginx_worker_state(timeline: Timeline, summary: dict[str, Any]) -> None:
+    """The first worker's disabling (the view's "unhealthy") did not stop the other workers: requests kept
+    reaching chat[0] and failing after it, and more than max_fails failed (each worker needed its own)."""
+    options = load_scenario(ROOT / "scenarios/traps/nginx-worker-state.yaml").gateway.nginx
+    assert options.max_fails is not None and options.fail_timeout is not None
+    window = timeline.faults[0]
+    # fail_timeout outlasts the fault: a worker that disabled chat[0] sends it nothing more during the fault
+    assert options.fail_timeout > window.end - window.start
+    detected = timeline.first_unhealthy("chat[0]", window.start)
+    assert detected is not None and detected < window.end
+    # requests that began after the view saw the first worker's [warn] line (+ the observer's sampling margin)
+    after = [r for r in timeline.requests_between(detected + OBSERVER_MARGIN, window.end)
+             if r.reached({"chat[0]"}) and not r.ok]
+    assert after, "other workers kept sending chat[0] requests after the first one disabled it"
+    failed = [r for r in timeline.requests_between(window.start, window.end) if r.reached({"chat[0]"}) and not r.ok]
+    assert len(failed) > options.max_fails, len(failed)
+
+
 def bites_litellm_health_endpoint(timeline: Timeline, summary: dict[str, Any]) -> None:
     """LiteLLM never took the replica out: it went on serving requests to the end of the fault."""
     window = timeline.faults[0]
@@ -103,14 +146,38 @@ def bites_litellm_health_endpoint(timeline: Timeline, summary: dict[str, Any]) -
     assert served and all(r.ok for r in served)
 
 
+def bites_litellm_health_filter_bypass(timeline: Timeline, summary: dict[str, Any]) -> None:
+    """After LiteLLM marked the last deployment unhealthy, it went on routing requests to them (500s from
+    the dead replicas), and never answered its own 429 all-down response."""
+    (fault,) = summary["faults"]
+    all_marked = fault["start"] + fault["detected_after"]
+    after = timeline.requests_between(all_marked + 0.5, fault["end"])
+    routed = [r for r in after if r.routed_to in {"chat[0]", "chat[1]", "chat[2]"}]
+    assert after and len(routed) == len(after), (len(routed), len(after))
+    assert all(r.status == 500 and "Connection error" in (r.body or "") for r in routed)
+    assert not any(r.status == 429 for r in timeline.requests)
+
+
+def bites_litellm_no_health(timeline: Timeline, summary: dict[str, Any]) -> None:
+    """LiteLLM never took chat[0] out: requests kept reaching it, and failing, until the fault's last second."""
+    window = timeline.faults[0]
+    assert transitions_to_unhealthy(timeline, "chat[0]", 0, timeline.end) == 0
+    late = [r for r in timeline.requests_between(window.end - 1.5, window.end) if r.routed_to == "chat[0]"]
+    assert late and not any(r.ok for r in late), late
+
+
 BITES = {
     "envoy.no-traffic-interval": bites_no_traffic_interval,
     "envoy.panic-threshold": bites_panic_threshold,
     "envoy.max-ejection-percent": bites_max_ejection_percent,
     "envoy.uneject-flapping": bites_uneject_flapping,
+    "envoy.merge-window": bites_merge_window,
     "haproxy.startup-state": bites_haproxy_startup_state,
     "nginx.single-server": bites_nginx_single_server,
+    "nginx.worker-state": bites_nginx_worker_state,
     "litellm.health-endpoint": bites_litellm_health_endpoint,
+    "litellm.health-filter-bypass": bites_litellm_health_filter_bypass,
+    "litellm.no-health": bites_litellm_no_health,
 }
 
 

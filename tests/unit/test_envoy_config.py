@@ -25,6 +25,7 @@ RICH_GATEWAY: dict[str, Any] = {
     "connect_timeout": "750ms",
     "request_timeout": "5s",
     "retries": {"num_retries": 2, "retry_on": ["connect-failure", "reset", "gateway-error"], "per_try_timeout": "400ms"},
+    "envoy": {"update_merge_window": "1s"},
 }
 
 
@@ -83,6 +84,16 @@ def test_panic_threshold_and_merge_window(tmp_path: Path) -> None:
     for value in (0, 35.5):
         lb = clusters(render({"panic_threshold": value}, tmp_path))["chat"]["common_lb_config"]
         assert lb == {"healthy_panic_threshold": {"value": value}, "update_merge_window": "0s"}
+
+
+def test_merge_window_from_the_envoy_block(tmp_path: Path) -> None:
+    by_name = clusters(render({"envoy": {"update_merge_window": "1s"}}, tmp_path))
+    assert {c["common_lb_config"]["update_merge_window"] for c in by_name.values()} == {"1s"}
+    assert Gateway.model_validate({"envoy": {"update_merge_window": "250ms"}}).envoy.update_merge_window == 0.25
+    assert Gateway().envoy.update_merge_window == 0  # chaosgate's default keeps the admin view and routing in step
+    for bad in ({"update_merge_window": "-1s"}, {"update_merge_window": "2m"}, {"merge_window": "1s"}):
+        with pytest.raises(ValidationError):
+            Gateway.model_validate({"envoy": bad})
 
 
 def test_cluster_endpoints_and_timeouts(tmp_path: Path) -> None:
@@ -174,8 +185,10 @@ def test_envoy_validates_the_config(gateway: dict[str, Any], tmp_path: Path) -> 
     {"health_check": {"expected_statuses": [600]}},
     {"outlier_detection": {"interval": 0}},
     {"outlier_detection": {"base_ejection_time": 0}},
+    {"envoy": {"update_merge_window": "60s"}},
+    {"envoy": {"update_merge_window": "1ms"}},
 ], ids=["hc-interval-0", "hc-timeout-0", "hc-no-traffic-interval-0", "status-99", "status-600",
-        "od-interval-0", "od-base-ejection-0"])
+        "od-interval-0", "od-base-ejection-0", "merge-window-60s", "merge-window-1ms"])
 def test_what_the_scenario_model_accepts_envoy_accepts(gateway: dict[str, Any], tmp_path: Path) -> None:
     # A value Envoy refuses must be caught when the scenario is validated (file, line, field),
     # not when Envoy fails to start in the middle of a run.

@@ -49,6 +49,8 @@ def test_no_traffic_interval_longer_than_the_time_to_the_fault() -> None:
     assert "55s away when reset_peer@chat[0] starts at 5s" in finding.message
     assert "promised detection: [1s, 56.04s]" in finding.message
     assert str(finding).startswith("x.yaml:2:11: warning [envoy.no-traffic-interval] gateway.health_check.no_traffic_interval: ")
+    # a run's progress line says "warning: " itself
+    assert finding.without_severity().startswith("x.yaml:2:11: [envoy.no-traffic-interval] gateway.health_check.")
 
 
 def test_no_traffic_interval_at_its_own_line_when_the_file_sets_it() -> None:
@@ -152,6 +154,76 @@ def test_no_flapping_when_the_check_sees_the_fault_or_nothing_is_ejected() -> No
     assert ids(text(passive_only, fault="llm_fault, mode: inference_fail")) == []
 
 
+# -- update_merge_window ------------------------------------------------------------------------------
+
+MERGING = "{health_check: {no_traffic_interval: 1s}, panic_threshold: 0, envoy: {update_merge_window: 1s}}"
+
+
+def merge_ids(source: str) -> list[str]:
+    return [f.trap for f in lint(source) if f.trap == "envoy.merge-window"]
+
+
+def test_merge_window_when_one_fault_changes_several_replicas_at_once() -> None:
+    source = ("name: t\ngateway:\n  health_check: {no_traffic_interval: 1s}\n  panic_threshold: 0\n"
+              "  envoy:\n    update_merge_window: 1s\n" + text("{}", target="chat[*]").split("\n", 2)[2])
+    (finding,) = lint(source)
+    assert finding.trap == "envoy.merge-window" and finding.severity == "warning"
+    assert finding.field == "gateway.envoy.update_merge_window" and (finding.line, finding.column) == (6, 5)
+    assert finding.message.startswith("is 1s: reset_peer@chat[*] marks chat[0] and chat[1] unhealthy at about the "
+                                      "same time (between 6s and 7.24s into the load)")
+    assert "up to 1s after the admin API (and the journal) shows it" in finding.message
+    assert finding.message.endswith("set update_merge_window: 0s")
+
+
+def test_no_merge_window_trap_at_chaosgates_default_of_zero() -> None:
+    assert merge_ids(text("{health_check: {no_traffic_interval: 1s}, panic_threshold: 0}", target="chat[*]")) == []
+    zero = MERGING.replace("update_merge_window: 1s", "update_merge_window: 0s")
+    assert merge_ids(text(zero, target="chat[*]")) == []
+
+
+def test_merge_window_with_two_faults_on_different_replicas() -> None:
+    two = text(MERGING).replace('  - {kind: reset_peer, target: "chat[0]", at: 5s, for: 8s}\n',
+                                '  - {kind: reset_peer, target: "chat[0]", at: 5s, for: 8s}\n'
+                                '  - {kind: down, target: "chat[1]", at: 5500ms, for: 8s}\n')
+    (finding,) = lint(two)
+    assert ("reset_peer@chat[0] marking chat[0] unhealthy (between 6s and 7.24s into the load) and "
+            "down@chat[1] marking chat[1] unhealthy (between 6.5s and 7.74s) can come close together") in finding.message
+    apart = two.replace("at: 5500ms, for: 8s", "at: 9s, for: 8s").replace("duration: 20s", "duration: 30s")
+    assert merge_ids(apart) == []  # chat[1] is detected 10-11.2s in, more than 1s after chat[0]'s latest
+
+
+def test_merge_window_between_a_short_faults_detection_and_readmission() -> None:
+    short = text(MERGING, fault="llm_fault, mode: health_fail").replace("for: 8s", "for: 1500ms")
+    (finding,) = lint(short)
+    assert "llm_fault:health_fail@chat[0] marking chat[0] unhealthy" in finding.message
+    assert "and chat[0] readmitted after llm_fault:health_fail@chat[0]" in finding.message
+    assert merge_ids(text(MERGING, fault="llm_fault, mode: health_fail")) == []  # 8s apart
+
+
+def test_merge_window_counts_changes_of_one_pool_only() -> None:
+    source = text(MERGING).replace("upstreams:\n", "upstreams:\n  - {name: embed, replicas: 2}\n").replace(
+        '  - {kind: reset_peer, target: "chat[0]", at: 5s, for: 8s}\n',
+        '  - {kind: reset_peer, target: "chat[0]", at: 5s, for: 8s}\n'
+        '  - {kind: reset_peer, target: "embed[0]", at: 5s, for: 8s}\n').replace(
+        "load: {duration: 20s}", "load: {duration: 20s, pool: chat}")
+    assert merge_ids(source) == []
+
+
+def test_merge_window_ignores_faults_that_change_no_health() -> None:
+    # inference fails behind the shallow /health and nothing else watches: no health change to merge
+    assert merge_ids(text(MERGING, target="chat[*]", fault="llm_fault, mode: inference_fail")) == []
+
+
+def test_merge_window_is_envoys_own_setting_for_other_gateways() -> None:
+    from harness.gateways.base import not_applicable
+
+    source = text(MERGING.replace("health_check: {no_traffic_interval: 1s}, ", ""), target="chat[*]")
+    scenario = parse_scenario(source, "x.yaml", "haproxy")
+    assert "envoy.merge-window" not in [f.trap for f in lint_scenario(scenario)]
+    assert "gateway.envoy: not applicable to haproxy: these are envoy's own settings" in not_applicable(scenario)
+    assert not any(n.startswith("gateway.envoy") for n in not_applicable(parse_scenario(text("{}"), "x.yaml", "haproxy")))
+
+
 def test_several_traps_at_once_in_registry_order() -> None:
     source = ("name: t\ngateway: {panic_threshold: 50, outlier_detection: {}}\n"
               "upstreams:\n  - {name: chat, replicas: 3}\nload: {duration: 20s}\n"
@@ -185,13 +257,9 @@ def test_each_trap_scenario_names_its_trap_in_its_header_and_the_lint_finds_it(p
     assert trap_id in [f.trap for f in lint_text(scenario, source, str(path))]
 
 
-# Ported from the LiteLLM adapter's own warnings: no scenario shows these two biting yet. nginx.worker-state
-# bites only when connections reach several workers, which nginx does not guarantee without
-# `listen ... reuseport` (measured: one worker took all 12 users' connections).
-WITHOUT_SCENARIO = {"litellm.no-health", "litellm.health-filter-bypass", "nginx.worker-state"}
 
 
 def test_every_trap_has_a_scenario_where_it_bites() -> None:
     shipped = {p.read_text().split("\n", 1)[0].removeprefix("# TRAP ").split(":")[0] for p in TRAP_SCENARIOS}
-    missing = {t.id for t in TRAPS} - shipped - WITHOUT_SCENARIO
+    missing = {t.id for t in TRAPS} - shipped
     assert not missing, f"add scenarios/traps/<gateway>-<trap>.yaml for {sorted(missing)}"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from harness.lint import Finding, lint_text, traps_for
-from harness.scenario import parse_scenario
+from harness.scenario import load_scenario, parse_scenario
 
 
 def lint(gateway: str, fault: str = '{kind: down, target: "chat[0]", at: 30s, for: 5s}', replicas: int = 3,
@@ -58,6 +60,17 @@ def test_nginx_worker_state_without_a_shared_zone() -> None:
     assert finding.message.startswith("is false with worker_processes 2")
     assert ids(lint(NGINX + ", nginx: {worker_processes: 2}}")) == []  # shared_zone defaults to true
     assert ids(lint(NGINX + ", nginx: {worker_processes: 1, shared_zone: false}}")) == []
+
+
+def test_nginx_worker_state_in_its_trap_scenario() -> None:
+    """Named at the `shared_zone: false` line of scenarios/traps/nginx-worker-state.yaml, and gone with the fix."""
+    path = Path(__file__).resolve().parents[2] / "scenarios" / "traps" / "nginx-worker-state.yaml"
+    source = path.read_text()
+    (finding,) = lint_text(load_scenario(path), source, str(path))
+    assert finding.trap == "nginx.worker-state" and finding.field == "gateway.nginx.shared_zone"
+    assert source.splitlines()[finding.line - 1].strip().startswith("shared_zone: false")
+    fixed = source.replace("shared_zone: false", "shared_zone: true")
+    assert lint_text(parse_scenario(fixed, str(path)), fixed, str(path)) == []
 
 
 LITELLM = "{kind: litellm, panic_threshold: 0, health_check: null, outlier_detection: {consecutive_5xx: 2}}"

@@ -1,4 +1,5 @@
-"""The nginx config rendered from a scenario's gateway block, its field mapping, its log view and traps."""
+"""The nginx config rendered from a scenario's gateway block, its field mapping, its log view, its promise
+with several workers, and what it cannot honour."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from harness.errors import ScenarioError, StackError
 from harness.gateways import GATEWAYS, traps
 from harness.gateways.base import UPSTREAM_HEADER, UpstreamAddress, UpstreamTlsTrust
 from harness.gateways.nginx import NginxGateway, nginx_binary
+from harness.promise import detection_window, recovery_window
+from harness.promise.envoy import ARRIVAL_SLACK
+from harness.promise.load import LoadFacts
+from harness.promise.window import Window
 from harness.scenario import Gateway, parse_scenario
 from tests.unit.test_haproxy_config import installed
 
@@ -92,6 +97,20 @@ def test_gateway_failure_and_nginx_block(tmp_path: Path) -> None:
     assert "worker_processes 2;" in own and not any(line.startswith("zone ") for line in own)
 
 
+def test_reuseport_gives_every_worker_its_own_listening_socket(tmp_path: Path) -> None:
+    assert "listen 127.0.0.1:10000;" in lines(gateway({"kind": "nginx"}).config(upstreams(), tmp_path))
+    spread = lines(gateway({"kind": "nginx", "nginx": {"worker_processes": 4, "reuseport": True}}).config(
+        upstreams(), tmp_path))
+    assert "listen 127.0.0.1:10000 reuseport;" in spread and "worker_processes 4;" in spread
+
+
+def test_access_log_names_the_worker(tmp_path: Path) -> None:
+    """$pid: which worker proxied each request (without a shared zone each one has its own failure counts)."""
+    (log_format,) = [line for line in lines(gateway({"kind": "nginx"}).config(upstreams(), tmp_path))
+                     if line.startswith("log_format chaosgate")]
+    assert '"pid":$pid,' in log_format
+
+
 def test_routes_and_upstream_header(tmp_path: Path) -> None:
     config = lines(gateway({"kind": "nginx"}).config(upstreams(), tmp_path))
     assert "listen 127.0.0.1:10000;" in config
@@ -115,7 +134,9 @@ def test_tls_replicas(tmp_path: Path) -> None:
 
 def test_nginx_accepts_the_config(tmp_path: Path) -> None:
     installed(nginx_binary)  # gw.argv() runs it
-    for i, settings in enumerate((PASSIVE, {"kind": "nginx", "health_check": None, "request_timeout": 0})):
+    workers = {"kind": "nginx", "health_check": None, "nginx": {
+        "max_fails": 3, "fail_timeout": "7s", "worker_processes": 4, "shared_zone": False, "reuseport": True}}
+    for i, settings in enumerate((PASSIVE, {"kind": "nginx", "health_check": None, "request_timeout": 0}, workers)):
         run_dir = tmp_path / str(i)
         run_dir.mkdir()
         gw = gateway(settings)
@@ -167,6 +188,33 @@ def test_log_view_disabled_then_answered_again(tmp_path: Path) -> None:
     assert health["127.0.0.1:21000"].healthy and health["127.0.0.1:21000"].flags == "answered again (200)"
 
 
+def test_log_view_with_workers_that_count_on_their_own(tmp_path: Path) -> None:
+    """Without a shared zone every worker logs its own disabling: unhealthy from the first line, the flags count
+    the workers; the first answer, whichever worker asked, makes it healthy, and the count starts over."""
+    gw = gateway({"kind": "nginx", "health_check": None, "nginx": {
+        "max_fails": 3, "worker_processes": 4, "shared_zone": False, "reuseport": True}})
+    gw.write_config(upstreams(), tmp_path)
+    errors = tmp_path / "nginx" / "error.log"
+    with errors.open("a") as log:
+        log.write(DISABLED_LINE)
+    first = gw.host_health()["127.0.0.1:21000"]
+    assert not first.healthy and first.flags == "temporarily disabled (max_fails reached)"
+    with errors.open("a") as log:
+        log.write(DISABLED_LINE.replace("123#123", "124#124"))
+        log.write(DISABLED_LINE.replace("123#123", "125#125"))
+        log.write(DISABLED_LINE.replace("123#123", "124#124"))  # the same worker again: still three
+    later = gw.host_health()["127.0.0.1:21000"]
+    assert not later.healthy and later.flags == "temporarily disabled (max_fails reached; logged by 3 workers)"
+    seen = time.time()
+    with (tmp_path / "nginx" / "access.log").open("a") as log:
+        log.write(access(seen + 1.0, "127.0.0.1:21000", "200"))
+    assert gw.host_health()["127.0.0.1:21000"].healthy
+    with errors.open("a") as log:
+        log.write(DISABLED_LINE.replace("123#123", "125#125"))
+    again = gw.host_health()["127.0.0.1:21000"]
+    assert not again.healthy and again.flags == "temporarily disabled (max_fails reached)"
+
+
 def test_log_view_reads_only_complete_lines(tmp_path: Path) -> None:
     gw = gateway(PASSIVE)
     gw.write_config(upstreams(), tmp_path)
@@ -177,6 +225,45 @@ def test_log_view_reads_only_complete_lines(tmp_path: Path) -> None:
     with (tmp_path / "nginx" / "error.log").open("a") as log:
         log.write(DISABLED_LINE[half:])
     assert not gw.host_health()["127.0.0.1:21000"].healthy
+
+
+# -- the promise with several workers ----------------------------------------------------------
+
+WORKERS = """\
+name: t
+gateway:
+  kind: nginx
+  health_check: null
+  nginx: {{max_fails: {max_fails}, fail_timeout: 7s, worker_processes: 4, shared_zone: {shared}}}
+upstreams:
+  - {{name: chat, replicas: 3}}
+load: {{users: 9, duration: 20s}}
+faults:
+  - {{kind: down, target: "chat[0]", at: 3s, for: 6s}}
+"""
+FACTS = LoadFacts(0.0, 90.0, 9, "measured")
+
+
+def promised(max_fails: int, shared: bool) -> tuple[Window, Window]:
+    scenario = parse_scenario(WORKERS.format(max_fails=max_fails, shared=str(shared).lower()), "s.yaml")
+    detect = detection_window(scenario, scenario.faults[0], FACTS)
+    readmit = recovery_window(scenario, scenario.faults[0], FACTS)
+    assert isinstance(detect, Window) and isinstance(readmit, Window)
+    return detect, readmit
+
+
+def test_workers_without_a_shared_zone_may_need_max_fails_each_before_the_first_disables() -> None:
+    """Each of 4 workers counts on its own: the first reaches max_fails 3 by the 4·(3 − 1) + 1 = 9th failure
+    overall at the latest (pigeonhole). Readmission is unchanged: every worker's last failure precedes the
+    fault's end, and one answer, whichever worker asked, is healthy again."""
+    (shared, shared_readmit), (own, own_readmit) = promised(3, True), promised(3, False)
+    in_flight, arrival = 9 / 90, ARRIVAL_SLACK * 3 / 90  # users / rate; 2 · k / r per failure
+    assert (shared.earliest, shared.latest) == pytest.approx((0.0, in_flight + 3 * arrival))
+    assert (own.earliest, own.latest) == pytest.approx((0.0, in_flight + 9 * arrival))
+    assert "in one of 4 workers that count on their own (no shared zone): up to 9 over all" in own.how
+    assert own_readmit == shared_readmit
+    # max_fails 1: the first failure disables it in whichever worker sees it
+    assert promised(1, False)[0].latest == pytest.approx(promised(1, True)[0].latest)
 
 
 # -- what nginx cannot honour -------------------------------------------------------------------

@@ -217,3 +217,14 @@ def test_measured_rate_before_the_first_fault_else_over_the_run() -> None:
     facts = measured_facts(s, "chat", late)
     assert facts.source == "measured over the run" and facts.rate == pytest.approx(30 / 14.5)
     assert measured_facts(s, "chat", Timeline(0.0, 20.0, [], faults=[fault])).source.startswith("nominal")
+
+
+def test_the_merge_window_does_not_move_the_windows_of_the_admin_view() -> None:
+    # Measured (docs/lint.md, Envoy's merge window): the admin API, which the journal records, shows a
+    # health change at once; only the workers' load balancers get it up to update_merge_window later.
+    fault = '{kind: reset_peer, target: "chat[*]", at: 5s, for: 8s}'
+    plain = scenario(fault)
+    merging = scenario(fault, f"{{health_check: {HC}, panic_threshold: 0, envoy: {{update_merge_window: 1s}}}}")
+    assert merging.gateway.envoy.update_merge_window == 1.0
+    assert detection_window(merging, merging.faults[0]) == detection_window(plain, plain.faults[0])
+    assert recovery_window(merging, merging.faults[0]) == recovery_window(plain, plain.faults[0])
