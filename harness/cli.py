@@ -286,16 +286,26 @@ def _gateway_list(ctx: click.Context, param: click.Parameter, value: str) -> lis
 
 
 @main.command(name="compare")
-@click.argument("scenario_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--gateways", default=",".join(GATEWAYS), show_default=True, callback=_gateway_list,
-              help="Comma-separated gateways to run the scenario against, in this order.")
+              help="Comma-separated gateways to run each scenario against, in this order.")
 @click.option("--out", "out_dir", default=Path("reports/compare"), show_default=True, type=click.Path(path_type=Path),
-              help="Folder for the comparison (compare.html, .md, .json) and each gateway's run (OUT/<gateway>/).")
+              help="Folder for the results. One file: OUT/compare.html (.md, .json) and OUT/<gateway>/<scenario>/. "
+                   "Several: OUT/<scenario>/ (each as for one file) and the index OUT/index.html (.md, .json).")
 @click.option("--runtime", default="local", show_default=True, type=click.Choice(sorted(RUNTIMES)))
-@click.option("-q", "--quiet", is_flag=True, help="No progress output, only the table's path.")
-def compare_gateways_command(scenario_file: Path, gateways: list[str], out_dir: Path, runtime: str,
+@click.option("-q", "--quiet", is_flag=True, help="No progress output, only the results and the page's path.")
+def compare_gateways_command(paths: tuple[Path, ...], gateways: list[str], out_dir: Path, runtime: str,
                              quiet: bool) -> None:
-    """Run one scenario against each gateway in turn and write one comparison table.
+    """Run scenarios against each gateway in turn and compare the gateways.
+
+    \b
+    chaosgate compare FILE --gateways envoy,nginx --out OUT
+        one scenario: one table, OUT/compare.html (.md, .json); each run in OUT/<gateway>/<scenario>/
+    chaosgate compare FOLDER|FILE... --gateways envoy,haproxy,nginx,litellm --out OUT
+        several (a folder: its *.yaml, sorted, not recursive): each scenario's table and runs in
+        OUT/<scenario>/, and an index OUT/index.html (.md, .json) with one row per scenario and one
+        column per gateway (status; per fault, detection and recovery, kept or OUTSIDE the promised
+        window). Two files naming the same scenario are refused before anything runs.
 
     Per gateway: the time to detect each fault and to recover, inside or outside the window the
     gateway's own configuration promises (n/a where no formula covers it), what clients saw during
@@ -303,23 +313,36 @@ def compare_gateways_command(scenario_file: Path, gateways: list[str], out_dir: 
     fault on every replica, the all-down answer (status and body). A gateway the scenario's settings
     do not fit is listed as not run, with the reason.
 
-    Exits 0 when every gateway ran and passed, 1 when an expectation failed, 2 when a gateway
-    could not be run, 130 when interrupted.
+    Exits (over all scenarios) 2 when a gateway could not be run, else 1 when an expectation failed,
+    else 0; 130 when interrupted (what finished is kept, and with several files, in the index).
     """
     from harness.compare import compare_gateways
+    from harness.compare.render import result_lines
+    from harness.compare.suite import SuiteProgress, exit_status, plan_suite, run_suite
 
+    if len(paths) == 1 and paths[0].is_file():
+        try:
+            table = compare_gateways(paths[0], gateways, out_dir, runtime, Progress(quiet=quiet))
+        except KeyboardInterrupt:
+            click.echo(f"\ninterrupted; the stack was torn down; partial results in {out_dir}", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        click.echo("\n".join(result_lines(table)))
+        click.echo(f"comparison: {out_dir / 'compare.html'}")
+        sys.exit(exit_status([table]))
     try:
-        table = compare_gateways(scenario_file, gateways, out_dir, runtime, Progress(quiet=quiet))
-    except KeyboardInterrupt:
-        click.echo(f"\ninterrupted; the stack was torn down; partial results in {out_dir}", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    for row in table.rows:
-        detail = f"  ({row.reason})" if row.reason else ""
-        click.echo(f"{row.gateway:<8} {row.status:<10} {row.requests} requests, {row.failed_requests} failed{detail}")
-    click.echo(f"comparison: {out_dir / 'compare.html'}")
-    if any(row.status in ("NOT RUN", "INCOMPLETE") for row in table.rows):
+        entries = plan_suite(list(scenario_files(paths)), gateways)
+    except ChaosgateError as exc:
+        click.echo(f"{exc}\nnothing was run", err=True)
         sys.exit(EXIT_UNRUNNABLE)
-    sys.exit(EXIT_PASSED if all(row.status == "PASSED" for row in table.rows) else EXIT_FAILED)
+    try:
+        index = run_suite(entries, gateways, out_dir, runtime, SuiteProgress(quiet=quiet))
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted; the stack was torn down; what finished is in {out_dir / 'index.html'}", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    for table in index.tables:
+        click.echo("\n".join(result_lines(table, f"{table.scenario:<14} ")))
+    click.echo(f"index: {out_dir / 'index.html'}")
+    sys.exit(exit_status(index.tables))
 
 
 @main.command()

@@ -3,7 +3,8 @@
 Each gateway's run is an ordinary run (``chaosgate run SCENARIO --gateway KIND``) into
 ``OUT/<gateway>/<scenario>/``; the table (``OUT/compare.html``, ``compare.md``, ``compare.json``)
 is built from those runs' journals (harness/compare/table.py), so it can be rebuilt without
-running anything again (``table_from_runs``).
+running anything again (``table_from_runs``). Several files at once: harness/compare/suite.py (each
+file's comparison in ``OUT/<scenario>/``, and an index of them all, harness/compare/index.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness.compare.render import to_html, to_json, to_markdown
+from harness.compare.render import to_html, to_json, to_markdown, write_pages
 from harness.compare.table import ComparisonTable, GatewayRow, not_run, row_from_run
 from harness.errors import ChaosgateError
 from harness.output import REPORT, load_run, read_summary
@@ -84,12 +85,7 @@ def table_from_runs(file: Path, gateways: list[str], out_dir: Path, runtime: str
 
 def write_table(table: ComparisonTable, out_dir: Path) -> Path:
     """Write compare.html, compare.md and compare.json into ``out_dir``; the HTML page's path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "compare.json").write_text(to_json(table), encoding="utf-8")
-    (out_dir / "compare.md").write_text(to_markdown(table), encoding="utf-8")
-    page = out_dir / "compare.html"
-    page.write_text(to_html(table), encoding="utf-8")
-    return page
+    return write_pages(out_dir, "compare", to_json(table), to_markdown(table), to_html(table))
 
 
 __all__ = ["OUTPUTS", "ComparisonTable", "GatewayRow", "compare_gateways", "gateway_row", "table_from_runs",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from jinja2 import ChoiceLoader, Environment, PackageLoader, StrictUndefined, select_autoescape
 
@@ -11,12 +12,12 @@ from harness.compare.table import ComparisonTable, FaultRow, GatewayRow
 from harness.durations import format_duration
 
 # The page extends the reports' layout and stylesheet (harness/report/templates), so it looks like them.
-_ENV = Environment(loader=ChoiceLoader([PackageLoader("harness.compare", "templates"),
-                                        PackageLoader("harness.report", "templates")]),
-                   autoescape=select_autoescape(default=True), undefined=StrictUndefined,
-                   trim_blocks=True, lstrip_blocks=True)
-_ENV.globals["version"] = __version__
-_ENV.filters["sentence"] = lambda text: str(text)[:1].upper() + str(text)[1:]
+TEMPLATES = Environment(loader=ChoiceLoader([PackageLoader("harness.compare", "templates"),
+                                             PackageLoader("harness.report", "templates")]),
+                        autoescape=select_autoescape(default=True), undefined=StrictUndefined,
+                        trim_blocks=True, lstrip_blocks=True)
+TEMPLATES.globals["version"] = __version__
+TEMPLATES.filters["sentence"] = lambda text: str(text)[:1].upper() + str(text)[1:]
 
 NOT_APPLICABLE = "n/a"
 
@@ -30,8 +31,9 @@ def promise_text(fault: FaultRow, which: str) -> str:
     return NOT_APPLICABLE if promise is None or promise.to_json().get("unknown") else promise.text()
 
 
-def kept_text(value: bool | None) -> str:
-    return NOT_APPLICABLE if value is None else ("inside" if value else "OUTSIDE")
+def kept_text(value: bool | None, inside: str = "inside") -> str:
+    """Whether a measured time was inside its promised window: ``inside`` (the word), OUTSIDE or n/a."""
+    return NOT_APPLICABLE if value is None else (inside if value else "OUTSIDE")
 
 
 def errors_text(fault: FaultRow) -> str:
@@ -50,6 +52,12 @@ def all_down_text(fault: FaultRow) -> str:
 
 def broken_text(fault: FaultRow) -> str:
     return "n/a (never detected)" if fault.to_broken_after_detection is None else str(fault.to_broken_after_detection)
+
+
+def result_lines(table: ComparisonTable, label: str = "") -> list[str]:
+    """One line per gateway for the terminal: status, requests, failures and why it did not run."""
+    return [f"{label}{row.gateway:<8} {row.status:<10} {row.requests} requests, {row.failed_requests} failed"
+            + (f"  ({row.reason})" if row.reason else "") for row in table.rows]
 
 
 def to_json(table: ComparisonTable) -> str:
@@ -88,6 +96,16 @@ def faults_of(table: ComparisonTable, label: str) -> list[tuple[GatewayRow, Faul
 
 
 def to_html(table: ComparisonTable) -> str:
-    return _ENV.get_template("gateways.html.j2").render(
+    return TEMPLATES.get_template("gateways.html.j2").render(
         table=table, faults_of=faults_of, seconds=seconds, promise_text=promise_text, kept_text=kept_text,
         errors_text=errors_text, all_down_text=all_down_text, broken_text=broken_text)
+
+
+def write_pages(out_dir: Path, stem: str, json_text: str, markdown: str, html: str) -> Path:
+    """Write STEM.json, STEM.md and STEM.html into ``out_dir``; the HTML page's path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stem}.json").write_text(json_text, encoding="utf-8")
+    (out_dir / f"{stem}.md").write_text(markdown, encoding="utf-8")
+    page = out_dir / f"{stem}.html"
+    page.write_text(html, encoding="utf-8")
+    return page
