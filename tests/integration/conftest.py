@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CHAOSGATE = [sys.executable, "-m", "harness.cli"]
 
 
-# The binary of each gateway other than Envoy, for tests that start it (require_components("haproxy")).
-GATEWAY_BINARIES: dict[str, Callable[[], str]] = {"haproxy": haproxy_binary, "nginx": nginx_binary,
-                                                  "litellm": litellm_binary}
+# The binary of each gateway, for tests that start it (require_components("haproxy")); Envoy is always required.
+GATEWAY_BINARIES: dict[str, Callable[[], str]] = {"envoy": envoy_binary, "haproxy": haproxy_binary,
+                                                  "nginx": nginx_binary, "litellm": litellm_binary}
 
 
 def require_components(*gateways: str) -> None:
