@@ -28,6 +28,7 @@ EventType = Literal[
     "process.exited",   # a replica process ended: status, signal, oom (the kernel's OOM counter went up)
     "process.restarted",  # the supervisor started a dead replica again (same port), after its backoff
     "process.ready",    # a restarted replica answers on its health and control endpoints
+    "gateway.exited",   # the gateway process ended during the run: pid, status, signal (harness/gateway_watch.py)
     "load.finished",    # the load generator exited
     "warning",          # something the reader of the report should know
     "run.finished",     # the last line of a run that ended in an orderly way

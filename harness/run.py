@@ -17,6 +17,7 @@ from typing import Any
 from harness import __version__
 from harness.diagnose.scheduled import join_all, start_diagnosis
 from harness.errors import ChaosgateError
+from harness.gateway_watch import GatewayWatch
 from harness.gateways import not_applicable
 from harness.journal import JournalWriter
 from harness.lint import lint_text
@@ -50,8 +51,8 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
     plan = make_plan(scenario)
     findings = lint_text(scenario, text, str(file))  # configuration traps (harness/lint/), before anything starts
     warnings = [*(str(finding) for finding in findings), *not_applicable(scenario)]
-    for warning in warnings:
-        progress.warn(warning)
+    for line in [*(finding.without_severity() for finding in findings), *not_applicable(scenario)]:
+        progress.warn(line)
     journal = JournalWriter(run_dir / "journal.jsonl")
     journal.write("run.started", scenario=scenario.name, file=str(file), text=text, seed=scenario.seed,
                   runtime=runtime_name, replicas=scenario.replicas, warnings=warnings,
@@ -92,6 +93,10 @@ def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter,
            progress: Progress) -> None:
     observer = HealthObserver(stack, journal)
     observer.start()
+    watch = GatewayWatch(stack.gateway.kind, stack.gateway_process, journal.write, stack.gateway_log) \
+        if stack.gateway_process is not None else None
+    if watch is not None:  # from here on, the gateway's exit is journalled (gateway.exited)
+        watch.start()
     if stack.process_control is not None:  # from here on, dead replicas are restarted and journalled
         stack.process_control.watch(journal.write)
     load = LoadGenerator(LoadConfig.for_scenario(scenario, stack.gateway.url), journal, run_dir / "logs",
@@ -113,6 +118,8 @@ def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter,
         finished = load.wait(timeout=DRAIN_GRACE + scenario.load.request_timeout)
         journal.write("load.finished", requests=load.requests, failures=load.failures, stopped=not finished)
         progress.stage(f"[{scenario.name}] load finished: {load.requests} requests, {load.failures} failed")
+        if watch is not None:
+            watch.check()  # a gateway that died fails the run, saying so (not only "connection refused")
     finally:
         load.stop()
         join_all(diagnoses)  # bounded by the probes' timeouts
@@ -122,6 +129,8 @@ def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter,
             except ChaosgateError as exc:  # the stack is going down anyway; keep the first error
                 journal.write("warning", message=f"could not clear {action.fault.label}: {exc}")
         observer.stop()
+        if watch is not None:  # before teardown, whose SIGTERM is not an exit to journal
+            watch.stop()
 
 
 def _apply(action: FaultAction, stack: Stack, journal: JournalWriter, active: list[FaultAction]) -> None:

@@ -45,16 +45,30 @@ MODEL_NAME = "fake-model"  # what the load asks for (harness/load/worker.py)
 PROBE_MODULE = "chaosgate_litellm_probe"  # the probe's file name beside the config (LiteLLM imports it from there)
 PROBE_SOURCE = Path(__file__).with_name("litellm_probe.py")
 DEPLOYMENTS_PATH = "/chaosgate/deployments"
-# Keeps LiteLLM on the machine: the bundled model cost map instead of a download at import, no
+# How long the harness waits for the proxy to answer GET /chaosgate/deployments (its own busy event loop
+# answers it); a slower answer is no sample. Also bounds how early or late a sample can be stamped
+# (harness/promise/litellm.py PROBE_DELAY).
+PROBE_TIMEOUT = 1.0
+# The proxy's environment. Keeps LiteLLM on the machine: the bundled model cost map instead of a download at import, no
 # feedback banner, no admin UI or API docs to serve.
-OFFLINE_ENV = {
+PROXY_ENV = {
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     "LITELLM_DONT_SHOW_FEEDBACK_BOX": "True",
     "DISABLE_ADMIN_UI": "True",
     "NO_DOCS": "True",
     "NO_REDOC": "True",
     "DISABLE_SCHEMA_UPDATE": "True",
+    # The proxy has died of SIGSEGV mid-run (journalled as gateway.exited; docs/gateways.md, LiteLLM): with
+    # this, Python writes every thread's traceback to the proxy's log when it crashes.
+    "PYTHONFAULTHANDLER": "1",
 }
+# The proxy's command line reads these from the environment when a flag is not given. Inherited from
+# a CI job or a shell, some change what is under test or end the proxy mid-run (with one worker,
+# MAX_REQUESTS_BEFORE_RESTART makes uvicorn exit after that many requests, the observer's 20 Hz
+# polls included; DEBUG floods the log and slows the proxy), so the adapter unsets them all.
+CLI_ENV = ("HOST", "PORT", "NUM_WORKERS", "GRANIAN_RUNTIME_THREADS", "DEBUG", "DETAILED_DEBUG", "SSL_KEYFILE_PATH",
+           "SSL_CERTFILE_PATH", "KEEPALIVE_TIMEOUT", "TIMEOUT_WORKER_HEALTHCHECK", "MAX_REQUESTS_BEFORE_RESTART",
+           "MAX_REQUESTS_BEFORE_RESTART_JITTER", "LIMIT_CONCURRENCY", "PROMETHEUS_METRICS_PORT")
 
 
 class LitellmOptions(BaseModel):
@@ -104,7 +118,7 @@ class LitellmGateway:
         self.load_pool = load_pool
         self.bind_address = bind_address
         self.published_listen_port = published_listen_port or listen_port
-        self._http = httpx.Client(timeout=1.0)
+        self._http = httpx.Client(timeout=PROBE_TIMEOUT)
 
     @property
     def url(self) -> str:
@@ -170,7 +184,8 @@ class LitellmGateway:
 
     def argv(self, config: Path) -> list[str]:
         env = shutil.which("env") or "/usr/bin/env"
-        return [env, *(f"{key}={value}" for key, value in OFFLINE_ENV.items()), litellm_binary(),
+        return [env, *(f"--unset={key}" for key in CLI_ENV), *(f"{key}={value}" for key, value in PROXY_ENV.items()),
+                litellm_binary(),
                 "--config", str(config), "--host", self.bind_address, "--port", str(self.listen_port),
                 "--num_workers", "1"]
 

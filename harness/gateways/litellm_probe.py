@@ -5,13 +5,14 @@ live in the router's in-memory cache; ``/health`` makes a fresh model call per d
 This module is loaded by the proxy through its documented custom-callback hook
 (``litellm_settings.callbacks``); on import it adds one route to the proxy's own app::
 
-    GET /chaosgate/deployments  ->  {"now": <unix time>, "deployments": [
+    GET /chaosgate/deployments  ->  {"now": <unix time>, "health_check_round": int|null, "deployments": [
         {"id", "model_name", "api_base", "cooldown": bool, "cooldown_until": float|null,
          "cooldown_status": str|null, "health_check": "healthy"|"unhealthy"|null}, ...]}
 
 ``cooldown`` is read with the same router call that filters deployments for every request
 (``async_get_cooldown_deployments``); ``health_check`` is the background health checks'
-verdict as cached for health-check routing. The harness copies this file beside the proxy's
+verdict as cached for health-check routing; ``health_check_round`` is the number of the background
+round last started (LiteLLM's own counter: rounds are timed from it, docs/gateways.md). The harness copies this file beside the proxy's
 config.yaml (so it imports nothing from the harness) and the proxy imports it from there.
 """
 
@@ -97,7 +98,8 @@ async def deployments() -> dict[str, Any]:
             "cooldown_status": str(cooldown.get("exception_status")) if cooldown else None,
             "health_check": health,
         })
-    return {"now": time.time(), "deployments": listed}
+    return {"now": time.time(), "health_check_round": getattr(proxy_server, "background_health_check_cycle_seq", None),
+            "deployments": listed}
 
 
 def _register() -> None:

@@ -2,31 +2,70 @@
 
 As harness/gateways/litellm.py renders it (../shared/notes/gateway-health.md §4):
 
-* active: ``background_health_checks`` every ``health_check_interval`` (the loop sleeps the
-  interval after a round of checks), each a real chat completion per deployment, with
-  ``enable_health_check_routing``: one failed check takes the deployment out, one passing check
-  puts it back. A check is inference, so it fails as a client request would;
+* active: ``background_health_checks``. LiteLLM 1.108.7 (proxy_server.py
+  ``_run_background_health_check``) runs them in rounds: all deployments are checked at once
+  (``asyncio.gather``; no ``health_check_concurrency`` is set), each check a real chat completion
+  limited by ``asyncio.wait_for(health_check_timeout)`` (health_check.py ``run_with_timeout``). The
+  round ends when its slowest check ends; only THEN are the verdicts written to the routing cache
+  (``_write_health_state_to_router_cache``), all at once, and the loop then sleeps
+  ``health_check_interval``: the next round starts interval after the previous one ENDS. One failed
+  check takes the deployment out, one passing check puts it back (enable_health_check_routing).
+  A check is inference, so it fails as a client request would;
 * passive: the router's cooldown, ``allowed_fails`` = consecutive_5xx − 1: the deployment cools
   down at the consecutive_5xx-th failed call within ``cooldown_time`` and comes back
   ``cooldown_time`` later, with no probe. A refused or reset connection counts: the proxy turns it
   into InternalServerError (500 'Connection error.'), whose text lacks the 'APIConnectionError' that
   ``_is_cooldown_required`` ignores (measured on 1.108.7: one refused call, cooled down for 10.08s;
   the research notes' "connection errors never cool down" does not hold here). The load's requests
-  are spread at random (simple-shuffle), not round robin.
+  are spread at random (simple-shuffle), not round robin. With cooldowns on, each failed check
+  also starts a cooldown of ``cooldown_time`` (at the round's end).
 
-    detect  in [d,  I + d]  (check)   |   [d,  d + in-flight + 2·N·k/r]  (cooldown)
-    recover in [0,  r + I]  (check)   |   [0,  cooldown_time]            (cooldown)
+A round lasts at most R = T + ROUND_OVERHEAD (T: health_check_timeout; every check, passing or
+not, is cut at T), with I = health_check_interval and d = how long a check takes to fail:
+
+    detect  in [d − P,  R + I + R]  (check: the round under way when the fault starts may have
+                                     passed it; the next one starts I after that round ends, and its
+                                     verdict is written when its slowest check ends)
+            |   [d − P,  d + in-flight + 2·N·k/r]  (cooldown)
+    recover in [0,  R + I + R]  (check: the same, from the fault's end)
+            |   [0,  cooldown_time], and R + cooldown_time when failed checks start cooldowns
+
+The observer reads the verdicts through the proxy itself (GET /chaosgate/deployments, answered by
+the same busy event loop, stamped before it is sent), so every window's margin adds P = PROBE_DELAY,
+and a change can be stamped up to P before it happened.
 """
 
 from __future__ import annotations
 
 from harness.faults import Fault
+from harness.gateways.litellm import PROBE_TIMEOUT
 from harness.promise.effects import RESTARTING_KINDS, CheckEffect, RequestEffect, request_effect
-from harness.promise.envoy import ARRIVAL_SLACK, CHECK_OVERHEAD
+from harness.promise.envoy import ARRIVAL_SLACK
 from harness.promise.load import LoadFacts, nominal_facts
-from harness.promise.window import Never, Promise, Unknown, Window, earliest_of
+from harness.promise.window import OBSERVER_MARGIN, SCHEDULING_MARGIN, Never, Promise, Unknown, Window, earliest_of
 from harness.scenario import Scenario
 from harness.targets import split_target
+
+
+# A round's own time beyond its slowest check's time limit, plus the lateness of the sleep before the
+# next round: building each check's client and request, and sharing one event loop with the proxy's
+# traffic, on 2 busy cores. Measured (docs/gateways.md, LiteLLM): at load average ~12, a round of
+# 2.10s with a 0.5s check timeout (LiteLLM's own log line
+# `background_health_check_cycle_duration_exceeded_interval`): 1.6s; in the suite's runs at load 2-5,
+# start-to-start periods of at most interval + 1.11s with a check timing out at 1s.
+ROUND_OVERHEAD = 1.6
+# The observer's GET /chaosgate/deployments is answered by the proxy's own event loop. A sample is
+# stamped before the GET is sent: a verdict written while the GET waits is stamped up to its duration
+# early, and one written just after it was read waits for the next sample, up to that duration late.
+# The adapter gives up on a GET after PROBE_TIMEOUT (no sample then), so that bounds both. Measured
+# up to 0.55s per GET during the suite's runs (docs/gateways.md).
+PROBE_DELAY = PROBE_TIMEOUT
+LITELLM_MARGIN = OBSERVER_MARGIN + SCHEDULING_MARGIN + PROBE_DELAY
+
+
+def round_length(timeout: float) -> float:
+    """The longest a background round lasts: every check is cut at the check timeout, plus overhead."""
+    return timeout + ROUND_OVERHEAD
 
 
 def check_effect(fault: Fault, timeout: float) -> CheckEffect:
@@ -64,10 +103,15 @@ def active_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None =
     if (why := _check(scenario, fault)) is not None or hc is None:
         return why or Never("no background health check is configured")
     effect = check_effect(fault, hc.timeout)
-    d = effect.takes
-    return Window(d, hc.interval + d + CHECK_OVERHEAD,
-                  f"background health check (a chat completion, {effect.why}): the next round, at most "
-                  f"health_check_interval {hc.interval:g}s away, takes the deployment out after one failure")
+    d, r = effect.takes, round_length(hc.timeout)
+    return Window(max(0.0, d - PROBE_DELAY), r + hc.interval + r,
+                  f"background health check, {r:g}s + {hc.interval:g}s + {r:g}s (a chat completion, {effect.why}; "
+                  f"fails after {d:g}s): the round "
+                  f"under way may have passed it and lasts up to {r:g}s (check timeout {hc.timeout:g}s + "
+                  f"{ROUND_OVERHEAD:g}s round overhead); the next starts health_check_interval {hc.interval:g}s "
+                  f"after it ends and writes its verdict when its slowest check ends, {r:g}s later; "
+                  f"+{PROBE_DELAY:g}s for the proxy to answer the observer",
+                  LITELLM_MARGIN)
 
 
 def passive_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None = None) -> Promise:
@@ -95,9 +139,10 @@ def passive_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None 
         return Never(f"cooldowns need traffic and the load sends none to {pool!r}")
     n, size, d = od.consecutive_5xx or 1, scenario.pools[pool], effect.takes
     in_flight = facts.users / facts.rate if facts.users else 0.0
-    return Window(d, d + in_flight + ARRIVAL_SLACK * n * size / facts.rate,
+    return Window(max(0.0, d - PROBE_DELAY), d + in_flight + ARRIVAL_SLACK * n * size / facts.rate,
                   f"cooldown: allowed_fails {n - 1}, so the {n}th failed call ({effect.why}) on one of {size} "
-                  f"deployments, picked at random at {facts.rate:.0f} requests/s ({facts.source})")
+                  f"deployments, picked at random at {facts.rate:.0f} requests/s ({facts.source}); "
+                  f"+{PROBE_DELAY:g}s for the proxy to answer the observer", LITELLM_MARGIN)
 
 
 def detection_window(scenario: Scenario, fault: Fault, facts: LoadFacts | None = None) -> Promise:
@@ -112,20 +157,30 @@ def recovery_window(scenario: Scenario, fault: Fault, facts: LoadFacts | None = 
     hc, od = scenario.gateway.health_check, scenario.gateway.outlier_detection
     windows: list[Window] = []
     cooled = passive_detection(scenario, fault, facts)
+    checked = active_detection(scenario, fault, facts)
     if isinstance(cooled, Window) and od is not None:
         windows.append(Window(0.0, od.base_ejection_time,
                               f"cooldown: the deployment is back cooldown_time {od.base_ejection_time:g}s after it "
                               "cooled down (no probe); it cooled down at most then before the fault ended"))
-    checked = active_detection(scenario, fault, facts)
     if isinstance(checked, Window) and hc is not None:
-        hung = hc.timeout if checked.earliest >= hc.timeout and after == "fault_end" else 0.0
-        windows.append(Window(0.0, hung + hc.interval + CHECK_OVERHEAD,
-                              f"background health check: the next round after it healed, at most "
-                              f"{hc.interval:g}s away" + (f" (+{hung:g}s for a check hung when it healed)" if hung else "")))
+        r = round_length(hc.timeout)
+        windows.append(Window(0.0, r + hc.interval + r,
+                              f"background health check, {r:g}s + {hc.interval:g}s + {r:g}s: the round under way "
+                              f"when it healed (up to {r:g}s: check "
+                              f"timeout {hc.timeout:g}s + {ROUND_OVERHEAD:g}s round overhead; a check hung in it "
+                              f"runs to its timeout) may still fail it; the next starts health_check_interval "
+                              f"{hc.interval:g}s after that round ends and readmits it when its slowest check ends, "
+                              f"{r:g}s later"))
+        if od is not None:  # a failed check starts a cooldown when its round ends (the last: up to r after healing)
+            windows.append(Window(0.0, r + od.base_ejection_time,
+                                  f"a failed check's cooldown: set when the round under way when it healed ends "
+                                  f"(up to {r:g}s), it lasts cooldown_time {od.base_ejection_time:g}s"))
     if not windows:
         for promise in (checked, cooled):
             if isinstance(promise, Unknown):
                 return promise
         return Never("nothing takes the deployment out, so there is nothing to put back")
     # Back only when every mechanism that took it out lets it in: the latest of the latests.
-    return Window(0.0, max(w.latest for w in windows), " and ".join(w.how for w in windows))
+    return Window(0.0, max(w.latest for w in windows),
+                  " and ".join(w.how for w in windows) + f"; +{PROBE_DELAY:g}s for the proxy to answer the observer",
+                  LITELLM_MARGIN)

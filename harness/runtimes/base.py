@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from harness.errors import FaultError, StackError, StartupTimeout
 from harness.gateways import GATEWAYS, GatewayAdapter, HostHealth
+from harness.gateway_watch import GatewayProcess
 from harness.scenario import Scenario
 from harness.toxiproxy import ToxiproxyControl
 
@@ -94,6 +95,9 @@ class Stack:
     gateway_addresses: dict[str, str] = field(default_factory=dict)
     process_control: ProcessControl | None = None  # None: this runtime has no process faults
     dns: DnsServer | None = None  # the fake DNS server, when a pool is resolved by name
+    # the gateway's own process, watched during a run (harness/gateway_watch.py); None: not watched
+    gateway_process: GatewayProcess | None = None
+    gateway_log: str = ""  # where the gateway's output goes, named when it exits
 
     def dns_server(self) -> DnsServer:
         """The fake DNS server (see harness.faults.dns); FaultError when the stack has none."""

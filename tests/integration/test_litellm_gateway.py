@@ -1,10 +1,14 @@
 """The LiteLLM proxy (PyPI litellm[proxy]) started through the harness in front of the fake replicas.
 
-Its scenarios in scenarios/compare/ pin what it was measured to do: a reset replica is cooled down
-and kept out by its background health checks, and with every replica refusing connections clients
-get LiteLLM's own 429 "No deployments available" once every deployment is in cooldown. The health
-the harness journals is LiteLLM's own view (its router's cooldown list and its health checks' verdicts,
-through harness/gateways/litellm_probe.py), and every answer names the deployment the router picked.
+The comparison suite (scenarios/compare/, run with --gateway litellm) pins what it was measured to
+do with background health checks only (no outlier_detection: cooldowns off): a reset, refused,
+blackholed or slow replica is taken out by a failed check and put back by a passing one, and with
+every replica refusing, clients get the upstream's failure as LiteLLM's 500 'Connection error.'
+(its health filter is bypassed when every deployment failed). With outlier_detection (a variant
+of all-down written here), deployments cool down and clients get LiteLLM's own 429 "No deployments
+available". The health the harness journals is LiteLLM's own view (its router's cooldown list and
+its health checks' verdicts, through harness/gateways/litellm_probe.py), and every answer names the
+deployment the router picked.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from harness.journal import read_journal
 from harness.runtimes.local import LocalRuntime
@@ -29,8 +34,9 @@ STARTUP = 90.0  # LiteLLM's proxy imports for 8-25 s on a busy 2-core machine (L
 
 
 def run_passes(scenario_file: Path, out: Path) -> list[dict[str, Any]]:
-    scenario = load_scenario(scenario_file)
-    result = chaosgate("run", str(scenario_file), "--out", str(out), "--quiet",
+    """Run ``scenario_file`` on LiteLLM (--gateway litellm); it must pass every expectation."""
+    scenario = load_scenario(scenario_file, "litellm")
+    result = chaosgate("run", str(scenario_file), "--gateway", "litellm", "--out", str(out), "--quiet",
                        timeout=scenario.load.duration + STARTUP + 60)
     run_dir = out / scenario.name
     assert result.returncode == 0, result.stdout + result.stderr
@@ -45,19 +51,22 @@ def health_changes(events: list[dict[str, Any]], replica: str) -> list[tuple[boo
     return [(e["healthy"], e["flags"]) for e in events if e["type"] == "health" and e["replica"] == replica]
 
 
+def failures(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e["type"] == "request" and e["error"]]
+
+
 @pytest.mark.integration
-def test_litellm_cools_down_and_routes_around_a_reset_replica(tmp_path: Path) -> None:
+def test_litellm_health_checks_route_around_a_reset_replica(tmp_path: Path) -> None:
     require_components("litellm")
-    events = run_passes(COMPARE / "replica-reset-litellm.yaml", tmp_path)
+    events = run_passes(COMPARE / "reset.yaml", tmp_path)
     ready = next(e for e in events if e["type"] == "stack.ready")
     assert ready["gateway_version"].startswith("1.108.")
     assert "background_health_checks: true" in ready["gateway_config"]
-    assert "allowed_fails: 1" in ready["gateway_config"]
-    # LiteLLM's own view: out of rotation (cooldown and/or failed health check), then back
-    changes = health_changes(events, "chat[0]")
-    assert [healthy for healthy, _ in changes] == [True, False, True], changes
-    assert {"cooldown", "health_check_failed"} & set(changes[1][1].split("/")) or changes[1][1].startswith(
-        "cooldown("), changes
+    assert "disable_cooldowns: true" in ready["gateway_config"]  # no outlier_detection in the suite
+    # LiteLLM's own view: out of rotation after a failed check, back after a passing one
+    assert health_changes(events, "chat[0]") == [(True, "healthy"), (False, "health_check_failed"), (True, "healthy")]
+    # a reset reaches the client as LiteLLM's 500 (no retries configured)
+    assert all(e["status"] == 500 and "Connection error." in e["body"] for e in failures(events)), failures(events)
     # Every answer names the deployment the router picked, as its replica's proxy address
     gateway_addresses = {info["gateway_address"] for info in ready["endpoints"]["replicas"].values()}
     requests = [e for e in events if e["type"] == "request"]
@@ -69,9 +78,37 @@ def test_litellm_cools_down_and_routes_around_a_reset_replica(tmp_path: Path) ->
 
 
 @pytest.mark.integration
-def test_litellm_all_down_answer(tmp_path: Path) -> None:
+def test_litellm_all_down_without_cooldowns_passes_the_upstream_failure_on(tmp_path: Path) -> None:
+    """Every deployment failed its check and cooldowns are off: LiteLLM bypasses its health filter."""
     require_components("litellm")
-    events = run_passes(COMPARE / "all-down-litellm.yaml", tmp_path)
+    events = run_passes(COMPARE / "all-down.yaml", tmp_path)
+    start = next(e["ts"] for e in events if e["type"] == "fault.started")
+    end = next(e["ts"] for e in events if e["type"] == "fault.cleared")
+    during = [e for e in failures(events) if start <= e["ts"] < end]
+    assert during and all(e["status"] == 500 and "Connection error." in e["body"] for e in during), during
+    for replica in ("chat[0]", "chat[1]", "chat[2]"):
+        assert health_changes(events, replica)[1] == (False, "health_check_failed")
+
+
+@pytest.mark.integration
+def test_litellm_all_down_with_cooldowns_answers_429(tmp_path: Path) -> None:
+    """With outlier_detection, each deployment cools down (a refused call counts in 1.108.7) and, once all
+    are cooled down, the router answers its own 429 until the cooldowns (longer than the fault) run out."""
+    require_components("litellm")
+    document = yaml.safe_load((COMPARE / "all-down.yaml").read_text())
+    document["name"] = "all-down-cooldown"
+    document["gateway"]["outlier_detection"] = {"consecutive_5xx": 2, "base_ejection_time": "10s"}
+    document["load"]["duration"] = "24s"
+    document["faults"][0]["for"] = "8s"
+    document["expect"] = [
+        {"kind": "upstream_unhealthy", "target": "chat[*]", "within": "promised"},
+        {"kind": "all_down_response", "status": 429, "body_contains": "No deployments available for selected model",
+         "within": "6s", "min_share": 0.9},
+        {"kind": "upstream_healthy", "target": "chat[*]", "within": "promised"},
+    ]
+    scenario_file = tmp_path / "all-down-cooldown.yaml"
+    scenario_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    events = run_passes(scenario_file, tmp_path / "out")
     answers = [e for e in events if e["type"] == "request" and e["status"] == 429]
     assert answers
     for answer in answers:  # the journal keeps the first 300 characters of a failed answer's body
@@ -81,25 +118,24 @@ def test_litellm_all_down_answer(tmp_path: Path) -> None:
     # Before every deployment cooled down, clients got the upstream's failure as LiteLLM's 500
     fault_start = next(e["ts"] for e in events if e["type"] == "fault.started")
     first_429 = min(e["ts"] for e in answers)
-    before = [e for e in events if e["type"] == "request" and fault_start <= e["ts"] < first_429 and e["error"]]
+    before = [e for e in failures(events) if fault_start <= e["ts"] < first_429]
     assert before and all(e["status"] == 500 and "Connection error." in e["body"] for e in before), before
+    assert any("cooldown" in flags for healthy, flags in health_changes(events, "chat[0]") if not healthy)
 
 
 @pytest.mark.integration
 def test_litellm_blackhole_is_caught_by_its_health_checks_not_its_cooldown(tmp_path: Path) -> None:
     require_components("litellm")
-    events = run_passes(COMPARE / "blackhole-litellm.yaml", tmp_path)
-    changes = health_changes(events, "chat[0]")
-    assert [healthy for healthy, _ in changes] == [True, False, True], changes
-    assert changes[1][1] == "health_check_failed", changes  # a timed-out call does not cool it down
-    timed_out = [e for e in events if e["type"] == "request" and e["error"]]
+    events = run_passes(COMPARE / "blackhole.yaml", tmp_path)
+    assert health_changes(events, "chat[0]") == [(True, "healthy"), (False, "health_check_failed"), (True, "healthy")]
+    timed_out = failures(events)
     assert all(e["status"] == 408 and "litellm.Timeout" in e["body"] for e in timed_out), timed_out
 
 
 @pytest.mark.integration
 def test_litellm_never_sees_a_failing_health_endpoint(tmp_path: Path) -> None:
     require_components("litellm")
-    events = run_passes(COMPARE / "health-503-litellm.yaml", tmp_path)
+    events = run_passes(COMPARE / "health-503.yaml", tmp_path)
     assert health_changes(events, "chat[0]") == [(True, "healthy")]  # only the first sample
     start = next(e["ts"] for e in events if e["type"] == "fault.started")
     end = next(e["ts"] for e in events if e["type"] == "fault.cleared")
@@ -110,14 +146,12 @@ def test_litellm_never_sees_a_failing_health_endpoint(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_litellm_takes_a_slow_replica_out_when_its_check_times_out(tmp_path: Path) -> None:
     require_components("litellm")
-    events = run_passes(COMPARE / "slow-replica-litellm.yaml", tmp_path)
-    changes = health_changes(events, "chat[0]")
-    assert [healthy for healthy, _ in changes] == [True, False, True], changes
-    assert changes[1][1] == "health_check_failed", changes
+    events = run_passes(COMPARE / "slow-replica.yaml", tmp_path)
+    assert health_changes(events, "chat[0]") == [(True, "healthy"), (False, "health_check_failed"), (True, "healthy")]
     start = next(e["ts"] for e in events if e["type"] == "fault.started")
     detected = next(e["ts"] for e in events if e["type"] == "health" and not e["healthy"])
     slow = [e for e in events if e["type"] == "request" and start <= e["ts"] < detected and e["replica"] == "chat[0]"]
-    latency = getattr(load_scenario(COMPARE / "slow-replica-litellm.yaml").faults[0], "latency")
+    latency = getattr(load_scenario(COMPARE / "slow-replica.yaml", "litellm").faults[0], "latency")
     assert all(e["status"] == 200 and e["latency"] >= latency for e in slow), slow  # slow, not failed
 
 
@@ -150,7 +184,7 @@ def remote_addresses(pid: int) -> set[str]:
 def test_litellm_only_talks_to_loopback(tmp_path: Path) -> None:
     """While it serves, health-checks and retries, every socket of the proxy has a loopback peer (or none)."""
     require_components("litellm")
-    scenario = load_scenario(COMPARE / "replica-reset-litellm.yaml")
+    scenario = load_scenario(COMPARE / "reset.yaml", "litellm")
     runtime = LocalRuntime()
     try:
         stack = runtime.up(scenario, tmp_path / scenario.name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +14,13 @@ from harness.errors import ScenarioError
 from harness.gateways import GATEWAYS, not_applicable
 from harness.gateways.base import UPSTREAM_HEADER, UpstreamAddress
 from harness.gateways.litellm import (
+    CLI_ENV,
     MODEL_NAME,
-    OFFLINE_ENV,
+    PROXY_ENV,
     PROBE_MODULE,
     LitellmGateway,
     host_health_of,
+    litellm_binary,
 )
 from harness.scenario import Gateway, parse_scenario
 
@@ -104,8 +108,23 @@ def test_stays_on_the_machine() -> None:
     assert hosts == {"127.0.0.1"}
     adapter = LitellmGateway(Gateway.model_validate({"kind": "litellm"}), 10000, 10001, "chat")
     argv = adapter.argv(Path("/run/litellm.yaml"))
-    assert "LITELLM_LOCAL_MODEL_COST_MAP=True" in argv and OFFLINE_ENV["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
+    assert "LITELLM_LOCAL_MODEL_COST_MAP=True" in argv and PROXY_ENV["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
     assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--port") + 1] == "10000"
+
+
+def test_the_proxy_does_not_inherit_its_command_line_from_the_environment() -> None:
+    """LiteLLM's CLI reads e.g. MAX_REQUESTS_BEFORE_RESTART from the environment: with one worker, uvicorn would
+    exit after that many requests. The adapter unsets every such variable (the list is its CLI's envvars)."""
+    adapter = LitellmGateway(Gateway.model_validate({"kind": "litellm"}), 10000, 10001, "chat")
+    argv = adapter.argv(Path("/run/litellm.yaml"))
+    unset = {arg.removeprefix("--unset=") for arg in argv[:argv.index(litellm_binary())] if arg.startswith("--unset=")}
+    assert unset == set(CLI_ENV) and {"MAX_REQUESTS_BEFORE_RESTART", "LIMIT_CONCURRENCY", "DEBUG"} <= unset
+    assert "PYTHONFAULTHANDLER=1" in argv  # a crash of the proxy leaves its tracebacks in its log
+    spec = importlib.util.find_spec("litellm")  # its CLI's source, without importing the proxy (seconds)
+    assert spec is not None and spec.origin is not None, "litellm is not installed (the project's litellm extra)"
+    cli = (Path(spec.origin).parent / "proxy" / "proxy_cli.py").read_text()
+    declared = set(re.findall(r'envvar="([A-Z_]+)"', cli))
+    assert "PORT" in declared and declared <= unset, f"LiteLLM's CLI reads more variables than the adapter unsets: {declared - unset}"
 
 
 def test_write_config_puts_the_probe_beside_it(tmp_path: Path) -> None:

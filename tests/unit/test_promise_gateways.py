@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.promise import FORMULAS, detection_window, haproxy, nginx, recovery_window
+from harness.promise import FORMULAS, detection_window, haproxy, litellm, nginx, recovery_window
 from harness.promise.envoy import ARRIVAL_SLACK, CHECK_OVERHEAD
 from harness.promise.load import LoadFacts
 from harness.promise.window import Never, Unknown, Window
@@ -121,9 +121,41 @@ LITELLM_COOL = "{kind: litellm, panic_threshold: 0, health_check: null, outlier_
 def test_litellm_health_checks_are_chat_completions() -> None:
     s = scenario(LITELLM_HC, '{kind: llm_fault, mode: inference_fail, target: "chat[0]", at: 5s, for: 8s}')
     d = window(detection_window(s, s.faults[0]))
-    assert (d.earliest, d.latest) == pytest.approx((0.0, 2.0 + CHECK_OVERHEAD))
+    r = 1.0 + litellm.ROUND_OVERHEAD  # a round: every check cut at the check timeout, plus the round's own time
+    assert (d.earliest, d.latest) == pytest.approx((0.0, r + 2.0 + r))
     shallow = scenario(LITELLM_HC, '{kind: llm_fault, mode: health_fail, target: "chat[0]", at: 5s, for: 8s}')
     assert isinstance(detection_window(shallow, shallow.faults[0]), Never)
+
+
+def test_litellm_window_is_two_rounds_and_the_interval_between_them() -> None:
+    # A round under way may have passed the deployment just before the fault; the next one starts
+    # health_check_interval after it ENDS and writes its verdicts when its slowest check ends.
+    s = scenario(LITELLM_HC, '{kind: reset_peer, target: "chat[0]", at: 5s, for: 8s}')
+    r = 1.0 + litellm.ROUND_OVERHEAD
+    d, back = window(detection_window(s, s.faults[0])), window(recovery_window(s, s.faults[0]))
+    assert (d.earliest, d.latest) == pytest.approx((0.0, 2 * r + 2.0))
+    assert (back.earliest, back.latest) == pytest.approx((0.0, 2 * r + 2.0))
+    for promise in (d, back):
+        assert promise.margin == pytest.approx(litellm.LITELLM_MARGIN)  # the observer's GET goes through the proxy
+        assert f"check timeout 1s + {litellm.ROUND_OVERHEAD:g}s round overhead" in promise.how
+        assert "health_check_interval 2s" in promise.how and "to answer the observer" in promise.how
+
+
+def test_litellm_check_that_times_out_fails_after_the_check_timeout() -> None:
+    s = scenario(LITELLM_HC, '{kind: timeout, target: "chat[0]", at: 5s, for: 8s}')
+    d = window(detection_window(s, s.faults[0]))
+    # the verdict is written when the timed-out check ends; the observer may stamp it up to PROBE_DELAY early
+    assert d.earliest == pytest.approx(1.0 - litellm.PROBE_DELAY)
+    assert d.latest == pytest.approx(2 * (1.0 + litellm.ROUND_OVERHEAD) + 2.0)
+
+
+def test_litellm_failed_checks_start_cooldowns_that_delay_recovery() -> None:
+    both = ("{kind: litellm, panic_threshold: 0, health_check: {interval: 1s, timeout: 1s}, "
+            "outlier_detection: {consecutive_5xx: 2, base_ejection_time: 10s}}")
+    s = scenario(both, '{kind: reset_peer, target: "chat[0]", at: 5s, for: 8s}')
+    back = window(recovery_window(s, s.faults[0], FACTS))
+    assert back.latest == pytest.approx(1.0 + litellm.ROUND_OVERHEAD + 10.0)
+    assert "a failed check's cooldown" in back.how
 
 
 def test_litellm_cools_down_for_refused_connections_as_measured() -> None:
