@@ -10,7 +10,9 @@ never to notice the fault must indeed not notice it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +29,111 @@ START_UP_ALLOWANCE = 60  # per gateway: the LiteLLM proxy alone takes 8-25 s to 
 # How each gateway words a replica it took out, in its own view (the journal's health flags).
 OWN_WORDS = {"envoy": ("failed_active_health_check", "failed_outlier_check"), "haproxy": ("DOWN",),
              "nginx": ("temporarily disabled",), "litellm": ("health_check_failed", "cooldown")}
+
+
+# -- what each gateway did, in its own words (from the journal of its run of one suite file) -----------
+
+Events = list[dict[str, Any]]
+
+
+def health_changes(events: Events, replica: str) -> list[tuple[bool, str]]:
+    return [(e["healthy"], e["flags"]) for e in events if e["type"] == "health" and e["replica"] == replica]
+
+
+def failures_during_the_fault(events: Events) -> Events:
+    start = next(e["ts"] for e in events if e["type"] == "fault.started")
+    end = next(e["ts"] for e in events if e["type"] == "fault.cleared")
+    return [e for e in events if e["type"] == "request" and e["error"] and start <= e["ts"] < end]
+
+
+def litellm_reset(events: Events, run_dir: Path) -> None:
+    ready = next(e for e in events if e["type"] == "stack.ready")
+    assert ready["gateway_version"].startswith("1.108.")
+    assert "background_health_checks: true" in ready["gateway_config"]
+    assert "disable_cooldowns: true" in ready["gateway_config"]  # no outlier_detection in the suite
+    assert health_changes(events, "chat[0]") == [(True, "healthy"), (False, "health_check_failed"), (True, "healthy")]
+    failed = failures_during_the_fault(events)  # a reset reaches the client as LiteLLM's 500 (no retries)
+    assert all(e["status"] == 500 and "Connection error." in e["body"] for e in failed), failed
+    requests = [e for e in events if e["type"] == "request"]
+    assert all(e["upstream"] for e in requests), "every answer, the failed ones too, names the deployment picked"
+    assert {e["upstream"] for e in requests} == {r["gateway_address"] for r in ready["endpoints"]["replicas"].values()}
+    assert all(e["replica"] for e in requests if e["status"] == 200)  # the replica's identity header, passed on
+
+
+def litellm_all_down(events: Events, run_dir: Path) -> None:
+    """Every deployment failed its check and cooldowns are off: LiteLLM bypasses its health filter."""
+    failed = failures_during_the_fault(events)
+    assert failed and all(e["status"] == 500 and "Connection error." in e["body"] for e in failed), failed
+    for replica in ("chat[0]", "chat[1]", "chat[2]"):
+        assert health_changes(events, replica)[1] == (False, "health_check_failed")
+
+
+def litellm_blackhole(events: Events, run_dir: Path) -> None:
+    """The router's own timeout (408) does not cool a deployment down; the failed check takes it out."""
+    assert health_changes(events, "chat[0]") == [(True, "healthy"), (False, "health_check_failed"), (True, "healthy")]
+    failed = failures_during_the_fault(events)
+    assert all(e["status"] == 408 and "litellm.Timeout" in e["body"] for e in failed), failed
+
+
+def never_takes_it_out(events: Events, run_dir: Path) -> None:
+    """The gateway never asks /health (nginx) or checks with a chat completion (LiteLLM): chat[0] serves on."""
+    assert [healthy for healthy, _ in health_changes(events, "chat[0]")] in ([True], [])
+    start = next(e["ts"] for e in events if e["type"] == "fault.started")
+    end = next(e["ts"] for e in events if e["type"] == "fault.cleared")
+    served = [e for e in events if e["type"] == "request" and start <= e["ts"] < end and e["replica"] == "chat[0]"]
+    assert served and all(e["status"] == 200 for e in served)
+
+
+def slow_but_served_until_detected(events: Events, run_dir: Path) -> None:
+    """Before the check's timeout took chat[0] out, its requests were slow, not failed."""
+    start = next(e["ts"] for e in events if e["type"] == "fault.started")
+    detected = next(e["ts"] for e in events if e["type"] == "health" and not e["healthy"])
+    latency = getattr(load_scenario(ROOT / "scenarios/compare/slow-replica.yaml").faults[0], "latency")
+    slow = [e for e in events if e["type"] == "request" and start <= e["ts"] < detected and e["replica"] == "chat[0]"]
+    assert all(e["status"] == 200 and e["latency"] >= latency for e in slow), slow
+
+
+def haproxy_reset(events: Events, run_dir: Path) -> None:
+    ready = next(e for e in events if e["type"] == "stack.ready")
+    assert ready["gateway_version"].startswith("2.6") and "option httpchk GET /health" in ready["gateway_config"]
+    changes = health_changes(events, "chat[0]")  # its stats socket's words: DOWN while it resets, UP after
+    assert [healthy for healthy, _ in changes] == [True, False, True] and changes[1][1].startswith("DOWN"), changes
+
+
+def haproxy_all_down(events: Events, run_dir: Path) -> None:
+    answers = {e.get("body", "") for e in failures_during_the_fault(events) if e["status"] == 503}
+    assert answers and all("No server is available to handle this request." in body for body in answers)
+
+
+def nginx_reset(events: Events, run_dir: Path) -> None:
+    ready = next(e for e in events if e["type"] == "stack.ready")
+    assert ready["gateway_version"] == "1.22.1" and "max_fails=1 fail_timeout=2s" in ready["gateway_config"]
+    changes = health_changes(events, "chat[0]")
+    assert [healthy for healthy, _ in changes] == [True, False, True], changes
+    assert changes[1][1].startswith("temporarily disabled (max_fails reached")  # from nginx's error log
+    assert changes[2][1].startswith("answered again")                         # from its access log
+    assert any("health_check: not applicable to nginx" in w for w in events[0]["warnings"])
+
+
+def nginx_all_down(events: Events, run_dir: Path) -> None:
+    answers = [e.get("body", "") for e in failures_during_the_fault(events) if e["status"] == 502]
+    assert answers and all("<center><h1>502 Bad Gateway</h1></center>" in body for body in answers)
+    assert "no live upstreams" in (run_dir / "nginx" / "error.log").read_text()
+
+
+OWN_CHECKS: dict[tuple[str, str], Callable[[Events, Path], None]] = {
+    ("reset", "haproxy"): haproxy_reset,
+    ("reset", "nginx"): nginx_reset,
+    ("reset", "litellm"): litellm_reset,
+    ("all-down", "haproxy"): haproxy_all_down,
+    ("all-down", "nginx"): nginx_all_down,
+    ("all-down", "litellm"): litellm_all_down,
+    ("blackhole", "litellm"): litellm_blackhole,
+    ("health-503", "nginx"): never_takes_it_out,
+    ("health-503", "litellm"): never_takes_it_out,
+    ("slow-replica", "litellm"): slow_but_served_until_detected,
+    ("slow-replica", "envoy"): slow_but_served_until_detected,
+}
 
 
 def test_the_suite_has_the_faults_the_issue_names() -> None:
@@ -66,6 +173,8 @@ def test_every_gateway_passes_the_suite_inside_its_promised_windows(path: Path, 
             events = read_journal(run_dir / "journal.jsonl")
             words = [e["flags"] for e in events if e["type"] == "health" and not e["healthy"]]
             assert words and all(any(own in w for own in OWN_WORDS[gateway]) for w in words), (gateway, words)
+        if (check := OWN_CHECKS.get((path.stem, gateway))) is not None:
+            check(read_journal(run_dir / "journal.jsonl"), run_dir)
         assert processes_of_run(run_dir) == [], f"{gateway}: the stack was torn down"
     page = (tmp_path / "compare.html").read_text()
     assert all(f'data-gateway="{g}"' in page for g in GATEWAYS)
