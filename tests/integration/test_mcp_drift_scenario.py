@@ -13,7 +13,7 @@ from harness.journal import read_journal
 from harness.scenario import load_scenario, parse_scenario
 from harness.timeline import build_timeline
 
-from .conftest import ROOT, chaosgate
+from .conftest import ROOT, ShippedRun, chaosgate
 
 SCENARIO = ROOT / "scenarios" / "mcp-schema-drift.yaml"
 
@@ -26,9 +26,12 @@ def _run(path: Path, out: Path, duration: float) -> tuple[dict[str, Any], list[d
     return summary, read_journal(out / name / "journal.jsonl")
 
 
-def test_drift_is_seen_by_clients_then_ejected(tmp_path: Path) -> None:
+def test_drift_is_seen_by_clients_then_ejected(shipped_run: ShippedRun) -> None:
     scenario = load_scenario(SCENARIO)
-    summary, events = _run(SCENARIO, tmp_path, scenario.load.duration)
+    run = shipped_run(SCENARIO, "local")  # the session's run of the shipped scenario (test_shipped_scenarios')
+    assert run.result.returncode == 0, run.result.stdout + run.result.stderr
+    summary = json.loads((run.run_dir / "summary.json").read_text())
+    events = read_journal(run.run_dir / "journal.jsonl")
     assert summary["passed"], summary["expectations"]
     timeline = build_timeline(events)
     (fault,) = timeline.faults
@@ -47,7 +50,7 @@ def test_drift_is_seen_by_clients_then_ejected(tmp_path: Path) -> None:
 
     # Injected and detected by the MCP check: Envoy's event names an ACTIVE failure of an answer with
     # status 200 (only the drifted body fails the check), for tools[0] only.
-    health_log = [json.loads(line) for line in (tmp_path / scenario.name / "envoy-health.jsonl").read_text().splitlines()]
+    health_log = [json.loads(line) for line in (run.run_dir / "envoy-health.jsonl").read_text().splitlines()]
     ejections = [e for e in health_log if "eject_unhealthy_event" in e]
     assert ejections and all(e["eject_unhealthy_event"] == {"failure_type": "ACTIVE", "http_status_code": 200}
                              for e in ejections)
