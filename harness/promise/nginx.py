@@ -80,9 +80,14 @@ def _counted(scenario: Scenario, fault: Fault, facts: LoadFacts | None) -> tuple
     rate = facts.users / (facts.users / facts.rate + d / size) if facts.users else facts.rate
     in_flight = facts.users / rate if facts.users else 0.0
     needed, counted = failures_to_detect(scenario, max_fails)
-    window = Window(d, d + in_flight + ARRIVAL_SLACK * needed * size / rate,
+    # A request in flight when the fault began fails with it too: it started up to one request time
+    # before the fault (users / the rate before it), so it can fail that much earlier than d (measured:
+    # a blackhole with a 2s read timeout disabled after 1.969s).
+    before = facts.users / facts.rate if facts.users else 0.0
+    window = Window(max(0.0, d - before), d + in_flight + ARRIVAL_SLACK * needed * size / rate,
                     f"passive: {counted} ({effect.why}) on one of {size} servers at "
-                    f"{rate:.0f} requests/s ({facts.source}), within fail_timeout {fail_timeout:g}s")
+                    f"{rate:.0f} requests/s ({facts.source}), within fail_timeout {fail_timeout:g}s; "
+                    f"the requests in flight when it began fail up to {before:.3g}s earlier")
     return window, facts
 
 

@@ -106,6 +106,16 @@ def test_nginx_never_marks_down_a_single_server_or_an_uncounted_status() -> None
     assert isinstance(detection_window(off, off.faults[0]), Never)  # no outlier_detection: max_fails 0
 
 
+def test_nginx_blackhole_detection_can_come_early_by_the_requests_in_flight() -> None:
+    """A request in flight when the blackhole began times out up to one request time (users / rate before
+    the fault) earlier than the read timeout (measured: 1.969s with a 2s read timeout)."""
+    s = scenario(NGINX.replace("panic_threshold: 0", "panic_threshold: 0, request_timeout: 2s"),
+                 '{kind: timeout, target: "chat[0]", at: 5s, for: 8s}')
+    d = window(detection_window(s, s.faults[0], FACTS))
+    assert d.earliest == pytest.approx(2.0 - 9 / 90)
+    assert "in flight" in d.how
+
+
 def test_nginx_blackhole_outlasting_the_fault_is_never_detected_in_it() -> None:
     s = scenario(NGINX, '{kind: timeout, target: "chat[0]", at: 5s, for: 3s}')  # request_timeout 15s > 3s
     promise = detection_window(s, s.faults[0])
