@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from harness.errors import StackError
-from harness.supervisor import _signal_name
+from harness.supervisor import signal_name
 
 POLL_S = 0.02
 
@@ -58,7 +58,7 @@ class GatewayWatch:
             status = self._process.poll()
             if status is not None:
                 self.exit = self._record("gateway.exited", gateway=self._kind, pid=self._process.pid,
-                                         status=status, signal=_signal_name(status), log=self._log)
+                                         status=status, signal=signal_name(status), log=self._log)
                 return
             self._stop.wait(self._interval)
 

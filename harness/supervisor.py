@@ -112,7 +112,7 @@ class Supervisor:
                 os.killpg(old.pid, signal.SIGKILL)
                 old.wait()
             self._record("process.exited", replica=replica, pid=old.pid, status=old.returncode,
-                         signal=_signal_name(old.returncode), oom=False, cause="restart", port=entry.port)
+                         signal=signal_name(old.returncode), oom=False, cause="restart", port=entry.port)
             entry.exited_at = time.monotonic()
             entry.in_a_row = 0  # a deliberate restart is not a crash: it does not lengthen the next backoff
             if port is not None:
@@ -176,7 +176,7 @@ class Supervisor:
         delay = entry.policy.delay(entry.in_a_row)
         entry.state, entry.exited_at, entry.restart_at = "waiting", now, now + delay
         self._record("process.exited", replica=entry.name, pid=entry.child.process.pid, status=status,
-                     signal=_signal_name(status), oom=oom, oom_kills=kills,
+                     signal=signal_name(status), oom=oom, oom_kills=kills,
                      memory_failcnt=entry.cgroup.failcnt() if entry.cgroup else None,
                      restart_in_s=round(delay, 3))
 
@@ -188,7 +188,7 @@ class Supervisor:
                      attempt=entry.in_a_row, backoff_s=round(backoff, 3))
 
 
-def _signal_name(status: int | None) -> str | None:
+def signal_name(status: int | None) -> str | None:
     """``SIGKILL`` for a process killed by signal 9 (Popen's returncode -9), None for a normal exit."""
     if status is None or status >= 0:
         return None

@@ -1,6 +1,6 @@
 """The gateway seam: render a gateway's config from the scenario, start it, read its view of health.
 
-An adapter knows one gateway (Envoy, HAProxy, nginx; LiteLLM follows). It is given the
+An adapter knows one gateway (Envoy, HAProxy, nginx, the LiteLLM proxy). It is given the
 addresses of the upstream replicas (in practice, their Toxiproxy proxies) and answers: how to
 start it, when it is ready, and which replicas it currently considers healthy. Its class also
 says, before anything runs, which scenario settings it cannot honour (``settings_issues``:
@@ -130,6 +130,33 @@ class GatewayClass(Protocol):
 
     def settings_issues(self, scenario: Scenario) -> list[SettingIssue]:
         """Scenario settings this gateway cannot honour (errors) or that do not apply to it (notes)."""
+
+
+class GatewayProcessBase:
+    """What every adapter is built from (``GatewayClass.__call__``): the scenario's gateway block,
+    where the gateway binds, the pool that gets chat requests without a prefix, and the ports the
+    host reaches it on (``published_*``: in a container they differ from the bound ones). An
+    adapter adds its own state in ``_init_state`` and its own ``admin_url``."""
+
+    def __init__(self, settings: Gateway, listen_port: int, admin_port: int, load_pool: str, *,
+                 bind_address: str = "127.0.0.1", published_listen_port: int | None = None,
+                 published_admin_port: int | None = None) -> None:
+        self.settings = settings
+        self.listen_port = listen_port
+        self.admin_port = admin_port
+        self.load_pool = load_pool
+        self.bind_address = bind_address
+        self.published_listen_port = published_listen_port or listen_port
+        self.published_admin_port = published_admin_port or admin_port
+        self._init_state()
+
+    def _init_state(self) -> None:
+        """The adapter's own state, set up at construction."""
+
+    @property
+    def url(self) -> str:
+        """Where the host sends requests to the gateway."""
+        return f"http://127.0.0.1:{self.published_listen_port}"
 
 
 def explicitly_set(model: Any, *names: str) -> bool:

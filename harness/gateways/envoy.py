@@ -16,11 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.durations import Duration
 from harness.errors import ComponentMissing, StackError
-from harness.gateways.base import (UPSTREAM_HEADER, HostHealth, SettingIssue, UpstreamAddress, UpstreamResolver,
-                                   UpstreamTlsTrust)
+from harness.gateways.base import (UPSTREAM_HEADER, GatewayProcessBase, HostHealth, SettingIssue, UpstreamAddress,
+                                   UpstreamResolver, UpstreamTlsTrust)
 
 if TYPE_CHECKING:
-    from harness.scenario import Gateway, McpHealthCheck, Scenario
+    from harness.scenario import McpHealthCheck, Scenario
 
 __all__ = ["UPSTREAM_HEADER", "EnvoyGateway", "EnvoyOptions", "envoy_binary"]
 # Not pending_dynamic_removal: DNS no longer names the host, but Envoy keeps routing to it while it
@@ -53,30 +53,17 @@ def _dur(seconds: float) -> str:
     return f"{seconds:.3f}s"
 
 
-class EnvoyGateway:
+class EnvoyGateway(GatewayProcessBase):
     """Envoy 1.40 configured from a scenario's ``gateway`` block."""
 
     kind = "envoy"
     config_name = "envoy.yaml"
     runtimes = frozenset({"local", "docker"})
 
-    def __init__(self, settings: Gateway, listen_port: int, admin_port: int, load_pool: str, *,
-                 bind_address: str = "127.0.0.1", published_listen_port: int | None = None,
-                 published_admin_port: int | None = None) -> None:
+    def _init_state(self) -> None:
         """``listen_port``/``admin_port`` are where Envoy binds (on ``bind_address``); in a container
         the host reaches them through the ``published_*`` ports on 127.0.0.1 instead."""
-        self.settings = settings
-        self.listen_port = listen_port
-        self.admin_port = admin_port
-        self.load_pool = load_pool
-        self.bind_address = bind_address
-        self.published_listen_port = published_listen_port or listen_port
-        self.published_admin_port = published_admin_port or admin_port
         self._http = httpx.Client(timeout=1.0)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.published_listen_port}"
 
     @property
     def admin_url(self) -> str:

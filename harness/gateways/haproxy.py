@@ -22,6 +22,7 @@ from harness.durations import Duration
 from harness.errors import StackError
 from harness.gateways.base import (
     UPSTREAM_HEADER,
+    GatewayProcessBase,
     HostHealth,
     SettingIssue,
     UpstreamAddress,
@@ -75,30 +76,17 @@ def _server_name(upstream: UpstreamAddress) -> str:
     return upstream.replica.replace("[", "-").replace("]", "")
 
 
-class HaproxyGateway:
+class HaproxyGateway(GatewayProcessBase):
     """HAProxy 2.6 configured from a scenario's ``gateway`` block."""
 
     kind = "haproxy"
     config_name = "haproxy.cfg"
     runtimes = frozenset({"local"})
 
-    def __init__(self, settings: Gateway, listen_port: int, admin_port: int, load_pool: str, *,
-                 bind_address: str = "127.0.0.1", published_listen_port: int | None = None,
-                 published_admin_port: int | None = None) -> None:
+    def _init_state(self) -> None:
         """HAProxy's runtime API (the stats socket, level admin) listens on ``admin_port`` on 127.0.0.1: a
         TCP socket, because a unix socket's path is limited to about 100 bytes and run folders can be deeper."""
-        self.settings = settings
-        self.listen_port = listen_port
-        self.load_pool = load_pool
-        self.bind_address = bind_address
-        self.published_listen_port = published_listen_port or listen_port
-        self.admin_port = admin_port
-        self.published_admin_port = published_admin_port or admin_port
         self._addresses: dict[tuple[str, str], str] = {}  # (backend, server) -> host:port
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.published_listen_port}"
 
     @property
     def admin_url(self) -> str | None:

@@ -36,10 +36,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import ComponentMissing, StackError
-from harness.gateways.base import HostHealth, SettingIssue, UpstreamAddress, explicitly_set
+from harness.gateways.base import GatewayProcessBase, HostHealth, SettingIssue, UpstreamAddress, explicitly_set
 
 if TYPE_CHECKING:
-    from harness.scenario import Gateway, Scenario
+    from harness.scenario import Scenario
 
 MODEL_NAME = "fake-model"  # what the load asks for (harness/load/worker.py)
 PROBE_MODULE = "chaosgate_litellm_probe"  # the probe's file name beside the config (LiteLLM imports it from there)
@@ -100,7 +100,7 @@ def _whole_seconds(seconds: float) -> int | None:
     return int(seconds) if seconds >= 1 and float(seconds).is_integer() else None
 
 
-class LitellmGateway:
+class LitellmGateway(GatewayProcessBase):
     """The LiteLLM proxy configured from a scenario's ``gateway`` block."""
 
     kind = "litellm"
@@ -109,20 +109,9 @@ class LitellmGateway:
     # Importing the proxy takes 8 s on an idle 2-core machine and over 20 s on a busy one.
     startup_timeout = 90.0
 
-    def __init__(self, settings: Gateway, listen_port: int, admin_port: int, load_pool: str, *,
-                 bind_address: str = "127.0.0.1", published_listen_port: int | None = None,
-                 published_admin_port: int | None = None) -> None:
+    def _init_state(self) -> None:
         """``admin_port`` is unused: the probe's route is on the proxy's own port."""
-        self.settings = settings
-        self.listen_port = listen_port
-        self.load_pool = load_pool
-        self.bind_address = bind_address
-        self.published_listen_port = published_listen_port or listen_port
         self._http = httpx.Client(timeout=PROBE_TIMEOUT)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.published_listen_port}"
 
     @property
     def admin_url(self) -> str:

@@ -36,6 +36,7 @@ from harness.durations import Duration
 from harness.errors import StackError
 from harness.gateways.base import (
     UPSTREAM_HEADER,
+    GatewayProcessBase,
     HostHealth,
     SettingIssue,
     UpstreamAddress,
@@ -47,7 +48,7 @@ from harness.gateways.base import (
 from harness.gateways.haproxy import _panic_issues
 
 if TYPE_CHECKING:
-    from harness.scenario import Gateway, Scenario
+    from harness.scenario import Scenario
 
 DISABLED = re.compile(r'\[warn\] (\d+)#.*upstream server temporarily disabled.*?upstream: "[a-z]+://([^/"]+)')
 NO_LIVE = re.compile(r"\[error\].*no live upstreams")
@@ -175,28 +176,17 @@ def _location(prefix: str, pool: str, rewrite: str, trust: UpstreamTlsTrust | No
             "proxy_ssl_server_name on; proxy_ssl_protocols TLSv1.2 TLSv1.3; }")
 
 
-class NginxGateway:
+class NginxGateway(GatewayProcessBase):
     """nginx OSS 1.22 configured from a scenario's ``gateway`` block."""
 
     kind = "nginx"
     config_name = "nginx.conf"
     runtimes = frozenset({"local"})
 
-    def __init__(self, settings: Gateway, listen_port: int, admin_port: int, load_pool: str, *,
-                 bind_address: str = "127.0.0.1", published_listen_port: int | None = None,
-                 published_admin_port: int | None = None) -> None:
+    def _init_state(self) -> None:
         """``admin_port`` is unused: nginx OSS has no API; it is observed through its logs."""
-        self.settings = settings
-        self.listen_port = listen_port
-        self.load_pool = load_pool
-        self.bind_address = bind_address
-        self.published_listen_port = published_listen_port or listen_port
         self.prefix: Path | None = None
         self._view: _LogView | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.published_listen_port}"
 
     @property
     def admin_url(self) -> str | None:

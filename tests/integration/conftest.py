@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,6 +68,11 @@ def processes_of_run(run_dir: Path) -> list[int]:
         if state != "Z" and marker in environ.split(b"\0"):
             found.append(int(entry.name))
     return found
+
+
+def health_changes(events: list[dict[str, Any]], replica: str) -> list[tuple[bool, str]]:
+    """A replica's health as the gateway's own view gave it, change by change: (healthy, the gateway's words)."""
+    return [(e["healthy"], e["flags"]) for e in events if e["type"] == "health" and e["replica"] == replica]
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:

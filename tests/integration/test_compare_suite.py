@@ -20,7 +20,7 @@ from harness.journal import read_journal
 from harness.promise.check import rows
 from harness.scenario import load_scenario
 
-from .conftest import ROOT, chaosgate, processes_of_run, require_components
+from .conftest import ROOT, chaosgate, health_changes, processes_of_run, require_components
 
 SUITE = sorted((ROOT / "scenarios" / "compare").glob("*.yaml"))
 GATEWAYS = ["envoy", "haproxy", "nginx", "litellm"]
@@ -34,10 +34,6 @@ OWN_WORDS = {"envoy": ("failed_active_health_check", "failed_outlier_check"), "h
 # -- what each gateway did, in its own words (from the journal of its run of one suite file) -----------
 
 Events = list[dict[str, Any]]
-
-
-def health_changes(events: Events, replica: str) -> list[tuple[bool, str]]:
-    return [(e["healthy"], e["flags"]) for e in events if e["type"] == "health" and e["replica"] == replica]
 
 
 def failures_during_the_fault(events: Events) -> Events:

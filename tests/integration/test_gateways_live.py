@@ -17,7 +17,7 @@ import pytest
 from harness.journal import read_journal
 from harness.scenario import Scenario, load_scenario
 
-from .conftest import ROOT, chaosgate, processes_of_run, require_components
+from .conftest import ROOT, chaosgate, health_changes, processes_of_run, require_components
 
 
 
@@ -35,10 +35,6 @@ def run_passes(scenario_file: Path, out: Path, gateway: str | None = None) -> tu
     assert events[0]["gateway"] == scenario.gateway.kind
     assert processes_of_run(run_dir) == [], "the stack was torn down"
     return scenario, events
-
-
-def health_changes(events: list[dict[str, Any]], replica: str) -> list[tuple[bool, str]]:
-    return [(e["healthy"], e["flags"]) for e in events if e["type"] == "health" and e["replica"] == replica]
 
 
 def addressed(events: list[dict[str, Any]]) -> set[str]:

@@ -23,7 +23,7 @@ from harness.journal import read_journal
 from harness.runtimes.local import LocalRuntime
 from harness.scenario import load_scenario
 
-from .conftest import ROOT, chaosgate, processes_of_run, require_components, wait_for
+from .conftest import ROOT, chaosgate, health_changes, processes_of_run, require_components, wait_for
 
 COMPARE = ROOT / "scenarios" / "compare"
 STARTUP = 90.0  # LiteLLM's proxy imports for 8-25 s on a busy 2-core machine (LitellmGateway.startup_timeout)
@@ -41,10 +41,6 @@ def run_passes(scenario_file: Path, out: Path) -> list[dict[str, Any]]:
     assert summary["gateway"] == "litellm"
     assert processes_of_run(run_dir) == [], "the stack was torn down"
     return read_journal(run_dir / "journal.jsonl")
-
-
-def health_changes(events: list[dict[str, Any]], replica: str) -> list[tuple[bool, str]]:
-    return [(e["healthy"], e["flags"]) for e in events if e["type"] == "health" and e["replica"] == replica]
 
 
 def failures(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
