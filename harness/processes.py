@@ -17,9 +17,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from harness.errors import PortInUse, StackError, StartupTimeout
 
 _PR_SET_PDEATHSIG = 1
+
+
+def answers(url: str, timeout: float = 0.5) -> bool:
+    """Whether ``url`` answers 200 now: the readiness probe for ``ProcessGroup.wait_ready``."""
+    try:
+        return httpx.get(url, timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def die_with_parent() -> None:

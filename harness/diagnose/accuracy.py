@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 from harness.diagnose.base import ProbeSettings
@@ -27,7 +26,7 @@ from harness.diagnose.scheduled import replica_aliases
 from harness.diagnose.walk import HostDiagnosis, diagnose_address, walk
 from harness.faults import FAULTS, Fault
 from harness.gateways.envoy import envoy_binary
-from harness.processes import ProcessGroup, free_port
+from harness.processes import ProcessGroup, answers, free_port
 from harness.runtimes.base import Stack
 from harness.runtimes.local import LocalRuntime
 from harness.scenario import Scenario, parse_scenario
@@ -273,17 +272,11 @@ def hand_started_envoy(addresses: dict[str, str], work: Path) -> Iterator[str]:
                                                         "--disable-hot-restart", "--base-id", str(admin_port),
                                                         "--log-level", "warn"])
         url = f"http://127.0.0.1:{admin_port}"
-        processes.wait_ready(child, lambda: _answers(f"{url}/ready"), 20)
+        processes.wait_ready(child, lambda: answers(f"{url}/ready"), 20)
         yield url
     finally:
         processes.stop_all()
 
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=0.5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def run_misconfigured(admin_url: str, settings: ProbeSettings, detect_s: float) -> list[Outcome]:

@@ -48,11 +48,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 
 from harness.errors import PortInUse, StackError, StartupTimeout
 from harness.gateways import GATEWAYS, GatewayAdapter, UpstreamAddress
-from harness.processes import check_port_free, free_port
+from harness.processes import answers, check_port_free, free_port
 from harness.gateways.base import UpstreamResolver
 from harness.runtimes.base import DNS, MEMORY_LIMIT, PROCESS_CONTROL, DnsServer, Replica, Stack, wait_all_healthy
 from harness.runtimes.docker_compose import (
@@ -103,12 +102,6 @@ STATUS_EVERY = 0.25  # how often a waiting loop asks the engine whether the cont
 def _stderr(message: str) -> None:
     print(f"chaosgate: docker: {message}", file=sys.stderr, flush=True)
 
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=0.5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -253,7 +246,7 @@ class DockerRuntime:
             for name, future in futures:
                 self._containers[name] = future.result()
         api = self._published(self._containers["toxiproxy"], TOXIPROXY_API_PORT)
-        self._wait("toxiproxy", functools.partial(_answers, f"http://127.0.0.1:{api}/version"))
+        self._wait("toxiproxy", functools.partial(answers, f"http://127.0.0.1:{api}/version"))
         for m in members:
             self._wait(m.name, functools.partial(self._replica_answers, m, m.host_port))
 
@@ -298,7 +291,7 @@ class DockerRuntime:
     def _replica_answers(self, m: _Member, host_port: int) -> bool:
         """Whether replica ``m`` published on ``host_port`` answers on its health and control endpoints."""
         return (health_answers(f"http://127.0.0.1:{host_port}/health", self._tls.get(m.pool.name))
-                and _answers(f"http://127.0.0.1:{m.host_control_port}/fault"))
+                and answers(f"http://127.0.0.1:{m.host_control_port}/fault"))
 
     def _start_dns(self, scenario: Scenario, definitions: Definitions, labels: dict[str, str], members: list[_Member],
                    pod: _Pod) -> DnsServer:
@@ -310,7 +303,7 @@ class DockerRuntime:
         self._containers["dns"] = self._start(definitions.dns, "dns", "dns", labels, command=records, ports=[],
                                               join=self._containers["toxiproxy"])
         control_url = f"http://127.0.0.1:{pod.dns_control}"
-        self._wait("dns", functools.partial(_answers, f"{control_url}/stats"))
+        self._wait("dns", functools.partial(answers, f"{control_url}/stats"))
         return DnsServer(address=f"127.0.0.1:{DNS_PORT}", control_url=control_url,
                          names={replica: name for replica, (name, _) in names.items()},
                          ports={m.name: m.proxy_port for m in members if m.name in names},

@@ -10,12 +10,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 
 from harness.cgroups import MemoryCgroup
 from harness.errors import ComponentMissing
 from harness.gateways import GATEWAYS, UpstreamAddress
-from harness.processes import Child, ProcessGroup, check_port_free, free_port
+from harness.processes import Child, ProcessGroup, answers, check_port_free, free_port
 from harness.gateways.base import UpstreamResolver
 from harness.runtimes.base import (DNS, MEMORY_LIMIT, PROCESS_CONTROL, RUN_MARKER, DnsServer, Replica, Stack,
                                    wait_all_healthy)
@@ -44,15 +43,9 @@ def toxiproxy_binary() -> str:
     return found
 
 
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=0.5).status_code == 200
-    except httpx.HTTPError:
-        return False
-
 
 def _both_answer(health: str, control: str, tls: PoolTls | None = None) -> bool:
-    return health_answers(health, tls) and _answers(control)
+    return health_answers(health, tls) and answers(control)
 
 
 def _start_replica(processes: ProcessGroup, name: str, argv: list[str], cgroup: MemoryCgroup | None,
@@ -96,7 +89,7 @@ def _start_dns(processes: ProcessGroup, scenario: Scenario) -> Callable[[dict[st
     control_url = f"http://127.0.0.1:{control_port}"
 
     def ready(replicas: dict[str, Replica]) -> DnsServer:
-        processes.wait_ready(child, lambda: _answers(f"{control_url}/stats"), READY_TIMEOUT)
+        processes.wait_ready(child, lambda: answers(f"{control_url}/stats"), READY_TIMEOUT)
         return DnsServer(address=f"127.0.0.1:{port}", control_url=control_url,
                          names={replica: name for replica, (name, _) in names.items()},
                          ports={replica: replicas[replica].proxy_port for replica in names},
@@ -158,7 +151,7 @@ class LocalRuntime:
                 policy = BackoffPolicy(pool.restart.initial_backoff, pool.restart.factor, pool.restart.max_backoff)
                 replica_children.append((name, port, start(port), start, ready, policy, cgroup))
 
-        processes.wait_ready(toxiproxy_child, lambda: _answers(f"{toxiproxy_url}/version"), READY_TIMEOUT)
+        processes.wait_ready(toxiproxy_child, lambda: answers(f"{toxiproxy_url}/version"), READY_TIMEOUT)
         for name, port, child, start, ready, policy, cgroup in replica_children:
             processes.wait_ready(child, functools.partial(ready, port), READY_TIMEOUT)
             supervisor.add(name, child, start, ready, policy, port, cgroup)

@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 
 from fakes.serving import FakeApps, PortRouter, server_config
+from harness.processes import answers
 
 START_TIMEOUT_S = 10.0
 
@@ -118,12 +119,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
 
 @pytest.fixture(scope="module")
 def start_cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartCli]:
@@ -140,7 +135,7 @@ def start_cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartCli]:
         children.append(child)
         running = RunningProcess(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{control_port}", child.pid)
         deadline = time.monotonic() + 20
-        while not (_answers(f"{running.url}/health") and _answers(f"{running.control}/fault")):
+        while not (answers(f"{running.url}/health", timeout=1) and answers(f"{running.control}/fault", timeout=1)):
             assert child.poll() is None, (logs / f"{len(children) - 1}.log").read_text()
             assert time.monotonic() < deadline, f"{module} did not start"
             time.sleep(0.05)

@@ -24,7 +24,7 @@ from fakes.mcp_modes import MCP_MODE_MODELS
 from harness.gateways.base import UpstreamAddress
 from harness.gateways.envoy import EnvoyGateway
 from harness.mcp_check import check_mcp_server
-from harness.processes import ProcessGroup, free_port
+from harness.processes import ProcessGroup, answers, free_port
 from harness.scenario import Gateway, HealthCheck, McpHealthCheck
 
 from .conftest import wait_for
@@ -88,7 +88,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         replica = processes.start("tools[0]", [sys.executable, "-m", "fakes.mcp", "--name", "tools[0]",
                                                "--port", str(port), "--control-port", str(control), "--seed", "3"])
         control_url = f"http://127.0.0.1:{control}"
-        processes.wait_ready(replica, lambda: _answers(f"{control_url}/stats"), 20)
+        processes.wait_ready(replica, lambda: answers(f"{control_url}/stats"), 20)
         gateway = EnvoyGateway(Gateway(health_check=CHECKS[check], panic_threshold=0), free_port(), free_port(), "tools")
         config = gateway.write_config([UpstreamAddress("tools", "tools[0]", "127.0.0.1", port, "mcp")], run_dir)
         envoy = processes.start("envoy", gateway.argv(config))
@@ -99,12 +99,6 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     finally:
         processes.stop_all()
 
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=0.5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_what_the_check_sends(stack: McpBehindEnvoy) -> None:

@@ -17,7 +17,7 @@ from harness.journal import JournalWriter, read_journal
 from harness.load.config import LoadConfig
 from harness.load.generator import LoadGenerator
 from harness.load.mcp_worker import MCP_TOOL_CALLS
-from harness.processes import ProcessGroup, free_port
+from harness.processes import ProcessGroup, answers, free_port
 
 from .conftest import chaosgate
 
@@ -31,17 +31,11 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
         child = processes.start("tools[0]", [sys.executable, "-m", "fakes.mcp", "--name", "tools[0]",
                                              "--port", str(port), "--control-port", str(control)])
         control_url = f"http://127.0.0.1:{control}"
-        processes.wait_ready(child, lambda: _answers(f"{control_url}/stats"), 20)
+        processes.wait_ready(child, lambda: answers(f"{control_url}/stats"), 20)
         yield f"http://127.0.0.1:{port}", control_url
     finally:
         processes.stop_all()
 
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=0.5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _run(base_url: str, tmp_path: Path, duration: float = 2.0) -> tuple[list[dict[str, object]], float]:
