@@ -20,7 +20,7 @@ import click
 from harness import __version__
 from harness.errors import ChaosgateError, ScenarioError
 from harness.gateways import GATEWAYS, not_applicable
-from harness.lint import TRAPS, lint_file
+from harness.lint import CHECKS, TRAPS, lint_file
 from harness.output import journals_in, load_run, read_summary, write_index, write_outputs
 from harness.progress import Progress
 from harness.report import compare, junit_xml, render_comparison
@@ -168,9 +168,16 @@ def _print_suite(outcomes: list[tuple[str, bool | None]]) -> None:
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--gateway", default=None, type=click.Choice(sorted(GATEWAYS)),
-              help="Check the scenarios as if their gateway.kind were this gateway.")
+              help="Check the scenarios as if their gateway.kind were this gateway (and print its promised windows).")
 def validate(paths: tuple[Path, ...], gateway: str | None) -> None:
-    """Check scenario files without running anything; print every problem with file and line."""
+    """Check scenario files without running anything; print every problem with file and line.
+
+    For each valid file: the lint's findings (`chaosgate lint`), and per fault the detection and
+    recovery windows the gateway's configuration promises, with how each was derived (from the
+    nominal load: a run computes them again from the load it measured).
+    """
+    from harness.promise.preview import describe
+
     loaded, errors = _load_all(paths, gateway)
     for file, scenario in loaded:
         click.echo(f"{file}: ok")
@@ -178,17 +185,23 @@ def validate(paths: tuple[Path, ...], gateway: str | None) -> None:
             click.echo(str(finding))
         for note in not_applicable(scenario):
             click.echo(f"{file}: warning: {note}")
+        for line in describe(scenario):
+            click.echo(f"  {line}")
     for error in errors:
         click.echo(error, err=True)
     sys.exit(EXIT_UNRUNNABLE if errors else EXIT_PASSED)
 
 
-@main.command(epilog="\b\nTraps:\n" + "\n".join(f"  {t.id:<28} {t.severity:<7} {t.summary}" for t in TRAPS))
+@main.command(epilog="\b\nTraps:\n" + "\n".join(f"  {t.id:<28} {t.severity:<7} {t.summary}" for t in TRAPS)
+              + "\n\n\b\nChecks of the scenario itself, on every gateway:\n"
+              + "\n".join(f"  {c.id:<28} {c.severity:<7} {c.summary}" for c in CHECKS))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--gateway", default=None, type=click.Choice(sorted(GATEWAYS)),
               help="Lint the scenarios as if their gateway.kind were this gateway.")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too, not only on errors.")
-def lint(paths: tuple[Path, ...], gateway: str | None, strict: bool) -> None:
+@click.option("--windows", is_flag=True, help="Also print, per fault, the promised detection and recovery windows "
+                                              "and how each was derived (as `chaosgate validate` does).")
+def lint(paths: tuple[Path, ...], gateway: str | None, strict: bool, windows: bool) -> None:
     """Name the configuration traps in scenario files before anything runs.
 
     A trap is a gateway setting, often a default, that silently defeats what the scenario
@@ -207,16 +220,22 @@ def lint(paths: tuple[Path, ...], gateway: str | None, strict: bool) -> None:
     Exits 0 when no trap was found (or only warnings, without --strict), 1 when one was,
     2 when a file is invalid.
     """
+    from harness.promise.preview import describe
+
     loaded, errors = _load_all(paths, gateway)
     findings = [finding for file, scenario in loaded for finding in lint_file(file, scenario)]
     for finding in findings:
         click.echo(str(finding))
+    for file, scenario in loaded if windows else []:
+        click.echo(f"{file}:")
+        for line in describe(scenario):
+            click.echo(f"  {line}")
     for error in errors:
         click.echo(error, err=True)
     if errors:
         sys.exit(EXIT_UNRUNNABLE)
     failing = findings if strict else [f for f in findings if f.severity == "error"]
-    click.echo(f"{len(loaded)} file{'s' if len(loaded) != 1 else ''}, {len(findings)} trap{'s' if len(findings) != 1 else ''}"
+    click.echo(f"{len(loaded)} file{'s' if len(loaded) != 1 else ''}, {len(findings)} finding{'s' if len(findings) != 1 else ''}"
                + (f" ({len(failing)} failing)" if failing else ""), err=True)
     sys.exit(EXIT_FAILED if failing else EXIT_PASSED)
 

@@ -86,3 +86,40 @@ DurationOrPromised = Annotated[
         }
     ),
 ]
+
+
+NEVER: Literal["never"] = "never"
+
+
+def parse_detection_bound(value: Any) -> float | Literal["promised", "never"]:
+    """``never`` (the gateway must not act at all), ``promised`` or a duration."""
+    if value == NEVER:
+        return NEVER
+    try:
+        return parse_bound(value)
+    except ValueError as exc:
+        raise ValueError(f"expected 'never', {str(exc).removeprefix('expected ')}") from None
+
+
+def format_detection_bound(bound: float | Literal["promised", "never"]) -> str:
+    return bound if isinstance(bound, str) else format_duration(bound)
+
+
+DurationPromisedOrNever = Annotated[
+    float | Literal["promised", "never"],
+    BeforeValidator(parse_detection_bound),
+    PlainSerializer(format_detection_bound, return_type=str),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"const": PROMISED},
+                {"const": NEVER},
+                {"type": "string", "pattern": DURATION_PATTERN},
+                {"type": "number", "minimum": 0},
+            ],
+            "description": "'promised' (inside the window the gateway's own configuration promises), 'never' (the "
+                           "gateway must not act at all), or a duration: '1.5s', '250ms', '2m', or a number of "
+                           "seconds.",
+        }
+    ),
+]

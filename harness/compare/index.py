@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.compare.render import TEMPLATES, kept_text, seconds, write_pages
+from harness.compare.render import TEMPLATES, kept_css, kept_text, seconds, write_pages
 from harness.compare.table import ComparisonTable, FaultRow, GatewayRow
 
 STATUSES = ("PASSED", "FAILED", "INCOMPLETE", "NOT RUN")
@@ -26,16 +26,15 @@ class Measure:
 
     what: str        # "detected" or "recovered"
     time: str        # e.g. "1.5 s", "never"
-    kept: str        # kept, OUTSIDE or n/a
-
-    @property
-    def css(self) -> str:
-        return "kept-" + self.kept.lower().replace("/", "")
+    kept: str        # kept, OUTSIDE, n/a or "not observed: ..." (harness/compare/render.kept_text)
+    css: str         # kept-kept, kept-outside or kept-na
 
 
 def measures(fault: FaultRow) -> list[Measure]:
-    return [Measure("detected", seconds(fault.detected_after), kept_text(fault.detection_kept, KEPT)),
-            Measure("recovered", seconds(fault.recovered_after), kept_text(fault.recovery_kept, KEPT))]
+    return [Measure("detected", seconds(fault.detected_after), kept_text(fault, "detection", KEPT),
+                    kept_css(fault, "detection", KEPT)),
+            Measure("recovered", seconds(fault.recovered_after), kept_text(fault, "recovery", KEPT),
+                    kept_css(fault, "recovery", KEPT))]
 
 
 @dataclass(frozen=True)
@@ -108,8 +107,8 @@ def to_markdown(index: SuiteIndex) -> str:
     lines = [f"# Gateway comparison: {index.headline}", "",
              f"Runtime {index.runtime}. Per fault: detection (from the fault's start) and recovery (from its end) "
              "as the gateway's own view showed them, and whether each was inside the window the gateway's own "
-             "configuration promises (kept / OUTSIDE / n/a: no formula for that gateway). Each status links to "
-             "the scenario's comparison.", ""]
+             "configuration promises (kept / OUTSIDE / n/a: no formula for that gateway / not observed: the gateway "
+             "never acted and the run ended before the window did). Each status links to the scenario's comparison.", ""]
     lines += ["| scenario | " + " | ".join(index.gateways) + " |", "|---" * (len(index.gateways) + 1) + "|"]
     for table in index.tables:
         cells = [_md_cell(index, table, gateway) for gateway in index.gateways]

@@ -31,9 +31,20 @@ def promise_text(fault: FaultRow, which: str) -> str:
     return NOT_APPLICABLE if promise is None or promise.to_json().get("unknown") else promise.text()
 
 
-def kept_text(value: bool | None, inside: str = "inside") -> str:
-    """Whether a measured time was inside its promised window: ``inside`` (the word), OUTSIDE or n/a."""
-    return NOT_APPLICABLE if value is None else (inside if value else "OUTSIDE")
+def kept_text(fault: FaultRow, which: str, inside: str = "inside") -> str:
+    """Whether the fault's detection or recovery was inside its promised window: ``inside`` (the word),
+    OUTSIDE, n/a, or, when the gateway never acted and the run ended before the window did,
+    'not observed: the load ended N s after the fault, the promise allows up to M s'."""
+    placement = fault.detection_placement if which == "detection" else fault.recovery_placement
+    if placement.where == "not observed":
+        return placement.not_observed(*(("the fault", "it began") if which == "detection" else ("the load", "the fault")))
+    return NOT_APPLICABLE if placement.held is None else (inside if placement.held else "OUTSIDE")
+
+
+def kept_css(fault: FaultRow, which: str, inside: str = "inside") -> str:
+    """The CSS class of ``kept_text``: kept-INSIDE, kept-outside or kept-na."""
+    held = (fault.detection_placement if which == "detection" else fault.recovery_placement).held
+    return "kept-" + (inside if held else "outside" if held is False else "na")
 
 
 def errors_text(fault: FaultRow) -> str:
@@ -73,7 +84,8 @@ def to_markdown(table: ComparisonTable) -> str:
              f"Scenario `{table.file}`, runtime {table.runtime}. Times are from the fault's start (detection) "
              "and end (recovery) to the moment the gateway's own view showed every replica of the fault "
              "unhealthy / healthy again; 'kept' says whether that is inside the window the gateway's own "
-             "configuration promises (n/a: no formula for that gateway).", ""]
+             "configuration promises (n/a: no formula for that gateway; not observed: the gateway never acted and the "
+             "run ended before the promised window did).", ""]
     lines += ["| gateway | version | status | requests (failed) | report |", "|---|---|---|---|---|"]
     for row in table.rows:
         lines.append(f"| {row.gateway} | {row.version or ''} | {row.status} | {row.requests} ({row.failed_requests}) "
@@ -86,8 +98,8 @@ def to_markdown(table: ComparisonTable) -> str:
         for row, fault in faults_of(table, label):
             lines.append("| " + " | ".join(_md_cell(cell) for cell in (
                 row.gateway, seconds(fault.detected_after), promise_text(fault, "detection"),
-                kept_text(fault.detection_kept), seconds(fault.recovered_after), promise_text(fault, "recovery"),
-                kept_text(fault.recovery_kept), errors_text(fault), broken_text(fault), all_down_text(fault))) + " |")
+                kept_text(fault, "detection"), seconds(fault.recovered_after), promise_text(fault, "recovery"),
+                kept_text(fault, "recovery"), errors_text(fault), broken_text(fault), all_down_text(fault))) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -97,7 +109,7 @@ def faults_of(table: ComparisonTable, label: str) -> list[tuple[GatewayRow, Faul
 
 def to_html(table: ComparisonTable) -> str:
     return TEMPLATES.get_template("gateways.html.j2").render(
-        table=table, faults_of=faults_of, seconds=seconds, promise_text=promise_text, kept_text=kept_text,
+        table=table, faults_of=faults_of, seconds=seconds, promise_text=promise_text, kept_text=kept_text, kept_css=kept_css,
         errors_text=errors_text, all_down_text=all_down_text, broken_text=broken_text)
 
 

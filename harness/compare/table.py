@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.promise.window import Never, Promise, Window
+from harness.promise.window import Placement, Promise, place
 from harness.report.data import FaultOutcome, RunData
 from harness.report.series import error_label
 from harness.timeline import Request, Timeline
@@ -74,14 +74,26 @@ class FaultRow:
     requests: int                       # requests started during the fault
     to_broken_after_detection: int | None  # requests routed to a replica of the fault after detection
     all_down: AllDown | None            # only for a fault on every replica of the load's pool
+    duration: float                     # how long the fault lasted: the time detection had
+    after_fault: float                  # from the fault's end to the load's end: the time recovery had
+
+    @property
+    def detection_placement(self) -> Placement:
+        return place(self.promised_detection, self.detected_after, self.duration)
+
+    @property
+    def recovery_placement(self) -> Placement:
+        """Nothing was ejected: nothing to readmit (unless the promise is never)."""
+        available = None if self.detected_after is None else self.after_fault
+        return place(self.promised_recovery, self.recovered_after, available)
 
     @property
     def detection_kept(self) -> bool | None:
-        return kept(self.promised_detection, self.detected_after)
+        return self.detection_placement.held
 
     @property
     def recovery_kept(self) -> bool | None:
-        return kept(self.promised_recovery, self.recovered_after)
+        return self.recovery_placement.held
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,6 +102,8 @@ class FaultRow:
             "promised_detection": _promise_json(self.promised_detection),
             "promised_recovery": _promise_json(self.promised_recovery),
             "detection_kept": self.detection_kept, "recovery_kept": self.recovery_kept,
+            "detection_where": self.detection_placement.where, "recovery_where": self.recovery_placement.where,
+            "duration": _round(self.duration), "after_fault": _round(self.after_fault),
             "requests": self.requests, "errors": self.errors,
             "to_broken_after_detection": self.to_broken_after_detection,
             "all_down": None if self.all_down is None else self.all_down.to_json(),
@@ -134,13 +148,10 @@ class ComparisonTable:
                 "gateways": [row.to_json() for row in self.rows]}
 
 
-def kept(promise: Promise | None, measured: float | None) -> bool | None:
-    """Whether the measured time is inside the promised window (None: no promise to hold it to)."""
-    if isinstance(promise, Window):
-        return measured is not None and promise.contains(measured)
-    if isinstance(promise, Never):
-        return promise.contains(measured)
-    return None
+def kept(promise: Promise | None, measured: float | None, available: float | None) -> bool | None:
+    """Whether the measured time is inside the promised window (None: nothing to hold it to, or a run
+    too short to tell): harness/promise/window.place."""
+    return place(promise, measured, available).held
 
 
 def not_run(gateway: str, reason: str) -> GatewayRow:
@@ -180,7 +191,8 @@ def fault_row(outcome: FaultOutcome, timeline: Timeline, pool_replicas: set[str]
     return FaultRow(label=w.label, kind=w.kind, target=w.target, detected_after=outcome.detected_after,
                     recovered_after=outcome.recovered_after, promised_detection=outcome.promised_detection,
                     promised_recovery=outcome.promised_recovery, errors=dict(errors.most_common()),
-                    requests=len(during), to_broken_after_detection=to_broken, all_down=all_down)
+                    requests=len(during), to_broken_after_detection=to_broken, all_down=all_down,
+                    duration=w.end - w.start, after_fault=max(0.0, outcome.run_end - w.end))
 
 
 def all_down_answer(requests: list[Request]) -> AllDown | None:

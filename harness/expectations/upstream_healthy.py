@@ -50,13 +50,15 @@ class UpstreamHealthy(Expectation):
         from harness.promise.verdicts import verdict_for
         from harness.promise.window import Never
 
+        anchor_text = "the fault" if self.after == "fault_end" else "its restarted process was ready"
         fault = self.related_fault(timeline, self.target)
         missing: list[str] = []
         worst = 0.0
+        anchors: list[float] = []
         for replica in replicas_of(self.target, timeline):
             ejected = timeline.first_unhealthy(replica, fault.start)
             if ejected is None:
-                if self.within == "promised" and isinstance(promise, Never):  # nothing to readmit, as promised
+                if self.within == "promised" and isinstance(promise, Never):  # fails: promised never, see verdict_for
                     return verdict_for(self, self.within, None, f"{replica} was never marked unhealthy after "
                                        f"{fault.label} began", promise)
                 raise Unjudgeable(f"{replica} was never marked unhealthy after {fault.label} began, "
@@ -67,6 +69,7 @@ class UpstreamHealthy(Expectation):
                 if ready is None:
                     raise Unjudgeable(f"{replica} was never restarted and ready after {fault.label} began")
                 anchor = ready.t
+            anchors.append(anchor)
             seen = timeline.first_healthy(replica, max(anchor, ejected))
             if seen is None:
                 missing.append(replica)
@@ -74,10 +77,13 @@ class UpstreamHealthy(Expectation):
             worst = max(worst, seen - anchor)
         if missing:
             verb = "was" if len(missing) == 1 else "were"
+            available = timeline.end - max(anchors)
             return verdict_for(self, self.within, None, f"{', '.join(missing)} {verb} still unhealthy when the run "
-                               f"ended, {seconds(timeline.end - fault.end)} after {fault.label} ended", promise)
-        anchor_text = f"{fault.label} ended" if self.after == "fault_end" else "its restarted process was ready"
-        detail = f"{self.target} was healthy again {seconds(worst)} after {anchor_text}"
+                               f"ended, {seconds(timeline.end - fault.end)} after {fault.label} ended", promise,
+                               available, ("the load", anchor_text))
+        ended = f"{fault.label} ended" if self.after == "fault_end" else "its restarted process was ready"
+        detail = f"{self.target} was healthy again {seconds(worst)} after {ended}"
         if self.within != "promised" and worst > self.within:
             detail += f"; bound {format_duration(self.within)}"
-        return verdict_for(self, self.within, worst, detail, promise)
+        return verdict_for(self, self.within, worst, detail, promise, timeline.end - max(anchors, default=fault.end),
+                           ("the load", anchor_text))

@@ -1,8 +1,10 @@
 """Configuration traps as a lint: ``chaosgate lint PATH...``, and at the start of every run.
 
 One module per trap (``TRAP``: id, gateway kind, severity, summary, check), one line in ``TRAPS``
-per module. ``lint_scenario`` returns the findings for a scenario of any gateway kind, each
-located at the scenario field it is about (file:line, as validation errors are).
+per module; ``CHECKS`` are the checks of the scenario itself, whatever its gateway (promises its
+expectations cannot use, durations without a unit). ``lint_scenario`` returns the findings for a
+scenario of any gateway kind, each located at the scenario field it is about (file:line, as
+validation errors are).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from harness.lint import (
     litellm_no_health,
     nginx_single_server,
     nginx_worker_state,
+    promised_windows,
+    unitless_durations,
 )
-from harness.lint.base import Finding, Hit, Severity, Trap, field_name, locate
+from harness.lint.base import Check, Finding, Hit, Severity, Trap, field_name, locate
 from harness.scenario import Scenario
 from harness.yaml_source import YamlDocument, load_yaml
 
@@ -42,6 +46,14 @@ TRAPS: list[Trap] = [
 ]
 
 
+CHECKS: list[Check] = [
+    promised_windows.NEVER_UNDER_PROMISED,
+    promised_windows.NEVER_AGAINST_A_WINDOW,
+    promised_windows.UNOBSERVABLE,
+    unitless_durations.CHECK,
+]
+
+
 def traps_for(gateway: str) -> list[Trap]:
     return [trap for trap in TRAPS if trap.gateway == gateway]
 
@@ -53,6 +65,11 @@ def lint_scenario(scenario: Scenario, doc: YamlDocument | None = None, file: str
         for hit in trap.check(scenario):
             line, column = locate(doc, hit.path)
             findings.append(Finding(trap.id, trap.gateway, trap.severity, file or (doc.file if doc else ""),
+                                    line, column, field_name(hit.path), hit.message))
+    for check in CHECKS:
+        for hit in check.check(scenario, doc):
+            line, column = locate(doc, hit.path)
+            findings.append(Finding(check.id, scenario.gateway.kind, check.severity, file or (doc.file if doc else ""),
                                     line, column, field_name(hit.path), hit.message))
     return findings
 
@@ -75,5 +92,5 @@ def as_problems(findings: list[Finding]) -> list[Problem]:
     return [Problem(f.file, f.line, f.column, f.field, f"[{f.trap}] {f.message}") for f in findings]
 
 
-__all__ = ["TRAPS", "Finding", "Hit", "Severity", "Trap", "as_problems", "lint_file", "lint_scenario", "lint_text",
+__all__ = ["CHECKS", "TRAPS", "Check", "Finding", "Hit", "Severity", "Trap", "as_problems", "lint_file", "lint_scenario", "lint_text",
            "traps_for"]

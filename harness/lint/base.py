@@ -40,6 +40,18 @@ class Trap:
 
 
 @dataclass(frozen=True)
+class Check:
+    """A check of the scenario itself, whatever its gateway (a promise its expectations cannot use, a
+    number without a unit): it sees the file too, for what the model no longer knows (how a value was
+    written)."""
+
+    id: str                 # e.g. 'scenario.unitless-duration'
+    severity: Severity
+    summary: str
+    check: Callable[[Scenario, YamlDocument | None], list[Hit]]
+
+
+@dataclass(frozen=True)
 class Finding:
     """A trap that bites in one scenario file, at a field's line."""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.output import read_summary
-from harness.promise.window import EARLY_SLACK
+from harness.promise.window import place, promise_from_json
 
 
 def run_folders(path: Path) -> list[Path]:
@@ -24,17 +24,12 @@ def run_folders(path: Path) -> list[Path]:
 
 
 def inside(measured: float | None, promise: dict[str, Any] | None, available: float | None = None) -> str:
-    """'yes', 'NO' or '-' (nothing to compare: no promise, none computed, or nothing measured in a run
-    too short to tell). ``available``: how long the run gave the gateway (the fault's duration for
-    detection, the rest of the run for recovery); never acting within a window that fitted is 'NO'."""
-    if promise is None or promise.get("unknown"):
-        return "-"
-    if promise.get("never"):
-        return "yes" if measured is None else "NO"
-    high = promise["latest"] + promise["margin"]
-    if measured is None:
-        return "NO" if available is not None and high < available else "-"
-    return "yes" if promise["earliest"] - EARLY_SLACK <= measured <= high else "NO"
+    """'yes', 'NO' or '-' (nothing to compare: no promise, none computed, nothing to measure, or nothing
+    measured in a run too short to tell), as ``harness.promise.window.place`` decides. ``available``: how
+    long the run gave the gateway (the fault's duration for detection, the rest of the run for recovery;
+    None: nothing to act on)."""
+    held = place(promise_from_json(promise), measured, available).held
+    return "-" if held is None else ("yes" if held else "NO")
 
 
 def rows(summary: dict[str, Any]) -> list[list[str]]:

@@ -6,12 +6,15 @@ process being ready, for recovery). ``earliest``/``latest`` are what the formula
 the formulas cannot know: the observer samples the gateway 20 times a second, checks and
 timers run late on a busy machine, and a fault on several replicas is injected one by one.
 Every part is stated in ``how`` so that a report can show where the numbers come from.
+
+``place(promise, measured, available)`` is the one answer to "is this time inside the window" that
+verdicts, ``chaosgate compare``, the report and ``python -m harness.promise.check`` all use.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from harness.durations import format_duration
 
@@ -44,7 +47,8 @@ class Window:
         return self.latest + self.margin
 
     def contains(self, measured: float) -> bool:
-        return self.earliest - EARLY_SLACK <= measured <= self.upper
+        """Whether a measured time lies inside the window (``place`` says where, and about "never")."""
+        return place(self, measured, None).held is True
 
     def text(self) -> str:
         return (f"[{format_duration(round(self.earliest, 3))}, {format_duration(round(self.latest, 3))}]"
@@ -60,9 +64,6 @@ class Never:
     """The configuration promises the gateway will not act at all (e.g. it can eject nothing)."""
 
     why: str
-
-    def contains(self, measured: float | None) -> bool:
-        return measured is None
 
     def text(self) -> str:
         return "never"
@@ -85,6 +86,70 @@ class Unknown:
 
 
 Promise = Window | Never | Unknown
+
+Where = Literal["inside", "early", "late", "missed", "not observed", "never, as promised", "acted, though never",
+                "nothing to measure", "no promise"]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a measured time lies against a promise. ``held``: True inside (or never acted, as a ``never``
+    promise says), False outside (early, late, acted though promised never, or never acted although the
+    run gave the gateway the whole window), None when there is nothing to hold it to (no promise, none
+    computed, nothing to measure, or never acted in a run too short to tell)."""
+
+    held: bool | None
+    where: Where
+    available: float | None = None   # the time the run gave the gateway, as given to ``place``
+    allowed: float | None = None     # the window's upper bound (latest + margin), for a Window
+
+    def not_observed(self, what: str, after: str) -> str:
+        """'not observed: WHAT ended N s after AFTER, the promise allows up to M s', e.g. ("the load",
+        "the fault") for a recovery, ("the fault", "it began") for a detection."""
+        available = format_duration(round(self.available or 0.0, 3))
+        allowed = format_duration(round(self.allowed or 0.0, 3))
+        return f"not observed: {what} ended {available} after {after}, the promise allows up to {allowed}"
+
+
+def place(promise: Promise | None, measured: float | None, available: float | None) -> Placement:
+    """Is this time inside the window: the one answer (verdicts, compare, report, check).
+
+    ``measured``: seconds from the anchor (the fault's start for detection, its end or the restart
+    for recovery); None: the gateway never acted in the time the run gave it. ``available``: that
+    time (the fault's duration for detection, from the anchor to the load's end for recovery);
+    None: the gateway had nothing to act on (nothing was ejected, so nothing to readmit).
+
+    "Never measured" means: against ``never``, the promise held; against a window that fitted in
+    the time available, it was missed (held False); against a window that did not fit (the fault
+    or the load ended before its upper bound), the run was too short to tell (held None,
+    "not observed")."""
+    if promise is None or isinstance(promise, Unknown):
+        return Placement(None, "no promise", available)
+    if isinstance(promise, Never):
+        return Placement(measured is None, "never, as promised" if measured is None else "acted, though never",
+                         available)
+    if measured is not None:
+        if measured < promise.earliest - EARLY_SLACK:
+            return Placement(False, "early", available, promise.upper)
+        if measured > promise.upper:
+            return Placement(False, "late", available, promise.upper)
+        return Placement(True, "inside", available, promise.upper)
+    if available is None:
+        return Placement(None, "nothing to measure", available, promise.upper)
+    if available < promise.upper:
+        return Placement(None, "not observed", available, promise.upper)
+    return Placement(False, "missed", available, promise.upper)
+
+
+def promise_from_json(data: dict[str, Any] | None) -> Promise | None:
+    """A promise as ``to_json`` wrote it (summary.json), back."""
+    if data is None:
+        return None
+    if data.get("unknown"):
+        return Unknown(str(data.get("how", "")))
+    if data.get("never"):
+        return Never(str(data.get("how", "")))
+    return Window(float(data["earliest"]), float(data["latest"]), str(data.get("how", "")), float(data["margin"]))
 
 
 def earliest_of(windows: list[Promise]) -> Promise:

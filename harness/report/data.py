@@ -14,7 +14,7 @@ from typing import Any
 from harness.expectations.base import detection_time
 from harness.judge import Judgement, judge_events
 from harness.promise import fault_promises
-from harness.promise.window import Promise
+from harness.promise.window import Placement, Promise, place
 from harness.timeline import FaultWindow, Timeline
 
 OUTCOME_WORDS = {
@@ -47,13 +47,16 @@ class FaultOutcome:
 
     def promise_held(self) -> tuple[str, str]:
         """Whether detection and recovery lay inside the promised windows: 'yes', 'NO' or '-'."""
-        from harness.promise.check import inside
+        words = {True: "yes", False: "NO", None: "-"}
+        detection, recovery = self.placements()
+        return words[detection.held], words[recovery.held]
 
+    def placements(self) -> tuple[Placement, Placement]:
+        """Where detection and recovery lay against the promised windows (harness/promise/window.place)."""
         w = self.window
-        detection = inside(self.detected_after, _promise_json(self.promised_detection), w.end - w.start)
-        recovery = inside(self.recovered_after, _promise_json(self.promised_recovery),
-                          None if self.detected is None else self.run_end - w.end)
-        return detection, recovery
+        return (place(self.promised_detection, self.detected_after, w.end - w.start),
+                place(self.promised_recovery, self.recovered_after,
+                      None if self.detected is None else self.run_end - w.end))
 
     def to_json(self) -> dict[str, Any]:
         w = self.window
@@ -171,10 +174,6 @@ def recovery_time(timeline: Timeline, fault: FaultWindow) -> float | None:
             return None
         moments.append(back)
     return max(moments, default=None)
-
-
-def _promise_json(promise: Promise | None) -> dict[str, Any] | None:
-    return None if promise is None else promise.to_json()
 
 
 def _with_promise(verdict: dict[str, Any], promise: Promise | None) -> dict[str, Any]:

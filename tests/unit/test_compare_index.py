@@ -25,7 +25,7 @@ TLS = (ROOT / "scenarios" / "tls-expired.yaml").read_text(encoding="utf-8")  # v
 def fault(detected: float | None, recovered: float | None, promised: Window | Never | Unknown) -> FaultRow:
     return FaultRow(label="reset_peer@chat[0]", kind="reset_peer", target="chat[0]", detected_after=detected,
                     recovered_after=recovered, promised_detection=promised, promised_recovery=promised, errors={},
-                    requests=100, to_broken_after_detection=0, all_down=None)
+                    requests=100, to_broken_after_detection=0, all_down=None, duration=6.0, after_fault=6.0)
 
 
 def row(gateway: str, status: str, *faults: FaultRow) -> GatewayRow:

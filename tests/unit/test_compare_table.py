@@ -97,9 +97,10 @@ def test_all_down_answer_of_broken_connections() -> None:
 
 def test_kept_holds_a_measurement_to_its_promise() -> None:
     window = Window(1.0, 2.0, "formula")
-    assert kept(window, 1.5) is True and kept(window, 5.0) is False and kept(window, None) is False
-    assert kept(Never("cannot eject"), None) is True and kept(Never("cannot eject"), 1.0) is False
-    assert kept(Unknown("no formula"), 1.5) is None and kept(None, 1.5) is None
+    assert kept(window, 1.5, 6.0) is True and kept(window, 5.0, 6.0) is False and kept(window, None, 6.0) is False
+    assert kept(window, None, 2.0) is None   # the run ended before the window did: too short to tell
+    assert kept(Never("cannot eject"), None, 6.0) is True and kept(Never("cannot eject"), 1.0, 6.0) is False
+    assert kept(Unknown("no formula"), 1.5, 6.0) is None and kept(None, 1.5, 6.0) is None
 
 
 def table() -> ComparisonTable:
@@ -123,7 +124,7 @@ def test_json_markdown_and_html_carry_every_gateway() -> None:
     for gateway, data in (("envoy", t.rows[0]), ("litellm", t.rows[1])):  # each held to its own promise
         fault = data.faults[0]
         assert fault.promised_detection is not None, gateway
-        assert fault.detection_kept == kept(fault.promised_detection, fault.detected_after)
+        assert fault.detection_kept == kept(fault.promised_detection, fault.detected_after, fault.duration)
     md = to_markdown(t)
     assert "| nginx |  | NOT RUN | 0 (0) | s.yaml:3" in md
     assert "## down@chat[*]" in md and "429 '{\"error\":{\"message\":\"No deployments available" in md

@@ -28,7 +28,7 @@ def test_help_explains_and_lists_every_trap() -> None:
 def test_shipped_scenarios_lint_clean() -> None:
     code, out, err = invoke("lint", str(REPO / "scenarios"))
     assert code == 0, out + err
-    assert out == "" and "0 traps" in err
+    assert out == "" and "0 findings" in err
 
 
 def test_trap_scenarios_exit_1_on_the_error_and_name_every_trap_at_its_line() -> None:

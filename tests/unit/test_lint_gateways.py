@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.lint import Finding, lint_text, traps_for
+from harness.lint import TRAPS, Finding, lint_text, traps_for
+
+TRAP_IDS = {t.id for t in TRAPS}
+
+
+def traps_only(findings: list[Finding]) -> list[Finding]:
+    """The traps' findings (the checks of the scenario itself: tests/unit/test_lint_checks.py)."""
+    return [f for f in findings if f.trap in TRAP_IDS]
 from harness.scenario import load_scenario, parse_scenario
 
 
@@ -15,7 +22,7 @@ def lint(gateway: str, fault: str = '{kind: down, target: "chat[0]", at: 30s, fo
               f"upstreams:\n  - {{name: chat, replicas: {replicas}}}\n"
               "load: {duration: 40s}\n"
               f"faults:\n  - {fault}\n")
-    return lint_text(parse_scenario(source, "x.yaml", override), source, "x.yaml")
+    return traps_only(lint_text(parse_scenario(source, "x.yaml", override), source, "x.yaml"))
 
 
 def ids(findings: list[Finding]) -> list[str]:
@@ -104,7 +111,7 @@ def lint_expect(gateway: str, expect: str) -> list[Finding]:
               "load: {duration: 40s}\n"
               'faults:\n  - {kind: down, target: "chat[0]", at: 30s, for: 5s}\n'
               f"expect:\n  - {expect}\n")
-    return lint_text(parse_scenario(source, "x.yaml"), source, "x.yaml")
+    return traps_only(lint_text(parse_scenario(source, "x.yaml"), source, "x.yaml"))
 
 
 def test_gateway_override_lints_the_chosen_gateway() -> None:

@@ -17,7 +17,7 @@ HC = "{path: /health, interval: 1s, timeout: 500ms, unhealthy_threshold: 2, heal
 
 
 def events(gateway: str, fault: str, expect: list[str], unhealthy_at: float | None, healthy_at: float | None,
-           fault_kind: str = "reset_peer") -> list[dict[str, Any]]:
+           fault_kind: str = "reset_peer", load_end: float = 19) -> list[dict[str, Any]]:
     text = ("name: t\n"
             f"gateway: {gateway}\n"
             "upstreams:\n  - {name: chat, replicas: 3}\n"
@@ -43,7 +43,8 @@ def events(gateway: str, fault: str, expect: list[str], unhealthy_at: float | No
     out.append({"type": "fault.cleared", "ts": T0 + 13, **fields})
     if healthy_at is not None:
         out.append({"type": "health", "ts": T0 + healthy_at, "replica": "chat[0]", "healthy": True, "flags": ""})
-    out += [{"type": "load.finished", "ts": T0 + 19}, {"type": "run.finished", "ts": T0 + 20, "outcome": "complete"}]
+    out += [{"type": "load.finished", "ts": T0 + load_end},
+            {"type": "run.finished", "ts": T0 + load_end + 1, "outcome": "complete"}]
     return sorted(out, key=lambda e: e["ts"])
 
 
@@ -68,14 +69,47 @@ def test_outside_the_promised_window_fails_either_way(unhealthy_at: float, where
     assert not detect.passed and detect.detail.endswith(where)
 
 
-def test_a_never_promise_passes_only_if_the_gateway_never_acted() -> None:
-    gateway = "{health_check: null, panic_threshold: 0, outlier_detection: {max_ejection_percent: 10}}"
-    never = judge_events(events(gateway, RESET, PROMISED, None, None))
-    assert [v.passed for v in never.verdicts] == [True, True]
-    assert never.verdicts[0].bound == "in never" and never.verdicts[0].measured == "never"
-    assert "max_ejection_percent 10%" in never.verdicts[0].detail and never.verdicts[0].detail.endswith("never did")
-    acted = judge_events(events(gateway, RESET, PROMISED, 6.0, None))
-    assert not acted.verdicts[0].passed and acted.verdicts[0].detail.endswith("yet it did")
+NEVER_GATEWAY = "{health_check: null, panic_threshold: 0, outlier_detection: {max_ejection_percent: 10}}"
+
+
+@pytest.mark.parametrize("unhealthy_at", [None, 6.0])
+def test_within_promised_fails_against_a_never_promise_whatever_the_gateway_did(unhealthy_at: float | None) -> None:
+    judgement = judge_events(events(NEVER_GATEWAY, RESET, PROMISED[:1], unhealthy_at, None))
+    (verdict,) = judgement.verdicts
+    assert not verdict.passed and verdict.bound == "in never"
+    assert "max_ejection_percent 10%" in verdict.detail and "write upstream_unhealthy with within: never" in verdict.detail
+    assert ("and it never did" if unhealthy_at is None else "yet it did") in verdict.detail
+
+
+def test_within_promised_recovery_fails_against_a_never_promise() -> None:
+    (verdict,) = judge_events(events(NEVER_GATEWAY, RESET, PROMISED[1:], None, None)).verdicts
+    assert not verdict.passed and "promises it never acts" in verdict.detail
+
+
+def test_within_never_passes_only_if_the_gateway_never_acted() -> None:
+    never = ['{kind: upstream_unhealthy, target: "chat[0]", within: never}']
+    (kept,) = judge_events(events(NEVER_GATEWAY, RESET, never, None, None)).verdicts
+    assert kept.passed and kept.bound == "never" and kept.measured == "never"
+    assert kept.detail.startswith("chat[0] looked healthy to the gateway until")
+    (acted,) = judge_events(events(NEVER_GATEWAY, RESET, never, 6.0, None)).verdicts
+    assert not acted.passed and acted.measured == "1.000s" and acted.detail.endswith("expected never")
+    # the explicit form is judged on what happened, whatever the configuration promises
+    (window,) = judge_events(events(f"{{health_check: {HC}, panic_threshold: 0}}", RESET, never, None, None)).verdicts
+    assert window.passed
+
+
+def test_never_readmitted_in_a_load_that_ended_before_the_window_is_not_observed() -> None:
+    # recovery promised [1s, 2.04s] +200ms; the load ends 2s after the fault: too short to tell, and the verdict fails
+    run = RunData.from_events(events(f"{{health_check: {HC}, panic_threshold: 0}}", RESET, PROMISED, 6.5, None,
+                                     load_end=15))
+    recover = run.summary()["expectations"][1]
+    assert not recover["passed"] and recover["measured"] == "never"
+    assert recover["detail"].endswith("not observed: the load ended 2s after the fault, the promise allows up to 2.24s")
+    assert run.summary()["faults"][0]["promise_held"] == {"detection": "yes", "recovery": "-"}
+    # the same with a load that outlasts the window: missed
+    missed = RunData.from_events(events(f"{{health_check: {HC}, panic_threshold: 0}}", RESET, PROMISED, 6.5, None))
+    assert missed.summary()["expectations"][1]["detail"].endswith("and it never did")
+    assert missed.summary()["faults"][0]["promise_held"] == {"detection": "yes", "recovery": "NO"}
 
 
 def test_an_uncomputed_promise_cannot_be_judged() -> None:
@@ -102,11 +136,14 @@ def test_every_detection_and_recovery_verdict_carries_its_promise_in_the_summary
     assert fault["promise_held"] == {"detection": "yes", "recovery": "yes"}
 
 
-def test_within_accepts_promised_or_a_duration_and_says_so() -> None:
+def test_within_accepts_promised_never_or_a_duration_and_says_so() -> None:
     base = ("name: t\nupstreams:\n  - {name: chat, replicas: 3}\nload: {duration: 20s}\n"
             f"faults:\n  - {RESET}\nexpect:\n")
     scenario = parse_scenario(base + '  - {kind: upstream_unhealthy, target: "chat[0]", within: promised}\n', "x.yaml")
     assert scenario.expect[0].params()["within"] == "promised"
     with pytest.raises(ScenarioError) as bad:
         parse_scenario(base + '  - {kind: upstream_unhealthy, target: "chat[0]", within: soon}\n', "x.yaml")
-    assert "x.yaml:8" in str(bad.value) and "expect[0].within: expected 'promised' or a duration" in str(bad.value)
+    assert "x.yaml:8" in str(bad.value) and "expect[0].within: expected 'never', 'promised' or a duration" in str(bad.value)
+    with pytest.raises(ScenarioError) as recovery:  # never readmitted is not a thing to expect
+        parse_scenario(base + '  - {kind: upstream_healthy, target: "chat[0]", within: never}\n', "x.yaml")
+    assert "expect[0].within: expected 'promised' or a duration" in str(recovery.value)
