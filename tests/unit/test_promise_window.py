@@ -70,3 +70,16 @@ def test_compare_says_not_observed_instead_of_outside_when_the_load_ended_first(
     assert long_enough.recovery_kept is False and kept_text(long_enough, "recovery") == "OUTSIDE"
     never_detected = row(None, None, 12.0)   # nothing to readmit: n/a, the detection is what was missed
     assert kept_text(never_detected, "detection") == "OUTSIDE" and kept_text(never_detected, "recovery") == "n/a"
+
+
+def test_the_comparison_pages_say_not_observed() -> None:
+    from harness.compare.render import to_html, to_markdown
+    from harness.compare.table import ComparisonTable, GatewayRow
+
+    gateway_row = GatewayRow(gateway="litellm", status="FAILED", faults=[row(1.5, None, 3.0)])
+    table = ComparisonTable("t", "t.yaml", "local", [gateway_row])
+    expected = "not observed: the load ended 3s after the fault, the promise allows up to 9.2s"
+    assert expected in to_markdown(table) and "OUTSIDE" not in to_markdown(table)
+    page = to_html(table)
+    assert f'<span class="kept-na">{expected}</span>' in page
+    assert table.to_json()["gateways"][0]["faults"][0]["recovery_where"] == "not observed"
