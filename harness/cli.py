@@ -194,7 +194,7 @@ def validate(paths: tuple[Path, ...], gateway: str | None) -> None:
 
 @main.command(epilog="\b\nTraps:\n" + "\n".join(f"  {t.id:<28} {t.severity:<7} {t.summary}" for t in TRAPS)
               + "\n\n\b\nChecks of the scenario itself, on every gateway:\n"
-              + "\n".join(f"  {c.id:<28} {c.severity:<7} {c.summary}" for c in CHECKS))
+              + "\n".join(f"  {c.id:<31} {c.severity:<7} {c.summary}" for c in CHECKS))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--gateway", default=None, type=click.Choice(sorted(GATEWAYS)),
               help="Lint the scenarios as if their gateway.kind were this gateway.")
@@ -212,6 +212,9 @@ def lint(paths: tuple[Path, ...], gateway: str | None, strict: bool, windows: bo
 
     \b
       scenarios/traps/envoy-panic-threshold.yaml:30:3: warning [envoy.panic-threshold] gateway.panic_threshold: is 50%: ...
+
+    It also checks the scenario itself on every gateway (list below): `within: promised` against a
+    configuration that promises never, windows the run cannot show, durations without a unit.
 
     `chaosgate run` runs the same lint first and prints its findings as warnings (`run --strict`
     refuses to run instead). Severity `error`: the configuration guarantees a mechanism does
