@@ -235,6 +235,19 @@ def test_a_machine_without_a_usable_memory_controller_is_refused_plainly(root: s
 
 
 @pytest.mark.integration
+def test_a_user_who_is_not_root_is_refused_plainly() -> None:
+    """The machine's own hierarchy, checked by an unprivileged user (nobody, through setpriv):
+    refused with the reason and the runtime that works. harness.cgroups needs the standard
+    library only, so the system's python3 runs it (the project's .venv may not be readable)."""
+    check = ("import sys; sys.path.insert(0, sys.argv[1]); from harness.cgroups import memory_hierarchy\n"
+             "try:\n    memory_hierarchy()\nexcept Exception as exc:\n    print(type(exc).__name__, exc)")
+    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
+                             check, str(ROOT)], capture_output=True, text=True, timeout=30, cwd="/")
+    assert result.stdout.startswith("CgroupUnavailable "), result.stdout + result.stderr
+    assert "is not writable by this user" in result.stdout and "--runtime docker" in result.stdout
+
+
+@pytest.mark.integration
 def test_the_kernels_cgroup2_mount_is_judged_as_it_is() -> None:
     """On this v1 host the cgroup2 mount holds no memory controller: the real kernel's files say so,
     and a write of +memory is refused as the fake trees of tests/unit/test_cgroups.py assume (ENOENT)."""
