@@ -247,8 +247,37 @@ def _explain(exc: OSError, path: Path, replica: str) -> CgroupUnavailable:
            errno.EPERM: "not permitted: creating cgroups needs root (or a delegated cgroup v2 parent)",
            errno.EBUSY: "the cgroup has processes of its own, and cgroup v2 enables a controller for the "
                         f"children of a cgroup without processes only (set {PARENT_ENV} to one)",
-           errno.ENOENT: "the memory controller is not enabled there"}.get(exc.errno or 0, exc.strerror or str(exc))
+           errno.ENOENT: "the controller is not enabled there"}.get(exc.errno or 0, exc.strerror or str(exc))
     return _unavailable(f"{replica}: cannot set up the memory cgroup at {path} ({why})")
+
+
+def enable_controller(folder: Path, controller: str, who: str) -> None:
+    """cgroup v2: make ``controller`` available to ``folder``'s children (``+controller`` into its
+    cgroup.subtree_control, unless it is listed there already)."""
+    if controller not in _words(folder / "cgroup.controllers"):
+        raise _unavailable(f"{who}: the {controller} controller is not available in {folder} (its cgroup.controllers "
+                           f"lacks {controller}: its parent's cgroup.subtree_control must enable it)")
+    if controller not in _words(folder / "cgroup.subtree_control"):
+        try:
+            write_cgroup_file(folder / "cgroup.subtree_control", f"+{controller}")
+        except OSError as exc:
+            raise _explain(exc, folder / "cgroup.subtree_control", who) from exc
+
+
+def make_v2_cgroup(hierarchy: Hierarchy, path: Path, controller: str, who: str) -> None:
+    """cgroup v2: make ``path`` (a folder under ``hierarchy.parent_path``) with ``controller`` enabled
+    down to it: ``+controller`` into the subtree_control of the parent and of every folder between."""
+    between = path.relative_to(hierarchy.parent_path).parents  # e.g. chaosgate/run, chaosgate, .
+    for folder in [hierarchy.parent_path / p for p in reversed(between)]:
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise _explain(exc, folder, who) from exc
+        enable_controller(folder, controller, who)
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise _explain(exc, path, who) from exc
 
 
 @dataclass
@@ -278,11 +307,7 @@ class MemoryCgroup:
                 if (self.path / "memory.memsw.limit_in_bytes").exists():
                     write_cgroup_file(step := self.path / "memory.memsw.limit_in_bytes", str(self.limit_bytes))
                 return
-            for folder in (self.hierarchy.parent_path, self.hierarchy.base, self.path.parent):
-                folder.mkdir(exist_ok=True)
-                step = folder / "cgroup.subtree_control"
-                self._enable_memory(folder)
-            self.path.mkdir(exist_ok=True)
+            make_v2_cgroup(self.hierarchy, self.path, "memory", self.replica)
             step = self.path / "memory.max"
             if not step.exists():
                 raise _unavailable(f"{self.replica}: {self.path} has no memory.max: the memory controller "
@@ -292,14 +317,6 @@ class MemoryCgroup:
                 write_cgroup_file(step := swap, "0")
         except OSError as exc:
             raise _explain(exc, step, self.replica) from exc
-
-    def _enable_memory(self, folder: Path) -> None:
-        """Make the memory controller available to ``folder``'s children (v2)."""
-        if "memory" not in _words(folder / "cgroup.controllers"):
-            raise _unavailable(f"{self.replica}: the memory controller is not available in {folder} "
-                               f"(its cgroup.controllers lacks memory: its parent's cgroup.subtree_control must enable it)")
-        if "memory" not in _words(folder / "cgroup.subtree_control"):
-            write_cgroup_file(folder / "cgroup.subtree_control", "+memory")
 
     def _state(self) -> dict[str, int]:
         name = "memory.oom_control" if self.hierarchy.version == 1 else "memory.events"

@@ -13,6 +13,7 @@ import hashlib
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,17 @@ from typing import Any
 import httpx
 import pytest
 
-from harness.cgroups import CgroupUnavailable, find_hierarchy, parse_mountinfo, write_cgroup_file
+from harness.cgroups import (
+    CgroupUnavailable,
+    Hierarchy,
+    MemoryCgroup,
+    find_hierarchy,
+    make_v2_cgroup,
+    parse_mountinfo,
+    write_cgroup_file,
+)
 from harness.faults import FAULTS
+from harness.processes import ProcessGroup
 from harness.runtimes.base import Stack
 from harness.runtimes.local import LocalRuntime
 from harness.scenario import Scenario, parse_scenario
@@ -263,6 +273,41 @@ def test_the_kernels_cgroup2_mount_is_judged_as_it_is() -> None:
     with pytest.raises(OSError) as refused:
         write_cgroup_file(mounts[0].point / "cgroup.subtree_control", "+memory")
     assert refused.value.errno == errno.ENOENT
+
+
+@pytest.mark.integration
+def test_the_v2_protocol_on_the_kernels_cgroup2_with_the_controller_it_has(tmp_path: Path) -> None:
+    """What can be checked of cgroup v2 on a v1 host, on the real kernel: the path chaosgate makes
+    (the controller enabled down it through cgroup.subtree_control), a replica joining cgroup.procs
+    before it runs, /proc/<pid>/cgroup's "0::" line read back, and teardown's rmdir. The host's cgroup2
+    has no memory controller, so another one it has stands in for it; memory.max and memory.events
+    are checked on a laid-out tree only (tests/unit/test_cgroups.py)."""
+    [mount] = [m for m in parse_mountinfo(Path("/proc/self/mountinfo").read_text()) if m.fstype == "cgroup2"][:1]
+    available = (mount.point / "cgroup.controllers").read_text().split()
+    stand_in = "memory" if "memory" in available else available[0]
+    root_had = stand_in in (mount.point / "cgroup.subtree_control").read_text().split()
+    hierarchy = Hierarchy(2, mount.point)
+    leaf = MemoryCgroup(f"v2-probe-{os.getpid()}", "chat[0]", 128 * 1024**2, hierarchy)
+    group = ProcessGroup(tmp_path)
+    try:
+        make_v2_cgroup(hierarchy, leaf.path, stand_in, "chat[0]")
+        for folder in (mount.point, hierarchy.base, leaf.path.parent):
+            assert stand_in in (folder / "cgroup.subtree_control").read_text().split(), folder
+        assert stand_in in (leaf.path / "cgroup.controllers").read_text().split(), "the kernel gave the leaf the controller"
+        assert any(f.name.startswith(f"{stand_in}.") for f in leaf.path.iterdir()), "and its files"
+        child = group.start("sleeper", [sys.executable, "-c", "import time; time.sleep(30)"], cgroup_procs=leaf.procs_file)
+        assert hierarchy.cgroup_of(child.process.pid) == leaf.path
+        assert str(child.process.pid) in leaf.procs_file.read_text().split()
+        assert leaf.oom_kills() == 0 and leaf.failcnt() == 0, "no memory.events here: nothing counted, no error"
+    finally:
+        group.stop_all()
+        leaf.remove()
+        if not root_had:  # leave the host's root as it was
+            try:
+                write_cgroup_file(mount.point / "cgroup.subtree_control", f"-{stand_in}")
+            except OSError:
+                pass
+    assert not leaf.path.exists() and not hierarchy.base.exists(), "teardown removed every folder it made"
 
 
 @pytest.mark.integration
