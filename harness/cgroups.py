@@ -170,7 +170,8 @@ def find_hierarchy(mountinfo: Path = MOUNTINFO, root: Path | None = None, parent
         if version is None:
             raise _unavailable(f"{root} ({ROOT_ENV}) is neither a cgroup v2 hierarchy (no cgroup.controllers) "
                                "nor a cgroup v1 memory hierarchy (no memory.limit_in_bytes)")
-        read_only = any(m.point == root and m.read_only for m in mounts)
+        holding = [m for m in mounts if root == m.point or m.point in root.parents]  # the mount root lies on
+        read_only = max(holding, key=lambda m: len(m.point.parts)).read_only if holding else False
         return Hierarchy(version, root, read_only, parent if version == 2 else "")
     for mount in mounts:
         if mount.fstype == "cgroup" and "memory" in mount.super_options:

@@ -202,6 +202,14 @@ def test_v2_a_delegated_parent_without_memory_says_where_to_enable_it(tmp_path: 
         missing.check()
 
 
+def test_a_root_inside_a_read_only_mount_is_read_only(tmp_path: Path) -> None:
+    root = kernel_v2_cgroup(tmp_path / "ro" / "cgroup2", memory=False)
+    table = (f"21 1 0:20 / / rw - ext4 /dev/root rw\n"
+             f"26 24 0:23 / {tmp_path / 'ro'} ro,relatime - tmpfs tmpfs ro\n")
+    assert find_hierarchy(mountinfo(tmp_path, table), root=root).read_only
+    assert not find_hierarchy(mountinfo(tmp_path, table.splitlines()[0]), root=root).read_only
+
+
 def test_a_read_only_cgroupfs_is_refused_before_anything(tmp_path: Path) -> None:
     root = kernel_v2_cgroup(tmp_path / "cgroup2", memory=False)
     hierarchy = find_hierarchy(mountinfo(tmp_path, UNIFIED.format(v2=root, options="ro")))
