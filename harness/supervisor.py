@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from harness.cgroups import MemoryCgroup
-from harness.errors import FaultError
+from harness.errors import ChaosgateError, FaultError
 from harness.processes import Child
 
 POLL_S = 0.02
@@ -51,7 +51,7 @@ class _Supervised:
     cgroup: MemoryCgroup | None
     home_port: int                  # the port the gateway's proxy dials
     port: int                       # the port it listens on now (differs during a port change)
-    state: Literal["running", "waiting", "starting"] = "running"
+    state: Literal["running", "waiting", "starting", "failed"] = "running"  # failed: could not be restarted
     in_a_row: int = 0
     ready_since: float = 0.0
     restart_at: float = 0.0
@@ -81,13 +81,13 @@ class Supervisor:
         """The replica's current process id; None while it is dead and waiting for its restart."""
         with self._lock:
             entry = self._get(replica)
-            return None if entry.state == "waiting" else entry.child.process.pid
+            return None if entry.state in ("waiting", "failed") else entry.child.process.pid
 
     def send(self, replica: str, sig: int) -> int:
         """Send ``sig`` to the replica's process group; returns the pid it went to."""
         with self._lock:
             entry = self._get(replica)
-            if entry.state == "waiting" or entry.child.process.poll() is not None:
+            if entry.state in ("waiting", "failed") or entry.child.process.poll() is not None:
                 raise FaultError(f"{replica} is not running (it is waiting for its restart), "
                                  f"so it cannot get {signal.Signals(sig).name}")
             pid = entry.child.process.pid
@@ -160,7 +160,11 @@ class Supervisor:
         if entry.state in ("running", "starting") and entry.child.process.poll() is not None:
             self._exited(entry, now)
         elif entry.state == "waiting" and now >= entry.restart_at:
-            self._start(entry, backoff=entry.restart_at - entry.exited_at)
+            try:
+                self._start(entry, backoff=entry.restart_at - entry.exited_at)
+            except ChaosgateError as exc:  # e.g. its memory cgroup is gone: said in the journal, not a traceback
+                entry.state = "failed"
+                self._record("warning", message=f"supervisor: {entry.name} could not be restarted: {exc}")
         elif entry.state == "starting" and entry.ready(entry.port):
             entry.state, entry.ready_since = "running", time.monotonic()
             self._record("process.ready", replica=entry.name, pid=entry.child.process.pid, port=entry.port,

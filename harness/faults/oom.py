@@ -2,7 +2,8 @@
 
 The fault switches the fake's ``memory_growth`` mode on (through its control API) in a
 replica whose pool sets ``memory_limit``; the replica allocates and touches memory until
-the kernel kills it (SIGKILL, the memory cgroup's ``oom_kill`` counter goes up). The
+the kernel kills it (SIGKILL, the memory cgroup's ``oom_kill`` counter goes up: v1's ``memory.oom_control``,
+v2's ``memory.events``, read through ``harness.cgroups``). The
 supervisor journals the exit with ``oom: true`` and restarts the replica after its backoff;
 the restarted process starts without the mode. A separate kind from ``llm_fault``'s
 ``memory_growth`` because it needs what that mode does not: a memory limit, and a runtime

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-from harness.cgroups import MemoryCgroup
+from harness.cgroups import MemoryCgroup, memory_hierarchy
 from harness.errors import ComponentMissing
 from harness.gateways import GATEWAYS, UpstreamAddress
 from harness.processes import Child, ProcessGroup, answers, check_port_free, free_port
@@ -109,6 +109,8 @@ class LocalRuntime:
         self._cgroups: list[MemoryCgroup] = []
 
     def up(self, scenario: Scenario, run_dir: Path, gateway_port: int | None = None) -> Stack:
+        # Memory limits need a writable memory cgroup hierarchy (v1 or v2): refused before anything starts.
+        hierarchy = memory_hierarchy() if any(p.memory_limit is not None for p in scenario.upstreams) else None
         run_dir.mkdir(parents=True, exist_ok=True)
         # Every process of the stack carries CHAOSGATE_RUN_DIR, so leftovers can be found by it.
         processes = self._processes = ProcessGroup(run_dir / "logs", env={RUN_MARKER: str(run_dir.resolve())})
@@ -142,8 +144,8 @@ class LocalRuntime:
                         "--seed", str(scenario.seed * 1000 + index), *FAKE_OPTIONS[pool.kind](pool, scenario),
                         *(tls[pool.name].fake_args() if pool.name in tls else [])]
                 cgroup = None
-                if pool.memory_limit is not None:
-                    cgroup = MemoryCgroup(run_id, name, pool.memory_limit)
+                if pool.memory_limit is not None and hierarchy is not None:
+                    cgroup = MemoryCgroup(run_id, name, pool.memory_limit, hierarchy)
                     self._cgroups.append(cgroup)
                     cgroup.create()
                 start = functools.partial(_start_replica, processes, name, argv, cgroup)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import tests.missing
 from harness.errors import ComponentMissing
 from harness.gateways.envoy import envoy_binary
 from harness.gateways.haproxy import haproxy_binary
@@ -21,6 +20,7 @@ from harness.gateways.nginx import nginx_binary
 from harness.runtimes.base import RUN_MARKER
 from harness.runtimes.local import toxiproxy_binary
 from harness.scenario import load_scenario
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAOSGATE = [sys.executable, "-m", "harness.cli"]
@@ -41,10 +41,7 @@ def require_components(*gateways: str) -> None:
         except ComponentMissing as exc:
             missing.append(str(exc))
     if missing:
-        message = "; ".join(missing)
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"component missing under CI: {message}")
-        pytest.skip(message)
+        tests.missing.missing("; ".join(missing))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -76,13 +73,8 @@ def health_changes(events: list[dict[str, Any]], replica: str) -> list[tuple[boo
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``predicate`` until true; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
+    """Poll ``predicate`` until true; fail the test after ``timeout`` seconds (tests.waiting.wait_until)."""
+    wait_until(predicate, timeout, what)
 
 
 def chaosgate(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

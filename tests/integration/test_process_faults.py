@@ -8,10 +8,12 @@ come from the scenario's health-check settings, with margin for a busy machine.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,22 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.cgroups import (
+    CgroupUnavailable,
+    Hierarchy,
+    MemoryCgroup,
+    find_hierarchy,
+    make_v2_cgroup,
+    parse_mountinfo,
+    write_cgroup_file,
+)
 from harness.faults import FAULTS
+from harness.processes import ProcessGroup
 from harness.runtimes.base import Stack
 from harness.runtimes.local import LocalRuntime
 from harness.scenario import Scenario, parse_scenario
 
-from .conftest import CHAOSGATE, ROOT, chaosgate, processes_of_run, wait_for
+from .conftest import CHAOSGATE, ROOT, processes_of_run, wait_for
 
 SCENARIO = """
 name: {name}
@@ -90,12 +102,8 @@ def proc_state(pid: int) -> str:
 
 
 def memory_cgroup_of(pid: int) -> Path:
-    """The memory cgroup the kernel says ``pid`` is in."""
-    for line in (Path("/proc") / str(pid) / "cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            return Path("/sys/fs/cgroup/memory") / path.lstrip("/")
-    raise AssertionError(f"pid {pid} has no memory cgroup")
+    """The memory cgroup the kernel says ``pid`` is in (v1: the memory line; v2: the unified "0::" line)."""
+    return find_hierarchy().cgroup_of(pid)
 
 
 def test_every_process_fault_kind_has_a_live_test() -> None:
@@ -174,19 +182,22 @@ def test_port_change_fault(live: Live) -> None:
 @pytest.mark.integration
 @pytest.mark.parametrize("live", [", memory_limit: 128Mi"], indirect=True, ids=["128Mi"])
 def test_oom_fault(live: Live) -> None:
+    hierarchy = find_hierarchy()
     pid = live.processes.pid("chat[0]")
     cgroup = memory_cgroup_of(pid)
     assert cgroup.parts[-3] == "chaosgate" and cgroup.name == "chat_0_", "the replica runs in its memory cgroup"
-    assert int((cgroup / "memory.limit_in_bytes").read_text()) == 128 * 1024**2
-    assert int((cgroup / "memory.memsw.limit_in_bytes").read_text()) == 128 * 1024**2
+    limit, swap = LIMIT_FILES[hierarchy.version]
+    assert int((cgroup / limit).read_text()) == 128 * 1024**2
+    if (cgroup / swap[0]).exists():  # swap accounted: none past the limit
+        assert int((cgroup / swap[0]).read_text()) == swap[1]
     assert memory_cgroup_of(live.processes.pid("chat[1]")).name == "chat_1_"
-    kills_before = _oom_kills(cgroup)
+    kills_before = _oom_kills(cgroup, hierarchy.version)
     fault = FAULTS["oom"].model_validate({"kind": "oom", "target": "chat[0]", "at": 0, "for": 1, "mb_per_s": 300})
     fault.inject(live.stack, "chat[0]")
     wait_for(lambda: bool(live.of_type("process.exited")), 10.0, "the kernel's OOM killer")
     exited = live.of_type("process.exited")[0]
     assert exited["oom"] is True and exited["signal"] == "SIGKILL" and exited["pid"] == pid
-    assert _oom_kills(cgroup) == kills_before + 1 == exited["oom_kills"], "the kernel counted the kill"
+    assert _oom_kills(cgroup, hierarchy.version) == kills_before + 1 == exited["oom_kills"], "the kernel counted the kill"
     wait_for(lambda: live.healthy("chat[0]") is False, detection_bound(live.scenario), "Envoy to eject it")
     wait_for(lambda: bool(live.of_type("process.ready")), readmission_bound(live.scenario, 1.0), "the restart")
     new_pid = live.processes.pid("chat[0]")
@@ -197,24 +208,106 @@ def test_oom_fault(live: Live) -> None:
     assert not cgroup.exists() and not cgroup.parent.exists(), "teardown removed the run's cgroups"
 
 
-def _oom_kills(cgroup: Path) -> int:
-    lines = dict(line.split() for line in (cgroup / "memory.oom_control").read_text().splitlines())
-    return int(lines["oom_kill"])
+# The kernel's own files, read here without harness.cgroups: version -> (limit file, (swap file, its value)).
+LIMIT_FILES = {1: ("memory.limit_in_bytes", ("memory.memsw.limit_in_bytes", 128 * 1024**2)),
+               2: ("memory.max", ("memory.swap.max", 0))}
+
+
+def _oom_kills(cgroup: Path, version: int) -> int:
+    text = (cgroup / ("memory.oom_control" if version == 1 else "memory.events")).read_text()
+    return int(dict(line.split() for line in text.splitlines())["oom_kill"])
 
 
 @pytest.mark.integration
-def test_a_machine_without_a_memory_controller_is_refused_plainly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("root", ["no-cgroup", "read-only"])
+def test_a_machine_without_a_usable_memory_controller_is_refused_plainly(root: str, tmp_path: Path) -> None:
     (tmp_path / "scenario.yaml").write_text((ROOT / "scenarios" / "oom-kill.yaml").read_text())
-    env_root = tmp_path / "no-cgroup"
+    env_root = tmp_path / root
     env_root.mkdir()
-    os.environ["CHAOSGATE_CGROUP_MEMORY_ROOT"] = str(env_root)
+    if root == "read-only":  # a cgroup v2 tree on a read-only bind mount, as a container sees /sys/fs/cgroup
+        (env_root / "cgroup.controllers").write_text("cpu memory pids\n")
+        subprocess.run(["mount", "--bind", str(env_root), str(env_root)], check=True)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(env_root)], check=True)
     try:
-        result = chaosgate("run", str(tmp_path / "scenario.yaml"), "--out", str(tmp_path / "out"), "--quiet")
+        result = subprocess.run([*CHAOSGATE, "run", str(tmp_path / "scenario.yaml"), "--out", str(tmp_path / "out"),
+                                 "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "CHAOSGATE_CGROUP_MEMORY_ROOT": str(env_root)})
     finally:
-        del os.environ["CHAOSGATE_CGROUP_MEMORY_ROOT"]
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "memory_limit needs a cgroup v1 memory controller" in result.stderr + result.stdout
+        if root == "read-only":
+            subprocess.run(["umount", str(env_root)], check=True)
+    output = result.stderr + result.stdout
+    assert result.returncode == 2, output
+    assert "memory_limit needs a memory cgroup per replica" in output and "--runtime docker" in output, output
+    assert ("mounted read-only" if root == "read-only" else "neither a cgroup v2 hierarchy") in output, output
+    assert "Traceback" not in output
+    assert not (tmp_path / "out" / "oom-kill" / "logs").exists(), "refused before any component started"
     assert processes_of_run(tmp_path / "out" / "oom-kill") == []
+
+
+@pytest.mark.integration
+def test_a_user_who_is_not_root_is_refused_plainly() -> None:
+    """The machine's own hierarchy, checked by an unprivileged user (nobody, through setpriv):
+    refused with the reason and the runtime that works. harness.cgroups needs the standard
+    library only, so the system's python3 runs it (the project's .venv may not be readable)."""
+    check = ("import sys; sys.path.insert(0, sys.argv[1]); from harness.cgroups import memory_hierarchy\n"
+             "try:\n    memory_hierarchy()\nexcept Exception as exc:\n    print(type(exc).__name__, exc)")
+    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
+                             check, str(ROOT)], capture_output=True, text=True, timeout=30, cwd="/")
+    assert result.stdout.startswith("CgroupUnavailable "), result.stdout + result.stderr
+    assert "is not writable by this user" in result.stdout and "--runtime docker" in result.stdout
+
+
+@pytest.mark.integration
+def test_the_kernels_cgroup2_mount_is_judged_as_it_is() -> None:
+    """On this v1 host the cgroup2 mount holds no memory controller: the real kernel's files say so,
+    and a write of +memory is refused as the fake trees of tests/unit/test_cgroups.py assume (ENOENT)."""
+    mounts = [m for m in parse_mountinfo(Path("/proc/self/mountinfo").read_text()) if m.fstype == "cgroup2"]
+    assert mounts, "every Linux host the harness supports mounts a cgroup2 hierarchy (unified or hybrid)"
+    hierarchy = find_hierarchy(root=mounts[0].point, parent="")
+    assert hierarchy.version == 2
+    if "memory" in (mounts[0].point / "cgroup.controllers").read_text().split():
+        hierarchy.check()  # a v2 host: the memory controller is there and the harness can write
+        return
+    with pytest.raises(CgroupUnavailable, match="memory controller is not available"):
+        hierarchy.check()
+    with pytest.raises(OSError) as refused:
+        write_cgroup_file(mounts[0].point / "cgroup.subtree_control", "+memory")
+    assert refused.value.errno == errno.ENOENT
+
+
+@pytest.mark.integration
+def test_the_v2_protocol_on_the_kernels_cgroup2_with_the_controller_it_has(tmp_path: Path) -> None:
+    """What can be checked of cgroup v2 on a v1 host, on the real kernel: the path chaosgate makes
+    (the controller enabled down it through cgroup.subtree_control), a replica joining cgroup.procs
+    before it runs, /proc/<pid>/cgroup's "0::" line read back, and teardown's rmdir. The host's cgroup2
+    has no memory controller, so another one it has stands in for it; memory.max and memory.events
+    are checked on a laid-out tree only (tests/unit/test_cgroups.py)."""
+    [mount] = [m for m in parse_mountinfo(Path("/proc/self/mountinfo").read_text()) if m.fstype == "cgroup2"][:1]
+    available = (mount.point / "cgroup.controllers").read_text().split()
+    stand_in = "memory" if "memory" in available else available[0]
+    root_had = stand_in in (mount.point / "cgroup.subtree_control").read_text().split()
+    hierarchy = Hierarchy(2, mount.point)
+    leaf = MemoryCgroup(f"v2-probe-{os.getpid()}", "chat[0]", 128 * 1024**2, hierarchy)
+    group = ProcessGroup(tmp_path)
+    try:
+        make_v2_cgroup(hierarchy, leaf.path, stand_in, "chat[0]")
+        for folder in (mount.point, hierarchy.base, leaf.path.parent):
+            assert stand_in in (folder / "cgroup.subtree_control").read_text().split(), folder
+        assert stand_in in (leaf.path / "cgroup.controllers").read_text().split(), "the kernel gave the leaf the controller"
+        assert any(f.name.startswith(f"{stand_in}.") for f in leaf.path.iterdir()), "and its files"
+        child = group.start("sleeper", [sys.executable, "-c", "import time; time.sleep(30)"], cgroup_procs=leaf.procs_file)
+        assert hierarchy.cgroup_of(child.process.pid) == leaf.path
+        assert str(child.process.pid) in leaf.procs_file.read_text().split()
+        assert leaf.oom_kills() == 0 and leaf.failcnt() == 0, "no memory.events here: nothing counted, no error"
+    finally:
+        group.stop_all()
+        leaf.remove()
+        if not root_had:  # leave the host's root as it was
+            try:
+                write_cgroup_file(mount.point / "cgroup.subtree_control", f"-{stand_in}")
+            except OSError:
+                pass
+    assert not leaf.path.exists() and not hierarchy.base.exists(), "teardown removed every folder it made"
 
 
 @pytest.mark.integration
@@ -223,7 +316,7 @@ def test_a_machine_without_a_memory_controller_is_refused_plainly(tmp_path: Path
 def test_interrupt_removes_the_cgroups_and_thaws_frozen_replicas(name: str, event: str, tmp_path: Path) -> None:
     run_dir = tmp_path / name
     journal = run_dir / "journal.jsonl"
-    cgroup_run = Path("/sys/fs/cgroup/memory/chaosgate") / \
+    cgroup_run = find_hierarchy().base / \
         f"{name}-{hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:8]}"
     harness = subprocess.Popen([*CHAOSGATE, "run", str(ROOT / "scenarios" / f"{name}.yaml"), "--out", str(tmp_path),
                                 "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

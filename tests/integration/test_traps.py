@@ -18,7 +18,7 @@ from harness.promise.window import OBSERVER_MARGIN, SCHEDULING_MARGIN
 from harness.scenario import load_scenario
 from harness.timeline import Timeline, build_timeline
 
-from .conftest import ROOT, chaosgate, processes_of_run
+from .conftest import ROOT, chaosgate, processes_of_run, require_components
 
 TRAP_SCENARIOS = sorted((ROOT / "scenarios" / "traps").glob("*.yaml"))
 
@@ -189,6 +189,7 @@ def test_every_trap_scenario_has_a_bite_check() -> None:
 @pytest.mark.integration
 @pytest.mark.parametrize("scenario_file", TRAP_SCENARIOS, ids=[p.stem for p in TRAP_SCENARIOS])
 def test_trap_scenario_bites_and_passes(scenario_file: Path) -> None:
+    require_components(load_scenario(scenario_file).gateway.kind)
     # A short folder: HAProxy's stats socket lives in the run folder, and a unix socket path is at most ~100 bytes.
     with tempfile.TemporaryDirectory(prefix="cg-trap-", dir="/tmp") as out:
         check_trap_scenario(scenario_file, Path(out))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.missing import missing
 
 from .browser import Browser, Page, chromium_binary
 from .journals import reset_run, write_journal
@@ -25,10 +26,7 @@ def browser() -> Iterator[Browser]:
     """Debian's headless Chromium; missing, it skips the test, or fails it under CI=true."""
     binary = chromium_binary()
     if binary is None:
-        message = "chromium is not installed: run `bash .ci/setup` (.ci/setup.d/chromium.sh installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"component missing under CI: {message}")
-        pytest.skip(message)
+        missing("chromium is not installed: run `bash .ci/setup` (.ci/setup.d/chromium.sh installs it)")
     started = Browser(binary)
     try:
         yield started

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from harness.errors import FaultError
+from harness.errors import FaultError, StackError
 from harness.memsize import MemorySize, parse_memory_size
 from harness.processes import ProcessGroup
 from harness.supervisor import BackoffPolicy, Supervisor
@@ -97,6 +97,33 @@ def test_signals_to_a_dead_replica_are_fault_errors(tmp_path: Path) -> None:
             supervisor.send("q[0]", signal.SIGSTOP)
         with pytest.raises(FaultError, match="not a supervised process"):
             supervisor.send("nope[0]", signal.SIGSTOP)
+    finally:
+        supervisor.stop()
+        group.stop_all()
+
+
+def test_a_restart_that_cannot_start_is_journalled_and_the_watch_goes_on(tmp_path: Path) -> None:
+    group = ProcessGroup(tmp_path)
+    quick = group.start("quick", [sys.executable, "-c", "pass"])
+
+    def start(port: int) -> Any:  # as processes.start does when the replica's memory cgroup is gone
+        raise StackError("cannot start q[0]: it could not join its memory cgroup /sys/fs/cgroup/memory/chaosgate/x")
+
+    sleeper = group.start("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"])
+    supervisor = Supervisor()
+    supervisor.add("q[0]", quick, start, lambda port: True, BackoffPolicy(initial=0.05), port=1)
+    supervisor.add("s[0]", sleeper, lambda port: sleeper, lambda port: True, BackoffPolicy(initial=0.05), port=2)
+    events: list[tuple[str, dict[str, Any]]] = []
+    supervisor.watch(lambda type, **fields: events.append((type, fields)))
+    try:
+        wait_for(lambda: any(t == "warning" for t, _ in events), timeout=5.0)
+        assert [t for t, _ in events] == ["process.exited", "warning"]
+        assert "q[0] could not be restarted: cannot start q[0]" in events[1][1]["message"]
+        assert supervisor.pid("q[0]") is None
+        with pytest.raises(FaultError, match="not running"):
+            supervisor.send("q[0]", signal.SIGTERM)
+        supervisor.send("s[0]", signal.SIGKILL)  # the watch goes on for the others
+        wait_for(lambda: [t for t, _ in events].count("process.exited") == 2, timeout=5.0)
     finally:
         supervisor.stop()
         group.stop_all()
