@@ -99,11 +99,11 @@ def test_the_link_check_can_fail(tmp_path: Path) -> None:
     assert _slug("Detection and recovery windows (Envoy 1.40)") == "detection-and-recovery-windows-envoy-140"
     assert LINK.findall("see [x](missing.md#a) and ![y](img/z.png)") == [("missing.md#a", ""), ("", "img/z.png")]
     assert OUTSIDE.search("from ../" + "shared/notes/gateway-health.md")
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "b.md").write_text("# B page\n## Its `part_one`\n")
-    page = tmp_path / "docs" / "a.md"
+    (tmp_path / "guide").mkdir()
+    (tmp_path / "guide" / "b.md").write_text("# B page\n## Its `part_one`\n")
+    page = tmp_path / "guide" / "a.md"
     page.write_text("[ok](b.md#its-part_one) [gone](c.md) [no heading](b.md#nope) [out](../../x.md)\n"
                     "```\n[in a fence](ignored.md)\n```\n[web](https://example.org)\n")
     assert _broken_links(page, tmp_path) == [
-        "docs/a.md:1: (c.md) does not exist", "docs/a.md:1: (b.md#nope) has no heading #nope",
-        "docs/a.md:1: (../../x.md) points outside the repository"]
+        "guide/a.md:1: (c.md) does not exist", "guide/a.md:1: (b.md#nope) has no heading #nope",
+        "guide/a.md:1: (../../x.md) points outside the repository"]
