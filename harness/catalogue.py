@@ -327,6 +327,10 @@ def diagnosable(name: str) -> str:
     if name in CAUSES:
         raise ValueError(f"cause {name!r} is in the catalogue, but diagnose never names it (no probe from the "
                          f"gateway's side can tell it); expected one of {', '.join(names)}")
+    if name in ROWS:  # a row of Table 1 (the report's former advice keys), not a cause
+        of_row = [c.name for c in _CAUSES if c.diagnosed and name in c.rows]
+        raise ValueError(f"{name!r} is a row of Table 1 ({ROWS[name].table1}), not a cause; diagnose names "
+                         f"{' or '.join(of_row)} for it")
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     hint = f" (did you mean {' or '.join(close)}?)" if close else ""
     raise ValueError(f"unknown cause {name!r}{hint}; expected one of {', '.join(names)}")

@@ -59,5 +59,8 @@ def test_a_diagnosis_expectation_takes_only_causes_diagnose_names() -> None:
         diagnosable("load_balancing")
     with pytest.raises(ValueError, match=r"unknown cause 'tls_expird' \(did you mean tls_expired"):
         diagnosable("tls_expird")
-    with pytest.raises(ValidationError, match="unknown cause 'crashed'"):
+    with pytest.raises(ValidationError, match="'crashed' is a row of Table 1 .*, not a cause; diagnose names "
+                                              "connection_refused or connection_closed or connection_reset"):
         Diagnosis.model_validate({"kind": "diagnosis", "target": "chat[0]", "cause": "crashed"})
+    with pytest.raises(ValidationError, match="unknown cause 'xyzzy'; expected one of dns_failure, "):
+        Diagnosis.model_validate({"kind": "diagnosis", "target": "chat[0]", "cause": "xyzzy"})
