@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.expectations.diagnosis import Diagnosis
@@ -57,3 +59,10 @@ def make_plan(scenario: Scenario) -> Plan:
     scheduled = [e.schedule(scenario) for e in scenario.expect if isinstance(e, Diagnosis)]
     diagnoses = sorted((DiagnosisAction(*when) for when in scheduled if when is not None), key=lambda d: d.t)
     return Plan(duration=scenario.load.duration, actions=tuple(actions), diagnoses=tuple(diagnoses))
+
+
+def together(actions: Sequence[FaultAction]) -> list[tuple[FaultAction, ...]]:
+    """``actions`` (in plan order) in batches due at the same moment, to be applied at once; at one
+    moment the clears are one batch and the starts the next, so a replica is freed before it is broken
+    again."""
+    return [tuple(batch) for _, batch in itertools.groupby(actions, key=lambda a: (a.t, a.start))]

@@ -10,6 +10,7 @@ import platform
 import shlex
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from harness import __version__
 from harness.diagnose.scheduled import join_all, start_diagnosis
 from harness.errors import ChaosgateError
 from harness.gateway_watch import GatewayWatch
+from harness.faults.base import FaultContext
 from harness.gateways import not_applicable
 from harness.journal import JournalWriter
 from harness.lint import lint_text
@@ -26,7 +28,7 @@ from harness.load.config import LoadConfig
 from harness.load.generator import LoadGenerator
 from harness.observer import HealthObserver
 from harness.output import write_outputs
-from harness.plan import DiagnosisAction, FaultAction, Plan, make_plan
+from harness.plan import DiagnosisAction, FaultAction, Plan, make_plan, together
 from harness.progress import Progress, Status
 from harness.runtimes import RUNTIMES, Stack
 from harness.runtimes.base import RUN_MARKER, check_supported
@@ -107,13 +109,13 @@ def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter,
         load.start()
         t0 = load.go()
         journal.write("load.started", ts=t0)
-        schedule: list[FaultAction | DiagnosisAction] = [*plan.actions, *plan.diagnoses]
-        for action in sorted(schedule, key=lambda a: a.t):  # stable: at equal times, faults first
-            _sleep_until(t0 + action.t, lambda: progress.status(_status(scenario, plan, t0, load, observer)))
-            if isinstance(action, DiagnosisAction):  # probes run beside the schedule, never delaying it
-                diagnoses.append(start_diagnosis(stack, action.replica, action.key, journal))
+        schedule: list[tuple[FaultAction, ...] | DiagnosisAction] = [*together(plan.actions), *plan.diagnoses]
+        for item in sorted(schedule, key=_due):  # stable: at equal times, faults first
+            _sleep_until(t0 + _due(item), lambda: progress.status(_status(scenario, plan, t0, load, observer)))
+            if isinstance(item, DiagnosisAction):  # probes run beside the schedule, never delaying it
+                diagnoses.append(start_diagnosis(stack, item.replica, item.key, journal))
             else:
-                _apply(action, stack, journal, active)
+                _apply_together(item, stack, journal, active)
         _sleep_until(t0 + plan.duration, lambda: progress.status(_status(scenario, plan, t0, load, observer)))
         finished = load.wait(timeout=DRAIN_GRACE + scenario.load.request_timeout)
         journal.write("load.finished", requests=load.requests, failures=load.failures, stopped=not finished)
@@ -125,7 +127,8 @@ def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter,
         join_all(diagnoses)  # bounded by the probes' timeouts
         for action in list(active):  # faults still active (interrupted run) are cleared before teardown
             try:
-                _apply(FaultAction(action.t, False, action.fault, action.replicas), stack, journal, active)
+                _apply(FaultAction(action.t, False, action.fault, action.replicas), stack, journal)
+                active.remove(action)
             except ChaosgateError as exc:  # the stack is going down anyway; keep the first error
                 journal.write("warning", message=f"could not clear {action.fault.label}: {exc}")
         observer.stop()
@@ -133,7 +136,34 @@ def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter,
             watch.stop()
 
 
-def _apply(action: FaultAction, stack: Stack, journal: JournalWriter, active: list[FaultAction]) -> None:
+def _due(item: tuple[FaultAction, ...] | DiagnosisAction) -> float:
+    return item.t if isinstance(item, DiagnosisAction) else item[0].t
+
+
+def _apply_together(batch: tuple[FaultAction, ...], stack: FaultContext, journal: JournalWriter,
+                    active: list[FaultAction]) -> None:
+    """Apply the actions due at one moment at once, each in its own thread (one fault's injection, a
+    replica restart say, must not delay the next's start); each journals its own start. Then keep
+    ``active`` up to date with those that succeeded, and raise the first error."""
+    if len(batch) == 1:
+        _apply(batch[0], stack, journal)
+        done: list[tuple[FaultAction, BaseException | None]] = [(batch[0], None)]
+    else:
+        with ThreadPoolExecutor(max_workers=len(batch), thread_name_prefix="fault") as pool:
+            futures = [(action, pool.submit(_apply, action, stack, journal)) for action in batch]
+        done = [(action, future.exception()) for action, future in futures]
+    for action, exc in done:
+        if exc is not None:
+            continue
+        if action.start:
+            active.append(action)
+        else:
+            active[:] = [a for a in active if a.fault is not action.fault]
+    if errors := [exc for _, exc in done if exc is not None]:
+        raise errors[0]
+
+
+def _apply(action: FaultAction, stack: FaultContext, journal: JournalWriter) -> None:
     fault = action.fault
     began = time.time()  # a fault is active from the moment its injection begins (a restart takes a while)
     for replica in action.replicas:
@@ -141,10 +171,6 @@ def _apply(action: FaultAction, stack: Stack, journal: JournalWriter, active: li
             fault.inject(stack, replica)
         else:
             fault.clear(stack, replica)
-    if action.start:
-        active.append(action)
-    else:
-        active[:] = [a for a in active if a.fault is not fault]
     journal.write("fault.started" if action.start else "fault.cleared", ts=began if action.start else None,
                   fault=fault.label, kind=fault.kind,
                   target=fault.target, replicas=list(action.replicas),

@@ -3,13 +3,13 @@
 The gateway's view (clusters, hosts, health flags, health check, TLS, resolver) comes from
 Envoy's admin API or config file (envoy_source); each unhealthy host is walked through the
 layers of layers.LAYERS (dns → tcp → tls → http_health → protocol → mcp → inference) and the
-first that fails names the cause (causes.CAUSES, the rows of the seed's Table 1), with evidence.
+first that fails names the cause (harness/catalogue.py: CAUSES, after the rows of Table 1), with evidence.
 """
 
 from __future__ import annotations
 
 from harness.diagnose.base import LayerResult, ProbeSettings
-from harness.diagnose.causes import CAUSES, Cause
+from harness.catalogue import CAUSES, Cause
 from harness.diagnose.envoy_source import DiagnoseError, from_admin, from_config
 from harness.diagnose.layers import LAYERS
 from harness.diagnose.model import GatewayView

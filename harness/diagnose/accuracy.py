@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from harness.catalogue import HEALTHY  # the expected "cause" of a fault that leaves every layer passing
 from harness.diagnose.base import ProbeSettings
 from harness.diagnose.envoy_source import from_admin
 from harness.diagnose.scheduled import replica_aliases
@@ -46,7 +47,6 @@ upstreams:
      dns: {refresh_rate: 0.5s, ttl: 1, lookup_family: v4_preferred, query_timeout: 1, query_tries: 1}}
 load: {duration: 600s}
 """
-HEALTHY = "healthy"  # the expected "cause" of a fault that leaves every layer passing
 
 
 @dataclass(frozen=True)

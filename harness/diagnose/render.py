@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from harness.diagnose.causes import CAUSES
+from harness.catalogue import CAUSES
 from harness.diagnose.walk import Diagnosis
 
 WIDTH = 110

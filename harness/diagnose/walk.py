@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.diagnose.base import LayerResult, ProbeSettings, ProbeTarget
-from harness.diagnose.causes import CAUSES
+from harness.catalogue import CAUSES
 from harness.diagnose.layers import LAYERS
 from harness.diagnose.model import Cluster, GatewayView, Host
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
-from harness.diagnose.causes import CAUSES
+from harness.catalogue import HEALTHY, diagnosable
 from harness.durations import Duration
 from harness.expectations.base import Expectation, Target, Unjudgeable, Verdict
 from harness.targets import resolve, split_target
@@ -17,11 +17,9 @@ from harness.timeline import Timeline
 if TYPE_CHECKING:
     from harness.scenario import Scenario
 
-HEALTHY = "healthy"
-
 
 class Diagnosis(Expectation):
-    """Diagnose walks ``target`` during the fault and must name ``cause`` (a Table 1 cause of docs/diagnose.md)."""
+    """Diagnose walks ``target`` during the fault and must name ``cause`` (a cause of harness/catalogue.py that diagnose names, docs/diagnose.md)."""
 
     kind: Literal["diagnosis"]
     target: Target = Field(description="The one replica diagnosed, e.g. 'chat[0]'.")
@@ -32,9 +30,7 @@ class Diagnosis(Expectation):
     @field_validator("cause")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value != HEALTHY and value not in CAUSES:
-            raise ValueError(f"unknown cause {value!r}; expected one of {', '.join([*CAUSES, HEALTHY])}")
-        return value
+        return diagnosable(value)
 
     @field_validator("target")
     @classmethod

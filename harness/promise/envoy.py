@@ -1,6 +1,6 @@
 """Envoy 1.40: when its configuration lets it detect a fault and readmit the replica.
 
-The formulas of ../shared/notes/gateway-health.md §1.2-1.3, with the scenario's numbers, as
+The formulas of docs/gateway-health.md (Envoy), with the scenario's numbers, as
 rendered by harness/gateways/envoy.py (no interval jitter, unhealthy and edge intervals equal
 to ``interval``, ``successful_active_health_check_uneject_host`` left at its default true).
 

@@ -1,6 +1,6 @@
 """HAProxy 2.6: when its configuration lets it detect a fault and readmit the replica.
 
-The formulas of ../shared/notes/gateway-health.md §2, with the scenario's numbers as
+The formulas of docs/gateway-health.md (HAProxy), with the scenario's numbers as
 harness/gateways/haproxy.py renders them: ``inter`` = health_check.interval, ``fall`` =
 unhealthy_threshold, ``rise`` = healthy_threshold, ``timeout check`` = health_check.timeout,
 ``fastinter``/``downinter`` from gateway.haproxy (default ``inter``), ``spread-checks`` s% of

@@ -1,6 +1,6 @@
 """The LiteLLM proxy: when its configuration lets it take a deployment out and put it back.
 
-As harness/gateways/litellm.py renders it (../shared/notes/gateway-health.md §4):
+As harness/gateways/litellm.py renders it (docs/gateway-health.md, LiteLLM proxy):
 
 * active: ``background_health_checks``. LiteLLM 1.108.7 (proxy_server.py
   ``_run_background_health_check``) runs them in rounds: all deployments are checked at once

@@ -1,6 +1,6 @@
 """nginx OSS 1.22: when its configuration lets it detect a fault and readmit the replica.
 
-nginx OSS has no active checks (../shared/notes/gateway-health.md §3). A server is skipped once
+nginx OSS has no active checks (docs/gateway-health.md, nginx OSS). A server is skipped once
 ``max_fails`` requests to it failed within ``fail_timeout`` (failures are the
 ``proxy_next_upstream`` classes: errors and timeouts always, ``http_5xx`` only if listed), and
 tried again by the first request picked for it once ``fail_timeout`` has passed, at one-second

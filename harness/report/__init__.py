@@ -3,7 +3,7 @@
     data.py     a journal's events → RunData (judgement, faults with detection/recovery, facts)
     series.py   Timeline → what the charts draw (rates, percentiles, health lanes, moments)
     svg.py      series → inline SVG charts
-    advice.py   failed expectations and injected faults → causes, diagnostics, resolutions
+    advice.py   failed expectations and injected faults → causes (harness/catalogue.py), with what the run measured
     compare.py  two sets of summaries → per-expectation then/now
     junit.py    summaries → JUnit XML
     html.py     Jinja2 templates (templates/) → self-contained HTML pages

@@ -59,8 +59,9 @@ def charts(run: RunData) -> list[Chart]:
         Chart("errors", "Errors per second, by kind",
               stacked_chart("errors", "Failed requests per second by kind", errors, axis, overlay,
                             empty="no request failed"),
-              _legend(errors), f"{bucket} The kind is the status and the gist of the body the client got, or how "
-              "the connection failed (connect, reset, timeout, stream_incomplete)."),
+              _legend(errors), f"{bucket} The kind is the status and the gist of the body the client got (for a "
+              "JSON error, its type and message), or how the connection failed (connect, reset, timeout, "
+              "stream_incomplete)."),
         Chart("latency", "Latency of successful requests" + (" and time to first token of streams"
                                                               if len(times) > 3 else ""),
               line_chart("latency", "Latency percentiles", times, axis, overlay, fmt=fmt_seconds,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from harness.report.data import FaultOutcome
+from harness.report.error_body import gist
 from harness.timeline import Request, Timeline, percentile
 
 # Colour-blind-safe palette (Okabe & Ito) for replicas; greys and reds for the rest.
@@ -123,7 +124,8 @@ def served_rate(timeline: Timeline, axis: Axis) -> list[Series]:
 
 
 def error_label(request: Request) -> str:
-    """A short name for how a request failed: the error kind, or the status and the gist of the body."""
+    """A short name for how a request failed: the error kind, or the status and the gist of the body (a JSON
+    error's type and message, an HTML page's text, trimmed: harness/report/error_body.py)."""
     if request.status is None or request.error not in ("http_5xx", "http_4xx"):
         return str(request.error)
     body = (request.body or "").strip()
@@ -132,8 +134,9 @@ def error_label(request: Request) -> str:
     for phrase, label in _KNOWN_BODIES:
         if phrase in body:
             return f"{request.status} {label}"
-    gist = body.splitlines()[0][:40] if body else ""
-    return f"{request.status} {gist}".strip()
+    text = gist(body)
+    text = text.removeprefix(f"{request.status} ")  # an HTML page's title repeats the status
+    return f"{request.status} {text}".strip()
 
 
 def error_rate_by_kind(timeline: Timeline, axis: Axis) -> list[Series]:

@@ -108,15 +108,44 @@ def _value_axis(frame: _Frame, ticks: list[float], fmt: Format) -> list[str]:
     return out
 
 
+def label_width(text: str) -> float:
+    """A generous estimate of a label's width in pixels at the charts' font size (11px system-ui: about
+    6 px a character in Chromium for labels like 'reset_peer@chat[0]'; 7 leaves room for wide glyphs)."""
+    return 7.0 * len(text)
+
+
+def stack_rows(spans: Sequence[tuple[float, float]], gap: float = 6.0) -> list[int]:
+    """The row of each label spanning ``(left, right)`` pixels, in order: the first row whose last
+    label ends ``gap`` before this one starts, else a new row. Labels in one row never overlap."""
+    ends: list[float] = []
+    rows = []
+    for left, right in spans:
+        row = next((i for i, end in enumerate(ends) if end + gap <= left), len(ends))
+        if row == len(ends):
+            ends.append(right)
+        else:
+            ends[row] = right
+        rows.append(row)
+    return rows
+
+
 def _overlay(frame: _Frame, overlay: Overlay) -> list[str]:
     out = []
     base = frame.height - BOTTOM
-    for fault in overlay.faults:
+    faults = sorted(overlay.faults, key=lambda f: f.start)
+    spans = []
+    for fault in faults:  # a label runs right from its window's start, or ends at the plot's right edge
+        left = frame.x(fault.start) + 4
+        left = min(left, WIDTH - RIGHT - label_width(fault.label))
+        spans.append((left, left + label_width(fault.label)))
+    label_rows = stack_rows(spans)
+    for fault, (left, _), row in zip(faults, spans, label_rows, strict=True):
         x0, x1 = frame.x(fault.start), frame.x(fault.end)
         out.append(f'<g class="fault" data-fault="{escape(fault.label)}">'
                    f'<rect x="{x0:.1f}" y="{TOP}" width="{max(x1 - x0, 1):.1f}" height="{base - TOP}" '
                    f'fill="{FAULT_FILL}" fill-opacity="0.16" stroke="{FAULT_FILL}" stroke-opacity="0.6"/>'
-                   f'<text x="{x0 + 4:.1f}" y="{TOP + 12}" fill="{FAULT_TEXT}">{escape(fault.label)}</text>'
+                   f'<text x="{max(left, LEFT + 2):.1f}" y="{TOP + 12 + 13 * row}" fill="{FAULT_TEXT}">'
+                   f'{escape(fault.label)}</text>'
                    f'<title>{escape(fault.label)}: {fault.start:.2f}s to {fault.end:.2f}s</title></g>')
     rows: list[float] = [-1e9, -1e9]  # right edge of the last label in each row, to avoid overlaps
     for moment in overlay.moments:

@@ -25,7 +25,9 @@ published ports, and the fake's container in that namespace, so a dead fake's po
 connections as a dead local process's does. Process faults and OOM kills act on the fake's
 container through the engine (kill, pause, stop/start, a memory limit with no swap); the
 harness is the orchestrator that restarts dead replicas with the scenario's backoff and
-journals why they died (docker_supervisor.py). A scenario with a dns pool runs the gateway as a
+journals why they died (docker_supervisor.py). The gateway's container is watched through the
+engine's ``die`` events (docker_gateway.py): a gateway that dies mid-run is journalled
+``gateway.exited`` and fails the run, as on local. A scenario with a dns pool runs the gateway as a
 pod too: Envoy and the fake DNS server (compose.yaml's ``dns``) in Toxiproxy's network
 namespace, where the names answer 127.0.0.1 as on local.
 """
@@ -74,6 +76,7 @@ from harness.runtimes.docker_engine import (
     remove_run,
     run_labels,
 )
+from harness.runtimes.docker_gateway import GatewayContainer
 from harness.runtimes.docker_supervisor import ContainerSupervisor
 from harness.runtimes.local import FAKE_OPTIONS
 from harness.supervisor import BackoffPolicy
@@ -171,6 +174,7 @@ class DockerRuntime:
         self._containers: dict[str, Container] = {}
         self._tls: dict[str, PoolTls] = {}  # TLS pools: certificates in the run folder, mounted at the same path
         self._supervisor: ContainerSupervisor | None = None
+        self._gateway_container: GatewayContainer | None = None
         self._sandboxes: dict[str, Container] = {}  # replica -> the container holding its network namespace
         self._pod: _Pod | None = None  # the gateway pod's published ports (scenarios with a dns pool)
 
@@ -221,10 +225,14 @@ class DockerRuntime:
                            policy=BackoffPolicy(m.pool.restart.initial_backoff, m.pool.restart.factor,
                                                 m.pool.restart.max_backoff),
                            port=m.host_port, spare_port=m.spare_host_port)
+        # the gateway's container, watched during the run like the local runtime's gateway process (gateway.exited)
+        watched = self._gateway_container = GatewayContainer(self._containers[gateway.kind])
+        watched.start()
         stack = Stack(gateway=gateway, toxiproxy=toxiproxy, toxiproxy_url=toxiproxy_url, replicas=replicas,
                       run_dir=run_dir, gateway_version=gateway.version(),
                       gateway_addresses={m.name: f"{toxiproxy_ip}:{m.proxy_port}" for m in members},
-                      process_control=supervisor, dns=dns)
+                      process_control=supervisor, dns=dns, gateway_process=watched,
+                      gateway_log=str(run_dir / "logs" / f"{file_safe(gateway.kind)}.log"))
         wait_all_healthy(stack, scenario, f"container output is saved in {run_dir / 'logs'} at teardown")
         return stack
 
@@ -465,6 +473,9 @@ class DockerRuntime:
         if self._supervisor is not None:  # first, so nothing is restarted while the stack goes down
             self._supervisor.stop()
             self._supervisor = None
+        if self._gateway_container is not None:
+            self._gateway_container.close()
+            self._gateway_container = None
         if self._client is None or self._run_id is None:
             return
         log_dir = self._run_dir / "logs" if self._run_dir is not None else None

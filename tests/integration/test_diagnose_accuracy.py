@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.diagnose.accuracy import CASES, HEALTHY, MISCONFIGURED, confusion_table, run_suite
-from harness.diagnose.causes import CAUSES
+from harness.catalogue import CAUSES
 from harness.faults import FAULTS
 
 pytestmark = pytest.mark.integration

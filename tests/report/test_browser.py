@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.output import write_index, write_outputs
+from harness.report.svg import label_width
 
 from .browser import Page
 from .journals import EXPECTED_FAILURES, reset_run, write_journal
@@ -105,3 +106,39 @@ def test_the_suite_index_links_to_every_report(page: Page, tmp_path: Path) -> No
     page.open(links[1][1])
     assert page.evaluate("document.querySelector('h1').innerText").split() == ["b-run", "FAILED"]
     assert page.console_errors() == []
+
+
+LABELS = """(() => [...document.querySelectorAll("svg.chart")].map(svg => ({
+  name: svg.dataset.chart,
+  labels: [...svg.querySelectorAll("g.fault text")].map(t => {
+    const b = t.getBBox(); return {text: t.textContent, x: b.x, y: b.y, w: b.width, h: b.height}; }),
+  legend: svg.closest("figure, section, div")?.innerText ?? "",
+})))()"""
+
+
+def test_labels_of_faults_that_start_together_do_not_overprint(page: Page, tmp_path: Path) -> None:
+    events = reset_run()
+    for e in [e for e in events if e["type"] in ("fault.started", "fault.cleared")]:
+        events.insert(events.index(e) + 1, {**e, "fault": "latency@chat[1]", "kind": "latency", "target": "chat[1]",
+                                            "replicas": ["chat[1]"], "params": {"latency": 1.0}})
+    rate_limited = ('{"error":{"message":"Rate limit reached for requests","type":"requests","param":null,'
+                    '"code":"rate_limit_exceeded"}}')
+    for e in events:
+        if e["type"] == "request" and e.get("status") == 503:
+            e.update(status=429, error="http_4xx", body=rate_limited)
+    journal = write_journal(tmp_path / "together" / "journal.jsonl", events)
+    page.open(write_outputs(journal, journal.parent).report.as_uri())
+    assert page.console_errors() == []
+    charts = page.evaluate(LABELS)
+    assert len(charts) == 4
+    for chart in charts:
+        labels = chart["labels"]
+        assert [label["text"] for label in labels] == ["reset_peer@chat[0]", "latency@chat[1]"], chart
+        a, b = labels
+        apart = a["x"] + a["w"] <= b["x"] or b["x"] + b["w"] <= a["x"] or a["y"] + a["h"] <= b["y"] \
+            or b["y"] + b["h"] <= a["y"]
+        assert apart, f"{chart['name']}: the labels overprint: {labels}"
+        assert all(label["w"] <= label_width(label["text"]) for label in labels), labels  # the estimate holds
+    text = page.evaluate("document.body.innerText")
+    assert "429 requests: Rate limit reached for requests" in text
+    assert '{"error"' not in text.split("Scenario")[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 
 import pytest
 
@@ -10,7 +11,7 @@ from harness.report.data import RunData
 from harness.report.series import (
     axis_for, error_label, error_rate_by_kind, health_lanes, latency, moments, served_rate,
 )
-from harness.report.svg import Overlay, health_chart, line_chart, stacked_chart
+from harness.report.svg import Overlay, health_chart, label_width, line_chart, stack_rows, stacked_chart
 from harness.timeline import Request
 
 from .journals import RESET_BODY, reset_run
@@ -48,7 +49,8 @@ def test_errors_are_labelled_by_status_and_the_gist_of_the_gateways_reply() -> N
     assert error_label(failed(503, "http_5xx", RESET_BODY)) == "503 upstream reset: connection termination"
     assert error_label(failed(503, "http_5xx", "no healthy upstream")) == "503 no healthy upstream"
     assert error_label(failed(504, "http_5xx", "upstream request timeout")) == "504 upstream request timeout"
-    assert error_label(failed(500, "http_5xx", '{"error": "boom"}\nmore')) == '500 {"error": "boom"}'
+    assert error_label(failed(500, "http_5xx", '{"error": "boom"}\nmore')) == "500 boom"
+    assert error_label(failed(500, "http_5xx", "plain text\nsecond line")) == "500 plain text"
     assert error_label(failed(None, "timeout")) == "timeout"
 
 
@@ -130,3 +132,47 @@ def test_labels_are_escaped_in_svg(run: RunData) -> None:
     nasty = Series('<script>alert("x")</script>', tuple([1.0] * axis.buckets), "#000")
     chart = str(stacked_chart("requests", "t", [nasty], axis, Overlay([], [])))
     assert "<script>" not in chart and "&lt;script&gt;" in chart
+
+
+def test_json_error_bodies_are_shown_as_status_type_and_message() -> None:
+    def failed(status: int, body: str) -> str:
+        return error_label(Request(t=0, latency=0.1, kind="chat", status=status, error=f"http_{status // 100}xx",
+                                   replica=None, body=body))
+
+    cooldown = ('{"error":{"message":"No deployments available for selected model, Try again in 3.0 seconds. All '
+                'deployments for selected model are in cooldown.","type":"all_deployments_in_cooldown","param":null,'
+                '"code":"429"}}')
+    assert failed(429, cooldown) == ("429 all_deployments_in_cooldown: No deployments available for selected model, "
+                                     "Try again in 3…")
+    anthropic = '{"type":"error","error":{"type":"rate_limit_error","message":"Number of requests has exceeded"}}'
+    assert failed(429, anthropic) == "429 rate_limit_error: Number of requests has exceeded"
+    # the journal keeps the first 300 characters: a body cut before its type still gives its message
+    assert failed(429, '{"error":{"message":"Rate limit reached for gpt-4o') == "429 Rate limit reached for gpt-4o"
+    cut = '{"error":{"message":"litellm.InternalServerError: Connection error.\\n\\nLiteLLM: model group \'m\' fa'
+    assert failed(500, cut) == "500 litellm.InternalServerError: Connection error."
+    assert failed(500, '{"error": {"code": "server_error"}}') == "500 server_error"
+    html = "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>"
+    assert failed(503, html) == "503 Service Unavailable No server is available to handle th…"
+    assert failed(502, '{"detail": "not an error object"}') == '502 {"detail": "not an error object"}'
+    assert "{" not in failed(429, cooldown) and '"' not in failed(500, cut)
+
+
+def test_labels_of_faults_that_start_together_are_stacked_not_overprinted(run: RunData) -> None:
+    assert stack_rows([(10, 100), (10, 80), (50, 90), (120, 200), (90, 95)]) == [0, 1, 2, 0, 1]
+    axis = axis_for(run.timeline)
+    window = run.timeline.faults[0]
+    together = [window, replace(window, label="latency@chat[1]", replicas=("chat[1]",)),
+                replace(window, label="limit_data@chat[2]", replicas=("chat[2]",), start=window.start + 0.5),
+                replace(window, label="down@chat[2]", start=window.end + 1.0, end=window.end + 2.0)]
+    svg = ET.fromstring(str(stacked_chart("requests", "t", served_rate(run.timeline, axis), axis,
+                                          Overlay(together, ()))))
+    texts = {g.get("data-fault"): g.find(f"{SVG}text") for g in svg.iter(f"{SVG}g") if g.get("class") == "fault"}
+    boxes = {label: (float(t.get("x", 0)), float(t.get("y", 0)), label_width(label)) for label, t in texts.items()
+             if t is not None}
+    assert len(boxes) == 4
+    for a, (xa, ya, wa) in boxes.items():
+        for b, (xb, yb, wb) in boxes.items():
+            if a < b and ya == yb:
+                assert xa + wa <= xb or xb + wb <= xa, f"{a} and {b} overprint"
+    assert len({y for _, y, _ in boxes.values()}) == 3  # the three that start within 0.5s take a row each
+    assert boxes["down@chat[2]"][1] == boxes["reset_peer@chat[0]"][1]  # a later one reuses the first row

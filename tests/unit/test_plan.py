@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import ScenarioError
-from harness.plan import make_plan
+from harness.plan import make_plan, together
 from harness.scenario import parse_scenario
 
 
@@ -90,3 +90,18 @@ def test_phase_at() -> None:
     assert plan.phase_at(19.0) == "recovery"
     assert plan.phase_at(21.0) == "fault"
     assert plan.phase_at(25.0) == "recovery"
+
+
+def test_actions_due_at_the_same_moment_form_one_batch_clears_before_starts() -> None:
+    plan = make_plan(scenario(
+        '  - {name: a, kind: down, target: "chat[0]", at: 5s, for: 5s}\n'
+        '  - {name: b, kind: latency, latency: 1s, target: "chat[1]", at: 5s, for: 3s}\n'
+        '  - {name: c, kind: reset_peer, target: "chat[2]", at: 8s, for: 2s}\n'
+        '  - {name: d, kind: down, target: "chat[0]", at: 10s, for: 2s}\n'))
+    batches = [[(a.t, a.start, a.fault.label) for a in batch] for batch in together(plan.actions)]
+    assert batches == [
+        [(5.0, True, "a"), (5.0, True, "b")],                    # injected together
+        [(8.0, False, "b")], [(8.0, True, "c")],                 # at one moment: the clear, then the start
+        [(10.0, False, "a"), (10.0, False, "c")], [(10.0, True, "d")],
+        [(12.0, False, "d")],
+    ]
