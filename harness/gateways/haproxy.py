@@ -33,7 +33,7 @@ from harness.gateways.base import (
 )
 
 if TYPE_CHECKING:
-    from harness.scenario import Gateway, Scenario
+    from harness.scenario import Gateway, Retries, Scenario
 
 MCP_SESSION_HEADER = "mcp-session-id"
 # Envoy's retry_on words → HAProxy's retry-on keywords (HTTP/1 upstreams; refused-stream is HTTP/2 only).
@@ -43,6 +43,14 @@ RETRY_ON = {
     "5xx": ["conn-failure", "empty-response", "junk-response", "500", "501", "502", "503", "504"],
     "gateway-error": ["conn-failure", "502", "503", "504"],
 }
+
+
+def retry_on_words(retries: Retries) -> list[str]:
+    """HAProxy's ``retry-on`` keywords for the scenario's retries (``response-timeout`` with a per-try timeout)."""
+    words = list(dict.fromkeys(w for name in retries.retry_on for w in RETRY_ON.get(name, [])))
+    if retries.per_try_timeout is not None:
+        words.append("response-timeout")
+    return words
 
 
 class HaproxyOptions(BaseModel):
@@ -134,12 +142,9 @@ class HaproxyGateway(GatewayProcessBase):
         retries = self.settings.retries
         if retries is None:
             return ["    retries 0"]  # HAProxy retries 3 times by default; the scenario says none
-        words = list(dict.fromkeys(w for name in retries.retry_on for w in RETRY_ON.get(name, [])))
-        if retries.per_try_timeout is not None:
-            words.append("response-timeout")
         return [f"    retries {retries.num_retries}",
                 "    option redispatch 1",  # every retry goes to another server, as Envoy's previous_hosts
-                f"    retry-on {' '.join(words)}"]
+                f"    retry-on {' '.join(retry_on_words(retries))}"]
 
     def _backend(self, pool: str, upstreams: list[UpstreamAddress]) -> list[str]:
         s, o = self.settings, self.settings.haproxy
@@ -248,6 +253,15 @@ class HaproxyGateway(GatewayProcessBase):
                 issues.append(SettingIssue((*gw, "outlier_detection", "consecutive_gateway_failure"),
                                            "HAProxy's observe cannot count 502/503/504 apart from other errors; "
                                            "use consecutive_5xx (observe layer7 error-limit N)"))
+            retried = [w for w in retry_on_words(g.retries) if w != "conn-failure"] \
+                if g.retries is not None and g.retries.num_retries >= 1 else []
+            if od.consecutive_5xx and g.haproxy.observe == "layer7" and retried:
+                issues.append(SettingIssue((*gw, "outlier_detection", "consecutive_5xx"),
+                                           "HAProxy 2.6 reports only a request's last try to observe: a try that "
+                                           f"retry-on retries ({' '.join(retried)}) on another server never counts "
+                                           f"toward error-limit {od.consecutive_5xx}, so observe never marks a "
+                                           "replica broken alone DOWN for such errors; failed connections still "
+                                           "count (HAProxy issue #2679, fixed in 3.1)", error=False))
             issues.append(SettingIssue((*gw, "outlier_detection", "interval"),
                                        "HAProxy acts on the Nth error in a row at once; there is no review interval",
                                        error=False))
