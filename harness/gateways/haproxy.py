@@ -253,15 +253,6 @@ class HaproxyGateway(GatewayProcessBase):
                 issues.append(SettingIssue((*gw, "outlier_detection", "consecutive_gateway_failure"),
                                            "HAProxy's observe cannot count 502/503/504 apart from other errors; "
                                            "use consecutive_5xx (observe layer7 error-limit N)"))
-            retried = [w for w in retry_on_words(g.retries) if w != "conn-failure"] \
-                if g.retries is not None and g.retries.num_retries >= 1 else []
-            if od.consecutive_5xx and g.haproxy.observe == "layer7" and retried:
-                issues.append(SettingIssue((*gw, "outlier_detection", "consecutive_5xx"),
-                                           "HAProxy 2.6 reports only a request's last try to observe: a try that "
-                                           f"retry-on retries ({' '.join(retried)}) on another server never counts "
-                                           f"toward error-limit {od.consecutive_5xx}, so observe never marks a "
-                                           "replica broken alone DOWN for such errors; failed connections still "
-                                           "count (HAProxy issue #2679, fixed in 3.1)", error=False))
             issues.append(SettingIssue((*gw, "outlier_detection", "interval"),
                                        "HAProxy acts on the Nth error in a row at once; there is no review interval",
                                        error=False))

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from harness.gateways.haproxy import HaproxyGateway
 from harness.judge import judge_events
+from harness.lint import lint_text
 from harness.promise import detection_window, recovery_window
 from harness.promise.envoy import ARRIVAL_SLACK
 from harness.promise.haproxy import passive_detection as haproxy_passive
@@ -97,12 +97,21 @@ def test_haproxy_with_every_replica_broken_counts_each_requests_last_try() -> No
     assert "only each request's last try" in d.how and d.earliest == 0.0
 
 
-def test_haproxy_adapter_names_what_observe_will_not_count() -> None:
-    notes = [i for i in HaproxyGateway.settings_issues(scenario(gateway("haproxy"))) if not i.error]
-    (note,) = [i for i in notes if i.field == "gateway.outlier_detection.consecutive_5xx"]
-    assert "last try" in note.message and "500" in note.message and "#2679" in note.message
-    quiet = HaproxyGateway.settings_issues(scenario(gateway("haproxy", None)))
-    assert not [i for i in quiet if i.field == "gateway.outlier_detection.consecutive_5xx"]
+def test_haproxy_lint_names_the_trap_at_retry_on_and_only_where_it_bites() -> None:
+    source = scenario_text(gateway("haproxy"), ERROR_500 % "chat[0]")
+    (finding,) = [f for f in lint_text(parse_scenario(source, "x.yaml"), source, "x.yaml")
+                  if f.trap == "haproxy.observe-retries"]
+    assert finding.severity == "error" and finding.field == "gateway.retries.retry_on" and finding.line == 2
+    assert "covers 500" in finding.message and "last try" in finding.message and "#2679" in finding.message
+    quiet = [gateway("haproxy", None), gateway("haproxy", "{num_retries: 1, retry_on: [connect-failure]}"),
+             gateway("haproxy", extra=", haproxy: {observe: layer4}")]
+    for gw in quiet:
+        text = scenario_text(gw, ERROR_500 % "chat[0]")
+        assert not [f for f in lint_text(parse_scenario(text, "x.yaml"), text, "x.yaml")
+                    if f.trap == "haproxy.observe-retries"], gw
+    everyone = scenario_text(gateway("haproxy"), ERROR_500 % "chat[*]")  # each request's last try counts
+    assert not [f for f in lint_text(parse_scenario(everyone, "x.yaml"), everyone, "x.yaml")
+                if f.trap == "haproxy.observe-retries"]
 
 
 # -- Envoy, nginx, LiteLLM: every retried try counts ---------------------------------------------
