@@ -33,7 +33,7 @@ from harness.gateways.base import (
 )
 
 if TYPE_CHECKING:
-    from harness.scenario import Gateway, Scenario
+    from harness.scenario import Gateway, Retries, Scenario
 
 MCP_SESSION_HEADER = "mcp-session-id"
 # Envoy's retry_on words → HAProxy's retry-on keywords (HTTP/1 upstreams; refused-stream is HTTP/2 only).
@@ -43,6 +43,14 @@ RETRY_ON = {
     "5xx": ["conn-failure", "empty-response", "junk-response", "500", "501", "502", "503", "504"],
     "gateway-error": ["conn-failure", "502", "503", "504"],
 }
+
+
+def retry_on_words(retries: Retries) -> list[str]:
+    """HAProxy's ``retry-on`` keywords for the scenario's retries (``response-timeout`` with a per-try timeout)."""
+    words = list(dict.fromkeys(w for name in retries.retry_on for w in RETRY_ON.get(name, [])))
+    if retries.per_try_timeout is not None:
+        words.append("response-timeout")
+    return words
 
 
 class HaproxyOptions(BaseModel):
@@ -134,12 +142,9 @@ class HaproxyGateway(GatewayProcessBase):
         retries = self.settings.retries
         if retries is None:
             return ["    retries 0"]  # HAProxy retries 3 times by default; the scenario says none
-        words = list(dict.fromkeys(w for name in retries.retry_on for w in RETRY_ON.get(name, [])))
-        if retries.per_try_timeout is not None:
-            words.append("response-timeout")
         return [f"    retries {retries.num_retries}",
                 "    option redispatch 1",  # every retry goes to another server, as Envoy's previous_hosts
-                f"    retry-on {' '.join(words)}"]
+                f"    retry-on {' '.join(retry_on_words(retries))}"]
 
     def _backend(self, pool: str, upstreams: list[UpstreamAddress]) -> list[str]:
         s, o = self.settings, self.settings.haproxy

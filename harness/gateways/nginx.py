@@ -207,21 +207,28 @@ class NginxGateway(GatewayProcessBase):
         max_fails = o.max_fails if o.max_fails is not None else (1 if s.outlier_detection is not None else 0)
         return max_fails, o.fail_timeout or 10.0, classes
 
+    def next_upstream(self) -> tuple[list[str], int]:
+        """``proxy_next_upstream`` (the failures nginx passes to the next server, and counts toward max_fails)
+        and ``proxy_next_upstream_tries``. Without retries nginx still counts refused/reset connections and
+        timeouts, but a replica's 5xx answer counts only when nginx retries it (ngx_http_upstream_test_next():
+        tries left, the http_5xx class listed, and non_idempotent for POSTs; measured on 1.22), so the http_5xx
+        classes go in only with retries."""
+        s = self.settings
+        next_upstream = ["error", "timeout"]
+        if (retries := s.retries) is None:
+            return next_upstream, 1
+        next_upstream += self.passive()[2]
+        next_upstream += [w for name in retries.retry_on for w in NEXT_UPSTREAM.get(name, [])]
+        next_upstream.append("non_idempotent")  # chat completions are POSTs; Envoy retries them too
+        return list(dict.fromkeys(next_upstream)), retries.num_retries + 1
+
     def config(self, upstreams: list[UpstreamAddress], run_dir: Path) -> str:
         s, o = self.settings, self.settings.nginx
         prefix = self.prefix = (run_dir / "nginx").resolve()
         pools = list(dict.fromkeys(u.pool for u in upstreams))
-        max_fails, fail_timeout, classes = self.passive()
-        # Without retries nginx still counts refused/reset connections and timeouts, but a replica's
-        # 5xx answer counts only when nginx may retry it (measured on 1.22: tries > 1, and
-        # non_idempotent for POSTs), so the http_5xx classes go in only with retries.
-        next_upstream = ["error", "timeout"]
-        tries = 1
-        if (retries := s.retries) is not None:
-            next_upstream += classes
-            next_upstream += [w for name in retries.retry_on for w in NEXT_UPSTREAM.get(name, [])]
-            next_upstream.append("non_idempotent")  # chat completions are POSTs; Envoy retries them too
-            tries = retries.num_retries + 1
+        max_fails, fail_timeout, _ = self.passive()
+        next_upstream, tries = self.next_upstream()
+        retries = s.retries
         read_timeout = s.request_timeout or NO_TIMEOUT
         if retries is not None and retries.per_try_timeout is not None:
             read_timeout = retries.per_try_timeout

@@ -123,7 +123,12 @@ def _consecutive(scenario: Scenario, kind: str, status: int | None) -> tuple[int
 
 
 def passive_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None = None) -> Promise:
-    """When outlier detection ejects the fault's replicas, at the load's request rate."""
+    """When outlier detection ejects the fault's replicas, at the load's request rate.
+
+    Retries change nothing here: Envoy's router reports every try's answer (and every reset or failed
+    connection) to outlier detection before it decides to retry (router.cc ``onUpstreamHeaders()``:
+    ``putHttpResponseCode()``, then ``shouldRetryHeaders()``), so a retried 5xx counts (measured:
+    scenarios/compare/passive-retries.yaml, docs/gateways.md)."""
     od = scenario.gateway.outlier_detection
     if od is None:
         return Never("no outlier detection is configured")

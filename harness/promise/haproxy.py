@@ -19,17 +19,23 @@ blackhole) and F fastinter, D downinter:
 At start-up HAProxy 2.6 sets each server's health to ``rise``: UP, "but will fall down at the
 first failure"; its first check runs ``inter``·i/n after start (server i of n), so a fault that
 starts before a server's first check is detected after one failed check (the earliest becomes d).
+
+Passive (``observe``) hears of a request's errors only as HAProxy 2.6 reports them: a failed connection
+before its retry, anything else (a 5xx, an empty answer, a response timeout) only from a request's last
+try. With retries on another server (``option redispatch 1``) the errors a retry replaces never count,
+so a replica broken alone is never marked DOWN by observe (see ``passive_detection``).
 """
 
 from __future__ import annotations
 
 from harness.faults import Fault
-from harness.promise.effects import RESTARTING_KINDS, check_effect, request_effect
+from harness.gateways.haproxy import retry_on_words
+from harness.promise.effects import RESTARTING_KINDS, RequestEffect, check_effect, request_effect
 from harness.promise.envoy import ARRIVAL_SLACK, CHECK_OVERHEAD
 from harness.promise.load import LoadFacts, nominal_facts
 from harness.promise.window import Never, Promise, Unknown, Window, earliest_of
 from harness.scenario import Scenario
-from harness.targets import split_target
+from harness.targets import resolve, split_target
 
 # Time from HAProxy's start to the load's start: the rest of the stack's start-up plus Locust's.
 # A fault this soon after the load began may still precede a server's first check.
@@ -84,8 +90,38 @@ def _try_limit(scenario: Scenario) -> float:
     return gateway.request_timeout
 
 
+# Where HAProxy 2.6 reports a try to observe (health_adjust(), src/backend.c and src/http_ana.c): a failed
+# connection or TLS handshake (retry-on conn-failure) in back_handle_st_cer(), BEFORE its retry; an answer's
+# status, an empty answer (the connection closed or reset before a response) and a response timeout in
+# http_wait_for_response(), AFTER the L7 retry: a try that retry-on retries is never reported, only each
+# request's last try. HAProxy issue #2679, fixed in 3.1 (commit 2a5da31 "Adjust the server status before
+# the L7 retries"); Debian 12's 2.6.12 does not have the fix. Measured on 2.6.12 (docs/gateways.md,
+# "Passive detection under retries"): chat[0] answering 500 with retries 1 on 5xx: 69 requests retried
+# on another server, 0 client errors, observe never fired; without retries it was DOWN after 0.30s.
+CONNECT_FAILURE = "conn-failure"
+OBSERVED_STATUSES = (500, 502, 503, 504)  # observe layer7 counts every 5xx but 501 and 505
+
+
+def try_failure(fault: Fault, effect: RequestEffect, limit: float) -> str:
+    """How one try to the faulty replica fails, as HAProxy's retry-on keyword for it."""
+    if effect.kind == "status":
+        return str(effect.status)
+    if fault.kind in ("down", "cert"):
+        return CONNECT_FAILURE  # Toxiproxy's listener refuses (down), the TLS handshake fails (cert)
+    if limit > 0 and effect.takes >= limit:
+        return "response-timeout"
+    return "empty-response"  # Toxiproxy accepted the connection, then closed or reset it without an answer
+
+
+def retried_away(scenario: Scenario, failure: str) -> bool:
+    """Whether HAProxy retries such a try with an L7 retry (which observe never hears of)."""
+    retries = scenario.gateway.retries
+    return (retries is not None and retries.num_retries >= 1 and failure != CONNECT_FAILURE
+            and failure in retry_on_words(retries))
+
+
 def passive_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None = None) -> Promise:
-    """``observe`` with ``on-error mark-down``: DOWN at the error-limit-th consecutive error."""
+    """``observe`` with ``on-error mark-down``: DOWN at the error-limit-th consecutive error it hears of."""
     od, hc = scenario.gateway.outlier_detection, scenario.gateway.health_check
     if od is None or hc is None or not od.consecutive_5xx:
         return Never("no passive check (observe) is configured")
@@ -96,19 +132,34 @@ def passive_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None 
     facts = facts or nominal_facts(scenario, pool)
     if facts.first_traffic is None or facts.rate <= 0:
         return Never(f"observe needs traffic and the load sends none to {pool!r}")
-    effect = request_effect(fault, _try_limit(scenario))
+    limit = _try_limit(scenario)
+    effect = request_effect(fault, limit)
     if effect.kind == "unknown":
         return Unknown(effect.why)
     if effect.kind in ("ok", "hangs"):
         return Never(f"observe sees no error: {effect.why}")
-    if effect.kind == "status" and (options.observe == LAYER4_ONLY or effect.status not in (500, 502, 503, 504)):
+    if effect.kind == "status" and (options.observe == LAYER4_ONLY or effect.status not in OBSERVED_STATUSES):
         return Never(f"observe {options.observe} does not count {effect.why}")
-    size, n, d = scenario.pools[pool], od.consecutive_5xx, effect.takes
+    failure = try_failure(fault, effect, limit)
+    if options.observe == LAYER4_ONLY and failure != CONNECT_FAILURE:
+        return Never(f"observe layer4 counts failed connections only, and the connection succeeds ({effect.why}): "
+                     "every established connection resets its count")
+    size, broken = scenario.pools[pool], len(resolve(fault.target, scenario.pools))
+    retried = retried_away(scenario, failure)
+    if retried and broken < size:
+        return Never(f"HAProxy 2.6 reports only a request's last try to observe: retry-on {failure} retries every "
+                     f"try that fails on the replica ({effect.why}) on another server (option redispatch 1), "
+                     "which answers, so observe never hears of these errors (HAProxy issue #2679, fixed in 3.1)")
+    n = od.consecutive_5xx
+    tries = scenario.gateway.retries.num_retries + 1 if retried and scenario.gateway.retries else 1
+    d = tries * effect.takes  # every replica broken: a request's errors reach observe once, after its last try
     rate = facts.users / (facts.users / facts.rate + d / size) if facts.users else facts.rate
     in_flight = facts.users / rate if facts.users else 0.0
     return Window(d, d + in_flight + ARRIVAL_SLACK * n * size / rate,
                   f"observe {options.observe}: error-limit {n} errors in a row ({effect.why}) on one of {size} "
-                  f"servers at {rate:.0f} requests/s ({facts.source}), then on-error mark-down")
+                  f"servers at {rate:.0f} requests/s ({facts.source}), then on-error mark-down"
+                  + (f"; retry-on {failure} retries them, and only each request's last try (of {tries}, on "
+                     "another broken server) reaches observe" if retried else ""))
 
 
 def detection_window(scenario: Scenario, fault: Fault, facts: LoadFacts | None = None) -> Promise:

@@ -115,6 +115,9 @@ def active_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None =
 
 
 def passive_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None = None) -> Promise:
+    """The cooldown. Retries change nothing here: every failed call, retried or not, goes through the router's
+    failure callback (``deployment_callback_on_failure``) and counts toward allowed_fails (measured:
+    scenarios/compare/passive-retries.yaml, docs/gateways.md)."""
     od = scenario.gateway.outlier_detection
     if od is None:
         return Never("cooldowns are disabled (no outlier_detection)")

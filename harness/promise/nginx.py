@@ -2,10 +2,11 @@
 
 nginx OSS has no active checks (docs/gateway-health.md, nginx OSS). A server is skipped once
 ``max_fails`` requests to it failed within ``fail_timeout`` (failures are the
-``proxy_next_upstream`` classes: errors and timeouts always, ``http_5xx`` only if listed), and
+``proxy_next_upstream`` classes: errors and timeouts always, a replica's ``http_5xx`` answer only when
+nginx retries it, that is with retries and the class listed: every retried try counts), and
 tried again by the first request picked for it once ``fail_timeout`` has passed, at one-second
 resolution (``ngx_time()``); a success then readmits it. The numbers come from the adapter's own
-rendering (``NginxGateway.passive()``). With k servers round robin at r requests per second:
+rendering (``NginxGateway.passive()``, ``next_upstream()``). With k servers round robin at r requests per second:
 
     detect  in [d,  d + in-flight + 2·F·k/r]        (0 with a single server: never)
     recover in [0,  fail_timeout + 1s + in-flight + 2·k/r + the request's own time]
@@ -55,9 +56,26 @@ def failures_to_detect(scenario: Scenario, max_fails: int) -> tuple[int, str]:
                     f"(no shared zone): up to {needed} over all")
 
 
+def _status_uncounted(scenario: Scenario, status: int | None) -> str | None:
+    """Why nginx does not count a replica's answer with this status toward max_fails (None: it does).
+
+    nginx counts a 5xx answer only when it passes the request to the next server
+    (ngx_http_upstream_test_next(): the http_<status> class in proxy_next_upstream and a try left; the
+    server of a try it retries is freed as failed). Every retried try counts, so retries hide nothing
+    from max_fails; a request's last try, which has no try left, is answered to the client uncounted."""
+    next_upstream, tries = NginxGateway(scenario.gateway, 0, 0, scenario.load_pool).next_upstream()
+    if tries < 2:
+        return ("and without retries nginx hands a replica's 5xx answer to the client uncounted (it counts "
+                "one only when it retries it)")
+    if f"http_{status}" not in next_upstream:
+        return (f"and http_{status} is not a failure nginx retries and counts "
+                f"(proxy_next_upstream {' '.join(next_upstream)})")
+    return None
+
+
 def _counted(scenario: Scenario, fault: Fault, facts: LoadFacts | None) -> tuple[Window, LoadFacts] | Promise:
     """The window of the max_fails-th counted failure, with the load facts used."""
-    max_fails, fail_timeout, classes = _passive(scenario)
+    max_fails, fail_timeout, _ = _passive(scenario)
     pool, _ = split_target(fault.target)
     size = scenario.pools[pool]
     if size == 1:
@@ -73,9 +91,8 @@ def _counted(scenario: Scenario, fault: Fault, facts: LoadFacts | None) -> tuple
         return Unknown(effect.why)
     if effect.kind in ("ok", "hangs"):
         return Never(f"no request fails: {effect.why}")
-    if effect.kind == "status" and f"http_{effect.status}" not in classes:
-        return Never(f"{effect.why}, and http_{effect.status} is not a failure class nginx counts "
-                     f"(proxy_next_upstream {' '.join(classes)})")
+    if effect.kind == "status" and (why := _status_uncounted(scenario, effect.status)) is not None:
+        return Never(f"{effect.why}, {why}")
     d = effect.takes
     rate = facts.users / (facts.users / facts.rate + d / size) if facts.users else facts.rate
     in_flight = facts.users / rate if facts.users else 0.0

@@ -1,4 +1,4 @@
-"""The comparison suite (scenarios/compare/): the same six faults against all four real gateways.
+"""The comparison suite (scenarios/compare/): the same seven faults against all four real gateways.
 
 Each file runs through `chaosgate compare` on Envoy, HAProxy, nginx and the LiteLLM proxy in turn.
 Every gateway must pass the expectations that encode what it was measured to do (those scoped to
@@ -10,6 +10,7 @@ never to notice the fault must indeed not notice it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,52 @@ def nginx_all_down(events: Events, run_dir: Path) -> None:
     assert "no live upstreams" in (run_dir / "nginx" / "error.log").read_text()
 
 
+# HAProxy's httplog line: the server that answered, the status, and the retries field ("+1": retried once on
+# another server, option redispatch).
+HAPROXY_LOG_LINE = re.compile(r" chat/(chat-\d) \S+ (\d{3}) .* \d+/\d+/\d+/\d+/(\+?\d+) \d+/\d+ \"")
+
+
+def during_the_fault(events: Events) -> tuple[float, float]:
+    return (next(e["ts"] for e in events if e["type"] == "fault.started"),
+            next(e["ts"] for e in events if e["type"] == "fault.cleared"))
+
+
+def haproxy_never_hears_of_retried_500s(events: Events, run_dir: Path) -> None:
+    """HAProxy 2.6 reports only a request's last try to observe: chat[0]'s 500s were all retried on another
+    server (redispatch), none reached a client, and observe never marked chat[0] DOWN."""
+    ready = next(e for e in events if e["type"] == "stack.ready")
+    config = ready["gateway_config"]
+    assert ready["gateway_version"].startswith("2.6")
+    assert "observe layer7 error-limit 3 on-error mark-down" in config and "option redispatch 1" in config
+    assert re.search(r"retry-on .*\b500\b", config), config
+    assert [healthy for healthy, _ in health_changes(events, "chat[0]")] == [True]
+    assert not failures_during_the_fault(events)
+    log = (run_dir / "logs" / "haproxy.log").read_text()
+    retried = [m.groups() for m in HAPROXY_LOG_LINE.finditer(log) if m.group(3) == "+1"]
+    assert len(retried) >= 20, "chat[0]'s 500s were retried on another server"  # a third of ~150 tries
+    assert {server for server, _, _ in retried} <= {"chat-1", "chat-2"} and {s for _, s, _ in retried} == {"200"}
+    assert "consecutive errors" not in log  # observe's own words when it acts
+
+
+def envoy_ejects_and_readmits(events: Events, run_dir: Path) -> None:
+    """Every retried 500 counts: outlier detection ejects chat[0], the next passing check readmits it (it flaps:
+    the envoy.uneject-flapping lint), and the retries keep every client answer a 200."""
+    start, end = during_the_fault(events)
+    ejections = [e for e in events if e["type"] == "health" and e["replica"] == "chat[0]" and not e["healthy"]
+                 and start <= e["ts"] <= end]
+    assert len(ejections) >= 2 and all("failed_outlier_check" in e["flags"] for e in ejections), ejections
+    assert not failures_during_the_fault(events)
+
+
+def nginx_counts_what_it_retries(events: Events, run_dir: Path) -> None:
+    ready = next(e for e in events if e["type"] == "stack.ready")
+    assert "http_500" in ready["gateway_config"] and "max_fails=3 fail_timeout=2s" in ready["gateway_config"]
+    changes = health_changes(events, "chat[0]")
+    assert [healthy for healthy, _ in changes] == [True, False, True], changes
+    assert changes[1][1].startswith("temporarily disabled (max_fails reached")
+    assert not failures_during_the_fault(events)
+
+
 OWN_CHECKS: dict[tuple[str, str], Callable[[Events, Path], None]] = {
     ("reset", "haproxy"): haproxy_reset,
     ("reset", "nginx"): nginx_reset,
@@ -129,6 +176,9 @@ OWN_CHECKS: dict[tuple[str, str], Callable[[Events, Path], None]] = {
     ("health-503", "litellm"): never_takes_it_out,
     ("slow-replica", "litellm"): slow_but_served_until_detected,
     ("slow-replica", "envoy"): slow_but_served_until_detected,
+    ("passive-retries", "haproxy"): haproxy_never_hears_of_retried_500s,
+    ("passive-retries", "envoy"): envoy_ejects_and_readmits,
+    ("passive-retries", "nginx"): nginx_counts_what_it_retries,
 }
 
 
@@ -136,6 +186,9 @@ def test_the_suite_has_the_faults_the_issue_names() -> None:
     kinds = {load_scenario(path).faults[0].kind for path in SUITE}
     assert {"reset_peer", "timeout", "down", "llm_fault", "latency"} <= kinds
     assert any(load_scenario(path).faults[0].target == "chat[*]" for path in SUITE), "an all-down scenario"
+    passive = [load_scenario(path) for path in SUITE if path.stem == "passive-retries"]
+    assert passive and passive[0].gateway.outlier_detection and passive[0].gateway.retries, \
+        "passive detection with retries, on every gateway"
 
 
 @pytest.mark.integration

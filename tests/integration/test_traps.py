@@ -6,6 +6,7 @@ lies inside the window the gateway's configuration promises."""
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,27 @@ def bites_haproxy_startup_state(timeline: Timeline, summary: dict[str, Any]) -> 
     assert before and not any(r.ok for r in before), "routed to blindly until the first check"
 
 
+def bites_haproxy_observe_retries(timeline: Timeline, summary: dict[str, Any]) -> None:
+    """observe never marked chat[0] DOWN, and no client saw its 500s (HAProxy's log shows why: below)."""
+    assert transitions_to_unhealthy(timeline, "chat[0]", 0, timeline.end) == 0
+    (fault,) = summary["faults"]
+    assert fault["detected_after"] is None
+    window = timeline.faults[0]
+    during = timeline.requests_between(window.start, window.end)
+    assert during and all(r.ok for r in during)
+
+
+def retried_in_haproxys_log(run_dir: Path) -> None:
+    """chat[0]'s 500s reached HAProxy all through the fault: requests retried on another server (the log's
+    retries field "+1"), all answered 200 by chat-1 or chat-2; and observe never acted."""
+    log = (run_dir / "logs" / "haproxy.log").read_text()
+    line = re.compile(r" chat/(chat-\d) \S+ (\d{3}) .* \d+/\d+/\d+/\d+/(\+?\d+) \d+/\d+ \"")
+    retried = [m.groups()[:2] for m in line.finditer(log) if m.group(3) == "+1"]
+    assert len(retried) >= 20 and {server for server, _ in retried} <= {"chat-1", "chat-2"}, retried
+    assert {status for _, status in retried} == {"200"}
+    assert "consecutive errors" not in log
+
+
 def bites_nginx_single_server(timeline: Timeline, summary: dict[str, Any]) -> None:
     """nginx never disabled the only server: requests went on reaching it and failing, long into the fault."""
     window = timeline.faults[0]
@@ -174,12 +196,17 @@ BITES = {
     "envoy.uneject-flapping": bites_uneject_flapping,
     "envoy.merge-window": bites_merge_window,
     "haproxy.startup-state": bites_haproxy_startup_state,
+    "haproxy.observe-retries": bites_haproxy_observe_retries,
     "nginx.single-server": bites_nginx_single_server,
     "nginx.worker-state": bites_nginx_worker_state,
     "litellm.health-endpoint": bites_litellm_health_endpoint,
     "litellm.health-filter-bypass": bites_litellm_health_filter_bypass,
     "litellm.no-health": bites_litellm_no_health,
 }
+
+
+# Bites that only the gateway's own log shows (its run folder).
+LOG_BITES = {"haproxy.observe-retries": retried_in_haproxys_log}
 
 
 def test_every_trap_scenario_has_a_bite_check() -> None:
@@ -216,4 +243,6 @@ def check_trap_scenario(scenario_file: Path, tmp_path: Path) -> None:
     outside = [row for row in rows(summary) if row[-1] == "NO"]  # the configuration's promise held in this run
     assert not outside, outside
     BITES[trap](build_timeline(events), summary)
+    if (log_bite := LOG_BITES.get(trap)) is not None:
+        log_bite(run_dir)
     assert processes_of_run(run_dir) == [], "the stack was torn down"

@@ -39,7 +39,7 @@ def test_trap_scenarios_exit_1_on_the_error_and_name_every_trap_at_its_line() ->
         line = next(line for line in out.splitlines() if line.startswith(f"{path}:"))
         assert f"[{trap}]" in line
         assert line.split(":")[1].isdigit(), line  # file:line:col
-    assert "(2 failing)" in err  # the errors: envoy.max-ejection-percent and litellm.no-health
+    assert "(3 failing)" in err  # the errors: envoy.max-ejection-percent, haproxy.observe-retries, litellm.no-health
 
 
 def test_warnings_alone_pass_unless_strict() -> None:

@@ -30,7 +30,7 @@ def ids(findings: list[Finding]) -> list[str]:
 
 
 def test_traps_apply_only_to_their_gateway() -> None:
-    assert {t.id for t in traps_for("haproxy")} == {"haproxy.startup-state"}
+    assert {t.id for t in traps_for("haproxy")} == {"haproxy.startup-state", "haproxy.observe-retries"}
     assert {t.id for t in traps_for("nginx")} == {"nginx.single-server", "nginx.worker-state"}
     assert {t.id for t in traps_for("litellm")} == {"litellm.no-health", "litellm.health-endpoint",
                                                    "litellm.health-filter-bypass"}
