@@ -50,6 +50,7 @@ def _anchors(path: Path) -> frozenset[str]:
         slug = _slug(heading)
         anchors.add(slug if slug not in seen else f"{slug}-{seen[slug]}")
         seen[slug] = seen.get(slug, 0) + 1
+    anchors.update(re.findall(r'<a\s+(?:id|name)="([^"]+)"', text))  # explicit anchors, as GitHub renders them
     return frozenset(anchors)
 
 

@@ -184,7 +184,7 @@ def journal(gw: str, unhealthy_after: float | None, flags: str) -> list[dict[str
 
 def test_haproxy_marking_it_down_despite_retries_breaks_its_never_promise() -> None:
     (verdict,) = judge_events(journal(gateway("haproxy"), 0.3, "DOWN")).verdicts
-    assert not verdict.passed and verdict.bound == "in never" and verdict.detail.endswith("yet it did")
+    assert not verdict.passed and verdict.bound == "in never" and "yet it did" in verdict.detail
 
 
 def test_haproxy_without_retries_must_detect_inside_its_window() -> None:
