@@ -294,7 +294,8 @@ def health_line(before: HostHealth | None, now: HostHealth) -> str | None:
     changes (HAProxy's 'DOWN 1/2 L4CON' becoming 'DOWN L7STS') gets a line too."""
     if before is not None and before.healthy == now.healthy and (now.healthy or before.why == now.why):
         return None
-    return f"{'healthy' if now.healthy else 'UNHEALTHY'}" + (f" ({now.why})" if now.why else "")
+    state = "healthy" if now.healthy else "UNHEALTHY"
+    return state + (f" ({now.why})" if now.why and now.why.lower() != state.lower() else "")
 
 
 def _gateway_list(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:

@@ -10,6 +10,7 @@ DOWN = HostHealth(False, "DOWN 1/2 L4CON", "Layer4 connection problem: Connectio
 
 def test_a_replica_that_becomes_unhealthy_is_printed_with_the_gateway_s_flags_and_detail() -> None:
     assert health_line(None, HostHealth(True, "")) == "healthy"
+    assert health_line(None, HostHealth(True, "healthy")) == "healthy", "LiteLLM's word for no flag is not repeated"
     assert health_line(HostHealth(True, ""), HostHealth(False, "/failed_active_hc")) == "UNHEALTHY (/failed_active_hc)"
     assert health_line(HostHealth(True, "UP L7OK"), DOWN) == \
         "UNHEALTHY (DOWN 1/2 L4CON; Layer4 connection problem: Connection refused)"
