@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.errors import StackError
 from harness.ownership import owner_alive, owner_token, start_time
 
 KILL_ROUNDS = 20  # a session whose processes fork while being killed is scanned again, up to this often
@@ -196,10 +197,14 @@ class SessionRegistry:
 
     def _write(self) -> None:
         file = self.file
-        file.parent.mkdir(parents=True, exist_ok=True)
         temporary = file.with_suffix(".tmp")  # written under the lock; os.replace makes the update atomic
-        temporary.write_text(json.dumps({"owner": self._owner, "sessions": self._sessions}))
-        os.replace(temporary, file)
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(json.dumps({"owner": self._owner, "sessions": self._sessions}))
+            os.replace(temporary, file)
+        except OSError as exc:
+            raise StackError(f"cannot record the run's processes in {file} ({exc.strerror or exc}): "
+                             "set CHAOSGATE_STATE_DIR to a writable folder") from exc
 
     def _ensure_watchdog(self) -> None:
         if self._watchdog is not None and self._watchdog.poll() is None:

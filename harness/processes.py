@@ -129,9 +129,9 @@ class ProcessGroup:
                 raise StackError(f"cannot start {name} ({argv[0]}): {exc.strerror}") from exc
             except subprocess.SubprocessError as exc:
                 raise StackError(f"cannot start {name}: it could not join its memory cgroup {cgroup_procs}") from exc
-        leftovers.track(process.pid, name, self.log_dir.parent)
         child = Child(name, process, log)
-        self.children.append(child)
+        self.children.append(child)  # first: a failure to record it below still leaves it to stop_all
+        leftovers.track(process.pid, name, self.log_dir.parent)
         return child
 
     def wait_ready(self, child: Child, ready: Callable[[], bool], timeout: float) -> None:

@@ -61,8 +61,8 @@ class LoadGenerator:
                     preexec_fn=die_with_parent)
             finally:
                 log.close()
+            self._processes.append(process)  # first: a failure to record it below still leaves it to stop()
             leftovers.track(process.pid, module, self._log_dir.parent)
-            self._processes.append(process)
             reader = threading.Thread(target=self._read, args=(process, ready), name=f"load-reader-{module}", daemon=True)
             reader.start()
             self._readers.append(reader)

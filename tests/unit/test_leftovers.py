@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from harness import leftovers
+from harness.errors import StackError
 from harness.leftovers import SessionRegistry, kill_session, reap_leftovers, session_members
 from harness.ownership import owner_alive, owner_token, start_time
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,3 +151,11 @@ def test_a_zombie_owner_is_gone() -> None:
     token = owner_token(zombie.pid)
     zombie.wait()
     assert owner_alive(owner_token()) and not owner_alive(token)
+
+
+def test_a_state_folder_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    registry = SessionRegistry(tmp_path / "file" / "sessions")  # below a file: mkdir fails
+    with pytest.raises(StackError, match="cannot record the run's processes in .*CHAOSGATE_STATE_DIR"):
+        registry.add(os.getpid(), "x", tmp_path)
+    assert registry.watchdog is None
