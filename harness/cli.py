@@ -19,7 +19,7 @@ import click
 
 from harness import __version__
 from harness.errors import ChaosgateError, ScenarioError
-from harness.gateways import GATEWAYS, not_applicable
+from harness.gateways import GATEWAYS, HostHealth, not_applicable
 from harness.lint import CHECKS, TRAPS, lint_file
 from harness.output import journals_in, load_run, read_summary, write_index, write_outputs
 from harness.progress import Progress
@@ -34,6 +34,14 @@ EXIT_PASSED, EXIT_FAILED, EXIT_UNRUNNABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> None:
+    """SIGINT and SIGTERM stop the command (as KeyboardInterrupt: teardown, exit 130), even when it was
+    started with SIGINT ignored, as a script starts its background jobs (`cmd &`): Python keeps a
+    signal ignored that was ignored when it started, unless a handler is installed explicitly."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _raise_interrupt)
 
 
 def scenario_files(paths: tuple[Path, ...]) -> Iterator[Path]:
@@ -98,6 +106,7 @@ def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, junit_file: Path |
     """
     from harness.run import run_scenario
 
+    _stop_on_signals()
     loaded, errors = _load_all(paths, gateway)
     if strict:  # every trap is an error, found before anything starts
         errors += [f"{finding} (--strict)" for file, scenario in loaded for finding in lint_file(file, scenario)]
@@ -264,8 +273,11 @@ def up(scenario_file: Path, port: int | None, out_dir: Path, runtime: str, gatew
     """Start a scenario's stack, print its endpoints, and keep it up until Ctrl-C.
 
     No load and no faults are run; send requests yourself, and break replicas through
-    the Toxiproxy API that is printed.
+    the Toxiproxy API that is printed. Each change of the gateway's view of a replica is
+    printed with the gateway's own words for it (Envoy's health flags, HAProxy's check status,
+    the line of nginx's error log, LiteLLM's cooldown and health-check state).
     """
+    _stop_on_signals()
     try:
         scenario = load_scenario(scenario_file, gateway)
     except ScenarioError as exc:
@@ -280,12 +292,12 @@ def up(scenario_file: Path, port: int | None, out_dir: Path, runtime: str, gatew
         if stack.process_control is not None:  # dead replicas are restarted here too, and said so
             stack.process_control.watch(lambda type, **fields: click.echo(
                 f"{time.strftime('%H:%M:%S')} {fields.get('replica')} {type} pid {fields.get('pid')}", err=True))
-        last: dict[str, bool] = {}
+        last: dict[str, HostHealth] = {}
         while True:  # report the gateway's view of health as it changes, until interrupted
-            current = {name: h.healthy for name, h in stack.replica_health().items()}
-            for name, healthy in current.items():
-                if last.get(name) is not healthy:
-                    click.echo(f"{time.strftime('%H:%M:%S')} {name} {'healthy' if healthy else 'UNHEALTHY'}", err=True)
+            current = stack.replica_health()
+            for name, health in current.items():
+                if (line := health_line(last.get(name), health)) is not None:
+                    click.echo(f"{time.strftime('%H:%M:%S')} {name} {line}", err=True)
             last = current
             time.sleep(0.2)
     except KeyboardInterrupt:
@@ -296,6 +308,16 @@ def up(scenario_file: Path, port: int | None, out_dir: Path, runtime: str, gatew
         sys.exit(EXIT_UNRUNNABLE)
     finally:
         stack_runtime.down()
+
+
+def health_line(before: HostHealth | None, now: HostHealth) -> str | None:
+    """What `up` prints when the gateway's view of a replica changes (None: nothing worth a line):
+    healthy or UNHEALTHY, and the gateway's own words for why; an unhealthy replica whose reason
+    changes (HAProxy's 'DOWN 1/2 L4CON' becoming 'DOWN L7STS') gets a line too."""
+    if before is not None and before.healthy == now.healthy and (now.healthy or before.why == now.why):
+        return None
+    state = "healthy" if now.healthy else "UNHEALTHY"
+    return state + (f" ({now.why})" if now.why and now.why.lower() != state.lower() else "")
 
 
 def _gateway_list(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:

@@ -1,7 +1,8 @@
-"""Child processes of a stack: started in their own process group, ended whatever happens.
+"""Child processes of a stack: started in a session of their own, ended whatever happens.
 
-Children get SIGKILL from the kernel if the harness itself dies (PR_SET_PDEATHSIG), so a
-harness killed with SIGKILL leaves nothing behind either.
+Children get SIGKILL from the kernel if the harness itself dies (PR_SET_PDEATHSIG); what they
+fork (nginx's workers) is killed by the harness's watchdog, which knows their sessions
+(harness/leftovers.py), so a harness killed with SIGKILL leaves nothing behind either.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from harness import leftovers
 from harness.errors import PortInUse, StackError, StartupTimeout
 
 _PR_SET_PDEATHSIG = 1
@@ -128,7 +130,8 @@ class ProcessGroup:
             except subprocess.SubprocessError as exc:
                 raise StackError(f"cannot start {name}: it could not join its memory cgroup {cgroup_procs}") from exc
         child = Child(name, process, log)
-        self.children.append(child)
+        self.children.append(child)  # first: a failure to record it below still leaves it to stop_all
+        leftovers.track(process.pid, name, self.log_dir.parent)
         return child
 
     def wait_ready(self, child: Child, ready: Callable[[], bool], timeout: float) -> None:
@@ -154,6 +157,7 @@ class ProcessGroup:
             except subprocess.TimeoutExpired:
                 _signal_group(child.process, signal.SIGKILL)
                 child.process.wait()
+            leftovers.release(child.process.pid)
         self.children.clear()
 
 

@@ -66,6 +66,14 @@ class HostHealth:
 
     healthy: bool
     flags: str  # the gateway's words for why, e.g. '/failed_active_hc', 'DOWN L4CON'
+    # The gateway's own account of the latest failure, where it gives one: the line of nginx's error log
+    # before it disabled the server, HAProxy's check description and last check result. Not journalled.
+    detail: str = ""
+
+    @property
+    def why(self) -> str:
+        """The flags and the detail, as `chaosgate up` prints them."""
+        return "; ".join(part for part in (self.flags, self.detail) if part)
 
 
 @dataclass(frozen=True)

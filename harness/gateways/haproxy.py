@@ -221,7 +221,9 @@ class HaproxyGateway(GatewayProcessBase):
             status = row.get("status", "")
             healthy = status.startswith("UP") or status == "no check"
             flags = " ".join(part for part in (status, row.get("check_status", "")) if part)
-            health[address] = HostHealth(healthy, flags)
+            # e.g. 'Layer4 connection problem: Connection refused', 'Layer7 wrong status: HTTP status check returned code <3C>503<3E>'
+            detail = ": ".join(part for part in (row.get("check_desc", ""), row.get("last_chk", "")) if part)
+            health[address] = HostHealth(healthy, flags, detail)
         if not health:
             raise StackError("haproxy's show stat listed none of the configured servers")
         return health

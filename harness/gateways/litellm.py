@@ -229,7 +229,8 @@ def host_health_of(deployment: dict[str, Any]) -> HostHealth:
         flags.append(f"cooldown({status})" if status not in (None, "None", "") else "cooldown")
     if deployment.get("health_check") == "unhealthy":
         flags.append("health_check_failed")
-    return HostHealth(not flags, "/".join(flags) or "healthy")
+    detail = f"health check: {deployment['health_error']}" if flags and deployment.get("health_error") else ""
+    return HostHealth(not flags, "/".join(flags) or "healthy", detail)
 
 
 def settings_issues(scenario: Scenario) -> list[SettingIssue]:

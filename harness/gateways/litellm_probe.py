@@ -7,7 +7,8 @@ This module is loaded by the proxy through its documented custom-callback hook
 
     GET /chaosgate/deployments  ->  {"now": <unix time>, "health_check_round": int|null, "deployments": [
         {"id", "model_name", "api_base", "cooldown": bool, "cooldown_until": float|null,
-         "cooldown_status": str|null, "health_check": "healthy"|"unhealthy"|null}, ...]}
+         "cooldown_status": str|null, "health_check": "healthy"|"unhealthy"|null,
+         "health_error": str|null}, ...]}
 
 ``cooldown`` is read with the same router call that filters deployments for every request
 (``async_get_cooldown_deployments``); ``health_check`` is the background health checks'
@@ -88,6 +89,11 @@ def _api_base_of(model_id: Any) -> str:
     return ""
 
 
+def _error_text(error: object) -> str:
+    """A failed health check's error as one line, without the stack trace LiteLLM appends to it."""
+    return " ".join(str(error).split("stack trace:")[0].split())[:300]
+
+
 async def deployments() -> dict[str, Any]:
     from litellm.proxy import proxy_server
     from litellm.router_utils.cooldown_handlers import async_get_cooldown_deployments_with_debug_info
@@ -99,11 +105,14 @@ async def deployments() -> dict[str, Any]:
                  await async_get_cooldown_deployments_with_debug_info(router, parent_otel_span=None)}
     unhealthy: set[str] = set()
     checked: set[str] = set()
+    errors: dict[str, str] = {}  # model id -> the error of its latest failed health check, as the proxy kept it
     if getattr(router, "enable_health_check_routing", False):
         unhealthy = set(await router.health_state_cache.async_get_unhealthy_deployment_ids())
         results = getattr(proxy_server, "health_check_results", {}) or {}
         for key in ("healthy_endpoints", "unhealthy_endpoints"):
             checked |= {str(e.get("model_id")) for e in results.get(key, []) if isinstance(e, dict)}
+        errors = {str(e.get("model_id")): _error_text(e["error"])
+                  for e in results.get("unhealthy_endpoints", []) if isinstance(e, dict) and e.get("error")}
     listed = []
     for deployment in router.model_list:
         model_id = str(deployment["model_info"]["id"])
@@ -121,6 +130,7 @@ async def deployments() -> dict[str, Any]:
             "cooldown_until": (cooldown["timestamp"] + cooldown["cooldown_time"]) if cooldown else None,
             "cooldown_status": str(cooldown.get("exception_status")) if cooldown else None,
             "health_check": health,
+            "health_error": errors.get(model_id) if health == "unhealthy" else None,
         })
     return {"now": time.time(), "health_check_round": getattr(proxy_server, "background_health_check_cycle_seq", None),
             "gc": {"automatic": gc.isenabled(), "collections": sum(g["collections"] for g in gc.get_stats())},

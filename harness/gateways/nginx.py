@@ -52,6 +52,9 @@ if TYPE_CHECKING:
 
 DISABLED = re.compile(r'\[warn\] (\d+)#.*upstream server temporarily disabled.*?upstream: "[a-z]+://([^/"]+)')
 NO_LIVE = re.compile(r"\[error\].*no live upstreams")
+# A failed try, e.g. '[error] 12#12: *4 upstream prematurely closed connection while reading response header
+# from upstream, client: ..., upstream: "http://127.0.0.1:21000/..."': what nginx says went wrong, and where.
+FAILED_TRY = re.compile(r'\[error\] \d+#\d+: (?:\*\d+ )?(.*?), client: .*?upstream: "[a-z]+://([^/"]+)')
 ACCESS_FORMAT = ('{"ts":$msec,"rt":$request_time,"pid":$pid,"status":$status,"upstream_addr":"$upstream_addr",'
                  '"upstream_status":"$upstream_status","request":"$request_method $request_uri"}')
 # Envoy's retry_on words → nginx's proxy_next_upstream classes (error covers refused and reset alike).
@@ -121,12 +124,15 @@ class _Peer:
     disabled_at: float | None = None  # when its disabling was seen (None: in service)
     flags: str = ""
     workers: set[str] = field(default_factory=set)  # pids of the workers that logged its disabling since then
+    last_error: str = ""  # nginx's error log about its latest failed try (what went wrong, in nginx's words)
+    detail: str = ""      # last_error as it was when the server was disabled
 
     def disabled(self, at: float, worker: str) -> None:
         """A worker logged it disabled. Without a shared zone each worker disables it on its own, and the
         first line is when nginx (one worker of it) stopped using it: the view stays unhealthy from there."""
         self.workers.add(worker)
         self.disabled_at = at
+        self.detail = self.last_error
         self.flags = "temporarily disabled (max_fails reached)"
         if len(self.workers) > 1:  # e.g. each worker on its own, or another worker's failed probe
             self.flags = f"temporarily disabled (max_fails reached; logged by {len(self.workers)} workers)"
@@ -145,6 +151,8 @@ class _LogView:
         for line in self.errors.new_lines():
             if (match := DISABLED.search(line)) and match.group(2) in self.peers:
                 self.peers[match.group(2)].disabled(now, match.group(1))
+            elif (failed := FAILED_TRY.search(line)) and failed.group(2) in self.peers:
+                self.peers[failed.group(2)].last_error = f"error log: {failed.group(1)}"
             elif NO_LIVE.search(line):
                 for peer in self.peers.values():
                     if peer.disabled_at is not None:
@@ -162,7 +170,7 @@ class _LogView:
                 if back is None or back.disabled_at is None or started < back.disabled_at:
                     continue
                 if status.isdigit() and int(status) < 500:  # it answered a request sent after its disabling
-                    back.disabled_at, back.flags = None, f"answered again ({status})"
+                    back.disabled_at, back.flags, back.detail = None, f"answered again ({status})", ""
                     back.workers.clear()
 
 
@@ -312,7 +320,7 @@ class NginxGateway(GatewayProcessBase):
         if self._view is None:
             raise StackError("nginx has no config yet (write_config was not called)")
         self._view.update()
-        return {address: HostHealth(peer.disabled_at is None, peer.flags)
+        return {address: HostHealth(peer.disabled_at is None, peer.flags, peer.detail)
                 for address, peer in self._view.peers.items()}
 
     def version(self) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from harness.errors import StackError
 from harness.journal import JournalWriter
 from harness.load.config import LoadConfig
+from harness import leftovers
 from harness.processes import die_with_parent
 
 READY_TIMEOUT = 30.0
@@ -60,7 +61,8 @@ class LoadGenerator:
                     preexec_fn=die_with_parent)
             finally:
                 log.close()
-            self._processes.append(process)
+            self._processes.append(process)  # first: a failure to record it below still leaves it to stop()
+            leftovers.track(process.pid, module, self._log_dir.parent)
             reader = threading.Thread(target=self._read, args=(process, ready), name=f"load-reader-{module}", daemon=True)
             reader.start()
             self._readers.append(reader)
@@ -107,6 +109,7 @@ class LoadGenerator:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            leftovers.release(process.pid)
 
     def recent_error_rate(self, seconds: float = 5.0) -> float | None:
         """Share of failed requests among those that ended in the last ``seconds``."""

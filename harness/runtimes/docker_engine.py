@@ -13,13 +13,13 @@ The ``docker`` SDK is imported lazily: the local runtime and the CLI never pay f
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import ComponentMissing, StackError
+from harness.ownership import owner_alive, owner_token
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -57,34 +57,7 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-# -- ownership ---------------------------------------------------------------------
-
-def _start_time(pid: int) -> str | None:
-    """The start time of process ``pid`` in clock ticks since boot (tells a reused pid apart)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def owner_token(pid: int | None = None) -> str:
-    """``host:pid:start time`` of this process, stored on every resource of a run."""
-    pid = pid or os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_start_time(pid) or '?'}"
-
-
-def owner_alive(token: str) -> bool:
-    """Whether the process that created a resource still runs; resources of other hosts count as alive."""
-    try:
-        host, pid, start = token.rsplit(":", 2)
-        pid_number = int(pid)
-    except ValueError:
-        return True  # not a token we wrote: not ours to judge
-    if host != socket.gethostname():
-        return True
-    return _start_time(pid_number) == start
-
+# -- ownership (harness/ownership.py: the token and its test are shared with the local runtime) --
 
 def run_labels(run_id: str, run_dir: Path) -> dict[str, str]:
     """The labels every resource of one run carries."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 
 from harness.cgroups import MemoryCgroup, memory_hierarchy
+from harness.leftovers import reap_leftovers
 from harness.errors import ComponentMissing
 from harness.gateways import GATEWAYS, UpstreamAddress
 from harness.processes import Child, ProcessGroup, answers, check_port_free, free_port
@@ -97,18 +98,25 @@ def _start_dns(processes: ProcessGroup, scenario: Scenario) -> Callable[[dict[st
     return ready
 
 
+def _stderr(message: str) -> None:
+    print(f"chaosgate: local: {message}", file=sys.stderr, flush=True)
+
+
 class LocalRuntime:
     """Toxiproxy, the fake replicas and the gateway as child processes of the harness."""
 
     name = "local"
     capabilities = frozenset({PROCESS_CONTROL, MEMORY_LIMIT, DNS})
 
-    def __init__(self) -> None:
+    def __init__(self, log: Callable[[str], None] = _stderr) -> None:
+        self._log = log
         self._processes: ProcessGroup | None = None
         self._supervisor: Supervisor | None = None
         self._cgroups: list[MemoryCgroup] = []
 
     def up(self, scenario: Scenario, run_dir: Path, gateway_port: int | None = None) -> Stack:
+        for reaped in reap_leftovers():  # what a killed harness (and its watchdog) left: harness/leftovers.py
+            self._log(reaped.describe())
         # Memory limits need a writable memory cgroup hierarchy (v1 or v2): refused before anything starts.
         hierarchy = memory_hierarchy() if any(p.memory_limit is not None for p in scenario.upstreams) else None
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -181,3 +181,10 @@ def test_the_gateway_override_checks_the_file_against_litellm() -> None:
 def test_view_of_one_deployment(deployment: dict[str, Any], healthy: bool, flags: str) -> None:
     health = host_health_of(deployment)
     assert (health.healthy, health.flags) == (healthy, flags)
+
+
+def test_the_view_of_a_deployment_that_failed_its_check_carries_the_proxy_s_error() -> None:
+    error = "litellm.APIConnectionError: Connection reset by peer"
+    failed = host_health_of({"cooldown": False, "health_check": "unhealthy", "health_error": error})
+    assert failed.flags == "health_check_failed" and failed.detail == f"health check: {error}"
+    assert host_health_of({"cooldown": False, "health_check": "healthy", "health_error": None}).detail == ""

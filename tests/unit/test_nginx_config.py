@@ -335,3 +335,22 @@ def test_another_gateways_block_is_listed_for_the_gateway_that_runs() -> None:
     scenario = parse_scenario("name: t\ngateway: {kind: envoy, panic_threshold: 0, nginx: {max_fails: 2}}\n"
                               "upstreams: [{name: chat, replicas: 3}]\nload: {duration: 5s}\n", "s.yaml")
     assert "gateway.nginx: not applicable to envoy: these are nginx's own settings" in traps(scenario)
+
+
+def test_log_view_says_what_went_wrong_in_nginx_s_own_words(tmp_path: Path) -> None:
+    """The detail of a disabled server is the error line of its failed try, as `chaosgate up` prints it."""
+    gw = gateway(PASSIVE)
+    gw.write_config(upstreams(), tmp_path)
+    failed = DISABLED_LINE.replace("[warn]", "[error]").replace(
+        "upstream server temporarily disabled while reading", "upstream prematurely closed connection while reading")
+    with (tmp_path / "nginx" / "error.log").open("a") as log:
+        log.write(failed.replace("21000", "21001"))  # another server's failure is not this one's
+        log.write(failed)
+        log.write(DISABLED_LINE)
+    health = gw.host_health()["127.0.0.1:21000"]
+    assert health.flags == "temporarily disabled (max_fails reached)"
+    assert health.detail == "error log: upstream prematurely closed connection while reading response header from upstream"
+    assert health.why == f"{health.flags}; {health.detail}"
+    with (tmp_path / "nginx" / "access.log").open("a") as log:
+        log.write(access(time.time() + 1.0, "127.0.0.1:21000", "200"))
+    assert gw.host_health()["127.0.0.1:21000"].detail == "", "answered again: no failure to tell"
