@@ -364,6 +364,7 @@ def compare_gateways_command(paths: tuple[Path, ...], gateways: list[str], out_d
     from harness.compare.render import result_lines
     from harness.compare.suite import SuiteProgress, exit_status, plan_suite, run_suite
 
+    _stop_on_signals()
     if len(paths) == 1 and paths[0].is_file():
         try:
             table = compare_gateways(paths[0], gateways, out_dir, runtime, Progress(quiet=quiet))

@@ -1,4 +1,4 @@
-"""`run` and `up` stop on SIGINT even when started with SIGINT ignored, as a script starts its background
+"""`run`, `compare` and `up` stop on SIGINT even when started with SIGINT ignored, as a script starts its background
 jobs (`chaosgate up ... &`): Python keeps an ignored signal ignored unless told otherwise. And `up` says
 why a replica is unhealthy, in the gateway's own words."""
 
@@ -37,10 +37,16 @@ def _sigint_ignored(process: subprocess.Popen[str]) -> bool:
 
 
 @pytest.mark.integration
-def test_run_started_with_sigint_ignored_stops_on_sigint(tmp_path: Path) -> None:
-    run_dir = tmp_path / "reset"
+@pytest.mark.parametrize("command", ["run", "compare"])
+def test_run_started_with_sigint_ignored_stops_on_sigint(command: str, tmp_path: Path) -> None:
+    scenario = str(ROOT / "scenarios" / "compare" / "reset.yaml")
+    if command == "run":
+        run_dir = tmp_path / "reset"
+        harness = _start("run", scenario, "--out", str(tmp_path), "--quiet")
+    else:  # compare keeps each gateway's run in OUT/<gateway>/<scenario>/
+        run_dir = tmp_path / "envoy" / "reset"
+        harness = _start("compare", scenario, "--gateways", "envoy", "--out", str(tmp_path), "--quiet")
     journal = run_dir / "journal.jsonl"
-    harness = _start("run", str(ROOT / "scenarios" / "compare" / "reset.yaml"), "--out", str(tmp_path), "--quiet")
     try:
         assert _sigint_ignored(harness), "the test starts it as a script's background job would be"
         wait_for(lambda: journal.exists() and '"load.started"' in journal.read_text(), 60, "the load to start")
