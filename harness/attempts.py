@@ -8,10 +8,14 @@ try. Two views of the tries are logged during a run and journalled here:
   time (wall clock; the journal's ``ts`` is wall clock too, and on one machine, or in containers
   sharing its kernel clock, they are one time base), method, path, the load's request id
   (``x-chaosgate-request``), and whether it was a health check. A try that a network fault stops
-  on the way (Toxiproxy's reset_peer, a refused or black-holed connection) never reaches it.
+  on the way (a refused connection: ``down``; a black hole: ``timeout``) never reaches it;
+  Toxiproxy's ``reset_peer`` lets the request through and resets the answer (measured), so the
+  process sees those.
 * ``source: gateway``: the gateway's own log of each upstream try, where it has one (Envoy's
-  router ``upstream_log``: one line per try with ``%UPSTREAM_HOST%``); those lines include the
-  tries a network fault stopped. The adapter says where the log is and how to read a line.
+  router ``upstream_log``: one line per try with ``%UPSTREAM_HOST%``; nginx's access log, whose
+  ``$upstream_addr`` lists every server tried); those include the tries a network fault stopped.
+  The adapter says where the log is and how to read a line (``upstream_attempts``,
+  ``parse_upstream_attempts``). HAProxy and the LiteLLM proxy log the last try only.
 
 A collector thread tails every file and journals new complete lines every POLL_INTERVAL, so a
 run killed mid-way keeps what was journalled (and the files stay in the run's folder); ``stop()``
@@ -33,8 +37,8 @@ from harness.journal import JournalWriter
 ATTEMPTS_DIR = "attempts"
 POLL_INTERVAL = 0.2
 
-# One line of a log → the fields of an ``attempt`` event (``ts`` included), or None to skip it.
-LineParser = Callable[[dict[str, Any]], dict[str, Any] | None]
+# One line of a log → the fields of its ``attempt`` events (``ts`` included): none, one, or one per try.
+LineParser = Callable[[dict[str, Any]], list[dict[str, Any]]]
 
 
 def replica_attempts_file(run_dir: Path, replica: str) -> Path:
@@ -52,13 +56,13 @@ def prepare_attempts_dir(run_dir: Path) -> Path:
     return folder
 
 
-def replica_line(record: dict[str, Any]) -> dict[str, Any] | None:
+def replica_line(record: dict[str, Any]) -> list[dict[str, Any]]:
     """A fake's attempt line as an ``attempt`` event (see fakes/identity.py for the fields)."""
     if not isinstance(record.get("ts"), (int, float)) or not isinstance(record.get("replica"), str):
-        return None
-    return {"ts": float(record["ts"]), "source": "replica", "replica": record["replica"],
-            "request_id": record.get("request_id"), "health": bool(record.get("health")),
-            "method": record.get("method"), "path": record.get("path")}
+        return []
+    return [{"ts": float(record["ts"]), "source": "replica", "replica": record["replica"],
+             "request_id": record.get("request_id"), "health": bool(record.get("health")),
+             "method": record.get("method"), "path": record.get("path")}]
 
 
 @dataclass
@@ -86,8 +90,8 @@ class AttemptSource:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict) and (event := self.parse(record)) is not None:
-                events.append(event)
+            if isinstance(record, dict):
+                events += self.parse(record)
         return events
 
 
@@ -125,18 +129,17 @@ class AttemptCollector:
 
 
 def sources_for(run_dir: Path, replicas: list[str], gateway: Any, by_address: dict[str, str]) -> list[AttemptSource]:
-    """The attempt logs of a run: each replica's file, and the gateway's upstream log when its adapter
-    keeps one (``upstream_attempts(run_dir)`` and ``parse_upstream_attempt(line)``; ``by_address``: the
-    address the gateway dials for each replica → its name)."""
+    """The attempt logs of a run: each replica's file, and the gateway's log of each try when its adapter
+    keeps one (``upstream_attempts(run_dir)``: the file; ``parse_upstream_attempts(line)``: its tries, each
+    with the ``upstream`` address tried; ``by_address``: the address the gateway dials for each replica →
+    its name)."""
     sources = [AttemptSource(replica_attempts_file(run_dir, replica), replica_line) for replica in replicas]
     if (log := gateway_attempt_log(gateway, run_dir)) is not None:
-        parse_line: LineParser = gateway.parse_upstream_attempt
+        parse_line: LineParser = gateway.parse_upstream_attempts
 
-        def parse(record: dict[str, Any]) -> dict[str, Any] | None:
-            event = parse_line(record)
-            if event is None:
-                return None
-            return {**event, "source": "gateway", "replica": by_address.get(event["upstream"])}
+        def parse(record: dict[str, Any]) -> list[dict[str, Any]]:
+            return [{**event, "source": "gateway", "replica": by_address.get(event["upstream"])}
+                    for event in parse_line(record)]
         sources.append(AttemptSource(log, parse))
     return sources
 

@@ -12,7 +12,7 @@ it. So this counts, in the window (by arrival or start time):
   this adds the tries a network fault stopped before they reached the process.
 
 It passes only when all three are zero. The detail says which of them the run could count: without
-a gateway log of each try (HAProxy, nginx, the LiteLLM proxy), tries reset or refused on the way to
+a gateway log of each try (HAProxy, the LiteLLM proxy), tries refused or black-holed on the way to
 the replica are not visible; a journal written before the attempt logs existed counts the last try
 of each request only.
 """
@@ -92,12 +92,12 @@ def _what_was_counted(timeline: Timeline, target: str, requests: list[Request], 
     if gateway_log:
         stopped = max(0, len(sent) - len(seen))
         parts.append(f"{len(sent)} tries the gateway logged as sent to it ({gateway_log}"
-                     + (f"; {stopped} of them never reached its process: reset, refused or cut on the way)"
+                     + (f"; {stopped} of them never reached its process: refused or cut on the way)"
                         if stopped else ")"))
     else:
         gateway = timeline.attempt_logs.get("gateway_kind") or "this gateway"
-        parts.append(f"tries stopped on the way to {target} (reset or refused before reaching its process) are not "
-                     f"visible on {gateway}, which logs only the last try of a request")
+        parts.append(f"tries stopped on the way to {target} (refused or black-holed before reaching its process) are "
+                     f"not visible on {gateway}, which logs only the last try of a request")
     return "; ".join(parts)
 
 

@@ -203,25 +203,24 @@ class EnvoyGateway(GatewayProcessBase):
         return run_dir / UPSTREAM_LOG
 
     @staticmethod
-    def parse_upstream_attempt(record: dict[str, Any]) -> dict[str, Any] | None:
-        """One upstream_log line as the fields of an ``attempt`` event (``upstream``: the address tried);
-        None for a line that names no upstream (no host was picked: nothing was tried)."""
+    def parse_upstream_attempts(record: dict[str, Any]) -> list[dict[str, Any]]:
+        """One upstream_log line as the fields of its ``attempt`` event (``upstream``: the address tried);
+        none for a line that names no upstream (no host was picked: nothing was tried)."""
         upstream = record.get("upstream")
         try:
             start = float(record["start"])
         except (KeyError, TypeError, ValueError):
-            return None
+            return []
         if not isinstance(upstream, str) or upstream in ("", "-"):
-            return None
-        request_id = record.get("request_id")
-        flags = record.get("flags")
+            return []
+        request_id, flags = record.get("request_id"), record.get("flags")
         try:
             status = int(record.get("status") or 0) or None
         except (TypeError, ValueError):
             status = None
-        return {"ts": start, "upstream": upstream,
-                "request_id": request_id if isinstance(request_id, str) and request_id not in ("", "-") else None,
-                "status": status, "flags": flags if isinstance(flags, str) and flags not in ("", "-") else None}
+        return [{"ts": start, "upstream": upstream,
+                 "request_id": request_id if isinstance(request_id, str) and request_id not in ("", "-") else None,
+                 "status": status, "flags": flags if isinstance(flags, str) and flags not in ("", "-") else None}]
 
     # -- observation ----------------------------------------------------------------
     def is_ready(self) -> bool:

@@ -33,7 +33,7 @@ def test_violated_expectations_exit_1_with_readable_reasons(tmp_path: Path) -> N
     assert "bound 200ms" in unhealthy["detail"]
     traffic = verdicts["no_traffic_to"]
     assert not traffic["passed"] and traffic["measured_value"] > 0
-    assert "the gateway sent" in traffic["detail"] and "requests to chat[0]" in result.stdout
+    assert "attempts reached chat[0] in the window" in traffic["detail"] and "attempts reached chat[0]" in result.stdout
     assert verdicts["error_rate"]["passed"]
 
 

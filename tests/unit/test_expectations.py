@@ -392,8 +392,8 @@ def test_no_traffic_to_fails_when_a_retried_requests_first_try_reached_the_repli
     assert v.detail == (
         "1 attempts reached chat[0] in the window: 0 client requests served by or routed to chat[0] (0 failed); "
         "1 tries seen arriving by chat[0]'s own process (retries included); tries stopped on the way to chat[0] "
-        "(reset or refused before reaching its process) are not visible on haproxy, which logs only the last try "
-        "of a request; the first 0.500s after the window began, the last 0.500s; 1 of those client requests were "
+        "(refused or black-holed before reaching its process) are not visible on haproxy, which logs only the last "
+        "try of a request; the first 0.500s after the window began, the last 0.500s; 1 of those client requests were "
         "answered by another replica after a try at chat[0], so their client saw no sign of it; "
         "e.g. request r-7 tried at chat[0] 0.500s into the window")
 
@@ -411,8 +411,7 @@ def test_no_traffic_to_counts_the_tries_a_network_fault_stopped_from_the_gateway
     assert v.passed is False
     assert (v.measured, v.measured_value) == ("3 attempts", 3)
     assert ("1 tries seen arriving by chat[0]'s own process (retries included); 3 tries the gateway logged as "
-            "sent to it (envoy-upstream.jsonl; 2 of them never reached its process: reset, refused or cut on the "
-            "way)") in v.detail
+            "sent to it (envoy-upstream.jsonl; 2 of them never reached its process: refused or cut on the way)") in v.detail
     assert "3 of those client requests were answered by another replica" in v.detail
     assert "e.g. request r-1 tried at chat[0] 0.500s into the window (503 UC), request r-2" in v.detail
 
