@@ -19,6 +19,7 @@ of each request only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field
@@ -29,6 +30,33 @@ from harness.expectations.base import (
 from harness.timeline import Attempt, Request, Timeline
 
 NAMED = 3  # tries named in a failed verdict's detail
+
+
+@dataclass(frozen=True)
+class AttemptsAt:
+    """What reached some replicas in [start, end): the three counts of the module docstring."""
+
+    requests: list[Request]    # client requests served by or routed to them (the last try)
+    seen: list[Attempt]        # tries of client requests their own processes saw arrive
+    sent: list[Attempt]        # tries the gateway logged as sent to them
+    unlabelled: list[Attempt]  # requests without a load id that reached them (not health checks): not counted
+
+    @property
+    def count(self) -> int:
+        """Attempts: a try the gateway logged and the replica saw is one, not two."""
+        return max(len(self.requests), len(self.seen), len(self.sent))
+
+
+def attempts_at(timeline: Timeline, targets: set[str], start: float, end: float,
+                requests: list[Request] | None = None) -> AttemptsAt:
+    """Every attempt at ``targets`` in [start, end) (``requests``: the client requests of the window to
+    consider, when a window selects them otherwise than by start time, as ``baseline`` does)."""
+    window = timeline.requests_between(start, end) if requests is None else requests
+    in_window = [a for a in timeline.attempts if a.replica in targets and start <= a.t < end]
+    return AttemptsAt(requests=[r for r in window if r.reached(targets)],
+                      seen=[a for a in in_window if a.source == "replica" and a.client],
+                      sent=[a for a in in_window if a.source == "gateway"],
+                      unlabelled=[a for a in in_window if a.source == "replica" and not a.health and a.request_id is None])
 
 
 class NoTrafficTo(Expectation):
@@ -51,18 +79,15 @@ class NoTrafficTo(Expectation):
         if end <= start:
             raise Unjudgeable(f"the window is empty ({start:.3f}s to {end:.3f}s)")
         targets = set(replicas_of(self.target, timeline))
-        requests = [r for r in requests_in(timeline, self.window, start, end) if r.reached(targets)]
-        in_window = [a for a in timeline.attempts if a.replica in targets and start <= a.t < end]
-        seen = [a for a in in_window if a.source == "replica" and a.client]
-        unlabelled = [a for a in in_window if a.source == "replica" and not a.health and a.request_id is None]
-        sent = [a for a in in_window if a.source == "gateway"]
+        found = attempts_at(timeline, targets, start, end, requests_in(timeline, self.window, start, end))
+        requests, seen, sent, unlabelled = found.requests, found.seen, found.sent, found.unlabelled
         gateway_log = timeline.attempt_logs.get("gateway")
         between = f"between {start:.3f}s and {end:.3f}s"
         counted = _what_was_counted(timeline, self.target, requests, seen, sent, gateway_log)
         if unlabelled:
             counted += (f"; not counted: {len(unlabelled)} requests without a load request id reached it "
                         f"(a probe, or a gateway that does not forward x-chaosgate-request)")
-        attempts = max(len(requests), len(seen), len(sent))
+        attempts = found.count
         if attempts == 0:
             return self.verdict(True, "0 attempts", f"no attempt reached {self.target} {between}: {counted}",
                                 bound_value=0, measured_value=0)
