@@ -46,13 +46,15 @@ def replica_attempts_file(run_dir: Path, replica: str) -> Path:
     return run_dir / ATTEMPTS_DIR / (re.sub(r"[^A-Za-z0-9_-]+", "-", replica).strip("-") + ".jsonl")
 
 
-def prepare_attempts_dir(run_dir: Path) -> Path:
-    """The run's attempts folder, empty, and writable by the fakes whatever user runs them (containers)."""
+def prepare_attempts_dir(run_dir: Path, any_user: bool = False) -> Path:
+    """The run's attempts folder, empty; ``any_user``: writable by the fakes whatever user runs them (the
+    docker runtime's containers run them as nobody, and the folder is mounted into each)."""
     folder = run_dir / ATTEMPTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.jsonl"):  # an earlier run into the same folder
         old.unlink()
-    folder.chmod(0o777)
+    if any_user:
+        folder.chmod(0o777)
     return folder
 
 

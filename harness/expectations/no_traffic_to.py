@@ -86,7 +86,8 @@ class NoTrafficTo(Expectation):
         counted = _what_was_counted(timeline, self.target, requests, seen, sent, gateway_log)
         if unlabelled:
             counted += (f"; not counted: {len(unlabelled)} requests without a load request id reached it "
-                        f"(a probe, or a gateway that does not forward x-chaosgate-request)")
+                        f"(a health check that is an ordinary request, such as LiteLLM's chat completion; a probe; or a gateway "
+                        f"that does not pass x-chaosgate-request on)")
         attempts = found.count
         if attempts == 0:
             return self.verdict(True, "0 attempts", f"no attempt reached {self.target} {between}: {counted}",

@@ -204,7 +204,7 @@ class DockerRuntime:
         members = [_Member(pool, index, FIRST_PROXY_PORT + i, free_port(), free_port(), free_port())  # never repeats
                    for i, (pool, index) in enumerate((p, n) for p in scenario.upstreams for n in range(p.replicas))]
         self._tls = prepare_tls(scenario, run_dir)
-        prepare_attempts_dir(run_dir)  # mounted into every replica's container at the same path
+        prepare_attempts_dir(run_dir, any_user=True)  # mounted into every replica's container at the same path
         # A scenario with a dns pool runs its gateway as a pod: Envoy and the fake DNS server in Toxiproxy's
         # network namespace, so the names answer 127.0.0.1 (the fake DNS server answers nothing else) and the
         # proxies listen there, as on local; the pod's ports are published on Toxiproxy's container.

@@ -20,7 +20,8 @@ def test_replica_files_are_named_after_the_replica(tmp_path: Path) -> None:
     old.parent.mkdir()
     old.write_text("{}\n")
     folder = prepare_attempts_dir(tmp_path)  # a new run into the same folder starts empty
-    assert list(folder.iterdir()) == [] and folder.stat().st_mode & 0o777 == 0o777
+    assert list(folder.iterdir()) == [] and folder.stat().st_mode & 0o002 == 0
+    assert prepare_attempts_dir(tmp_path, any_user=True).stat().st_mode & 0o777 == 0o777  # the containers' nobody
 
 
 def test_a_source_reads_complete_lines_only_and_goes_on_where_it_stopped(tmp_path: Path) -> None:

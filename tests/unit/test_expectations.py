@@ -436,8 +436,9 @@ def test_no_traffic_to_names_requests_without_a_load_id_but_does_not_count_them(
     run.attempt(7.0, "chat[0]", None)  # e.g. a gateway's health check that is a chat completion
     v = run.finish().verdict()
     assert v.passed is True
-    assert v.detail.endswith("; not counted: 1 requests without a load request id reached it (a probe, or a gateway "
-                             "that does not forward x-chaosgate-request)")
+    assert v.detail.endswith("; not counted: 1 requests without a load request id reached it (a health check that is "
+                             "an ordinary request, such as LiteLLM's chat completion; a probe; or a gateway that does "
+                             "not pass x-chaosgate-request on)")
 
 
 def test_no_traffic_to_passes_when_failures_were_routed_elsewhere() -> None:
