@@ -8,9 +8,10 @@ try. Two views of the tries are logged during a run and journalled here:
   time (wall clock; the journal's ``ts`` is wall clock too, and on one machine, or in containers
   sharing its kernel clock, they are one time base), method, path, the load's request id
   (``x-chaosgate-request``), and whether it was a health check. A try that a network fault stops
-  on the way (a refused connection: ``down``; a black hole: ``timeout``) never reaches it;
-  Toxiproxy's ``reset_peer`` lets the request through and resets the answer (measured), so the
-  process sees those.
+  on the way (a refused connection: ``down``; a toxic on the gateway-to-replica direction, such
+  as ``timeout`` with ``direction: upstream``) never reaches it. Toxics on the default
+  ``downstream`` direction (``reset_peer``, ``timeout``, ``latency``) let the request through and
+  act on the answer (measured), so the process sees those tries.
 * ``source: gateway``: the gateway's own log of each upstream try, where it has one (Envoy's
   router ``upstream_log``: one line per try with ``%UPSTREAM_HOST%``; nginx's access log, whose
   ``$upstream_addr`` lists every server tried); those include the tries a network fault stopped.
