@@ -8,8 +8,11 @@ it. So this counts, in the window (by arrival or start time):
   upstream header of the last try);
 * every try the target's own process saw arrive carrying a load request id (the fakes' attempt logs:
   the gateway's retries included, health checks and probes not);
-* every try the gateway logged as sent to the target, where it logs each try (Envoy's upstream_log):
-  this adds the tries a network fault stopped before they reached the process.
+* every try the gateway logged as sent to the target, where it logs each try (Envoy's upstream_log,
+  nginx's ``$upstream_addr``): this adds the tries a network fault stopped before they reached the
+  process (a refused connection; a toxic on the gateway-to-replica direction). Toxiproxy's toxics on
+  the default downstream direction (reset_peer, timeout, latency) let the request through and act on
+  the answer, so the process sees those tries.
 
 It passes only when all three are zero. The detail says which of them the run could count: without
 a gateway log of each try (HAProxy, the LiteLLM proxy), tries refused or black-holed on the way to

@@ -6,7 +6,8 @@ only the last try, never saw the replica. The verdict counted client requests an
 request reached chat[0]". Here the same story runs for real and the verdict must fail, naming
 the tries; a second run takes chat[0]'s Toxiproxy proxy down (connections refused), where the fake
 sees nothing and only Envoy's log of each try tells. (Toxiproxy's reset_peer is no such case: the
-request reaches the fake, measured, and the answer is reset on its way back.)
+request reaches the fake, measured, and the answer is reset on its way back; nor is a timeout toxic on
+its default downstream direction.)
 """
 
 from __future__ import annotations
