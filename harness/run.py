@@ -75,8 +75,8 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
                       startup_seconds=round(time.monotonic() - started, 3),
                       gateway_config=config.read_text() if (config := run_dir / stack.gateway.config_name).exists() else None,
                       # what the ``attempt`` events come from (harness/attempts.py)
-                      attempt_logs={"replica": True, "gateway": gateway_log.name if gateway_log else None,
-                                    "gateway_kind": stack.gateway.kind})
+                      attempt_logs={"replica": True, "gateway_kind": stack.gateway.kind,
+                                    "gateway": gateway_log.relative_to(run_dir).as_posix() if gateway_log else None})
         attempts = AttemptCollector(journal, sources_for(run_dir, list(stack.replicas), stack.gateway,
                                                          {stack.gateway_address(name): name for name in stack.replicas}))
         attempts.start()
