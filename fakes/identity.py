@@ -8,7 +8,10 @@ client retries apart from gateway retries, which reach the replica with the same
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,8 +21,34 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REPLICA_HEADER = "x-chaosgate-replica"
+REQUEST_ID_HEADER = "x-chaosgate-request"  # the load's id of each client request, kept by the gateways
 RETRY_HEADER = b"x-stainless-retry-count"
 log = logging.getLogger("fakes.requests")
+# Whether a request is the gateway's health check, from its path, method and body (the body is read
+# only when ``peek_body`` says the request may be one: e.g. an MCP health check's POST of initialize).
+HealthRule = Callable[[str, str, bytes], bool]
+
+
+def is_health_path(path: str) -> bool:
+    """The fakes' health endpoints: /health and everything under /health/."""
+    return path == "/health" or path.startswith("/health/")
+
+
+class AttemptLog:
+    """Appends one JSON line per request to a file; one ``write`` per line, in append mode, so a
+    restarted replica adds to what the previous process wrote and a killed one loses nothing written."""
+
+    def __init__(self, path: str, replica: str) -> None:
+        self.replica = replica
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def record(self, method: str, path: str, request_id: str | None, health: bool) -> None:
+        line = json.dumps({"ts": round(time.time(), 6), "replica": self.replica, "method": method, "path": path,
+                           "request_id": request_id, "health": health}, separators=(",", ":"))
+        os.write(self._fd, (line + "\n").encode())
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 @dataclass
@@ -41,16 +70,24 @@ class ReplicaMiddleware:
     client retries, and turns an unexpected exception into the protocol's own error response."""
 
     def __init__(self, app: ASGIApp, stats: Stats, on_error: Callable[[], Response],
-                 log_requests: bool = False) -> None:
+                 log_requests: bool = False, attempts: AttemptLog | None = None,
+                 health_body: HealthRule | None = None, peek_body: Callable[[str, str], bool] | None = None) -> None:
         self.app, self.stats, self.on_error, self.log_requests = app, stats, on_error, log_requests
+        self.attempts, self.health_body, self.peek_body = attempts, health_body, peek_body
         self.header = (REPLICA_HEADER.encode(), stats.replica.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
-        if path != "/health" and not path.startswith("/health/"):
+        path, method = scope["path"], scope["method"]
+        health = is_health_path(path)
+        if not health and self.health_body is not None and self.peek_body is not None and self.peek_body(method, path):
+            body, receive = await _peek(receive)
+            health = self.health_body(method, path, body)
+        if self.attempts is not None:
+            self.attempts.record(method, path, _header(scope, REQUEST_ID_HEADER.encode()), health)
+        if not health:
             self._count(scope, path)
         started = False
 
@@ -81,3 +118,25 @@ class ReplicaMiddleware:
         if count > 0 or self.log_requests:
             # One line per client retry: the attempts a gateway's own retries cannot explain.
             log.info("%s %s %s x-stainless-retry-count=%d", self.stats.replica, scope["method"], path, count)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def _peek(receive: Receive) -> tuple[bytes, Receive]:
+    """Read the whole request body, and a ``receive`` that hands it to the app again, then goes on."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+    return body, replay

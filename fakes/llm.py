@@ -48,7 +48,7 @@ from starlette.routing import Route
 from fakes import embeddings as emb
 from fakes.chat_stream import chat_stream, pause
 from fakes.control import FaultSwitch, create_control_app
-from fakes.identity import REPLICA_HEADER, ReplicaMiddleware, Stats
+from fakes.identity import REPLICA_HEADER, AttemptLog, ReplicaMiddleware, Stats
 from fakes.llm_modes import (
     LLM_MODES,
     STREAM_MODES,
@@ -141,7 +141,8 @@ def _reply_length(body: dict[str, Any], cap: int) -> int | Response:
 class LlmServer:
     """One replica: its content and timing generators, fault switch, counters and apps."""
 
-    def __init__(self, config: ReplicaConfig, initial_fault: LlmMode | None = None, log_requests: bool = False) -> None:
+    def __init__(self, config: ReplicaConfig, initial_fault: LlmMode | None = None, log_requests: bool = False,
+                 attempts_file: str | None = None) -> None:
         self.config = config
         faker = Faker()
         faker.seed_instance(config.seed)
@@ -155,6 +156,7 @@ class LlmServer:
         self.switch: FaultSwitch[LlmMode] = FaultSwitch(LLM_MODES, config.seed + 3, self._on_mode)
         self.initial_fault = initial_fault
         self.log_requests = log_requests
+        self.attempts = AttemptLog(attempts_file, config.name) if attempts_file else None
 
     # -- timing and faults --------------------------------------------------------------
     def ttft_s(self) -> float:
@@ -293,7 +295,7 @@ class LlmServer:
                 Route("/health/deep", self.deep_health, methods=["GET"]),
             ],
             middleware=[Middleware(ReplicaMiddleware, stats=self.stats, log_requests=self.log_requests,
-                                   on_error=lambda: status_error(500))],
+                                   attempts=self.attempts, on_error=lambda: status_error(500))],
             exception_handlers={HTTPException: http_error},
             lifespan=lifespan,
         )
@@ -321,9 +323,10 @@ def _completion_problem(response: Response) -> str | None:
     return None if content else "inference answered an empty completion"
 
 
-def create_apps(config: ReplicaConfig, initial_fault: LlmMode | None = None, log_requests: bool = False) -> FakeApps:
+def create_apps(config: ReplicaConfig, initial_fault: LlmMode | None = None, log_requests: bool = False,
+                attempts_file: str | None = None) -> FakeApps:
     """The data and control apps of one replica (all state lives in their LlmServer)."""
-    return LlmServer(config, initial_fault, log_requests).apps()
+    return LlmServer(config, initial_fault, log_requests, attempts_file).apps()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, ValidationError) as exc:
         parser.error(str(exc))  # exits with code 2
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s fakes.llm {args.name}: %(message)s")
-    return serve("fakes.llm", args.name, create_apps(config, fault, args.log_requests),
+    return serve("fakes.llm", args.name, create_apps(config, fault, args.log_requests, args.attempts_file),
                  args.host, args.port, args.control_port, args.control_host, tls)
 
 

@@ -47,7 +47,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from fakes.control import FaultSwitch, create_control_app
-from fakes.identity import ReplicaMiddleware, Stats
+from fakes.identity import AttemptLog, ReplicaMiddleware, Stats
 from fakes.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -86,6 +86,8 @@ VERSION_HEADER = "mcp-protocol-version"
 SERVER_INFO = {"name": "chaosgate-fake-mcp", "version": "0.1.0"}
 SSE_HEADERS = {"cache-control": "no-cache, no-transform", "x-accel-buffering": "no"}
 LOCAL_ORIGINS = {"127.0.0.1", "localhost", "::1"}
+# The JSON-RPC id of the gateway's MCP health check (harness/gateways/envoy.py): its initialize is not client traffic.
+HEALTH_CHECK_ID = "chaosgate-health-check"
 ResponseFormat = Literal["json", "sse", "mixed"]
 
 
@@ -118,7 +120,7 @@ def _mistyped(value: Any) -> Any:
 class McpServer:
     """One replica: its tools, sessions, fault switch, counters and apps."""
 
-    def __init__(self, config: McpConfig, initial_fault: McpMode | None = None) -> None:
+    def __init__(self, config: McpConfig, initial_fault: McpMode | None = None, attempts_file: str | None = None) -> None:
         self.config = config
         self.tools: dict[str, Tool] = make_tools(config.seed)
         self.sessions = Sessions(config.session_ttl_s)
@@ -126,6 +128,7 @@ class McpServer:
         self.stats = Stats(config.name)
         self.methods: Counter[str] = Counter()
         self.initial_fault = initial_fault
+        self.attempts = AttemptLog(attempts_file, config.name) if attempts_file else None
 
     # -- MCP methods (results as dicts; RpcError for protocol errors) -------------------------
     def initialize_result(self, requested: Any) -> dict[str, Any]:
@@ -342,7 +345,9 @@ class McpServer:
                 Route("/health", self.health, methods=["GET"]),
                 Route("/health/deep", self.deep_health, methods=["GET"]),
             ],
-            middleware=[Middleware(ReplicaMiddleware, stats=self.stats,
+            middleware=[Middleware(ReplicaMiddleware, stats=self.stats, attempts=self.attempts,
+                                   peek_body=lambda method, path: method == "POST" and path == "/mcp",
+                                   health_body=lambda method, path, body: is_health_check(body),
                                    on_error=lambda: http_error(500, INTERNAL_ERROR, "Internal error"))],
             exception_handlers={HTTPException: plain_http_error},
             lifespan=lifespan,
@@ -353,6 +358,15 @@ class McpServer:
         return FakeApps(data=data, control=control)
 
 
+def is_health_check(body: bytes) -> bool:
+    """Whether a POST's body is the gateway's MCP health check: ``initialize`` with its JSON-RPC id."""
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(message, dict) and message.get("method") == "initialize" and message.get("id") == HEALTH_CHECK_ID
+
+
 def _check_origin(request: Request) -> Response | None:
     """Reject requests from a non-local web origin (DNS rebinding); requests without Origin pass."""
     origin = request.headers.get("origin")
@@ -361,9 +375,9 @@ def _check_origin(request: Request) -> Response | None:
     return http_error(403, INVALID_REQUEST, f"Forbidden: origin {origin} is not allowed")
 
 
-def create_apps(config: McpConfig, initial_fault: McpMode | None = None) -> FakeApps:
+def create_apps(config: McpConfig, initial_fault: McpMode | None = None, attempts_file: str | None = None) -> FakeApps:
     """The data and control apps of one replica (all state lives in their McpServer)."""
-    return McpServer(config, initial_fault).apps()
+    return McpServer(config, initial_fault, attempts_file).apps()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))  # exits with code 2
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s fakes.mcp {args.name}: %(message)s")
-    return serve("fakes.mcp", args.name, create_apps(config, fault), args.host, args.port, args.control_port,
+    return serve("fakes.mcp", args.name, create_apps(config, fault, args.attempts_file), args.host, args.port, args.control_port,
                  args.control_host, tls)
 
 

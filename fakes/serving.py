@@ -65,6 +65,9 @@ def add_serving_arguments(parser: argparse.ArgumentParser, port_help: str) -> No
                         help="serve TLS on the data port with certificates from this folder (<name>.crt, <name>.key); "
                              "the control port stays plain HTTP and gains PUT /tls to swap them")
     parser.add_argument("--tls-cert", default="valid", help="the certificate to start with (default: valid)")
+    parser.add_argument("--attempts-file", default=None,
+                        help="append one JSON line per request that reaches the data port, as it arrives "
+                             "(Unix time, method, path, the load's x-chaosgate-request id, whether it is a health check)")
 
 
 def tls_from_args(args: argparse.Namespace) -> TlsServing | None:

@@ -20,6 +20,8 @@ EventType = Literal[
     "stack.ready",      # endpoints, replicas and the rendered gateway config
     "load.started",     # the origin (t = 0) of every scenario time
     "request",          # one client request through the gateway (chat, or a step of an MCP session: mcp_*)
+    "attempt",          # one try of a request reached a replica (source replica: its fake saw it arrive) or was
+                        # sent to it (source gateway: the gateway's log of each upstream try); harness/attempts.py
     "health",           # the gateway's view of one replica changed (or first sample)
     "hosts",            # every address the gateway holds, with its flags, when that changed (DNS adds and removes hosts)
     "fault.started",    # a fault was injected on its replicas

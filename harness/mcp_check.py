@@ -29,6 +29,7 @@ from mcp.shared.exceptions import MCPError
 
 REPLICA_HEADER = "x-chaosgate-replica"    # stamped by the fakes on every answer
 UPSTREAM_HEADER = "x-chaosgate-upstream"  # stamped by the harness's gateway: the address it picked
+REQUEST_ID_HEADER = "x-chaosgate-request"  # the load's id of a step, logged by the fakes with each attempt
 EXPECTED_TOOL = "calculator"
 REQUEST_TIMEOUT_CODE = -32001  # mcp 2.x: a request whose answer did not come within the read timeout
 
@@ -50,6 +51,7 @@ class StepOutcome:
     status: int | None        # HTTP status of the step's answer, None if none came
     replica: str | None       # the replica that answered (its identity header)
     upstream: str | None      # the address the gateway sent it to (the gateway's header)
+    request_id: str | None = None  # sent as x-chaosgate-request with every HTTP request of the step
 
     @property
     def ok(self) -> bool:
@@ -137,16 +139,25 @@ def _arguments(rng: random.Random) -> tuple[dict[str, Any], float]:
 
 
 async def mcp_session(url: str, *, timeout: float, tool_calls: int = 1, rng: random.Random | None = None,
-                      headers: dict[str, str] | None = None) -> list[StepOutcome]:
+                      headers: dict[str, str] | None = None, request_id: str | None = None) -> list[StepOutcome]:
     """Run one session against ``url`` (an MCP endpoint); one outcome per step reached.
 
     The session stops at the first failed step. ``timeout`` bounds each request (the client's
-    read timeout) and, times the number of steps, the whole session.
+    read timeout) and, times the number of steps, the whole session. With ``request_id``, every
+    HTTP request of step *n* (0: initialize) carries ``x-chaosgate-request: <request_id>.<n>``.
     """
     rng = rng or random.Random(0)
     answers = _Answers()
     outcomes: list[StepOutcome] = []
     step, began, wall = "initialize", time.perf_counter(), time.time()
+    step_number = 0
+
+    def step_id() -> str | None:
+        return f"{request_id}.{step_number}" if request_id is not None else None
+
+    async def stamp(request: httpx2.Request) -> None:
+        if (current := step_id()) is not None:
+            request.headers[REQUEST_ID_HEADER] = current
 
     def finish(error: BaseException | None) -> None:
         answer = answers.of(step)
@@ -156,14 +167,15 @@ async def mcp_session(url: str, *, timeout: float, tool_calls: int = 1, rng: ran
             error=None if error is None else classify(error, status),
             message=None if error is None else _describe(error), status=status,
             replica=answer.headers.get(REPLICA_HEADER) if answer is not None else None,
-            upstream=answer.headers.get(UPSTREAM_HEADER) if answer is not None else None))
+            upstream=answer.headers.get(UPSTREAM_HEADER) if answer is not None else None, request_id=step_id()))
 
     def start(name: str) -> None:
-        nonlocal step, began, wall
+        nonlocal step, began, wall, step_number
         step, began, wall = name, time.perf_counter(), time.time()
+        step_number += 1
         answers.forget(name)
 
-    http = httpx2.AsyncClient(headers=headers, event_hooks={"response": [answers]},
+    http = httpx2.AsyncClient(headers=headers, event_hooks={"request": [stamp], "response": [answers]},
                               timeout=httpx2.Timeout(timeout), follow_redirects=False)
     done = False
     try:

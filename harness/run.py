@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
+from harness.attempts import AttemptCollector, gateway_attempt_log, sources_for
 from harness.diagnose.scheduled import join_all, start_diagnosis
 from harness.errors import ChaosgateError
 from harness.gateway_watch import GatewayWatch
@@ -65,14 +66,22 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
                   gateway=scenario.gateway.kind)
     outcome, error = "failed", None
     runtime = RUNTIMES[runtime_name]()
+    attempts: AttemptCollector | None = None
     try:
         check_supported(scenario, runtime_name, runtime.capabilities)
         progress.stage(f"[{scenario.name}] starting the stack ({runtime_name} runtime)")
         started = time.monotonic()
         stack = runtime.up(scenario, run_dir)
+        gateway_log = gateway_attempt_log(stack.gateway, run_dir)
         journal.write("stack.ready", endpoints=stack.endpoints(), gateway_version=stack.gateway_version,
                       startup_seconds=round(time.monotonic() - started, 3),
-                      gateway_config=config.read_text() if (config := run_dir / stack.gateway.config_name).exists() else None)
+                      gateway_config=config.read_text() if (config := run_dir / stack.gateway.config_name).exists() else None,
+                      # what the ``attempt`` events come from (harness/attempts.py)
+                      attempt_logs={"replica": True, "gateway_kind": stack.gateway.kind,
+                                    "gateway": gateway_log.relative_to(run_dir).as_posix() if gateway_log else None})
+        attempts = AttemptCollector(journal, sources_for(run_dir, list(stack.replicas), stack.gateway,
+                                                         {stack.gateway_address(name): name for name in stack.replicas}))
+        attempts.start()
         progress.stage(f"[{scenario.name}] stack ready in {time.monotonic() - started:.1f}s; "
                        f"gateway {stack.gateway.url}; running load for {plan.duration:g}s")
         _drive(scenario, plan, stack, journal, run_dir, progress)
@@ -85,6 +94,8 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
         raise
     finally:
         runtime.down()
+        if attempts is not None:  # after teardown: the gateway has flushed its log on exit
+            attempts.stop()
         journal.write("run.finished", outcome=outcome, error=error)
         journal.close()
         outputs = write_outputs(journal.path, run_dir)

@@ -23,6 +23,7 @@ class Request:
     body: str | None = None   # start of the body of a failed response
     ttft: float | None = None # time to first token for streams, seconds
     routed_to: str | None = None  # the replica the gateway sent it to (from the gateway's header)
+    id: str | None = None     # the load's request id (x-chaosgate-request), which its attempts carry
 
     @property
     def ok(self) -> bool:
@@ -31,6 +32,27 @@ class Request:
     def reached(self, replicas: set[str]) -> bool:
         """Whether the gateway sent this request to (or it was served by) one of ``replicas``."""
         return self.replica in replicas or self.routed_to in replicas
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try of a request at one replica (harness/attempts.py): seen arriving by the replica's own
+    process (``source`` replica), or logged by the gateway as sent to it (``source`` gateway; includes
+    the tries a network fault stopped before they reached the process)."""
+
+    t: float                  # arrival (replica) or the try's start (gateway), seconds since load start
+    replica: str | None       # None: a gateway try to an address that is no replica of the run
+    source: str               # replica or gateway
+    request_id: str | None    # the load's request id it carried; None: not from the load (health checks, probes)
+    health: bool = False      # the gateway's health check (replica source)
+    path: str | None = None
+    status: int | None = None  # gateway source: the answer to this try (None: none came)
+    flags: str | None = None   # gateway source: the gateway's words for how the try ended (Envoy's response flags)
+
+    @property
+    def client(self) -> bool:
+        """Whether this try is part of the load's traffic (not a health check or a probe)."""
+        return not self.health and self.request_id is not None
 
 
 @dataclass(frozen=True)
@@ -91,6 +113,9 @@ class Timeline:
     faults: list[FaultWindow] = field(default_factory=list)
     processes: list[ProcessEvent] = field(default_factory=list)
     diagnoses: list[DiagnosisRecord] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    # which attempt logs the run kept (stack.ready's attempt_logs): replica (the fakes), gateway (its log's name)
+    attempt_logs: dict[str, Any] = field(default_factory=dict)
     complete: bool = True
 
     # -- processes --------------------------------------------------------------
@@ -152,11 +177,17 @@ def build_timeline(events: list[dict[str, Any]]) -> Timeline:
         kind, t = event["type"], event["ts"] - t0
         if kind == "stack.ready":
             by_address = _replicas_by_address(event)
+            timeline.attempt_logs = dict(event.get("attempt_logs") or {})
         elif kind == "request":
             timeline.requests.append(Request(
                 t=t, latency=event["latency"], kind=event["kind"], status=event.get("status"),
                 error=event.get("error"), replica=event.get("replica"), body=event.get("body"),
-                ttft=event.get("ttft"), routed_to=by_address.get(event.get("upstream") or "")))
+                ttft=event.get("ttft"), routed_to=by_address.get(event.get("upstream") or ""), id=event.get("id")))
+        elif kind == "attempt":
+            timeline.attempts.append(Attempt(
+                t=t, replica=event.get("replica"), source=event.get("source", "replica"),
+                request_id=event.get("request_id"), health=bool(event.get("health")), path=event.get("path"),
+                status=event.get("status"), flags=event.get("flags")))
         elif kind == "health":
             timeline.health.setdefault(event["replica"], []).append(
                 HealthChange(t=t, replica=event["replica"], healthy=event["healthy"], flags=event.get("flags", "")))
@@ -176,6 +207,7 @@ def build_timeline(events: list[dict[str, Any]]) -> Timeline:
         timeline.faults.append(_window(started, end=timeline.end))
     timeline.faults.sort(key=lambda f: f.start)
     timeline.requests.sort(key=lambda r: r.t)
+    timeline.attempts.sort(key=lambda a: a.t)
     timeline.processes.sort(key=lambda p: p.t)
     return timeline
 

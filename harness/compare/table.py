@@ -4,9 +4,9 @@ Each row is a pure function of a run (``RunData``, itself a pure function of the
 comparison can be rebuilt from the runs' folders. Per fault, a row gives the time the gateway took
 to mark every replica of the fault unhealthy and healthy again, the window its own configuration
 promises for both (harness/promise/; "n/a" where no formula covers the gateway), what clients saw
-while the fault lasted (failed requests by kind), how many requests still reached a broken replica
-after the gateway had marked it unhealthy, and, for a fault that takes down every replica of the
-load's pool, the answer clients got once the gateway knew (status and body).
+while the fault lasted (failed requests by kind), how many attempts still reached a broken replica
+after the gateway had marked it unhealthy (every try, retries included, as no_traffic_to counts
+them), and, for a fault that takes down every replica of the load's pool, the answer clients got once the gateway knew (status and body).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.expectations.no_traffic_to import attempts_at
 from harness.promise.window import Placement, Promise, place
 from harness.report.data import FaultOutcome, RunData
 from harness.report.series import error_label
@@ -72,7 +73,7 @@ class FaultRow:
     promised_recovery: Promise | None
     errors: dict[str, int]              # failed requests during the fault, by kind
     requests: int                       # requests started during the fault
-    to_broken_after_detection: int | None  # requests routed to a replica of the fault after detection
+    to_broken_after_detection: int | None  # attempts at a replica of the fault after detection, retries included
     all_down: AllDown | None            # only for a fault on every replica of the load's pool
     duration: float                     # how long the fault lasted: the time detection had
     after_fault: float                  # from the fault's end to the load's end: the time recovery had
@@ -183,7 +184,8 @@ def fault_row(outcome: FaultOutcome, timeline: Timeline, pool_replicas: set[str]
     to_broken = None
     if outcome.detected is not None:
         detected = outcome.detected
-        to_broken = sum(1 for r in during if r.t >= detected and r.routed_to in broken)
+        # every try, as no_traffic_to counts them (a retried request's first try included)
+        to_broken = attempts_at(timeline, broken, detected, w.end).count
     all_down = None
     if pool_replicas and pool_replicas <= broken:
         since = outcome.detected if outcome.detected is not None else w.start

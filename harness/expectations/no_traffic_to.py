@@ -1,7 +1,28 @@
-"""No client request is served by a replica during a window (it was routed around)."""
+"""No attempt reaches a replica during a window: no try of any client request, retries included.
+
+A gateway that retries shows the client only the last try: a request whose first try went to the
+faulty replica and whose retry succeeded elsewhere looks, from the client, like one routed around
+it. So this counts, in the window (by arrival or start time):
+
+* client requests the target served (its identity header) or the gateway routed to it (the gateway's
+  upstream header of the last try);
+* every try the target's own process saw arrive carrying a load request id (the fakes' attempt logs:
+  the gateway's retries included, health checks and probes not);
+* every try the gateway logged as sent to the target, where it logs each try (Envoy's upstream_log,
+  nginx's ``$upstream_addr``): this adds the tries a network fault stopped before they reached the
+  process (a refused connection; a toxic on the gateway-to-replica direction). Toxiproxy's toxics on
+  the default downstream direction (reset_peer, timeout, latency) let the request through and act on
+  the answer, so the process sees those tries.
+
+It passes only when all three are zero. The detail says which of them the run could count: without
+a gateway log of each try (HAProxy, the LiteLLM proxy), tries refused or black-holed on the way to
+the replica are not visible; a journal written before the attempt logs existed counts the last try
+of each request only.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field
@@ -9,35 +30,119 @@ from pydantic import Field
 from harness.expectations.base import (
     Expectation, Target, Unjudgeable, Verdict, WindowSpec, describe_window, requests_in, replicas_of, seconds,
 )
-from harness.timeline import Timeline
+from harness.timeline import Attempt, Request, Timeline
+
+NAMED = 3  # tries named in a failed verdict's detail
+
+
+@dataclass(frozen=True)
+class AttemptsAt:
+    """What reached some replicas in [start, end): the three counts of the module docstring."""
+
+    requests: list[Request]    # client requests served by or routed to them (the last try)
+    seen: list[Attempt]        # tries of client requests their own processes saw arrive
+    sent: list[Attempt]        # tries the gateway logged as sent to them
+    unlabelled: list[Attempt]  # requests without a load id that reached them (not health checks): not counted
+
+    @property
+    def count(self) -> int:
+        """Attempts: a try the gateway logged and the replica saw is one, not two."""
+        return max(len(self.requests), len(self.seen), len(self.sent))
+
+
+def attempts_at(timeline: Timeline, targets: set[str], start: float, end: float,
+                requests: list[Request] | None = None) -> AttemptsAt:
+    """Every attempt at ``targets`` in [start, end) (``requests``: the client requests of the window to
+    consider, when a window selects them otherwise than by start time, as ``baseline`` does)."""
+    window = timeline.requests_between(start, end) if requests is None else requests
+    in_window = [a for a in timeline.attempts if a.replica in targets and start <= a.t < end]
+    return AttemptsAt(requests=[r for r in window if r.reached(targets)],
+                      seen=[a for a in in_window if a.source == "replica" and a.client],
+                      sent=[a for a in in_window if a.source == "gateway"],
+                      unlabelled=[a for a in in_window if a.source == "replica" and not a.health and a.request_id is None])
 
 
 class NoTrafficTo(Expectation):
-    """Counts requests the gateway sent to the target: served by it (its identity header) or
-    routed to it (the gateway's upstream header), so failed attempts count too."""
+    """Counts every attempt the gateway made at the target: client requests served by or routed to it,
+    the tries its process saw (retries included) and the tries the gateway logged as sent to it."""
 
     kind: Literal["no_traffic_to"]
     target: Target = Field(description="The replica(s) that must get no traffic.")
-    window: WindowSpec = Field(default="after_detection", description="Which requests count (by start time).")
+    window: WindowSpec = Field(default="after_detection",
+                               description="Which requests and tries count (by start time; a try by its arrival).")
 
     def describe(self) -> str:
-        return f"no request reaches {self.target} {describe_window(self.window)}"
+        return f"no request or retry reaches {self.target} {describe_window(self.window)}"
 
     def bound_text(self) -> str:
-        return "0 requests"
+        return "0 attempts"
 
     def judge(self, timeline: Timeline) -> Verdict:
         start, end = self.window_bounds(self.window, timeline, self.target)
         if end <= start:
             raise Unjudgeable(f"the window is empty ({start:.3f}s to {end:.3f}s)")
         targets = set(replicas_of(self.target, timeline))
-        hits = [r for r in requests_in(timeline, self.window, start, end) if r.reached(targets)]
-        if not hits:
-            return self.verdict(True, "0 requests", f"no request reached {self.target} between {start:.3f}s and {end:.3f}s",
+        found = attempts_at(timeline, targets, start, end, requests_in(timeline, self.window, start, end))
+        requests, seen, sent, unlabelled = found.requests, found.seen, found.sent, found.unlabelled
+        gateway_log = timeline.attempt_logs.get("gateway")
+        between = f"between {start:.3f}s and {end:.3f}s"
+        counted = _what_was_counted(timeline, self.target, requests, seen, sent, gateway_log)
+        if unlabelled:
+            counted += (f"; not counted: {len(unlabelled)} requests without a load request id reached it "
+                        f"(a health check that is an ordinary request, such as LiteLLM's chat completion; a probe; or a gateway "
+                        f"that does not pass x-chaosgate-request on)")
+        attempts = found.count
+        if attempts == 0:
+            return self.verdict(True, "0 attempts", f"no attempt reached {self.target} {between}: {counted}",
                                 bound_value=0, measured_value=0)
-        last = hits[-1].t
-        failed = sum(not r.ok for r in hits)
-        return self.verdict(False, f"{len(hits)} requests",
-                            f"the gateway sent {len(hits)} requests to {self.target} in the window ({failed} failed); "
-                            f"the last one {seconds(last - start)} after the window began",
-                            bound_value=0, measured_value=len(hits))
+        tries = sorted(sent or seen, key=lambda a: a.t)
+        first = min([r.t for r in requests] + [a.t for a in tries])
+        last = max([r.t for r in requests] + [a.t for a in tries])
+        detail = (f"{attempts} attempts reached {self.target} in the window: {counted}; "
+                  f"the first {seconds(first - start)} after the window began, the last {seconds(last - start)}")
+        if retried := _answered_elsewhere(timeline, tries, targets):
+            detail += (f"; {len(retried)} of those client requests were answered by another replica after a try "
+                       f"at {self.target}, so their client saw no sign of it")
+        if named := _named(tries, start):
+            detail += f"; e.g. {named}"
+        unit = "attempts" if timeline.attempt_logs else "requests (last tries only)"
+        return self.verdict(False, f"{attempts} {unit}", detail, bound_value=0, measured_value=attempts)
+
+
+def _what_was_counted(timeline: Timeline, target: str, requests: list[Request], seen: list[Attempt],
+                      sent: list[Attempt], gateway_log: str | None) -> str:
+    failed = sum(not r.ok for r in requests)
+    parts = [f"{len(requests)} client requests served by or routed to {target} ({failed} failed)"]
+    if not timeline.attempt_logs:
+        parts.append("this journal has no attempt logs (written before chaosgate kept them), so only the last "
+                     "try of each request was counted")
+        return "; ".join(parts)
+    parts.append(f"{len(seen)} tries seen arriving by {target}'s own process (retries included)")
+    if gateway_log:
+        stopped = max(0, len(sent) - len(seen))
+        parts.append(f"{len(sent)} tries the gateway logged as sent to it ({gateway_log}"
+                     + (f"; {stopped} of them never reached its process: refused or cut on the way)"
+                        if stopped else ")"))
+    else:
+        gateway = timeline.attempt_logs.get("gateway_kind") or "this gateway"
+        parts.append(f"tries stopped on the way to {target} (refused or black-holed before reaching its process) are "
+                     f"not visible on {gateway}, which logs only the last try of a request")
+    return "; ".join(parts)
+
+
+def _answered_elsewhere(timeline: Timeline, tries: list[Attempt], targets: set[str]) -> list[Request]:
+    """Client requests with a try at the targets whose answer came from another replica."""
+    ids = {a.request_id for a in tries if a.request_id is not None}
+    return [r for r in timeline.requests if r.id in ids and r.ok and r.replica is not None and r.replica not in targets]
+
+
+def _named(tries: list[Attempt], start: float) -> str:
+    """The first few tries, by request id and time: ``request 1a2b-17 at +0.120s (503 UF)``."""
+    named = []
+    for attempt in tries[:NAMED]:
+        what = f"request {attempt.request_id}" if attempt.request_id else "a request"
+        how = " ".join(str(x) for x in (attempt.status, attempt.flags) if x)
+        named.append(f"{what} tried at {attempt.replica} {seconds(attempt.t - start)} into the window"
+                     + (f" ({how})" if how else ""))
+    more = len(tries) - len(named)
+    return ", ".join(named) + (f" and {more} more" if more > 0 else "")

@@ -26,6 +26,13 @@ __all__ = ["UPSTREAM_HEADER", "EnvoyGateway", "EnvoyOptions", "envoy_binary"]
 # Not pending_dynamic_removal: DNS no longer names the host, but Envoy keeps routing to it while it
 # passes active health checks (measured, docs/faults.md DNS); the flag is journalled all the same.
 _FAILURE_FLAGS = ("failed_active_health_check", "failed_outlier_check", "failed_eds_health")
+UPSTREAM_LOG = "envoy-upstream.jsonl"  # the router's upstream_log: one line per try (harness/attempts.py)
+# One JSON line per upstream try, written when the try ends; START_TIME is the try's own start.
+_UPSTREAM_LOG_FORMAT = {
+    "start": "%START_TIME(%s.%6f)%", "upstream": "%UPSTREAM_HOST%", "request_id": "%REQ(X-CHAOSGATE-REQUEST)%",
+    "status": "%RESPONSE_CODE%", "flags": "%RESPONSE_FLAGS%", "try": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
+}
+FILE_FLUSH_MS = 200  # Envoy writes its log files every 10 s by default: the journal gets the tries as they end
 
 
 class EnvoyOptions(BaseModel):
@@ -90,7 +97,8 @@ class EnvoyGateway(GatewayProcessBase):
                             "http_filters": [
                                 *([_MCP_SESSION_AFFINITY] if any(u.kind == "mcp" for u in upstreams) else []),
                                 {"name": "envoy.filters.http.router", "typed_config": {
-                                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+                                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+                                    "upstream_log": [_upstream_log(run_dir / UPSTREAM_LOG)]}}],
                         },
                     }]}],
                 }],
@@ -187,7 +195,32 @@ class EnvoyGateway(GatewayProcessBase):
         # One worker thread keeps routing deterministic and leaves CPU for the load;
         # no hot restart, so several runs never share Envoy's shared memory.
         return [envoy_binary(), "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
-                "--log-level", "warn"]
+                "--log-level", "warn", "--file-flush-interval-msec", str(FILE_FLUSH_MS)]
+
+    # -- the tries it made ------------------------------------------------------------
+    def upstream_attempts(self, run_dir: Path) -> Path:
+        """The router's upstream log: every try of every request, those a network fault stopped included."""
+        return run_dir / UPSTREAM_LOG
+
+    @staticmethod
+    def parse_upstream_attempts(record: dict[str, Any]) -> list[dict[str, Any]]:
+        """One upstream_log line as the fields of its ``attempt`` event (``upstream``: the address tried);
+        none for a line that names no upstream (no host was picked: nothing was tried)."""
+        upstream = record.get("upstream")
+        try:
+            start = float(record["start"])
+        except (KeyError, TypeError, ValueError):
+            return []
+        if not isinstance(upstream, str) or upstream in ("", "-"):
+            return []
+        request_id, flags = record.get("request_id"), record.get("flags")
+        try:
+            status = int(record.get("status") or 0) or None
+        except (TypeError, ValueError):
+            status = None
+        return [{"ts": start, "upstream": upstream,
+                 "request_id": request_id if isinstance(request_id, str) and request_id not in ("", "-") else None,
+                 "status": status, "flags": flags if isinstance(flags, str) and flags not in ("", "-") else None}]
 
     # -- observation ----------------------------------------------------------------
     def is_ready(self) -> bool:
@@ -261,6 +294,12 @@ def _mcp_health_check(mcp: McpHealthCheck, expected_statuses: list[int]) -> dict
             {"header": {"key": "accept", "value": "application/json, text/event-stream"}}],
         "expected_statuses": [{"start": status, "end": status + 1} for status in expected_statuses],
     }
+
+
+def _upstream_log(path: Path) -> dict[str, Any]:
+    return {"name": "envoy.access_loggers.file", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+        "path": str(path), "log_format": {"json_format": _UPSTREAM_LOG_FORMAT}}}
 
 
 _MCP_RESPONSE_BUFFER = 8192  # bytes of the answer searched (Envoy's default, 1024, cuts long instructions)

@@ -128,6 +128,8 @@ class LitellmGateway(GatewayProcessBase):
             # No master key: the proxy listens on 127.0.0.1 only and the load sends no credentials.
             "dangerously_permit_weak_or_unset_master_key": True,
             "disable_spend_logs": True,
+            # x- headers on to the replicas: each try carries the load's x-chaosgate-request (harness/attempts.py)
+            "forward_client_headers_to_llm_api": True,
         }
         if (hc := s.health_check) is not None:
             interval = _whole_seconds(hc.interval)

@@ -27,7 +27,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,7 +56,8 @@ NO_LIVE = re.compile(r"\[error\].*no live upstreams")
 # from upstream, client: ..., upstream: "http://127.0.0.1:21000/..."': what nginx says went wrong, and where.
 FAILED_TRY = re.compile(r'\[error\] \d+#\d+: (?:\*\d+ )?(.*?), client: .*?upstream: "[a-z]+://([^/"]+)')
 ACCESS_FORMAT = ('{"ts":$msec,"rt":$request_time,"pid":$pid,"status":$status,"upstream_addr":"$upstream_addr",'
-                 '"upstream_status":"$upstream_status","request":"$request_method $request_uri"}')
+                 '"upstream_status":"$upstream_status","upstream_response_time":"$upstream_response_time",'
+                 '"request_id":"$http_x_chaosgate_request","request":"$request_method $request_uri"}')
 # Envoy's retry_on words → nginx's proxy_next_upstream classes (error covers refused and reset alike).
 NEXT_UPSTREAM = {
     "connect-failure": ["error"],
@@ -172,6 +173,11 @@ class _LogView:
                 if status.isdigit() and int(status) < 500:  # it answered a request sent after its disabling
                     back.disabled_at, back.flags, back.detail = None, f"answered again ({status})", ""
                     back.workers.clear()
+
+
+def _log_list(value: object) -> list[str]:
+    """One value per try of an nginx ``$upstream_*`` variable (``, `` between tries, `` : `` between groups)."""
+    return [part.strip() for part in re.split(r",|\s:\s", str(value or "")) if part.strip()]
 
 
 def _location(prefix: str, pool: str, rewrite: str, trust: UpstreamTlsTrust | None) -> str:
@@ -302,6 +308,35 @@ class NginxGateway(GatewayProcessBase):
         path = run_dir / self.config_name
         path.write_text(text)
         return path
+
+    # -- the tries it made ------------------------------------------------------------
+    def upstream_attempts(self, run_dir: Path) -> Path:
+        """The access log: its ``$upstream_addr`` lists every server a request was tried on, in order."""
+        return run_dir / "nginx" / "access.log"
+
+    @staticmethod
+    def parse_upstream_attempts(record: dict[str, Any]) -> list[dict[str, Any]]:
+        """The tries of one access-log line, one ``attempt`` event each: try *i* starts when the request
+        started plus the time the tries before it took (``$upstream_response_time``; nginx logs when the
+        request ended, not when each try began)."""
+        try:
+            start = float(record["ts"]) - float(record["rt"])
+        except (KeyError, TypeError, ValueError):
+            return []
+        tried = _log_list(record.get("upstream_addr"))
+        statuses = _log_list(record.get("upstream_status"))
+        times = _log_list(record.get("upstream_response_time"))
+        request_id = record.get("request_id") or None
+        events: list[dict[str, Any]] = []
+        for i, address in enumerate(tried):
+            if ":" not in address:  # the upstream's name: no live server was left to try
+                continue
+            status = statuses[i] if i < len(statuses) else ""
+            events.append({"ts": start, "upstream": address, "request_id": request_id,
+                           "status": int(status) if status.isdigit() else None, "flags": None})
+            took = times[i] if i < len(times) else ""
+            start += float(took) if took.replace(".", "", 1).isdigit() else 0.0
+        return events
 
     def argv(self, config: Path) -> list[str]:
         # -p: its own prefix in the run's folder; -e: the start-up error log there too (not /var/log).

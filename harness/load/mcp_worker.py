@@ -40,7 +40,7 @@ def emit(record: dict[str, Any]) -> None:
 def request_record(outcome: StepOutcome) -> dict[str, Any]:
     """One session step as the journal's ``request`` event (the fields the Locust process sends)."""
     record: dict[str, Any] = {
-        "event": "request", "ts": outcome.started, "kind": "mcp_" + outcome.step.replace("/", "_"),
+        "event": "request", "ts": outcome.started, "id": outcome.request_id, "kind": "mcp_" + outcome.step.replace("/", "_"),
         "latency": outcome.latency, "status": outcome.status, "bytes": 0, "error": outcome.error,
         "replica": outcome.replica, "upstream": outcome.upstream}
     if outcome.error is not None and outcome.message:
@@ -55,7 +55,9 @@ async def run_user(index: int, config: LoadConfig, deadline: float, report: Call
     rng = random.Random(config.seed * 1000 + index)
     sessions = 0
     while time.monotonic() < deadline and sessions < MAX_SESSIONS_PER_USER:
-        for outcome in await mcp_session(url, timeout=config.request_timeout, tool_calls=MCP_TOOL_CALLS, rng=rng):
+        request_id = f"mcp{index}-{sessions + 1}"  # step n of the session: <request_id>.<n> (harness/mcp_check.py)
+        for outcome in await mcp_session(url, timeout=config.request_timeout, tool_calls=MCP_TOOL_CALLS, rng=rng,
+                                         request_id=request_id):
             report(request_record(outcome))
         sessions += 1
         await asyncio.sleep(config.wait)  # also yields to the other users when wait is 0

@@ -4,15 +4,21 @@ Runs in its own process because importing Locust monkey-patches the interpreter 
 gevent. Protocol on stdio: it prints ``{"event": "ready"}`` once Locust is set up, waits
 for a line on stdin, runs the load for ``duration`` seconds, and prints one JSON line per
 request (``{"event": "request", ...}``) as they finish, then ``{"event": "done", ...}``.
+
+Every request carries ``x-chaosgate-request: <id>`` (unique in the run), and its record the same
+``id``: the fakes log each attempt that reaches them with it, so a gateway's retries of one client
+request can be matched to it.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import signal
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,9 +103,14 @@ def _read_stream(response: FastResponse, began: float) -> Outcome:
     return Outcome(error="stream_incomplete", nbytes=nbytes, ttft=ttft, body=buffer[-200:])
 
 
+REQUEST_ID_HEADER = "x-chaosgate-request"  # the fakes log it with each attempt (fakes/identity.py)
+
+
 def make_user(config: LoadConfig) -> type[FastHttpUser]:
     words = config.prompt_words()
     rng = random.Random(config.seed)
+    run_prefix = uuid.uuid4().hex[:8]  # this load process's requests, unique beside any other's
+    sequence = itertools.count(1)
 
     class ChatUser(FastHttpUser):
         host = config.host
@@ -122,14 +133,16 @@ def make_user(config: LoadConfig) -> type[FastHttpUser]:
             self._request("chat_stream", stream=True)
 
         def _request(self, kind: str, stream: bool) -> None:
+            request_id = f"{run_prefix}-{next(sequence)}"
             start, began = time.time(), time.perf_counter()
             with self.client.post(f"{config.base_path}/v1/chat/completions", json=self._body(stream), name=kind,
-                                  stream=stream, catch_response=True) as response:
+                                  stream=stream, catch_response=True,
+                                  headers={REQUEST_ID_HEADER: request_id}) as response:
                 outcome = _read_stream(response, began) if stream and response.status_code == 200 \
                     else _read_body(response)
                 headers = response.headers or {}
                 record: dict[str, Any] = {
-                    "event": "request", "ts": start, "kind": kind, "latency": time.perf_counter() - began,
+                    "event": "request", "ts": start, "id": request_id, "kind": kind, "latency": time.perf_counter() - began,
                     "status": response.status_code or None, "bytes": outcome.nbytes, "error": outcome.error,
                     "replica": headers.get("x-chaosgate-replica"), "upstream": headers.get("x-chaosgate-upstream")}
                 if outcome.ttft is not None:

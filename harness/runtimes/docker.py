@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 
+from harness.attempts import prepare_attempts_dir, replica_attempts_file
 from harness.errors import PortInUse, StackError, StartupTimeout
 from harness.gateways import GATEWAYS, GatewayAdapter, UpstreamAddress
 from harness.processes import answers, check_port_free, free_port
@@ -207,6 +208,7 @@ class DockerRuntime:
         members = [_Member(pool, index, FIRST_PROXY_PORT + i, free_port(), free_port(), free_port())  # never repeats
                    for i, (pool, index) in enumerate((p, n) for p in scenario.upstreams for n in range(p.replicas))]
         self._tls = prepare_tls(scenario, run_dir)
+        prepare_attempts_dir(run_dir, any_user=True)  # mounted into every replica's container at the same path
         # A scenario with a dns pool runs its gateway as a pod: Envoy and the fake DNS server in Toxiproxy's
         # network namespace, so the names answer 127.0.0.1 (the fake DNS server answers nothing else) and the
         # proxies listen there, as on local; the pod's ports are published on Toxiproxy's container.
@@ -280,6 +282,8 @@ class DockerRuntime:
         compose.yaml's data port (published on ``m.host_port``), or, after a port change (``host_port`` is
         ``m.spare_host_port``), on REPLICA_SPARE_PORT: the port its proxy dials then has nobody on it."""
         listen = REPLICA_PORT if host_port == m.host_port else REPLICA_SPARE_PORT
+        assert self._run_dir is not None  # set by up() before any replica starts
+        attempts = replica_attempts_file(self._run_dir, m.name)
         # The same options as on the local runtime; the module and its data port come from compose.yaml.
         command = ["--name", m.name, "--seed", str(scenario.seed * 1000 + m.index),
                    # The control API listens inside the container and is published on the host's
@@ -287,12 +291,15 @@ class DockerRuntime:
                    "--control-port", str(REPLICA_CONTROL_PORT), "--control-host", "0.0.0.0",
                    *FAKE_OPTIONS[m.pool.kind](m.pool, scenario),
                    *(self._tls[m.pool.name].fake_args() if m.pool.name in self._tls else []),
-                   *(["--port", str(listen)] if listen != REPLICA_PORT else [])]  # the last --port wins
+                   *(["--port", str(listen)] if listen != REPLICA_PORT else []),  # the last --port wins
+                   "--attempts-file", str(attempts)]
         tls_dir = str(self._tls[m.pool.name].directory) if m.pool.name in self._tls else None
+        volumes = {str(attempts.parent): {"bind": str(attempts.parent), "mode": "rw"}}
+        if tls_dir:
+            volumes[tls_dir] = {"bind": tls_dir, "mode": "ro"}
         limit = m.pool.memory_limit
         return self._start(definitions.replica(m.pool.kind), m.name, m.alias, labels, command=command, ports=[],
-                           join=self._sandboxes[m.name],
-                           volumes={tls_dir: {"bind": tls_dir, "mode": "ro"}} if tls_dir else None,
+                           join=self._sandboxes[m.name], volumes=volumes,
                            # no swap: memswap_limit equal to the limit, as the local runtime's memsw limit
                            memory={"mem_limit": limit, "memswap_limit": limit} if limit is not None else None)
 

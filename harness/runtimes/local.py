@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+from harness.attempts import prepare_attempts_dir, replica_attempts_file
 from harness.cgroups import MemoryCgroup, memory_hierarchy
 from harness.leftovers import reap_leftovers
 from harness.errors import ComponentMissing
@@ -139,6 +140,7 @@ class LocalRuntime:
         replica_children = []
         replica_ports: dict[str, tuple[int, int]] = {}
         tls = prepare_tls(scenario, run_dir)
+        prepare_attempts_dir(run_dir)
         supervisor = self._supervisor = Supervisor()
         for pool in scenario.upstreams:
             for index in range(pool.replicas):
@@ -150,6 +152,7 @@ class LocalRuntime:
                 argv = [sys.executable, "-m", FAKE_MODULES[pool.kind], "--name", name, "--host", "127.0.0.1",
                         "--port", "{port}", "--control-port", str(control_port),
                         "--seed", str(scenario.seed * 1000 + index), *FAKE_OPTIONS[pool.kind](pool, scenario),
+                        "--attempts-file", str(replica_attempts_file(run_dir, name)),
                         *(tls[pool.name].fake_args() if pool.name in tls else [])]
                 cgroup = None
                 if pool.memory_limit is not None and hierarchy is not None:

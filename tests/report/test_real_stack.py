@@ -48,7 +48,7 @@ def test_a_suite_with_one_failing_scenario(tmp_path: Path, page: Page) -> None:
     failed = {name: f.get("message", "") for name, f in failures.items() if f is not None}
     assert list(failed) == ["1. upstream_unhealthy", "2. no_traffic_to"]
     assert failed["1. upstream_unhealthy"].startswith("measured ") and "; bound ≤ 200ms: " in failed["1. upstream_unhealthy"]
-    assert "; bound 0 requests: the gateway sent " in failed["2. no_traffic_to"]
+    assert "; bound 0 attempts: " in failed["2. no_traffic_to"] and " attempts reached chat[0]" in failed["2. no_traffic_to"]
     assert all(case.get("classname") == "chaosgate.must-fail" for case in suites["must-fail"].iter("testcase"))
 
     report = tmp_path / "replica-reset" / "index.html"
@@ -74,7 +74,7 @@ def test_a_suite_with_one_failing_scenario(tmp_path: Path, page: Page) -> None:
     assert page.console_errors() == []
     assert [r["kind"] for r in seen["rows"] if r["cells"][1] == "FAIL"] == ["upstream_unhealthy", "no_traffic_to"]
     assert seen["advice"][:2] == ["upstream_unhealthy failed: the gateway marks chat[0] unhealthy within 200ms of the fault starting",
-                                  "no_traffic_to failed: no request reaches chat[0] while the fault is active"]
+                                  "no_traffic_to failed: no request or retry reaches chat[0] while the fault is active"]
 
 
 QUICK = """\

@@ -59,7 +59,7 @@ def test_verdict_table_has_bound_measured_and_an_explanation_per_expectation() -
     assert set(failed) == set(EXPECTED_FAILURES)
     assert "≤ 1s" in failed["upstream_unhealthy"] and "1.500s" in failed["upstream_unhealthy"]
     assert "chat[0] was marked unhealthy 1.500s after reset_peer@chat[0] began; bound 1s" in failed["upstream_unhealthy"]
-    assert "Not met: measured 30 requests where the bound is 0 requests." in failed["no_traffic_to"]
+    assert "Not met: measured 30 requests (last tries only) where the bound is 0 attempts." in failed["no_traffic_to"]
     assert "Verdicts: 2 of 4 expectations held" in html
 
 

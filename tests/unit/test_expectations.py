@@ -61,15 +61,35 @@ class Run:
 
     def request(self, t: float, latency: float = 0.05, *, error: str | None = None, status: int | None = 200,
                 replica: str | None = "chat[1]", kind: str = "chat", body: str | None = None,
-                upstream: str | None = None) -> Run:
+                upstream: str | None = None, id: str | None = None) -> Run:
         """``replica`` is the identity header of the replica that answered; ``upstream`` the
         address the gateway says it picked (set on the gateway's own error replies too)."""
         event: dict[str, Any] = {"type": "request", "ts": T0 + t, "kind": kind, "latency": latency,
                                  "status": status, "error": error, "replica": replica}
+        if id is not None:
+            event["id"] = id
         if body is not None:
             event["body"] = body
         if upstream is not None:
             event["upstream"] = upstream
+        self.events.append(event)
+        return self
+
+    def attempt_logs(self, gateway: str | None = None, gateway_kind: str = "envoy") -> Run:
+        """The run kept the fakes' attempt logs (and the gateway's log of each try, named ``gateway``)."""
+        self.events[1]["attempt_logs"] = {"replica": True, "gateway": gateway, "gateway_kind": gateway_kind}
+        return self
+
+    def attempt(self, t: float, replica: str = "chat[0]", request_id: str | None = None, *, source: str = "replica",
+                health: bool = False, status: int | None = None, flags: str | None = None) -> Run:
+        """One try of a request at ``replica``: seen arriving by its fake, or logged by the gateway."""
+        event: dict[str, Any] = {"type": "attempt", "ts": T0 + t, "source": source, "replica": replica,
+                                 "request_id": request_id}
+        if source == "replica":
+            event.update(health=health, method="POST" if not health else "GET",
+                         path="/health" if health else "/v1/chat/completions")
+        else:
+            event.update(upstream=proxy_address(replica), status=status, flags=flags)
         self.events.append(event)
         return self
 
@@ -315,6 +335,10 @@ def test_expectation_target_selects_the_overlapping_fault() -> None:
 NO_TRAFFIC = '{kind: no_traffic_to, target: "chat[0]", window: after_detection}'
 
 
+OLD_JOURNAL = ("this journal has no attempt logs (written before chaosgate kept them), so only the last try of "
+               "each request was counted")
+
+
 def test_no_traffic_to_passes_when_the_replica_is_routed_around_after_detection() -> None:
     run = detected_run(NO_TRAFFIC, unhealthy_at=6.5)
     run.request(5.5, error="reset", status=None, replica="chat[0]")  # before detection: does not count
@@ -323,8 +347,9 @@ def test_no_traffic_to_passes_when_the_replica_is_routed_around_after_detection(
     run.request(13.0, replica="chat[0]").request(15.0, replica="chat[0]")  # after the fault: does not count
     v = run.finish().verdict()
     assert v.passed is True
-    assert (v.measured, v.measured_value, v.bound_value) == ("0 requests", 0, 0)
-    assert v.detail == "no request reached chat[0] between 6.500s and 13.000s"
+    assert (v.measured, v.measured_value, v.bound, v.bound_value) == ("0 attempts", 0, "0 attempts", 0)
+    assert v.detail == ("no attempt reached chat[0] between 6.500s and 13.000s: 0 client requests served by or "
+                        f"routed to chat[0] (0 failed); {OLD_JOURNAL}")
 
 
 def test_no_traffic_to_fails_and_counts_only_requests_in_the_window() -> None:
@@ -335,9 +360,9 @@ def test_no_traffic_to_fails_and_counts_only_requests_in_the_window() -> None:
     run.request(14.0, replica="chat[0]")  # after the fault
     v = run.finish().verdict()
     assert v.passed is False
-    assert (v.measured, v.measured_value) == ("2 requests", 2)
-    assert v.detail == ("the gateway sent 2 requests to chat[0] in the window (1 failed); "
-                        "the last one 1.500s after the window began")
+    assert (v.measured, v.measured_value) == ("2 requests (last tries only)", 2)
+    assert v.detail == ("2 attempts reached chat[0] in the window: 2 client requests served by or routed to chat[0] "
+                        f"(1 failed); {OLD_JOURNAL}; the first 0.500s after the window began, the last 1.500s")
 
 
 def test_no_traffic_to_counts_failed_attempts_the_gateway_routed_to_the_replica() -> None:
@@ -349,9 +374,71 @@ def test_no_traffic_to_counts_failed_attempts_the_gateway_routed_to_the_replica(
     run.request(9.0, error="reset", status=None, replica=None, upstream="10.9.9.9:1")  # unknown address
     v = run.finish().verdict()
     assert v.passed is False
-    assert (v.measured, v.measured_value) == ("1 requests", 1)
-    assert v.detail == ("the gateway sent 1 requests to chat[0] in the window (1 failed); "
-                        "the last one 0.500s after the window began")
+    assert (v.measured, v.measured_value) == ("1 requests (last tries only)", 1)
+    assert v.detail.startswith("1 attempts reached chat[0] in the window: 1 client requests served by or routed "
+                               "to chat[0] (1 failed)")
+
+
+def test_no_traffic_to_fails_when_a_retried_requests_first_try_reached_the_replica() -> None:
+    # The issue's case: Envoy retries, chat[0] answers 503 to the first try, chat[1] serves the retry. The
+    # client sees chat[1] only (both headers name the last try); chat[0]'s own log saw the first try.
+    run = detected_run(NO_TRAFFIC, unhealthy_at=6.5).attempt_logs(gateway=None, gateway_kind="haproxy")
+    run.attempt(7.0, "chat[0]", "r-7").attempt(7.01, "chat[1]", "r-7")
+    run.request(7.0, replica="chat[1]", upstream=proxy_address("chat[1]"), id="r-7")
+    run.requests(7.5, 13.0, replica="chat[1]")
+    v = run.finish().verdict()
+    assert v.passed is False
+    assert (v.measured, v.measured_value) == ("1 attempts", 1)
+    assert v.detail == (
+        "1 attempts reached chat[0] in the window: 0 client requests served by or routed to chat[0] (0 failed); "
+        "1 tries seen arriving by chat[0]'s own process (retries included); tries stopped on the way to chat[0] "
+        "(refused or black-holed before reaching its process) are not visible on haproxy, which logs only the last "
+        "try of a request; the first 0.500s after the window began, the last 0.500s; 1 of those client requests were "
+        "answered by another replica after a try at chat[0], so their client saw no sign of it; "
+        "e.g. request r-7 tried at chat[0] 0.500s into the window")
+
+
+def test_no_traffic_to_counts_the_tries_a_network_fault_stopped_from_the_gateways_log() -> None:
+    # Envoy logs each try; two were reset by Toxiproxy before reaching chat[0]'s process, one reached it.
+    run = detected_run(NO_TRAFFIC, unhealthy_at=6.5).attempt_logs(gateway="envoy-upstream.jsonl")
+    run.attempt(7.0, "chat[0]", "r-1", source="gateway", status=503, flags="UC")
+    run.attempt(8.0, "chat[0]", "r-2", source="gateway", status=503, flags="UC")
+    run.attempt(9.0, "chat[0]", "r-3", source="gateway", status=503).attempt(9.001, "chat[0]", "r-3")
+    run.attempt(9.0, "chat[1]", "r-3", source="gateway", status=200)
+    for t, rid in ((7.0, "r-1"), (8.0, "r-2"), (9.0, "r-3")):
+        run.request(t, replica="chat[1]", upstream=proxy_address("chat[1]"), id=rid)
+    v = run.finish().verdict()
+    assert v.passed is False
+    assert (v.measured, v.measured_value) == ("3 attempts", 3)
+    assert ("1 tries seen arriving by chat[0]'s own process (retries included); 3 tries the gateway logged as "
+            "sent to it (envoy-upstream.jsonl; 2 of them never reached its process: refused or cut on the way)") in v.detail
+    assert "3 of those client requests were answered by another replica" in v.detail
+    assert "e.g. request r-1 tried at chat[0] 0.500s into the window (503 UC), request r-2" in v.detail
+
+
+def test_no_traffic_to_does_not_count_health_checks_or_tries_outside_the_window() -> None:
+    run = detected_run(NO_TRAFFIC, unhealthy_at=6.5).attempt_logs(gateway="envoy-upstream.jsonl")
+    run.attempt(6.0, "chat[0]", "r-0").attempt(6.0, "chat[0]", "r-0", source="gateway")  # before detection
+    for t in (7.0, 8.0, 9.0):
+        run.attempt(t, "chat[0]", None, health=True)  # the gateway's health checks go on
+    run.attempt(13.5, "chat[0]", "r-9").attempt(13.5, "chat[0]", "r-9", source="gateway")  # after the fault
+    run.attempt(8.0, "chat[1]", "r-5").attempt(8.0, "chat[1]", "r-5", source="gateway")  # another replica
+    run.requests(6.5, 13.0, replica="chat[1]")
+    v = run.finish().verdict()
+    assert v.passed is True, v.detail
+    assert v.detail == ("no attempt reached chat[0] between 6.500s and 13.000s: 0 client requests served by or "
+                        "routed to chat[0] (0 failed); 0 tries seen arriving by chat[0]'s own process (retries "
+                        "included); 0 tries the gateway logged as sent to it (envoy-upstream.jsonl)")
+
+
+def test_no_traffic_to_names_requests_without_a_load_id_but_does_not_count_them() -> None:
+    run = detected_run(NO_TRAFFIC, unhealthy_at=6.5).attempt_logs(gateway=None, gateway_kind="litellm")
+    run.attempt(7.0, "chat[0]", None)  # e.g. a gateway's health check that is a chat completion
+    v = run.finish().verdict()
+    assert v.passed is True
+    assert v.detail.endswith("; not counted: 1 requests without a load request id reached it (a health check that is "
+                             "an ordinary request, such as LiteLLM's chat completion; a probe; or a gateway that does "
+                             "not pass x-chaosgate-request on)")
 
 
 def test_no_traffic_to_passes_when_failures_were_routed_elsewhere() -> None:

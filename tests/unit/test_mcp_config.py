@@ -145,13 +145,14 @@ def test_envoy_accepts_the_mcp_health_check(tmp_path: Path) -> None:
 
 def _outcome(**fields: object) -> StepOutcome:
     base: dict[str, object] = {"step": "tools/list", "started": 100.0, "latency": 0.01, "error": None, "message": None,
-                               "status": 200, "replica": "tools[1]", "upstream": "127.0.0.1:4000"}
+                               "status": 200, "replica": "tools[1]", "upstream": "127.0.0.1:4000",
+                               "request_id": "mcp0-1.1"}
     return StepOutcome(**{**base, **fields})  # type: ignore[arg-type]
 
 
 def test_a_session_step_is_journalled_like_a_request() -> None:
     assert request_record(_outcome()) == {
-        "event": "request", "ts": 100.0, "kind": "mcp_tools_list", "latency": 0.01, "status": 200, "bytes": 0,
+        "event": "request", "ts": 100.0, "id": "mcp0-1.1", "kind": "mcp_tools_list", "latency": 0.01, "status": 200, "bytes": 0,
         "error": None, "replica": "tools[1]", "upstream": "127.0.0.1:4000"}
     failed = request_record(_outcome(step="initialize", error="schema", message="ValidationError: ..."))
     assert failed["kind"] == "mcp_initialize" and failed["error"] == "schema" and failed["body"] == "ValidationError: ..."
