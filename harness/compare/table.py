@@ -74,6 +74,7 @@ class FaultRow:
     requests: int                       # requests started during the fault
     to_broken_after_detection: int | None  # requests routed to a replica of the fault after detection
     all_down: AllDown | None            # only for a fault on every replica of the load's pool
+    duration: float = 0.0               # how long the fault lasted in the run
 
     @property
     def detection_kept(self) -> bool | None:
@@ -89,6 +90,8 @@ class FaultRow:
             "detected_after": _round(self.detected_after), "recovered_after": _round(self.recovered_after),
             "promised_detection": _promise_json(self.promised_detection),
             "promised_recovery": _promise_json(self.promised_recovery),
+            "duration": _round(self.duration),
+            "detection_width": _width(self.promised_detection), "recovery_width": _width(self.promised_recovery),
             "detection_kept": self.detection_kept, "recovery_kept": self.recovery_kept,
             "requests": self.requests, "errors": self.errors,
             "to_broken_after_detection": self.to_broken_after_detection,
@@ -180,7 +183,8 @@ def fault_row(outcome: FaultOutcome, timeline: Timeline, pool_replicas: set[str]
     return FaultRow(label=w.label, kind=w.kind, target=w.target, detected_after=outcome.detected_after,
                     recovered_after=outcome.recovered_after, promised_detection=outcome.promised_detection,
                     promised_recovery=outcome.promised_recovery, errors=dict(errors.most_common()),
-                    requests=len(during), to_broken_after_detection=to_broken, all_down=all_down)
+                    requests=len(during), to_broken_after_detection=to_broken, all_down=all_down,
+                    duration=w.end - w.start)
 
 
 def all_down_answer(requests: list[Request]) -> AllDown | None:
@@ -196,6 +200,11 @@ def all_down_answer(requests: list[Request]) -> AllDown | None:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+def _width(promise: Promise | None) -> float | None:
+    """How long a promised window accepts a measurement (None: not a window)."""
+    return round(promise.width, 3) if isinstance(promise, Window) else None
 
 
 def _promise_json(promise: Promise | None) -> dict[str, object] | None:

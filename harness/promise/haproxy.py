@@ -17,8 +17,12 @@ blackhole) and F fastinter, D downinter:
     recover in [(rise−1)·F,  r + D(1+s) + (rise−1)·F(1+s)]     r: a check hung when it healed
 
 At start-up HAProxy 2.6 sets each server's health to ``rise``: UP, "but will fall down at the
-first failure"; its first check runs ``inter``·i/n after start (server i of n), so a fault that
-starts before a server's first check is detected after one failed check (the earliest becomes d).
+first failure"; its first check runs ``inter``·i/n after start (server i of n) and, passing, lifts
+health to where ``fall`` failures are needed. So a fault that starts before a server's first check
+has ended is detected after one failed check (the earliest becomes d). Whether that can be is a
+fact of the run: the fault starts ``at`` + ``gateway_up`` after HAProxy started (``LoadFacts``:
+the gateway was up that long before the load; 0 without a run), and the first check has ended by
+``inter``·(1+s) + ``timeout check`` after the start.
 """
 
 from __future__ import annotations
@@ -31,9 +35,6 @@ from harness.promise.window import Never, Promise, Unknown, Window, earliest_of
 from harness.scenario import Scenario
 from harness.targets import split_target
 
-# Time from HAProxy's start to the load's start: the rest of the stack's start-up plus Locust's.
-# A fault this soon after the load began may still precede a server's first check.
-STARTUP_ALLOWANCE = 10.0  # measured: 3-8s from the stack ready to the load started (Locust start-up)
 LAYER4_ONLY = "layer4"
 TOXIPROXY_BLACKHOLE = "timeout"  # the Toxiproxy toxic (a frozen process is a true blackhole)
 
@@ -45,6 +46,21 @@ def _intervals(scenario: Scenario) -> tuple[float, float, float, float]:
     options = scenario.gateway.haproxy
     inter = hc.interval
     return (inter, options.fastinter or inter, options.downinter or inter, 1 + options.spread_checks / 100)
+
+
+def first_checks_done_by(scenario: Scenario) -> float:
+    """Seconds after HAProxy's start by which every server's first check has ended: it starts within
+    ``inter``·(1+s) (server i of n at ``inter``·i/n) and lasts at most ``timeout check``."""
+    hc = scenario.gateway.health_check
+    assert hc is not None
+    inter, _, _, spread = _intervals(scenario)
+    return inter * spread + hc.timeout
+
+
+def may_precede_first_check(scenario: Scenario, fault: Fault, facts: LoadFacts | None) -> bool:
+    """Whether the fault may start before a server's first check ended (HAProxy's start-up state)."""
+    up = facts.gateway_up if facts is not None else 0.0
+    return fault.at + up < first_checks_done_by(scenario)
 
 
 def active_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None = None) -> Promise:
@@ -64,7 +80,7 @@ def active_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None =
         # an empty answer within 2ms, not a timeout (measured: L7RSP "invalid response", check duration
         # 1-2ms, scenarios/compare/all-down-haproxy.yaml): the earliest is that of an immediate failure.
         earliest = (fall - 1) * fast
-    startup = fault.at < inter * spread + STARTUP_ALLOWANCE
+    startup = may_precede_first_check(scenario, fault, facts)
     if startup:
         earliest = d
     latest = inter * spread + fall * d + (fall - 1) * fast * spread + fall * CHECK_OVERHEAD
@@ -72,8 +88,10 @@ def active_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None =
                   f"active check: {effect.why} ({d:g}s per check); fall {fall} failed checks, the first within "
                   f"inter {inter:g}s, then fastinter {fast:g}s apart"
                   + (f", ±{scenario.gateway.haproxy.spread_checks}% spread" if spread > 1 else "")
-                  + (f"; the fault starts {fault.at:g}s into the load, maybe before the server's first check, "
-                     "when one failed check marks it DOWN (start-up state: health = rise)" if startup else "")
+                  + (f"; the fault starts {fault.at:g}s into the load, {facts.gateway_up if facts else 0:.3g}s after "
+                     f"HAProxy was up, maybe before the server's first check had ended (within "
+                     f"{first_checks_done_by(scenario):g}s of its start), when one failed check marks it DOWN "
+                     "(start-up state: health = rise)" if startup else "")
                   + f"; +{CHECK_OVERHEAD:g}s per check")
 
 

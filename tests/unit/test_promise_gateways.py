@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from harness.promise import FORMULAS, detection_window, haproxy, litellm, nginx, recovery_window
 from harness.promise.envoy import ARRIVAL_SLACK, CHECK_OVERHEAD
-from harness.promise.load import LoadFacts
+from harness.promise.load import LoadFacts, nominal_facts
 from harness.promise.window import Never, Unknown, Window
 from harness.gateways import GATEWAYS
 from harness.scenario import Scenario, parse_scenario
@@ -66,7 +68,12 @@ def test_haproxy_start_up_state_allows_a_single_failed_check() -> None:
     s = scenario(HAPROXY + "}", '{kind: reset_peer, target: "chat[0]", at: 0s, for: 8s}')
     d = window(detection_window(s, s.faults[0]))
     assert d.earliest == 0.0 and "start-up state" in d.how
-    assert 20 >= 2.0 + haproxy.STARTUP_ALLOWANCE  # the fault at 20s above is past the start-up phase
+    assert haproxy.first_checks_done_by(s) == pytest.approx(2.0 + 0.5)  # inter + timeout check
+    # The same fault 2.6s in, or 0s in a run whose gateway was up 3s before the load: past the start-up state.
+    later = scenario(HAPROXY + "}", '{kind: reset_peer, target: "chat[0]", at: 2.6s, for: 8s}')
+    assert window(detection_window(later, later.faults[0])).earliest == pytest.approx(2 * 2.0)  # (fall − 1)·inter
+    up_before = replace(nominal_facts(s, "chat"), gateway_up=3.0)
+    assert window(detection_window(s, s.faults[0], up_before)).earliest == pytest.approx(2 * 2.0)  # (fall − 1)·inter
 
 
 def test_haproxy_observe_marks_down_at_the_error_limit() -> None:
