@@ -110,7 +110,7 @@ def width_text(promise: Promise | None, duration: float) -> str:
     once when a promise says nothing; "" for a promise that is not a window."""
     if not isinstance(promise, Window):
         return ""
-    text = f"width {format_duration(round(promise.width, 3))} of a {format_duration(round(duration, 3))} fault"
+    text = f"width {format_duration(round(promise.width, 3))} of a {format_duration(round(duration, 2))} fault"
     return text + (": spans it all" if promise.says_nothing_within(duration) else "")
 
 

@@ -20,6 +20,8 @@ import pytest
 from harness.judge import judge_events
 from harness.promise import nominal_facts
 from harness.promise.verdicts import promise_for
+from harness.report.data import RunData
+from harness.report.html import render_run
 from harness.promise.window import Window
 from harness.scenario import Scenario, parse_scenario
 from harness.targets import resolve, split_target
@@ -42,7 +44,8 @@ def journal(text: str, file: str, gateway: str, scenario: Scenario, detected: fl
     start, end = T0 + fault.at, T0 + fault.at + fault.duration
     out: list[dict[str, Any]] = [
         {"type": "run.started", "ts": T0 - 3, "scenario": scenario.name, "file": file, "text": text, "seed": 7,
-         "replicas": replicas, "gateway": gateway},
+         "replicas": replicas, "gateway": gateway, "runtime": "local", "chaosgate": "0",
+         "python": "3.11", "command": "chaosgate run"},
         {"type": "stack.ready", "ts": T0 - 2, "endpoints": {"replicas": {
             r: {"proxy_url": f"http://127.0.0.1:{31000 + i}"} for i, r in enumerate(replicas)}}},
         *({"type": "health", "ts": T0 - GATEWAY_UP, "replica": r, "healthy": True, "flags": ""} for r in replicas),
@@ -153,3 +156,10 @@ def test_active_checks_give_an_early_side_after_start_up(gateway: str) -> None:
     path = next(p for p in SUITE if p.stem == "reset")
     _, detection, recovery = windows(path, gateway)
     assert detection.earliest == pytest.approx(1.0) and recovery.earliest == pytest.approx(1.0)
+
+
+def test_the_run_report_shows_each_window_width_beside_the_faults_duration() -> None:
+    path = next(p for p in SUITE if p.stem == "reset")
+    text, scenario = loaded(path, "litellm")
+    page = render_run(RunData.from_events(journal(text, str(path), "litellm", scenario, 1.0, 1.0)))
+    assert page.count('<span class="muted width">(width 6.4s of a 7s fault)</span>') == 2
