@@ -7,7 +7,8 @@ unhealthy_threshold, ``rise`` = healthy_threshold, ``timeout check`` = health_ch
 noise on every interval, and for passive checks ``observe`` + ``error-limit`` =
 outlier_detection.consecutive_5xx + ``on-error``.
 
-The next check is armed when the previous one ends. A fully UP server is checked every
+The next check is armed when the previous one ends. A check of a server that does not answer fails
+after max(``timeout check``, min(``timeout connect``, ``inter``)) (``check_time_limit``, measured). A fully UP server is checked every
 ``inter``; while it goes down (and while it comes back up) every ``fastinter``; a fully DOWN
 one every ``downinter``. Every check that fails counts: HAProxy has no "bad status ejects at
 once". With d the time a failing check takes (0 refused/reset, ``timeout check`` for a
@@ -48,13 +49,23 @@ def _intervals(scenario: Scenario) -> tuple[float, float, float, float]:
     return (inter, options.fastinter or inter, options.downinter or inter, 1 + options.spread_checks / 100)
 
 
-def first_checks_done_by(scenario: Scenario) -> float:
-    """Seconds after HAProxy's start by which every server's first check has ended: it starts within
-    ``inter``·(1+s) (server i of n at ``inter``·i/n) and lasts at most ``timeout check``."""
+def check_time_limit(scenario: Scenario) -> float:
+    """How long a check of a server that does not answer runs before it fails: HAProxy 2.6 arms the check's
+    timer at min(``timeout connect``, ``inter``) when it connects and adds ``timeout check`` only when the
+    connection is seen established. Measured through Toxiproxy (which accepts at once): with
+    ``timeout check`` 500ms, ``timeout connect`` and ``inter`` 1s, a check of a 1.5s-late replica failed
+    L7TOUT 1.0s after it started (scenarios/compare/slow-replica.yaml, two checks in a row); with
+    ``timeout check`` 1s, also 1.0s. So the larger of the two bounds it."""
     hc = scenario.gateway.health_check
     assert hc is not None
+    return max(hc.timeout, min(scenario.gateway.connect_timeout, hc.interval))
+
+
+def first_checks_done_by(scenario: Scenario) -> float:
+    """Seconds after HAProxy's start by which every server's first check has ended: it starts within
+    ``inter``·(1+s) (server i of n at ``inter``·i/n) and lasts at most ``check_time_limit``."""
     inter, _, _, spread = _intervals(scenario)
-    return inter * spread + hc.timeout
+    return inter * spread + check_time_limit(scenario)
 
 
 def may_precede_first_check(scenario: Scenario, fault: Fault, facts: LoadFacts | None) -> bool:
@@ -67,7 +78,7 @@ def active_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None =
     hc = scenario.gateway.health_check
     if hc is None:
         return Never("no active health check is configured")
-    effect = check_effect(fault, hc.path, hc.timeout, hc.expected_statuses)
+    effect = check_effect(fault, hc.path, check_time_limit(scenario), hc.expected_statuses)
     if effect.kind == "passes":
         return Never(f"active checks keep passing: {effect.why}")
     if effect.kind == "unknown":
@@ -141,7 +152,7 @@ def recovery_window(scenario: Scenario, fault: Fault, facts: LoadFacts | None = 
                        "ends; use after: restart_ready")
     if hc is None:
         return Never("no active health check is configured, so nothing marks the server DOWN")
-    effect = check_effect(fault, hc.path, hc.timeout, hc.expected_statuses)
+    effect = check_effect(fault, hc.path, check_time_limit(scenario), hc.expected_statuses)
     inter, fast, down, spread = _intervals(scenario)
     rise = hc.healthy_threshold
     if effect.kind == "unknown":
@@ -155,7 +166,7 @@ def recovery_window(scenario: Scenario, fault: Fault, facts: LoadFacts | None = 
         latest = down * spread + (rise - 1) * fast * spread + rise * CHECK_OVERHEAD
         return Window(0.0, latest, f"observe marked it DOWN while its checks pass: rise {rise} passing checks "
                       f"(downinter {down:g}s, then fastinter {fast:g}s) bring it back, during the fault too")
-    hung = hc.timeout if effect.kind == "timeout" and after == "fault_end" else 0.0
+    hung = check_time_limit(scenario) if effect.kind == "timeout" and after == "fault_end" else 0.0
     earliest = (rise - 1) * fast
     latest = hung + down * spread + (rise - 1) * fast * spread + rise * CHECK_OVERHEAD
     return Window(earliest, latest,
