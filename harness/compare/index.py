@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.compare.render import TEMPLATES, kept_css, kept_text, seconds, write_pages
+from harness.compare.render import TEMPLATES, kept_css, kept_text, seconds, window_text, write_pages
 from harness.compare.table import ComparisonTable, FaultRow, GatewayRow
 
 STATUSES = ("PASSED", "FAILED", "INCOMPLETE", "NOT RUN")
@@ -28,13 +28,15 @@ class Measure:
     time: str        # e.g. "1.5 s", "never"
     kept: str        # kept, OUTSIDE, n/a or "not observed: ..." (harness/compare/render.kept_text)
     css: str         # kept-kept, kept-outside or kept-na
+    window: str = ""  # the promised window and its width beside the fault's duration, e.g.
+                      # "[1s, 2.04s] +200ms margin: width 1.26s of a 7s fault"
 
 
 def measures(fault: FaultRow) -> list[Measure]:
     return [Measure("detected", seconds(fault.detected_after), kept_text(fault, "detection", KEPT),
-                    kept_css(fault, "detection", KEPT)),
+                    kept_css(fault, "detection", KEPT), window_text(fault, "detection")),
             Measure("recovered", seconds(fault.recovered_after), kept_text(fault, "recovery", KEPT),
-                    kept_css(fault, "recovery", KEPT))]
+                    kept_css(fault, "recovery", KEPT), window_text(fault, "recovery"))]
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,9 @@ def report_link(table: ComparisonTable, row: GatewayRow) -> str | None:
 
 def _cell_json(table: ComparisonTable, row: GatewayRow) -> dict[str, Any]:
     return {"gateway": row.gateway, "status": row.status, "reason": row.reason, "report": report_link(table, row),
-            "faults": [{key: fault.to_json()[key] for key in ("fault", "detected_after", "detection_kept",
-                                                              "recovered_after", "recovery_kept")}
+            "faults": [{key: fault.to_json()[key] for key in ("fault", "duration", "detected_after", "detection_kept",
+                                                              "detection_width", "recovered_after", "recovery_kept",
+                                                              "recovery_width")}
                        for fault in row.faults]}
 
 
@@ -96,7 +99,8 @@ def _md_cell(index: SuiteIndex, table: ComparisonTable, gateway: str) -> str:
     if row is None:
         return ""
     parts = [f"[{row.status}]({link(table)})"]
-    parts += [f"{fault.label}: " + ", ".join(f"{m.what} {m.time} {m.kept}" for m in measures(fault))
+    parts += [f"{fault.label}: " + ", ".join(f"{m.what} {m.time} {m.kept}" + (f" ({m.window})" if m.window else "")
+                                             for m in measures(fault))
               for fault in row.faults]
     if row.reason:
         parts.append(row.reason.replace("\n", " "))
@@ -108,7 +112,9 @@ def to_markdown(index: SuiteIndex) -> str:
              f"Runtime {index.runtime}. Per fault: detection (from the fault's start) and recovery (from its end) "
              "as the gateway's own view showed them, and whether each was inside the window the gateway's own "
              "configuration promises (kept / OUTSIDE / n/a: no formula for that gateway / not observed: the gateway "
-             "never acted and the run ended before the window did). Each status links to the scenario's comparison.", ""]
+             "never acted and the run ended before the window did), with that window and its width beside the "
+             "fault's duration (a window as wide as the fault could not fail). Each status links to the scenario's "
+             "comparison.", ""]
     lines += ["| scenario | " + " | ".join(index.gateways) + " |", "|---" * (len(index.gateways) + 1) + "|"]
     for table in index.tables:
         cells = [_md_cell(index, table, gateway) for gateway in index.gateways]

@@ -10,6 +10,7 @@ from jinja2 import ChoiceLoader, Environment, PackageLoader, StrictUndefined, se
 from harness import __version__
 from harness.compare.table import ComparisonTable, FaultRow, GatewayRow
 from harness.durations import format_duration
+from harness.promise.window import width_text
 
 # The page extends the reports' layout and stylesheet (harness/report/templates), so it looks like them.
 TEMPLATES = Environment(loader=ChoiceLoader([PackageLoader("harness.compare", "templates"),
@@ -29,6 +30,18 @@ def seconds(value: float | None, never: str = "never") -> str:
 def promise_text(fault: FaultRow, which: str) -> str:
     promise = fault.promised_detection if which == "detection" else fault.promised_recovery
     return NOT_APPLICABLE if promise is None or promise.to_json().get("unknown") else promise.text()
+
+
+def window_text(fault: FaultRow, which: str) -> str:
+    """The promised window with its width beside the fault's duration ("" when there is no window)."""
+    promise = fault.promised_detection if which == "detection" else fault.promised_recovery
+    width = width_text(promise, fault.duration)
+    return f"{promise.text()}: {width}" if promise is not None and width else ""
+
+
+def promised_text(fault: FaultRow, which: str) -> str:
+    """The promise as the tables show it: a window with its width beside the fault's duration, or never/n/a."""
+    return window_text(fault, which) or promise_text(fault, which)
 
 
 def kept_text(fault: FaultRow, which: str, inside: str = "inside") -> str:
@@ -97,8 +110,8 @@ def to_markdown(table: ComparisonTable) -> str:
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for row, fault in faults_of(table, label):
             lines.append("| " + " | ".join(_md_cell(cell) for cell in (
-                row.gateway, seconds(fault.detected_after), promise_text(fault, "detection"),
-                kept_text(fault, "detection"), seconds(fault.recovered_after), promise_text(fault, "recovery"),
+                row.gateway, seconds(fault.detected_after), promised_text(fault, "detection"),
+                kept_text(fault, "detection"), seconds(fault.recovered_after), promised_text(fault, "recovery"),
                 kept_text(fault, "recovery"), errors_text(fault), broken_text(fault), all_down_text(fault))) + " |")
     return "\n".join(lines) + "\n"
 
@@ -110,6 +123,7 @@ def faults_of(table: ComparisonTable, label: str) -> list[tuple[GatewayRow, Faul
 def to_html(table: ComparisonTable) -> str:
     return TEMPLATES.get_template("gateways.html.j2").render(
         table=table, faults_of=faults_of, seconds=seconds, promise_text=promise_text, kept_text=kept_text, kept_css=kept_css,
+        promised_text=promised_text,
         errors_text=errors_text, all_down_text=all_down_text, broken_text=broken_text)
 
 

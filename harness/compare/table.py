@@ -102,6 +102,7 @@ class FaultRow:
             "detected_after": _round(self.detected_after), "recovered_after": _round(self.recovered_after),
             "promised_detection": _promise_json(self.promised_detection),
             "promised_recovery": _promise_json(self.promised_recovery),
+            "detection_width": _width(self.promised_detection), "recovery_width": _width(self.promised_recovery),
             "detection_kept": self.detection_kept, "recovery_kept": self.recovery_kept,
             "detection_where": self.detection_placement.where, "recovery_where": self.recovery_placement.where,
             "duration": _round(self.duration), "after_fault": _round(self.after_fault),
@@ -210,6 +211,11 @@ def all_down_answer(requests: list[Request]) -> AllDown | None:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+def _width(promise: Promise | None) -> float | None:
+    """How long a promised window accepts a measurement (None: not a window)."""
+    return round(promise.width, 3) if isinstance(promise, Window) else None
 
 
 def _promise_json(promise: Promise | None) -> dict[str, object] | None:

@@ -6,7 +6,7 @@ DOWN after one failed check, not ``fall``: the detection formula does not hold n
 from __future__ import annotations
 
 from harness.lint.base import Hit, Trap
-from harness.promise.haproxy import STARTUP_ALLOWANCE
+from harness.promise.haproxy import first_checks_done_by
 from harness.scenario import Scenario
 
 
@@ -14,14 +14,14 @@ def check(scenario: Scenario) -> list[Hit]:
     hc = scenario.gateway.health_check
     if hc is None:
         return []
-    spread = 1 + scenario.gateway.haproxy.spread_checks / 100
-    soon = hc.interval * spread + STARTUP_ALLOWANCE
+    soon = first_checks_done_by(scenario)  # the stack is up before the load starts: this is the least
     for i, fault in enumerate(scenario.faults):
         if fault.at < soon:
             return [Hit(("faults", i, "at"),
                         f"{fault.label} starts {fault.at:g}s into the load, maybe before HAProxy's first check of "
-                        f"the replica (within inter {hc.interval:g}s of its start, and the stack starts up to "
-                        f"{STARTUP_ALLOWANCE:g}s before the load): HAProxy 2.6 starts servers UP with health = "
+                        f"the replica (started within inter {hc.interval:g}s of HAProxy's start, ended by "
+                        f"{soon:g}s; the stack may be ready just as the load starts): HAProxy 2.6 starts servers "
+                        "UP with health = "
                         "rise, so it routes to the broken replica until that check and then marks it DOWN after "
                         f"one failed check, not fall {hc.unhealthy_threshold}; start the fault at "
                         f"{soon:g}s or later")]

@@ -4,8 +4,9 @@ that gateway), the earliest and latest time it can detect a fault and readmit th
 One module per gateway, one line in ``FORMULAS`` per module. Each module has
 ``detection_window(scenario, fault, facts) -> Promise`` (from the fault's start) and
 ``recovery_window(scenario, fault, facts, after) -> Promise`` (from the fault's end, or from the
-restarted process being ready). ``facts`` is what the load means for passive health (the pool's
-first request and its request rate): measured in a run, or nominal from the scenario.
+restarted process being ready). ``facts`` are the run's facts (``LoadFacts``: the pool's first
+request, its request rate, how long before the load the gateway was up): measured from the journal
+in a run, or nominal from the scenario when there is no run (validate, lint).
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ unhealthy_threshold, ``rise`` = healthy_threshold, ``timeout check`` = health_ch
 noise on every interval, and for passive checks ``observe`` + ``error-limit`` =
 outlier_detection.consecutive_5xx + ``on-error``.
 
-The next check is armed when the previous one ends. A fully UP server is checked every
+The next check is armed when the previous one ends. A check of a server that does not answer fails
+after max(``timeout check``, min(``timeout connect``, ``inter``)) (``check_time_limit``, measured). A fully UP server is checked every
 ``inter``; while it goes down (and while it comes back up) every ``fastinter``; a fully DOWN
 one every ``downinter``. Every check that fails counts: HAProxy has no "bad status ejects at
 once". With d the time a failing check takes (0 refused/reset, ``timeout check`` for a
@@ -17,8 +18,12 @@ blackhole) and F fastinter, D downinter:
     recover in [(rise−1)·F,  r + D(1+s) + (rise−1)·F(1+s)]     r: a check hung when it healed
 
 At start-up HAProxy 2.6 sets each server's health to ``rise``: UP, "but will fall down at the
-first failure"; its first check runs ``inter``·i/n after start (server i of n), so a fault that
-starts before a server's first check is detected after one failed check (the earliest becomes d).
+first failure"; its first check runs ``inter``·i/n after start (server i of n) and, passing, lifts
+health to where ``fall`` failures are needed. So a fault that starts before a server's first check
+has ended is detected after one failed check (the earliest becomes d). Whether that can be is a
+fact of the run: the fault starts ``at`` + ``gateway_up`` after HAProxy started (``LoadFacts``:
+the gateway was up that long before the load; 0 without a run), and the first check has ended by
+``inter``·(1+s) + ``timeout check`` after the start.
 
 Passive (``observe``) hears of a request's errors only as HAProxy 2.6 reports them: a failed connection
 before its retry, anything else (a 5xx, an empty answer, a response timeout) only from a request's last
@@ -37,9 +42,6 @@ from harness.promise.window import Never, Promise, Unknown, Window, earliest_of
 from harness.scenario import Scenario
 from harness.targets import resolve, split_target
 
-# Time from HAProxy's start to the load's start: the rest of the stack's start-up plus Locust's.
-# A fault this soon after the load began may still precede a server's first check.
-STARTUP_ALLOWANCE = 10.0  # measured: 3-8s from the stack ready to the load started (Locust start-up)
 LAYER4_ONLY = "layer4"
 TOXIPROXY_BLACKHOLE = "timeout"  # the Toxiproxy toxic (a frozen process is a true blackhole)
 
@@ -53,11 +55,36 @@ def _intervals(scenario: Scenario) -> tuple[float, float, float, float]:
     return (inter, options.fastinter or inter, options.downinter or inter, 1 + options.spread_checks / 100)
 
 
+def check_time_limit(scenario: Scenario) -> float:
+    """How long a check of a server that does not answer runs before it fails: HAProxy 2.6 arms the check's
+    timer at min(``timeout connect``, ``inter``) when it connects and adds ``timeout check`` only when the
+    connection is seen established. Measured through Toxiproxy (which accepts at once): with
+    ``timeout check`` 500ms, ``timeout connect`` and ``inter`` 1s, a check of a 1.5s-late replica failed
+    L7TOUT 1.0s after it started (scenarios/compare/slow-replica.yaml, two checks in a row); with
+    ``timeout check`` 1s, also 1.0s. So the larger of the two bounds it."""
+    hc = scenario.gateway.health_check
+    assert hc is not None
+    return max(hc.timeout, min(scenario.gateway.connect_timeout, hc.interval))
+
+
+def first_checks_done_by(scenario: Scenario) -> float:
+    """Seconds after HAProxy's start by which every server's first check has ended: it starts within
+    ``inter``·(1+s) (server i of n at ``inter``·i/n) and lasts at most ``check_time_limit``."""
+    inter, _, _, spread = _intervals(scenario)
+    return inter * spread + check_time_limit(scenario)
+
+
+def may_precede_first_check(scenario: Scenario, fault: Fault, facts: LoadFacts | None) -> bool:
+    """Whether the fault may start before a server's first check ended (HAProxy's start-up state)."""
+    up = facts.gateway_up if facts is not None else 0.0
+    return fault.at + up < first_checks_done_by(scenario)
+
+
 def active_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None = None) -> Promise:
     hc = scenario.gateway.health_check
     if hc is None:
         return Never("no active health check is configured")
-    effect = check_effect(fault, hc.path, hc.timeout, hc.expected_statuses)
+    effect = check_effect(fault, hc.path, check_time_limit(scenario), hc.expected_statuses)
     if effect.kind == "passes":
         return Never(f"active checks keep passing: {effect.why}")
     if effect.kind == "unknown":
@@ -70,7 +97,7 @@ def active_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None =
         # an empty answer within 2ms, not a timeout (measured: L7RSP "invalid response", check duration
         # 1-2ms, scenarios/compare/all-down-haproxy.yaml): the earliest is that of an immediate failure.
         earliest = (fall - 1) * fast
-    startup = fault.at < inter * spread + STARTUP_ALLOWANCE
+    startup = may_precede_first_check(scenario, fault, facts)
     if startup:
         earliest = d
     latest = inter * spread + fall * d + (fall - 1) * fast * spread + fall * CHECK_OVERHEAD
@@ -78,8 +105,10 @@ def active_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None =
                   f"active check: {effect.why} ({d:g}s per check); fall {fall} failed checks, the first within "
                   f"inter {inter:g}s, then fastinter {fast:g}s apart"
                   + (f", ±{scenario.gateway.haproxy.spread_checks}% spread" if spread > 1 else "")
-                  + (f"; the fault starts {fault.at:g}s into the load, maybe before the server's first check, "
-                     "when one failed check marks it DOWN (start-up state: health = rise)" if startup else "")
+                  + (f"; the fault starts {fault.at:g}s into the load, {facts.gateway_up if facts else 0:.3g}s after "
+                     f"HAProxy was up, maybe before the server's first check had ended (within "
+                     f"{first_checks_done_by(scenario):g}s of its start), when one failed check marks it DOWN "
+                     "(start-up state: health = rise)" if startup else "")
                   + f"; +{CHECK_OVERHEAD:g}s per check")
 
 
@@ -174,7 +203,7 @@ def recovery_window(scenario: Scenario, fault: Fault, facts: LoadFacts | None = 
                        "ends; use after: restart_ready")
     if hc is None:
         return Never("no active health check is configured, so nothing marks the server DOWN")
-    effect = check_effect(fault, hc.path, hc.timeout, hc.expected_statuses)
+    effect = check_effect(fault, hc.path, check_time_limit(scenario), hc.expected_statuses)
     inter, fast, down, spread = _intervals(scenario)
     rise = hc.healthy_threshold
     if effect.kind == "unknown":
@@ -188,7 +217,7 @@ def recovery_window(scenario: Scenario, fault: Fault, facts: LoadFacts | None = 
         latest = down * spread + (rise - 1) * fast * spread + rise * CHECK_OVERHEAD
         return Window(0.0, latest, f"observe marked it DOWN while its checks pass: rise {rise} passing checks "
                       f"(downinter {down:g}s, then fastinter {fast:g}s) bring it back, during the fault too")
-    hung = hc.timeout if effect.kind == "timeout" and after == "fault_end" else 0.0
+    hung = check_time_limit(scenario) if effect.kind == "timeout" and after == "fault_end" else 0.0
     earliest = (rise - 1) * fast
     latest = hung + down * spread + (rise - 1) * fast * spread + rise * CHECK_OVERHEAD
     return Window(earliest, latest,

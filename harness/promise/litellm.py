@@ -47,18 +47,17 @@ from harness.scenario import Scenario
 from harness.targets import split_target
 
 
-# A round's own time beyond its slowest check's time limit, plus the lateness of the sleep before the
-# next round: building each check's client and request, and sharing one event loop with the proxy's
-# traffic, on 2 busy cores. Measured (docs/gateways.md, LiteLLM): at load average ~12, a round of
-# 2.10s with a 0.5s check timeout (LiteLLM's own log line
-# `background_health_check_cycle_duration_exceeded_interval`): 1.6s; in the suite's runs at load 2-5,
-# start-to-start periods of at most interval + 1.11s with a check timing out at 1s.
+# Covers: a round's own time beyond its slowest check's time limit, plus the lateness of the sleep before
+# the next round (building each check's client and request, one event loop shared with the proxy's
+# traffic). Measured: 1.6s at load average ~12 on 2 cores (a 2.10s round with a 0.5s check timeout,
+# LiteLLM's own log line `background_health_check_cycle_duration_exceeded_interval`); at load 2-5 the
+# suite's rounds started at most interval + 1.11s apart with a check timing out at 1s (0.11s).
 ROUND_OVERHEAD = 1.6
-# The observer's GET /chaosgate/deployments is answered by the proxy's own event loop. A sample is
+# Covers: the observer's GET /chaosgate/deployments is answered by the proxy's own event loop. A sample is
 # stamped before the GET is sent: a verdict written while the GET waits is stamped up to its duration
 # early, and one written just after it was read waits for the next sample, up to that duration late.
 # The adapter gives up on a GET after PROBE_TIMEOUT (no sample then), so that bounds both. Measured
-# up to 0.55s per GET during the suite's runs (docs/gateways.md).
+# up to 0.55s per GET during the suite's runs (docs/gateways.md); not measured beyond that bound.
 PROBE_DELAY = PROBE_TIMEOUT
 LITELLM_MARGIN = OBSERVER_MARGIN + SCHEDULING_MARGIN + PROBE_DELAY
 

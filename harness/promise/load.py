@@ -1,14 +1,17 @@
-"""What the scenario's load means for passive health: when a pool first carried traffic and
-how many requests per second reach it (measured in a run, or nominal from the scenario)."""
+"""The run's facts the promise formulas use: when a pool first carried traffic, how many requests
+per second reach it, and how long before the load the gateway was already up (measured in a run
+from its journal, or nominal from the scenario when there is no run: validate and lint)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from harness.scenario import Scenario
 from harness.timeline import Timeline
 
-GATEWAY_OVERHEAD_S = 0.005   # per request through a local gateway, added to the fake's service time
+# Covers: a request's time in a local gateway, added to the fake's service time for the nominal rate.
+# Measured: nginx/HAProxy/Envoy add 2-5 ms per request on loopback (latency in the journals minus ttft).
+GATEWAY_OVERHEAD_S = 0.005
 MIN_BASELINE_REQUESTS = 20   # fewer requests before the first fault: use the nominal rate
 
 
@@ -16,12 +19,16 @@ MIN_BASELINE_REQUESTS = 20   # fewer requests before the first fault: use the no
 class LoadFacts:
     """``first_traffic``: seconds after the load started when the pool carried its first request
     (None: it never does: the load goes to another pool). ``rate``: requests per second the load
-    sends to the pool while nothing is broken; ``users``: concurrent clients."""
+    sends to the pool while nothing is broken; ``users``: concurrent clients. ``gateway_up``: seconds
+    before the load started when the gateway was already running (in a run: the journal's first
+    health sample of the gateway's view, taken after it was ready; nominal: 0, the least it can be),
+    so a fault at ``at`` comes at least ``at + gateway_up`` after the gateway started."""
 
     first_traffic: float | None
     rate: float
     users: int
     source: str
+    gateway_up: float = 0.0
 
     def text(self) -> str:
         return f"{self.rate:.0f} requests/s from {self.users} users ({self.source})"
@@ -38,8 +45,19 @@ def nominal_facts(scenario: Scenario, pool: str) -> LoadFacts:
     return LoadFacts(0.0, rate, scenario.load.users, "nominal, from the load and the replicas' speed")
 
 
+def gateway_up(timeline: Timeline) -> float:
+    """How long before the load's start the gateway was already up: the observer samples its view
+    only once the stack is ready, and journals that first sample before the load starts."""
+    first = min((change.t for changes in timeline.health.values() for change in changes), default=0.0)
+    return max(0.0, -first)
+
+
 def measured_facts(scenario: Scenario, pool: str, timeline: Timeline) -> LoadFacts:
-    """From a run: the first request, and the request rate before the first fault."""
+    """From a run: the first request, the request rate before the first fault, the gateway's lead."""
+    return replace(_measured_load(scenario, pool, timeline), gateway_up=gateway_up(timeline))
+
+
+def _measured_load(scenario: Scenario, pool: str, timeline: Timeline) -> LoadFacts:
     nominal = nominal_facts(scenario, pool)
     if nominal.first_traffic is None or not timeline.requests:
         return nominal

@@ -30,7 +30,8 @@ from harness.promise.window import Never, Promise, Unknown, Window
 from harness.scenario import Scenario
 from harness.targets import split_target
 
-CLOCK_RESOLUTION = 1.0  # nginx compares whole seconds
+# Covers: nginx compares fail_timeout with ngx_time(), whole seconds. Not measured: nginx's source.
+CLOCK_RESOLUTION = 1.0
 
 
 def _passive(scenario: Scenario) -> tuple[int, float, list[str]]:
@@ -97,9 +98,9 @@ def _counted(scenario: Scenario, fault: Fault, facts: LoadFacts | None) -> tuple
     rate = facts.users / (facts.users / facts.rate + d / size) if facts.users else facts.rate
     in_flight = facts.users / rate if facts.users else 0.0
     needed, counted = failures_to_detect(scenario, max_fails)
-    # A request in flight when the fault began fails with it too: it started up to one request time
-    # before the fault (users / the rate before it), so it can fail that much earlier than d (measured:
-    # a blackhole with a 2s read timeout disabled after 1.969s).
+    # Covers (commit 342c339): a request in flight when the fault began fails with it too; it started up
+    # to one request time before the fault (users / the rate before it, a fact of the run's load), so it
+    # can fail that much earlier than d. Measured: a blackhole with a 2s read timeout disabled after 1.969s.
     before = facts.users / facts.rate if facts.users else 0.0
     window = Window(max(0.0, d - before), d + in_flight + ARRIVAL_SLACK * needed * size / rate,
                     f"passive: {counted} ({effect.why}) on one of {size} servers at "

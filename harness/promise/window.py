@@ -18,18 +18,21 @@ from typing import Any, Literal
 
 from harness.durations import format_duration
 
-# The observer journals a change up to one sampling period after it happened (harness/observer.py
-# samples at 20 Hz; a unit test keeps the two equal).
+# Covers: the observer journals a change up to one sampling period after it happened. Not measured:
+# harness/observer.py samples at 20 Hz (a unit test keeps the two equal).
 OBSERVER_MARGIN = 0.05
-# Timers firing late and processes waiting for a CPU on a shared 2-core machine, and the
-# one-by-one injection of a fault on several replicas (each a Toxiproxy or control API call).
+# Covers: timers firing late, processes waiting for a CPU, and the one-by-one injection of a fault
+# on several replicas (a Toxiproxy call each). Measured: the suite's Envoy and HAProxy detections and
+# recoveries all lay before the formulas' latest at load average 2-6 on 2 cores (docs/gateways.md); the
+# 0.15s is room for a heavier load, chosen, not measured.
 SCHEDULING_MARGIN = 0.15
-# A fault injected (or cleared) through a fake's control API acts once the fake has handled the
-# call; on a loaded 2-core machine that took up to 0.85s (journal: the fault's start is when the
-# call began). Toxiproxy and signals act within milliseconds.
+# Covers: a fault made through a fake's control API (llm_fault, cert) acts once the fake has handled
+# the call, and the journal stamps the fault when the call began. Measured: up to 0.85s per call on a
+# loaded 2-core machine (health-503 runs); Toxiproxy and signals act within milliseconds.
 CONTROL_API_MARGIN = 1.0
-# The observer stamps a sample before it asks the gateway, and Envoy's timers have 1 ms
-# granularity: a change can be journalled a few milliseconds before the formula's earliest.
+# Covers: the observer stamps a sample before it asks the gateway, and Envoy's timers have 1 ms
+# granularity, so a change can be journalled a few milliseconds before the formula's earliest.
+# Chosen, not measured: a few timer ticks.
 EARLY_SLACK = 0.02
 
 
@@ -46,9 +49,24 @@ class Window:
     def upper(self) -> float:
         return self.latest + self.margin
 
+    @property
+    def lower(self) -> float:
+        """The earliest measurement the window accepts."""
+        return max(0.0, self.earliest - EARLY_SLACK)
+
+    @property
+    def width(self) -> float:
+        """How long the window accepts a measurement: from ``lower`` to ``upper``."""
+        return self.upper - self.lower
+
     def contains(self, measured: float) -> bool:
         """Whether a measured time lies inside the window (``place`` says where, and about "never")."""
         return place(self, measured, None).held is True
+
+    def says_nothing_within(self, duration: float) -> bool:
+        """True when the window accepts every moment from 0 to ``duration`` (e.g. a detection window that
+        spans the whole fault): no time inside that span could fail it."""
+        return self.lower <= 0.0 and self.upper >= duration
 
     def text(self) -> str:
         return (f"[{format_duration(round(self.earliest, 3))}, {format_duration(round(self.latest, 3))}]"
@@ -152,20 +170,32 @@ def promise_from_json(data: dict[str, Any] | None) -> Promise | None:
     return Window(float(data["earliest"]), float(data["latest"]), str(data.get("how", "")), float(data["margin"]))
 
 
+def width_text(promise: Promise | None, duration: float) -> str:
+    """A window's width beside the fault's duration ("width 1.24s of a 7s fault"), so that a reader sees at
+    once when a promise says nothing; "" for a promise that is not a window."""
+    if not isinstance(promise, Window):
+        return ""
+    text = f"width {format_duration(round(promise.width, 3))} of a {format_duration(round(duration, 2))} fault"
+    return text + (": spans it all" if promise.says_nothing_within(duration) else "")
+
+
 def earliest_of(windows: list[Promise]) -> Promise:
     """The moment the *first* of several independent mechanisms acts (e.g. active checks and
-    outlier detection): if t = min(t1, t2), then t lies in [min of earliests, min of latests]."""
+    outlier detection): if t = min(t1, t2), then t lies in [min of earliests, min of latests].
+
+    A mechanism whose window is Unknown might act at any moment, so the first to act has no earliest
+    bound: a window [0, latest] would accept any early detection and could not fail on that side. The
+    whole promise is then Unknown, naming the mechanism that was not computed (``within: promised``
+    says it cannot judge; a fixed ``within`` still can)."""
     acting = [w for w in windows if isinstance(w, Window)]
+    unknown = [w for w in windows if isinstance(w, Unknown)]
+    if unknown:
+        if acting:
+            return Unknown(f"{unknown[0].why}; that mechanism might act before the others' earliest "
+                           f"({' | '.join(w.how for w in acting)})")
+        return unknown[0]
     if not acting:
-        unknown = [w for w in windows if isinstance(w, Unknown)]
-        if unknown:
-            return unknown[0]
         return Never("; ".join(w.why for w in windows if isinstance(w, Never)) or "nothing detects this")
-    if any(isinstance(w, Unknown) for w in windows):  # an uncomputed mechanism might act earlier
-        first = min(acting, key=lambda w: w.earliest)
-        unknown_why = next(w.why for w in windows if isinstance(w, Unknown))
-        return Window(0.0, min(w.latest for w in acting), f"{first.how}; and possibly earlier: {unknown_why}",
-                      max(w.margin for w in acting))
     if len(acting) == 1:
         return acting[0]
     return Window(min(w.earliest for w in acting), min(w.latest for w in acting),

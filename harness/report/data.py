@@ -14,7 +14,7 @@ from typing import Any
 from harness.expectations.base import detection_time
 from harness.judge import Judgement, judge_events
 from harness.promise import fault_promises
-from harness.promise.window import Placement, Promise, place
+from harness.promise.window import Placement, Promise, place, width_text
 from harness.timeline import FaultWindow, Timeline
 
 OUTCOME_WORDS = {
@@ -44,6 +44,11 @@ class FaultOutcome:
     @property
     def recovered_after(self) -> float | None:
         return None if self.recovered is None else self.recovered - self.window.end
+
+    def promise_widths(self) -> tuple[str, str]:
+        """Each promised window's width beside the fault's duration ("" where the promise is no window)."""
+        duration = self.window.end - self.window.start
+        return width_text(self.promised_detection, duration), width_text(self.promised_recovery, duration)
 
     def promise_held(self) -> tuple[str, str]:
         """Whether detection and recovery lay inside the promised windows: 'yes', 'NO' or '-'."""

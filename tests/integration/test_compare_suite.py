@@ -3,8 +3,9 @@
 Each file runs through `chaosgate compare` on Envoy, HAProxy, nginx and the LiteLLM proxy in turn.
 Every gateway must pass the expectations that encode what it was measured to do (those scoped to
 it with `gateways:` and the common ones), and every measured detection and recovery must lie inside
-the window that gateway's own configuration promises (harness/promise/); a gateway that promises
-never to notice the fault must indeed not notice it.
+the window that gateway's own configuration promises (harness/promise/), a window that excludes
+something (its earliest above 0, or its latest plus margin before the fault's end); a gateway that
+promises never to notice the fault must indeed not notice it.
 """
 
 from __future__ import annotations
@@ -215,6 +216,11 @@ def test_every_gateway_passes_the_suite_inside_its_promised_windows(path: Path, 
         judged = [v["kind"] for v in summary["expectations"]]
         assert judged == [e.kind for e in load_scenario(path, gateway).expect], gateway
         [fault] = row["faults"]
+        for which in ("detection", "recovery"):  # every window excludes something: it can say no
+            window = fault[f"promised_{which}"]
+            if window and "earliest" in window:
+                assert window["earliest"] > 0.02 or window["latest"] + window["margin"] < fault["duration"], \
+                    (gateway, which, window, fault["duration"])
         promised = fault["promised_detection"]
         if promised and not promised.get("never") and not promised.get("unknown"):
             assert fault["detected_after"] is not None, (gateway, "promised to detect, never did")

@@ -64,6 +64,7 @@ def test_the_index_has_a_cell_per_scenario_and_gateway_linking_to_the_comparison
     assert '<strong>4s</strong> <span class="kept-outside">OUTSIDE</span>' in nginx_reset
     assert 'recovered <strong>never</strong> <span class="kept-outside">OUTSIDE</span>' in nginx_reset
     assert '<span class="kept-na">n/a</span>' in page.split('data-scenario="reset" data-gateway="litellm"')[1]
+    assert '<span class="muted window">[1s, 2s] +200ms margin: width 1.22s of a 6s fault</span>' in envoy_reset
     nginx_refused = page.split('data-scenario="refused" data-gateway="nginx"')[1].split("</td>")[0]
     assert "NOT RUN" in nginx_refused and "nginx cannot honour this" in nginx_refused
     assert "3 of 6 runs passed" in page and "2 scenarios on 3 gateways" in page
@@ -73,9 +74,10 @@ def test_the_index_as_markdown_and_json(tmp_path: Path) -> None:
     md = to_markdown(INDEX)
     assert "| scenario | envoy | nginx | litellm |\n|---|---|---|---|" in md
     reset_line = next(line for line in md.splitlines() if line.startswith("| reset |"))
-    assert "[FAILED](reset/compare.html)<br>reset_peer@chat[0]: detected 4s OUTSIDE, recovered never OUTSIDE" \
-        in reset_line
-    assert "detected 1.5s kept, recovered 1.2s kept" in reset_line
+    window = "[1s, 2s] +200ms margin: width 1.22s of a 6s fault"
+    assert f"[FAILED](reset/compare.html)<br>reset_peer@chat[0]: detected 4s OUTSIDE ({window}), recovered never " \
+        f"OUTSIDE ({window})" in reset_line
+    assert f"detected 1.5s kept ({window}), recovered 1.2s kept ({window})" in reset_line
     assert "detected 2.5s n/a" in reset_line
     assert "[NOT RUN](refused/compare.html)<br>refused.yaml:3" in md
     page = write_suite_index(INDEX, tmp_path)
@@ -85,10 +87,17 @@ def test_the_index_as_markdown_and_json(tmp_path: Path) -> None:
         {"PASSED": 3, "FAILED": 1, "INCOMPLETE": 1, "NOT RUN": 1}
     [reset, refused] = doc["scenarios"]
     assert reset["comparison"] == "reset/compare.html"
-    assert reset["gateways"][1]["faults"] == [{"fault": "reset_peer@chat[0]", "detected_after": 4.0,
-                                               "detection_kept": False, "recovered_after": None,
-                                               "recovery_kept": False}]
+    assert reset["gateways"][1]["faults"] == [{"fault": "reset_peer@chat[0]", "duration": 6.0, "detected_after": 4.0,
+                                               "detection_kept": False, "detection_width": 1.22,
+                                               "recovered_after": None, "recovery_kept": False,
+                                               "recovery_width": 1.22}]
     assert refused["gateways"][1]["status"] == "NOT RUN" and refused["gateways"][0]["faults"][0]["detection_kept"]
+
+
+def test_a_window_as_wide_as_the_fault_says_so() -> None:
+    wide = ComparisonTable("reset", "r.yaml", "local", [row("litellm", "PASSED", fault(1.5, 1.2, Window(0.0, 6.2, "r")))])
+    md = to_markdown(SuiteIndex(["litellm"], "local", [wide]))
+    assert "detected 1.5s kept ([0s, 6.2s] +200ms margin: width 6.4s of a 6s fault: spans it all)" in md
 
 
 def test_the_index_of_runs_from_journals() -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from harness.promise import FORMULAS, detection_window, haproxy, litellm, nginx, recovery_window
 from harness.promise.envoy import ARRIVAL_SLACK, CHECK_OVERHEAD
-from harness.promise.load import LoadFacts
+from harness.promise.load import LoadFacts, nominal_facts
 from harness.promise.window import Never, Unknown, Window
 from harness.gateways import GATEWAYS
 from harness.scenario import Scenario, parse_scenario
@@ -56,17 +58,27 @@ def test_haproxy_bad_status_is_an_ordinary_failed_check_and_spread_widens_the_wi
 
 def test_haproxy_blackhole_checks_wait_for_the_check_timeout() -> None:
     s = scenario(HAPROXY + "}", '{kind: process_freeze, target: "chat[0]", at: 20s, for: 8s}')
+    # A check that gets no answer fails after max(timeout check 0.5s, min(timeout connect 1s, inter 2s)) = 1s.
+    assert haproxy.check_time_limit(s) == pytest.approx(1.0)
     d = window(detection_window(s, s.faults[0]))
-    assert d.earliest == pytest.approx(3 * 0.5 + 2 * 2.0)
+    assert d.earliest == pytest.approx(3 * 1.0 + 2 * 2.0)
     r = window(recovery_window(s, s.faults[0]))
-    assert r.latest == pytest.approx(0.5 + 2.0 + 2.0 + 2 * CHECK_OVERHEAD)
+    assert r.latest == pytest.approx(1.0 + 2.0 + 2.0 + 2 * CHECK_OVERHEAD)
+    longer = scenario(HAPROXY.replace("timeout: 500ms", "timeout: 1500ms") + "}", '{kind: process_freeze, '
+                      'target: "chat[0]", at: 20s, for: 8s}')
+    assert haproxy.check_time_limit(longer) == pytest.approx(1.5)
 
 
 def test_haproxy_start_up_state_allows_a_single_failed_check() -> None:
     s = scenario(HAPROXY + "}", '{kind: reset_peer, target: "chat[0]", at: 0s, for: 8s}')
     d = window(detection_window(s, s.faults[0]))
     assert d.earliest == 0.0 and "start-up state" in d.how
-    assert 20 >= 2.0 + haproxy.STARTUP_ALLOWANCE  # the fault at 20s above is past the start-up phase
+    assert haproxy.first_checks_done_by(s) == pytest.approx(2.0 + 1.0)  # inter + a check's time limit
+    # The same fault 3.1s in, or 0s in a run whose gateway was up 3s before the load: past the start-up state.
+    later = scenario(HAPROXY + "}", '{kind: reset_peer, target: "chat[0]", at: 3.1s, for: 8s}')
+    assert window(detection_window(later, later.faults[0])).earliest == pytest.approx(2 * 2.0)  # (fall − 1)·inter
+    up_before = replace(nominal_facts(s, "chat"), gateway_up=3.0)
+    assert window(detection_window(s, s.faults[0], up_before)).earliest == pytest.approx(2 * 2.0)  # (fall − 1)·inter
 
 
 def test_haproxy_observe_marks_down_at_the_error_limit() -> None:
@@ -192,6 +204,6 @@ def test_haproxy_sees_a_toxiproxy_blackhole_as_an_empty_answer_at_once() -> None
     # measured: L7RSP "invalid response" within 2ms, not a check timeout; a frozen process times out
     s = scenario(HAPROXY + "}", '{kind: timeout, target: "chat[0]", at: 20s, for: 8s}')
     d = window(detection_window(s, s.faults[0]))
-    assert d.earliest == pytest.approx(2 * 2.0) and d.latest == pytest.approx(2.0 + 3 * 0.5 + 2 * 2.0 + 3 * CHECK_OVERHEAD)
+    assert d.earliest == pytest.approx(2 * 2.0) and d.latest == pytest.approx(2.0 + 3 * 1.0 + 2 * 2.0 + 3 * CHECK_OVERHEAD)
     frozen = scenario(HAPROXY + "}", '{kind: process_freeze, target: "chat[0]", at: 20s, for: 8s}')
-    assert window(detection_window(frozen, frozen.faults[0])).earliest == pytest.approx(3 * 0.5 + 2 * 2.0)
+    assert window(detection_window(frozen, frozen.faults[0])).earliest == pytest.approx(3 * 1.0 + 2 * 2.0)
