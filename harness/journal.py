@@ -14,7 +14,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import IO, Any, Literal, get_args
 
-from harness.errors import JournalError
+from harness.errors import JournalError, not_utf8
 from harness.journal_events import check_event, found
 
 EventType = Literal[
@@ -77,11 +77,16 @@ def read_journal(path: Path, warn: Callable[[str], None] | None = None) -> list[
     field, what was expected and what was found), and nothing is judged from it.
     """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        data = path.read_bytes()
     except OSError as exc:
         raise JournalError(f"{path}: cannot read journal: {exc.strerror}") from exc
+    try:
+        lines = data.decode("utf-8").splitlines()
     except UnicodeDecodeError as exc:
-        raise JournalError(f"{path}: not a chaosgate journal: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        if exc.reason != "unexpected end of data":
+            line, column, message = not_utf8(data, exc)
+            raise JournalError(f"{path}:{line}:{column}: {message}; is this a chaosgate journal?") from None
+        lines = data[:exc.start].decode("utf-8").splitlines()  # killed while writing a character: a torn line
     numbers = [n for n, line in enumerate(lines, start=1) if line.strip()]
     events: list[dict[str, Any]] = []
     problems: list[str] = []
@@ -100,8 +105,9 @@ def read_journal(path: Path, warn: Callable[[str], None] | None = None) -> list[
             problems.append(f"{path}:{number}: expected a JSON object (one event per line), got {found(event)}")
             continue
         type = event.get("type")
-        where = f"{path}:{number}: {type}" if isinstance(type, str) and type in EVENT_TYPES else f"{path}:{number}"
-        if number == numbers[0] and type != "run.started" and type in EVENT_TYPES:
+        known = isinstance(type, str) and type in EVENT_TYPES
+        where = f"{path}:{number}: {type}" if known else f"{path}:{number}"
+        if number == numbers[0] and known and type != "run.started":
             problems.append(f"{where}: expected the run.started header first (no run.started header); is this a chaosgate journal?")
         else:
             problems += [f"{where}: {problem}" for problem in check_event(event)]

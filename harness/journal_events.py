@@ -85,7 +85,7 @@ class FaultEvent(_Event):
     fault: str = Field(description="the fault's label")
     kind: str = Field(description="the fault kind")
     target: str = Field(description="the fault's target, e.g. chat[0]")
-    replicas: list[str] = Field(description="the replicas it acted on")
+    replicas: list[str] = Field(min_length=1, description="the replicas it acted on")
     params: dict[str, Any] = {}
 
 
@@ -125,7 +125,7 @@ _EVENT: TypeAdapter[Any] = TypeAdapter(Annotated[Union[  # noqa: UP007 - a discr
 _EXPECTED = {  # pydantic's error type -> what the field should have been
     "float_type": "a number", "int_type": "an integer", "string_type": "a string", "bool_type": "true or false",
     "list_type": "a list", "dict_type": "an object", "model_type": "an object", "model_attributes_type": "an object",
-    "finite_number": "a finite number", "int_from_float": "an integer",
+    "finite_number": "a finite number", "int_from_float": "an integer", "too_short": "a list of at least one",
     "none_required": "null",
 }
 
@@ -196,9 +196,9 @@ def found(value: Any) -> str:
     if isinstance(value, (int, float)):
         return f"the number {value!r}"
     if isinstance(value, dict):
-        return "an object"
+        return "an object" if value else "an empty object"
     if isinstance(value, list):
-        return "a list"
+        return "a list" if value else "an empty list"
     return repr(value)[:40]
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.durations import Duration
-from harness.errors import Problem, ScenarioError
+from harness.errors import Problem, ScenarioError, not_utf8
 from harness.expectations import EXPECTATIONS, Expectation
 from harness.faults import FAULTS, Fault
 from harness.gateways import GATEWAYS
@@ -26,7 +26,7 @@ from harness.gateways.nginx import NginxOptions
 from harness.memsize import MemorySize
 from harness.targets import resolve, split_target
 from harness.yaml_source import Path as YamlPath
-from harness.yaml_source import YamlDocument, load_yaml
+from harness.yaml_source import YamlDocument, key_text, load_yaml
 
 
 class _Model(BaseModel):
@@ -285,9 +285,14 @@ def load_scenario(path: Path, gateway: str | None = None) -> Scenario:
     """Read and validate one scenario file; every problem is reported at once. ``gateway``
     overrides the file's ``gateway.kind`` (``--gateway``); the file's settings are checked against it."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ScenarioError([Problem(str(path), None, None, "", f"cannot read file: {exc.strerror}")]) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, column, message = not_utf8(data, exc)
+        raise ScenarioError([Problem(str(path), line, column, "", message)]) from None
     return parse_scenario(text, str(path), gateway)
 
 
@@ -414,7 +419,7 @@ def _render_path(data: Any, path: YamlPath) -> str:
             label = item.get("name") if isinstance(item, dict) and isinstance(item.get("name"), str) else None
             out += f"[name={label!r}]" if label else f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            out += f".{key_text(part)}" if out else key_text(part)
         node = _child(node, part)
     return out
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from harness.errors import Problem, ScenarioError
+from harness.errors import Problem, ScenarioError, position
 
 Path = tuple[str | int, ...]
 _SCALARS = yaml.SafeLoader("")  # only its constructor is used, to turn scalar nodes into values
@@ -35,7 +35,13 @@ class YamlDocument:
 
 def _dotted(path: Path) -> str:
     """``faults[0].at``: how messages name a place in the file."""
-    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{key_text(part)}" for part in path).lstrip(".")
+
+
+def key_text(key: object) -> str:
+    """A key as a message shows it: as written, or quoted when it is empty, spaced or not printable."""
+    text = str(key)
+    return text if text and text.isprintable() and text.strip() == text else repr(text)
 
 
 MAX_NODES = 100_000  # a scenario is a few hundred values; aliases that expand past this are refused
@@ -88,8 +94,12 @@ def load_yaml(text: str, file: str) -> YamlDocument:
         line = mark.line + 1 if mark else None
         column = mark.column + 1 if mark else None
         raise ScenarioError([Problem(file, line, column, "", f"invalid YAML: {exc.problem}")]) from exc
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow: its place is an offset
+        line, column = position(text, exc.position)
+        raise ScenarioError([Problem(file, line, column, "", f"invalid YAML: the character U+{ord(str(exc.character)) if isinstance(exc.character, str) else exc.character:04X} "
+                                     "is not allowed (a control character); expected printable text")]) from None
     except yaml.YAMLError as exc:
-        raise ScenarioError([Problem(file, None, None, "", f"invalid YAML: {exc}")]) from exc
+        raise ScenarioError([Problem(file, 1, None, "", f"invalid YAML: {exc}")]) from exc
     if node is None:
         raise ScenarioError([Problem(file, 1, 1, "", "the file is empty; expected a scenario mapping")])
     marks: dict[Path, tuple[int, int]] = {}
