@@ -99,6 +99,9 @@ def main() -> None:
     schedule and what the gateway must do (expect:). `run` starts the real stack
     (Envoy → Toxiproxy → fake replicas), drives Locust load through it, injects the faults,
     journals everything and judges the expectations.
+
+    Exit codes: 0 every expectation held, 1 one failed, 2 the input or the environment is wrong,
+    3 a bug in chaosgate (one line says where its traceback was written), 130 interrupted.
     """
     signal.signal(signal.SIGTERM, _raise_interrupt)
 
