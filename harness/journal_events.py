@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from harness.gateways import GATEWAYS
+from harness.yaml_source import key_text
 
 DAY = 86400.0  # no duration in a run is longer (a load lasts at most an hour)
 Seconds = Annotated[float, Field(ge=0, le=DAY)]
@@ -146,7 +147,8 @@ def check_event(event: dict[str, Any]) -> list[str]:
 def _describe(event: dict[str, Any], error: Any) -> tuple[str, str]:
     kind = error["type"]
     loc = [str(part) for part in error["loc"][1:]]  # the first part is the union member (the event type)
-    field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"][1:]).lstrip(".")
+    field = "".join(f"[{part}]" if isinstance(part, int) else f".{key_text(part)}"
+                    for part in error["loc"][1:]).lstrip(".")  # odd keys quoted: a message stays one line
     if kind == "union_tag_not_found":
         return "type", "required field is missing; expected one of " + ", ".join(event_types())
     if kind == "union_tag_invalid":
