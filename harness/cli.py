@@ -1,7 +1,9 @@
 """The ``chaosgate`` command line.
 
-Exit codes: 0 every expectation held; 1 an expectation failed; 2 a scenario could not be
-run (bad file, missing component, port in use, ...); 130 interrupted (Ctrl-C / SIGTERM).
+Exit codes: 0 every expectation held; 1 an expectation failed; 2 the input or the environment
+is wrong (bad file or journal, missing component, port in use, ...); 3 a bug in chaosgate (one
+line says so and where its traceback was written; stacks are torn down first); 130 interrupted
+(Ctrl-C / SIGTERM). No exception but KeyboardInterrupt leaves ``main()`` (ChaosgateGroup.invoke).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from typing import Any
 
 import click
 
-from harness import __version__
-from harness.errors import ChaosgateError, ScenarioError
+from harness import __version__, crash
+from harness.errors import ChaosgateError, JournalError, ScenarioError
 from harness.gateways import GATEWAYS, HostHealth, not_applicable
 from harness.lint import CHECKS, TRAPS, lint_file
 from harness.output import journals_in, load_run, read_summary, write_index, write_outputs
@@ -29,7 +31,7 @@ from harness.runtimes import RUNTIMES
 from harness.runtimes.base import check_supported
 from harness.scenario import Scenario, load_scenario
 
-EXIT_PASSED, EXIT_FAILED, EXIT_UNRUNNABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_PASSED, EXIT_FAILED, EXIT_UNRUNNABLE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -67,7 +69,36 @@ def _load_all(paths: tuple[Path, ...], gateway: str | None = None) -> tuple[list
     return loaded, errors
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class ChaosgateGroup(click.Group):
+    """The command group, whose every command ends in one of the documented exit codes.
+
+    What a command does not handle itself is mapped here: a ChaosgateError (bad input, environment)
+    is its message and exit 2, an OSError (a file that cannot be written, ...) too; KeyboardInterrupt
+    is exit 130; anything else is a bug in chaosgate: one line saying so and where the traceback was
+    written, exit 3. Stacks are torn down by the commands' own ``finally`` before this is reached.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, BrokenPipeError):
+            raise  # click's own exits and usage errors (exit 2), and a closed pipe (click handles it)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except ChaosgateError as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(EXIT_UNRUNNABLE)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"chaosgate: {where}{exc.strerror or exc}", err=True)
+            sys.exit(EXIT_UNRUNNABLE)
+        except Exception as exc:
+            click.echo(crash.one_line(exc, crash.record(exc)), err=True)
+            sys.exit(EXIT_BUG)
+
+
+@click.group(cls=ChaosgateGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="chaosgate")
 def main() -> None:
     """chaosgate: break an AI gateway's upstreams on purpose and check that it copes.
@@ -76,6 +107,9 @@ def main() -> None:
     schedule and what the gateway must do (expect:). `run` starts the real stack
     (Envoy → Toxiproxy → fake replicas), drives Locust load through it, injects the faults,
     journals everything and judges the expectations.
+
+    Exit codes: 0 every expectation held, 1 one failed, 2 the input or the environment is wrong,
+    3 a bug in chaosgate (one line says where its traceback was written), 130 interrupted.
     """
     signal.signal(signal.SIGTERM, _raise_interrupt)
 
@@ -411,35 +445,45 @@ def report(paths: tuple[Path, ...], out_dir: Path | None, baseline: Path | None,
       chaosgate report reports/                          # every run, and the suite index
       chaosgate report --baseline old-reports/ reports/  # then and now, per expectation
 
+    A journal with a malformed line (a wrong type, a missing field, an unknown event, a line
+    that is not a JSON object) is not judged: every such line is printed as FILE:LINE with what
+    was expected, and the other journals are still judged. Only a cut-short last line (a run
+    killed while writing it) is skipped, with a warning.
+
     Exits 0 when every expectation held, 1 when one failed or a run is incomplete,
     2 when a journal cannot be read.
     """
-    try:
-        journals = [journal for path in paths for journal in journals_in(path)]
-        summaries = []
-        for journal in journals:
-            target = journal.parent if out_dir is None else out_dir / ("" if len(journals) == 1 else journal.parent.name)
-            outputs = write_outputs(journal, target)
-            _print_verdicts(outputs.summary)
-            click.echo(f"  report: {outputs.report}")
-            summaries.append(outputs.summary)
-        suites = [out_dir] if out_dir is not None and len(journals) > 1 else \
-            [p for p in paths if p.is_dir() and not (p / "journal.jsonl").exists()]
-        for suite in suites:
-            click.echo(f"suite report: {write_index(suite)}")
-        if baseline is not None:
-            then = [load_run(j).summary() for j in journals_in(baseline)]
-            comparison = compare(str(baseline), " ".join(map(str, paths)), then, summaries)
-            _print_comparison(comparison)
-            where = out_dir or (paths[0] if paths[0].is_dir() else paths[0].parent)
-            where.mkdir(parents=True, exist_ok=True)
-            (where / "compare.html").write_text(render_comparison(comparison), encoding="utf-8")
-            click.echo(f"comparison: {where / 'compare.html'}")
-    except ChaosgateError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(EXIT_UNRUNNABLE)
+    journals = [journal for path in paths for journal in journals_in(path)]
+    summaries = []
+    unreadable = 0
+    for journal in journals:
+        target = journal.parent if out_dir is None else out_dir / ("" if len(journals) == 1 else journal.parent.name)
+        try:
+            outputs = write_outputs(journal, target, warn=lambda message: click.echo(message, err=True))
+        except JournalError as exc:
+            click.echo(f"{exc}\n{journal}: not judged (its report was not rewritten)", err=True)
+            unreadable += 1
+            continue
+        _print_verdicts(outputs.summary)
+        click.echo(f"  report: {outputs.report}")
+        summaries.append(outputs.summary)
+    suites = [out_dir] if out_dir is not None and len(journals) > 1 else \
+        [p for p in paths if p.is_dir() and not (p / "journal.jsonl").exists()]
+    for suite in suites:
+        if suite.is_dir() and (index := write_index(suite)) is not None:
+            click.echo(f"suite report: {index}")
+    if baseline is not None:
+        then = [load_run(j).summary() for j in journals_in(baseline)]
+        comparison = compare(str(baseline), " ".join(map(str, paths)), then, summaries)
+        _print_comparison(comparison)
+        where = out_dir or (paths[0] if paths[0].is_dir() else paths[0].parent)
+        where.mkdir(parents=True, exist_ok=True)
+        (where / "compare.html").write_text(render_comparison(comparison), encoding="utf-8")
+        click.echo(f"comparison: {where / 'compare.html'}")
     if junit_file is not None:
         _write_junit(junit_file, summaries)
+    if unreadable:
+        sys.exit(EXIT_UNRUNNABLE)
     sys.exit(EXIT_PASSED if all(s["passed"] for s in summaries) else EXIT_FAILED)
 
 

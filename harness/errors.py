@@ -45,6 +45,19 @@ def location(file: str, line: int | None, column: int | None) -> str:
     return f"{file}:{line}" if column is None else f"{file}:{line}:{column}"
 
 
+def position(text: str | bytes, offset: int) -> tuple[int, int]:
+    """The 1-based (line, column) of the character (or byte) at ``offset`` in ``text``."""
+    newline = "\n" if isinstance(text, str) else b"\n"
+    before = text[:offset]
+    return before.count(newline) + 1, offset - (before.rfind(newline) + 1) + 1  # type: ignore[arg-type]
+
+
+def not_utf8(data: bytes, exc: UnicodeDecodeError) -> tuple[int, int, str]:
+    """Where a file that is not UTF-8 text goes wrong, and what is there: (line, column, message)."""
+    line, column = position(data, exc.start)
+    return line, column, f"not UTF-8 text: byte 0x{data[exc.start]:02x} ({exc.reason}); expected UTF-8 text"
+
+
 class ScenarioError(ChaosgateError):
     """A scenario file is unreadable or invalid; carries every problem found in it."""
 

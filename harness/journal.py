@@ -11,9 +11,11 @@ import json
 import threading
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import IO, Any, Literal, get_args
 
-from harness.errors import JournalError
+from harness.errors import JournalError, not_utf8
+from harness.journal_events import check_event, found
 
 EventType = Literal[
     "run.started",      # header: scenario name, file, text, seed, versions
@@ -63,25 +65,74 @@ class JournalWriter:
             self._file.close()
 
 
-def read_journal(path: Path) -> list[dict[str, Any]]:
-    """All events of a journal; a torn last line (crash mid-write) is dropped, not fatal."""
+MAX_PROBLEMS = 20   # a journal with more malformed lines names the first ones and counts the rest
+RUN_SPAN = 86400.0  # seconds: every event of a run lies within a day after its run.started (a load lasts <= 1 h)
+CLOCK_SLACK = 60.0  # seconds an event may be stamped before run.started (clock steps)
+
+
+def read_journal(path: Path, warn: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """All events of a journal, each checked against its type's model (harness/journal_events.py).
+
+    A last line that is not JSON (a run killed mid-write) is skipped: ``warn`` is told, and a
+    ``warning`` event saying so ends the events, so the report shows it too. Any other malformed
+    line makes the whole journal unreadable: JournalError names every such line (file:line, the
+    field, what was expected and what was found), and nothing is judged from it.
+    """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        data = path.read_bytes()
     except OSError as exc:
         raise JournalError(f"{path}: cannot read journal: {exc.strerror}") from exc
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        if exc.reason != "unexpected end of data":
+            line, column, message = not_utf8(data, exc)
+            raise JournalError(f"{path}:{line}:{column}: {message}; is this a chaosgate journal?") from None
+        lines = data[:exc.start].decode("utf-8").splitlines()  # killed while writing a character: a torn line
+    numbers = [n for n, line in enumerate(lines, start=1) if line.strip()]
     events: list[dict[str, Any]] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    problems: list[str] = []
+    torn: str | None = None
+    for number in numbers:
         try:
-            event = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == len(lines):
+            event = json.loads(lines[number - 1])
+        except (json.JSONDecodeError, RecursionError) as exc:
+            if number == numbers[-1]:
+                torn = f"{path}:{number}: warning: the last line is cut short (the run was killed while writing it); skipped"
                 break
-            raise JournalError(f"{path}:{number}: not a JSON event: {exc.msg}") from exc
-        if not isinstance(event, dict) or event.get("type") not in EVENT_TYPES:
-            raise JournalError(f"{path}:{number}: not a chaosgate event")
+            problems.append(f"{path}:{number}: not a JSON event: {getattr(exc, 'msg', 'nested too deeply')}; "
+                            "expected one JSON object per line")
+            continue
+        if not isinstance(event, dict):
+            problems.append(f"{path}:{number}: expected a JSON object (one event per line), got {found(event)}")
+            continue
+        type = event.get("type")
+        known = isinstance(type, str) and type in EVENT_TYPES
+        where = f"{path}:{number}: {type}" if known else f"{path}:{number}"
+        if number == numbers[0] and known and type != "run.started":
+            problems.append(f"{where}: expected the run.started header first (no run.started header); is this a chaosgate journal?")
+        else:
+            problems += [f"{where}: {problem}" for problem in check_event(event)]
         events.append(event)
-    if not events or events[0]["type"] != "run.started":
-        raise JournalError(f"{path}: not a chaosgate journal (no run.started header)")
+    if not problems and not events:
+        raise JournalError(f"{path}: not a chaosgate journal (no run.started header): "
+                           + ("its only line is cut short" if torn else "it holds no events"))
+    if not problems:
+        problems += _times_out_of_range(path, numbers, events)
+    if problems:
+        more = len(problems) - MAX_PROBLEMS
+        raise JournalError("\n".join(problems[:MAX_PROBLEMS] + ([f"{path}: ... and {more} more"] if more > 0 else [])))
+    if torn is not None:
+        if warn is not None:
+            warn(torn)
+        events.append({"type": "warning", "ts": max(e["ts"] for e in events), "message": torn})
     return events
+
+
+def _times_out_of_range(path: Path, numbers: list[int], events: list[dict[str, Any]]) -> list[str]:
+    """Times no run can have: before its run.started (beyond a clock step) or a day after it."""
+    start = events[0]["ts"]
+    return [f"{path}:{number}: {event['type']}: ts: expected a Unix time from {start - CLOCK_SLACK:.3f} to "
+            f"{start + RUN_SPAN:.3f} (within a day of the run's start, run.started ts {start:.3f}), got {event['ts']!r}"
+            for number, event in zip(numbers, events, strict=False)
+            if not start - CLOCK_SLACK <= event["ts"] <= start + RUN_SPAN]

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import JournalError
+from harness.errors import JournalError, ScenarioError
 from harness.journal import read_journal
 from harness.report.data import RunData, utc
 from harness.report.html import render_index, render_run
@@ -27,18 +28,20 @@ class Outputs:
     report: Path
 
 
-def load_run(journal: Path) -> RunData:
-    """Read and judge a journal file."""
-    events = read_journal(journal)
+def load_run(journal: Path, warn: Callable[[str], None] | None = None) -> RunData:
+    """Read and judge a journal file (``warn``: see read_journal)."""
+    events = read_journal(journal, warn)
     try:
         return RunData.from_events(events)
-    except KeyError as exc:  # hand-edited or foreign lines: say which field is missing, not a traceback
-        raise JournalError(f"{journal}: an event lacks the field {exc}; is this a chaosgate journal?") from exc
+    except ScenarioError as exc:  # the header's scenario text was edited: name the journal's line, then the text's
+        problems = "\n".join(f"  {problem}" for problem in exc.problems)
+        raise JournalError(f"{journal}:1: run.started: text: expected the YAML of a valid scenario; "
+                           f"in it (lines of the text):\n{problems}") from exc
 
 
-def write_outputs(journal: Path, run_dir: Path) -> Outputs:
+def write_outputs(journal: Path, run_dir: Path, warn: Callable[[str], None] | None = None) -> Outputs:
     """Judge ``journal`` and write ``summary.json`` and the report ``index.html`` into ``run_dir``."""
-    run = load_run(journal)
+    run = load_run(journal, warn)
     run_dir.mkdir(parents=True, exist_ok=True)
     summary = {**run.summary(), "report": REPORT}
     (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

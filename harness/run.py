@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import __version__
+from harness import __version__, crash
 from harness.attempts import AttemptCollector, gateway_attempt_log, sources_for
 from harness.diagnose.scheduled import join_all, start_diagnosis
 from harness.errors import ChaosgateError
@@ -91,6 +91,9 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
         raise
     except ChaosgateError as exc:
         error = str(exc)  # the report says why the run stopped: only this process knows
+        raise
+    except Exception as exc:  # a bug in chaosgate: its traceback goes to the run folder, the report says so
+        error = f"a bug in chaosgate: {type(exc).__name__}: {exc} (traceback: {crash.record(exc, run_dir)})"
         raise
     finally:
         runtime.down()

@@ -7,13 +7,15 @@ listing every problem with its file, line, field and what was expected.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.durations import Duration
-from harness.errors import Problem, ScenarioError
+from harness.errors import Problem, ScenarioError, not_utf8
 from harness.expectations import EXPECTATIONS, Expectation
 from harness.faults import FAULTS, Fault
 from harness.gateways import GATEWAYS
@@ -24,7 +26,7 @@ from harness.gateways.nginx import NginxOptions
 from harness.memsize import MemorySize
 from harness.targets import resolve, split_target
 from harness.yaml_source import Path as YamlPath
-from harness.yaml_source import YamlDocument, load_yaml
+from harness.yaml_source import YamlDocument, key_text, load_yaml
 
 
 class _Model(BaseModel):
@@ -283,9 +285,14 @@ def load_scenario(path: Path, gateway: str | None = None) -> Scenario:
     """Read and validate one scenario file; every problem is reported at once. ``gateway``
     overrides the file's ``gateway.kind`` (``--gateway``); the file's settings are checked against it."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ScenarioError([Problem(str(path), None, None, "", f"cannot read file: {exc.strerror}")]) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, column, message = not_utf8(data, exc)
+        raise ScenarioError([Problem(str(path), line, column, "", message)]) from None
     return parse_scenario(text, str(path), gateway)
 
 
@@ -297,13 +304,25 @@ def parse_scenario(text: str, file: str, gateway: str | None = None) -> Scenario
     try:
         scenario = Scenario.model_validate(doc.data)
     except ValidationError as exc:
-        by_field: dict[str, Problem] = {}
+        by_field: dict[str, tuple[str, Problem]] = {}
+        names: list[Problem] = []  # a mapping or a list where a name (or a mapping) may go
         for error in exc.errors():  # a union reports once per member: keep the first per field
-            if error["type"] == "literal_error" and isinstance(error.get("input"), (dict, list)):
-                continue  # a mapping given where a name or a mapping may go: the mapping's errors say more
             problem = _problem(doc, error)
-            by_field.setdefault(problem.field, problem)
-        raise ScenarioError(list(by_field.values())) from None
+            if error["type"] == "literal_error" and isinstance(error.get("input"), (dict, list)):
+                names.append(problem)
+            else:
+                by_field.setdefault(problem.field, (error["type"], problem))
+        for problem in names:  # the names are said unless the mapping's own errors say more (`window: {to: 1s}`)
+            field = problem.field
+            if any(other.startswith((f"{field}.", f"{field}[")) for other in by_field):
+                continue
+            said = by_field.get(field)
+            if said is not None and said[0] in ("model_type", "dict_type", "model_attributes_type"):
+                problem = replace(problem, message=problem.message.replace(", got ", ", or a mapping, got ", 1))
+            elif said is not None:
+                continue
+            by_field[field] = ("literal_error", problem)
+        raise ScenarioError([problem for _, problem in by_field.values()]) from None
     if gateway is not None:
         if gateway not in GATEWAYS:
             raise ScenarioError([Problem(file, None, None, "gateway.kind", f"unknown gateway {gateway!r} (--gateway); "
@@ -322,7 +341,8 @@ def _for_gateway(scenario: Scenario) -> Scenario:
 
 
 def _problem(doc: YamlDocument, error: Any) -> Problem:
-    path = _data_path(doc.data, tuple(error["loc"]))
+    loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part.startswith("literal[")))
+    path = _data_path(doc.data, loc, error["type"] == "missing")  # (a name-or-mapping field's names are a union member called literal[...])
     if error["type"] == "union_tag_invalid" and _tag(error) != "kind":
         path = (*path, _tag(error))  # an unknown mode: point at the mode, not at the fault
     line, column = doc.locate(path)
@@ -339,9 +359,20 @@ def _problem(doc: YamlDocument, error: Any) -> Problem:
         message = "unknown field"
         if len(path) > 0:
             message += f" {path[-1]!r}"
-    elif not isinstance(given, (dict, list)) and "got" not in message:
-        message += f", got {given!r}"
+    elif "got" not in message:
+        message += f", got {_found(given)}"
     return Problem(doc.file, line, column, _render_path(doc.data, path), message)
+
+
+def _found(value: Any) -> str:
+    """A YAML value as a message names it: ``'fast'``, ``3``, ``a mapping``, ``a list``."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, (date, bytes)):  # YAML reads 2026-01-02 as a date, !!binary as bytes
+        return f"the {'date' if isinstance(value, date) else 'binary value'} {value!s}"
+    return repr(value)
 
 
 def _tag(error: Any) -> str:
@@ -349,19 +380,19 @@ def _tag(error: Any) -> str:
     return str(error.get("ctx", {}).get("discriminator", "'kind'")).strip("'")
 
 
-def _data_path(data: Any, loc: tuple[Any, ...]) -> YamlPath:
+def _data_path(data: Any, loc: tuple[Any, ...], missing: bool = False) -> YamlPath:
     """Map a pydantic error location onto the data, dropping the union member names pydantic
-    inserts (``faults.0.latency.jitter`` -> ``faults.0.jitter``, ``window.literal[...]``)."""
+    inserts (``faults.0.latency.jitter`` -> ``faults.0.jitter``, ``window.ExplicitWindow.to``):
+    a part is kept when it is in the data (or is the field a ``missing`` error names)."""
     path: list[str | int] = []
     node: Any = data
     tag_dropped_at = -1
-    for part in loc:
-        is_last = part is loc[-1] and len(path) + 1 >= len(loc) - (tag_dropped_at >= 0)
-        is_tag = (isinstance(node, dict) and path and isinstance(path[-1], int) and part == node.get("kind")
-                  and tag_dropped_at != len(path)) \
-            or (node is not None and not isinstance(node, (dict, list))) \
-            or (isinstance(node, dict) and part not in node and not is_last)  # a union member's name
-        if is_tag:
+    for i, part in enumerate(loc):
+        is_tag = isinstance(node, dict) and path and isinstance(path[-1], int) and part == node.get("kind") \
+            and tag_dropped_at != len(path)  # a fault's or expectation's kind (once: it may also be a field)
+        in_data = (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int)) \
+            or (missing and i == len(loc) - 1 and isinstance(node, dict))
+        if is_tag or not in_data:
             tag_dropped_at = len(path)
             continue
         path.append(part)
@@ -388,7 +419,7 @@ def _render_path(data: Any, path: YamlPath) -> str:
             label = item.get("name") if isinstance(item, dict) and isinstance(item.get("name"), str) else None
             out += f"[name={label!r}]" if label else f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            out += f".{key_text(part)}" if out else key_text(part)
         node = _child(node, part)
     return out
 

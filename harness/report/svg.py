@@ -202,8 +202,11 @@ def stacked_chart(name: str, title: str, series: Sequence[Series], axis: Axis, o
     return _svg(name, height, title, body)
 
 
+SMALLEST = 1e-9  # a nanosecond: the log axis starts no lower (a hand-edited 5e-324 s would make it start at 0)
+
+
 def _log_range(values: list[float]) -> tuple[float, float]:
-    low = 10 ** math.floor(math.log10(min(values)))
+    low = 10 ** math.floor(math.log10(max(min(values), SMALLEST)))
     high = 10 ** math.ceil(math.log10(max(values)))
     return low, (high * 10 if high <= low else high)
 

@@ -42,7 +42,7 @@ def _run(base_url: str, tmp_path: Path, duration: float = 2.0) -> tuple[list[dic
     config = LoadConfig(host=base_url, base_path="", users=0, spawn_rate=10, duration=duration, mix={"mcp": 1.0},
                         wait=0.05, max_tokens=4, request_timeout=1.0, seed=3, mcp_users=2, mcp_path="/mcp")
     journal = JournalWriter(tmp_path / "journal.jsonl")
-    journal.write("run.started", replicas=["tools[0]"])
+    journal.write("run.started", replicas=["tools[0]"], text="", file="t.yaml")
     load = LoadGenerator(config, journal, tmp_path / "logs")
     load.start()
     began = time.monotonic()

@@ -82,7 +82,7 @@ def test_report_refuses_what_is_not_a_journal_with_one_line(tmp_path: Path) -> N
     bad = tmp_path / "notes.jsonl"
     bad.write_text('{"hello": 1}\n')
     result = chaosgate("report", str(bad))
-    assert result.returncode == 2 and "notes.jsonl:1: not a chaosgate event" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "notes.jsonl:1: type: required field is missing; expected one of run.started, " in result.stderr and "Traceback" not in result.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
     result = chaosgate("report", str(empty))
@@ -90,7 +90,8 @@ def test_report_refuses_what_is_not_a_journal_with_one_line(tmp_path: Path) -> N
     lacking = tmp_path / "lacking.jsonl"
     lacking.write_text(json.dumps({"type": "run.started", "ts": 1.0}) + "\n")
     result = chaosgate("report", str(lacking))
-    assert result.returncode == 2 and "lacks the field 'text'" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "lacking.jsonl:1: run.started: text: required field is missing; expected the scenario's YAML text" \
+        in result.stderr and "Traceback" not in result.stderr
 
 
 def test_report_on_a_suite_writes_every_report_the_index_and_junit(tmp_path: Path) -> None:

@@ -74,7 +74,7 @@ def test_gateways_that_log_only_the_last_try_have_no_attempt_log(tmp_path: Path)
 
 def test_the_collector_journals_attempt_events_on_the_files_time_base(tmp_path: Path) -> None:
     journal = JournalWriter(tmp_path / "journal.jsonl")
-    journal.write("run.started", ts=99.0, replicas=["chat[0]"])
+    journal.write("run.started", ts=99.0, replicas=["chat[0]"], text="name: t\n", file="t.yaml")
     journal.write("stack.ready", ts=99.5, endpoints={"replicas": {}}, attempt_logs={"replica": True, "gateway": None})
     journal.write("load.started", ts=100.0)
     path = replica_attempts_file(tmp_path, "chat[0]")

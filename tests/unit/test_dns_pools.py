@@ -153,7 +153,7 @@ def test_the_observer_journals_hosts_added_removed_and_reflagged(tmp_path: Path)
     gateway = Hosts()
     stack = dns_stack(gateway, tmp_path)
     journal = JournalWriter(tmp_path / "journal.jsonl")
-    journal.write("run.started", scenario="t")
+    journal.write("run.started", scenario="t", text="", file="t.yaml")
     observer = HealthObserver(stack, journal)
     gateway.view = {"127.0.0.1:21000": HostHealth(True, ""), "127.0.0.1:21001": HostHealth(True, "")}
     observer._sample()

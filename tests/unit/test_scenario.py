@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -398,3 +399,48 @@ def test_an_unknown_gateway_in_an_expectation_is_named() -> None:
     assert errors_of(SCOPED.replace("[envoy, haproxy]", "[envoy, hapoxy]")) == [
         "x.yaml:9:89: expect[1].gateways[1]: unknown gateway 'hapoxy'; expected one of envoy, haproxy, nginx, litellm"]
     assert errors_of(SCOPED.replace("[nginx]", "[]"))[0].startswith("x.yaml:10:")
+
+
+def test_a_mapping_or_a_list_where_a_name_goes_is_named_with_what_was_expected() -> None:
+    # `kind: {a: 1}` printed nothing at all (the mapping's errors were dropped as "saying more")
+    text = BASE + "gateway:\n  kind: {a: 1}\n"
+    assert errors_of(text) == ["x.yaml:6:3: gateway.kind: Input should be 'envoy', 'haproxy', 'nginx' or 'litellm', "
+                               "got a mapping"]
+    assert errors_of(BASE + "gateway:\n  kind: [envoy]\n") == [
+        "x.yaml:6:3: gateway.kind: Input should be 'envoy', 'haproxy', 'nginx' or 'litellm', got a list"]
+    window = BASE + 'faults:\n  - {kind: down, target: "chat[0]", at: 1s, for: 2s}\nexpect:\n  - {kind: error_rate, max: 0.1, window: [1]}\n'
+    assert errors_of(window) == ["x.yaml:8:34: expect[0].window: Input should be 'baseline', 'fault', 'after_detection', "
+                                 "'recovery' or 'run', or a mapping, got a list"]
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("!foo 1", "seed: cannot read '1' as !foo: could not determine a constructor for the tag '!foo'; "
+               "expected a plain value (no YAML tag)"),
+    ("!!int abc", "seed: cannot read 'abc' as !!int: invalid literal for int() with base 10: 'abc'; "
+                  "expected a plain value (no YAML tag)"),
+    ("&a [*a]", "seed[0]: an alias refers to a node that contains it; expected a value that ends"),
+    ("2001-12-14", "seed: Input should be a valid integer, got the date 2001-12-14"),
+])
+def test_yaml_values_that_python_cannot_build_are_named_not_raised(value: str, message: str) -> None:
+    (line,) = errors_of(f"name: t\nseed: {value}\nupstreams: [{{name: chat}}]\nload: {{duration: 1s}}\n")
+    assert re.match(r"x\.yaml:2:\d+: ", line) and line.split(": ", 1)[1] == message, line
+
+
+def test_keys_that_are_not_names_and_bytes_that_are_not_text_are_named(tmp_path: Path) -> None:
+    assert errors_of("name: t\n? [a, b]\n: 1\nupstreams: [{name: chat}]\nload: {duration: 1s}\n") == [
+        "x.yaml:2:3: expected a field name as the key, got a list"]
+    assert errors_of("name: t\nseed: 1\x07\nupstreams: [{name: chat}]\nload: {duration: 1s}\n") == [
+        "x.yaml:2:8: invalid YAML: the character U+0007 is not allowed (a control character); expected printable text"]
+    assert errors_of('name: t\n"\\x1e": 1\nupstreams: [{name: chat}]\nload: {duration: 1s}\n')[0].endswith(
+        "'\\x1e': unknown field '\\x1e'")  # quoted: a control character would end the message's line
+    binary = tmp_path / "x.yaml"
+    binary.write_bytes(b"name: t\nseed: \xff\n")
+    with pytest.raises(ScenarioError, match=rf"^{re.escape(str(binary))}:2:7: not UTF-8 text: byte 0xff "):
+        load_scenario(binary)
+
+
+def test_aliases_that_explode_are_refused() -> None:
+    lines = ["name: t", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 7)]
+    (line,) = errors_of("\n".join([*lines, "upstreams: [{name: chat}]", "load: {duration: 1s}", ""]))
+    assert "aliases expand to more than 100000 values" in line and re.match(r"x\.yaml:\d+:\d+: a", line)
