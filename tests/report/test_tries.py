@@ -45,7 +45,7 @@ def test_the_tries_the_gateway_logged_are_counted_and_the_first_few_named() -> N
     html = render_run(run)
     assert f'data-tries="{shown.count}">{shown.count} tries reached chat[0] between 5.000s and 13.000s; the first 5:' in html
     assert "<li>5.100s (+0.100s): request ab-1 at chat[0], seen by the gateway log, 503 UC</li>" in html
-    assert f'<li class="more">and {shown.count - 5} more</li>' in html
+    assert f'</ol><p class="more">and {shown.count - 5} more</p>' in html
     assert html.count("data-tries=") == 1  # beside the no_traffic_to verdict only
 
 
