@@ -12,7 +12,8 @@ From the nominal load (harness/promise/preview.py, what ``chaosgate validate`` p
 * a window whose earliest bound is 0 (it cannot fail early) is one listed below with the reason the
   configuration cannot raise it.
 
-The comparison suite (scenarios/compare/, on every gateway) has its own test: test_promise_suite.py.
+The comparison suite (scenarios/compare/, on every gateway) has its own test of its windows
+(test_promise_suite.py); here, only that no promise.unobservable warning fires on any gateway.
 The allow-lists are explicit: a scenario added to them says why in its own comment and in docs/lint.md.
 """
 
@@ -133,3 +134,14 @@ def test_the_allow_lists_name_shipped_scenarios_with_such_windows() -> None:
             assert any(w.says_nothing_within(observable_span(kind, scenario, f)) for f, w in windows), (stem, kind)
         if (stem, kind) in NO_EARLY_SIDE_BY_DESIGN:
             assert any(w.lower == 0.0 for _, w in windows), (stem, kind)
+
+
+SUITE = sorted((ROOT / "scenarios" / "compare").glob("*.yaml"))
+GATEWAYS = ("envoy", "haproxy", "nginx", "litellm")
+
+
+@pytest.mark.parametrize("gateway", GATEWAYS)
+@pytest.mark.parametrize("path", SUITE, ids=[p.stem for p in SUITE])
+def test_no_unobservable_promise_in_the_comparison_suite(path: Path, gateway: str) -> None:
+    found = [f for f in lint_file(path, load_scenario(path, gateway)) if f.trap == "promise.unobservable"]
+    assert not found, [f.message for f in found]
