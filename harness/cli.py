@@ -199,6 +199,9 @@ def _print_verdicts(summary: dict[str, Any]) -> None:
         mark = click.style("pass", fg="green") if v["passed"] else click.style("FAIL", fg="red")
         promised = f" [promised {v['promised']['text']}]" if v.get("promised") and v["bound"] != f"in {v['promised']['text']}" else ""
         click.echo(f"  {mark}  {v['kind']:<20} bound {v['bound']:<10} measured {v['measured']:<10} {v['detail']}{promised}")
+    for fault in summary.get("faults", []):
+        for which, text in fault.get("not_observed", {}).items():
+            click.echo(f"  note  {fault['fault']}: {which} {text}")
 
 
 def _print_suite(outcomes: list[tuple[str, bool | None]]) -> None:

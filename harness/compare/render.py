@@ -10,7 +10,7 @@ from jinja2 import ChoiceLoader, Environment, PackageLoader, StrictUndefined, se
 from harness import __version__
 from harness.compare.table import ComparisonTable, FaultRow, GatewayRow
 from harness.durations import format_duration
-from harness.promise.window import width_text
+from harness.promise.window import NOT_OBSERVED_DETECTION, NOT_OBSERVED_RECOVERY, width_text
 
 # The page extends the reports' layout and stylesheet (harness/report/templates), so it looks like them.
 TEMPLATES = Environment(loader=ChoiceLoader([PackageLoader("harness.compare", "templates"),
@@ -50,7 +50,7 @@ def kept_text(fault: FaultRow, which: str, inside: str = "inside") -> str:
     'not observed: the load ended N s after the fault, the promise allows up to M s'."""
     placement = fault.detection_placement if which == "detection" else fault.recovery_placement
     if placement.where == "not observed":
-        return placement.not_observed(*(("the fault", "it began") if which == "detection" else ("the load", "the fault")))
+        return placement.not_observed(*(NOT_OBSERVED_DETECTION if which == "detection" else NOT_OBSERVED_RECOVERY))
     return NOT_APPLICABLE if placement.held is None else (inside if placement.held else "OUTSIDE")
 
 

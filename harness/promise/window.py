@@ -109,6 +109,11 @@ Where = Literal["inside", "early", "late", "missed", "not observed", "never, as 
                 "nothing to measure", "no promise"]
 
 
+# How ``Placement.not_observed`` names the end that came first: (what ended, after what).
+NOT_OBSERVED_DETECTION = ("the fault", "it began")
+NOT_OBSERVED_RECOVERY = ("the load", "the fault")
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where a measured time lies against a promise. ``held``: True inside (or never acted, as a ``never``

@@ -14,7 +14,9 @@ from typing import Any
 from harness.expectations.base import detection_time
 from harness.judge import Judgement, judge_events
 from harness.promise import fault_promises
-from harness.promise.window import Placement, Promise, place, width_text
+from harness.promise.window import (
+    NOT_OBSERVED_DETECTION, NOT_OBSERVED_RECOVERY, Placement, Promise, place, width_text,
+)
 from harness.timeline import FaultWindow, Timeline
 
 OUTCOME_WORDS = {
@@ -56,6 +58,15 @@ class FaultOutcome:
         detection, recovery = self.placements()
         return words[detection.held], words[recovery.held]
 
+    def not_observed(self) -> tuple[str, str]:
+        """For a detection (recovery) the gateway never made while the fault (the load) ended before the
+        promised window did: 'not observed: the fault ended N s after it began, the promise allows up to
+        M s' ('not observed: the load ended N s after the fault, ...'), as ``chaosgate compare`` says it
+        (harness/compare/render.kept_text); "" otherwise."""
+        detection, recovery = self.placements()
+        return (detection.not_observed(*NOT_OBSERVED_DETECTION) if detection.where == "not observed" else "",
+                recovery.not_observed(*NOT_OBSERVED_RECOVERY) if recovery.where == "not observed" else "")
+
     def placements(self) -> tuple[Placement, Placement]:
         """Where detection and recovery lay against the promised windows (harness/promise/window.place)."""
         w = self.window
@@ -70,7 +81,9 @@ class FaultOutcome:
                 "detected_after": _round(self.detected_after), "recovered_after": _round(self.recovered_after),
                 "promised_detection": None if self.promised_detection is None else self.promised_detection.to_json(),
                 "promised_recovery": None if self.promised_recovery is None else self.promised_recovery.to_json(),
-                "promise_held": dict(zip(("detection", "recovery"), self.promise_held(), strict=True))}
+                "promise_held": dict(zip(("detection", "recovery"), self.promise_held(), strict=True)),
+                "not_observed": {which: text for which, text in zip(("detection", "recovery"), self.not_observed(),
+                                                                      strict=True) if text}}
 
 
 @dataclass(frozen=True)

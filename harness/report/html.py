@@ -20,6 +20,7 @@ from harness.report.series import (
     NOT_SERVED_COLOR, Series, axis_for, error_rate_by_kind, health_lanes, latency, moments, served_rate,
 )
 from harness.report.svg import STATE_COLORS, Overlay, fmt_seconds, health_chart, line_chart, stacked_chart
+from harness.report.tries import TriesShown, tries_for
 
 _ENV = Environment(loader=PackageLoader("harness.report", "templates"), autoescape=select_autoescape(default=True),
                    undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -81,9 +82,17 @@ def render_run(run: RunData, journal_name: str = "journal.jsonl") -> str:
     scenario = judgement.scenario
     return _ENV.get_template("report.html.j2").render(
         run=run, scenario=scenario, verdicts=judgement.verdicts, timeline=timeline, charts=charts(run),
-        promises=judgement.promises or [None] * len(judgement.verdicts),
+        promises=judgement.promises or [None] * len(judgement.verdicts), tries=verdict_tries(run),
         moments=moments(run.faults), advice=advise(run), settings=gateway_settings(scenario.gateway),
         journal_name=journal_name, last_event=max(timeline.end, 0.0), scenario_text=run.header.get("text", ""))
+
+
+def verdict_tries(run: RunData) -> list[TriesShown | None]:
+    """Beside each verdict, the tries that reached a ``no_traffic_to`` target in its window (None elsewhere)."""
+    expectations, verdicts = run.judgement.scenario.expect, run.judgement.verdicts
+    if len(expectations) != len(verdicts):
+        return [None] * len(verdicts)
+    return [tries_for(e, run.timeline) for e in expectations]
 
 
 def render_index(entries: list[dict[str, Any]], title: str = "chaosgate suite") -> str:

@@ -75,6 +75,11 @@ def test_a_suite_with_one_failing_scenario(tmp_path: Path, page: Page) -> None:
     assert [r["kind"] for r in seen["rows"] if r["cells"][1] == "FAIL"] == ["upstream_unhealthy", "no_traffic_to"]
     assert seen["advice"][:2] == ["upstream_unhealthy failed: the gateway marks chat[0] unhealthy within 200ms of the fault starting",
                                   "no_traffic_to failed: no request or retry reaches chat[0] while the fault is active"]
+    # beside no_traffic_to, the tries that reached chat[0] in the fault: Envoy logs each one (its upstream_log)
+    tries = page.evaluate("[...document.querySelectorAll('div.tries')].map(d => [d.dataset.tries, d.innerText])")
+    assert len(tries) == 1 and int(tries[0][0]) > 0, tries
+    assert f"{tries[0][0]} tries reached chat[0] between 2." in tries[0][1], tries
+    assert "(+0." in tries[0][1] and ": request " in tries[0][1] and "at chat[0], seen by the gateway log" in tries[0][1]
 
 
 QUICK = """\
