@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from harness.cgroups import find_hierarchy, parse_limit
 from harness.faults import FAULTS
 from harness.runtimes.base import Stack
 from harness.runtimes.docker import DockerRuntime
@@ -117,6 +118,29 @@ def cgroup_of(pid: int, controller: str) -> Path:
     raise AssertionError(f"pid {pid} has no {controller} cgroup")
 
 
+def freezer_state(pid: int) -> str:
+    """FROZEN or THAWED, as the kernel says of ``pid``'s cgroup: v1's freezer.state, or v2's cgroup.events."""
+    hierarchy = find_hierarchy()
+    if hierarchy.version == 1:
+        return (cgroup_of(pid, "freezer") / "freezer.state").read_text().strip()
+    events = dict(line.split() for line in (hierarchy.cgroup_of(pid) / "cgroup.events").read_text().splitlines())
+    return "FROZEN" if events.get("frozen") == "1" else "THAWED"
+
+
+def memory_limits(pid: int) -> tuple[Path, int | None, int | None]:
+    """``pid``'s memory cgroup, its memory limit and its swap allowance beyond that limit, in bytes (None:
+    no limit or not accounted): v1's memory.limit_in_bytes and memsw minus it, or v2's memory.max and memory.swap.max."""
+    hierarchy = find_hierarchy()
+    folder = hierarchy.cgroup_of(pid)
+    if hierarchy.version == 1:
+        memory = parse_limit((folder / "memory.limit_in_bytes").read_text())
+        memsw = folder / "memory.memsw.limit_in_bytes"
+        total = parse_limit(memsw.read_text()) if memsw.exists() else None
+        return folder, memory, None if total is None or memory is None else total - memory
+    swap = folder / "memory.swap.max"
+    return folder, parse_limit((folder / "memory.max").read_text()), parse_limit(swap.read_text()) if swap.exists() else None
+
+
 def test_every_process_fault_kind_has_a_live_docker_test() -> None:
     tested = {name.removeprefix("test_docker_").removesuffix("_fault") for name in globals()
               if name.startswith("test_docker_") and name.endswith("_fault")}
@@ -157,16 +181,15 @@ def test_docker_process_kill_fault(live: Live) -> None:
 def test_docker_process_freeze_fault(live: Live) -> None:
     fault = FAULTS["process_freeze"].model_validate({"kind": "process_freeze", "target": "chat[0]", "at": 0, "for": 1})
     pid = live.processes.pid("chat[0]")
-    freezer = cgroup_of(pid, "freezer") / "freezer.state"
-    assert freezer.read_text().strip() == "THAWED"
+    assert freezer_state(pid) == "THAWED"
     fault.inject(live.stack, "chat[0]")
     assert live.container("chat[0]").status == "paused"
-    wait_for(lambda: freezer.read_text().strip() == "FROZEN", 2.0, "the kernel's freezer to freeze the container")
+    wait_for(lambda: freezer_state(pid) == "FROZEN", 2.0, "the kernel's freezer to freeze the container")
     wait_for(lambda: live.healthy("chat[0]") is False, detection_bound(live.scenario), "Envoy to eject the frozen replica")
     wait_for(lambda: "NETWORK_TIMEOUT" in live.health_failures("chat[0]"), 15.0,
              "Envoy's log to show the frozen replica's checks timing out")
     fault.clear(live.stack, "chat[0]")
-    wait_for(lambda: freezer.read_text().strip() == "THAWED", 2.0, "the container to be thawed")
+    wait_for(lambda: freezer_state(pid) == "THAWED", 2.0, "the container to be thawed")
     assert live.container("chat[0]").status == "running"
     wait_for(lambda: live.healthy("chat[0]") is True, readmission_bound(live.scenario), "Envoy to readmit it")
     assert live.processes.pid("chat[0]") == pid and live.of_type("process.exited") == [], "the same process, never killed"
@@ -218,10 +241,8 @@ def test_docker_oom_fault(live: Live) -> None:
     host_config = container.attrs["HostConfig"]
     assert host_config["Memory"] == host_config["MemorySwap"] == 128 * MiB, "the limit, and no swap beyond it"
     pid = live.processes.pid("chat[0]")
-    cgroup = cgroup_of(pid, "memory")
-    assert cgroup.name == container.id and int((cgroup / "memory.limit_in_bytes").read_text()) == 128 * MiB
-    if (cgroup / "memory.memsw.limit_in_bytes").exists():
-        assert int((cgroup / "memory.memsw.limit_in_bytes").read_text()) == 128 * MiB
+    cgroup, memory, swap = memory_limits(pid)
+    assert container.id in cgroup.name and memory == 128 * MiB and swap in (0, None), (cgroup, memory, swap)
     assert live.container("chat[1]").attrs["HostConfig"]["Memory"] == 128 * MiB
     fault = FAULTS["oom"].model_validate({"kind": "oom", "target": "chat[0]", "at": 0, "for": 1, "mb_per_s": 300})
     fault.inject(live.stack, "chat[0]")
@@ -233,7 +254,7 @@ def test_docker_oom_fault(live: Live) -> None:
     wait_for(lambda: bool(live.of_type("process.ready")), readmission_bound(live.scenario, 1.0), "the restart")
     restarted = live.container("chat[0]")
     assert restarted.attrs["HostConfig"]["Memory"] == 128 * MiB, "restarted inside the same limit"
-    assert int((cgroup_of(live.processes.pid("chat[0]"), "memory") / "memory.limit_in_bytes").read_text()) == 128 * MiB
+    assert memory_limits(live.processes.pid("chat[0]"))[1] == 128 * MiB
     wait_for(lambda: live.healthy("chat[0]") is True, readmission_bound(live.scenario), "Envoy to readmit it")
     fault.clear(live.stack, "chat[0]")
     assert live.of_type("process.exited") == [exited], "killed once: the restarted process does not grow"
