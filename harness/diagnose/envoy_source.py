@@ -10,15 +10,16 @@ naming the file and field.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from harness.diagnose.model import Cluster, GatewayView, HealthCheckDef, Host, Resolver, StatusRange, TlsDef
-from harness.errors import ChaosgateError
+from harness.errors import ChaosgateError, ScenarioError, location
+from harness.yaml_source import load_yaml
 
 ADMIN_TIMEOUT_S = 2.0
 _FAILURE_FLAGS = ("failed_active_health_check", "failed_outlier_check", "failed_eds_health",
@@ -232,11 +233,18 @@ def _configured_hosts(cluster: _Cluster, kind: str) -> list[Host]:
     return hosts
 
 
+Locate = Callable[[tuple[str | int, ...]], tuple[int | None, int | None]]
+
+
 def clusters_from_config(data: Any, source: str, kinds: dict[str, str] | None = None,
-                         default_resolvers: tuple[Resolver, ...] = ()) -> list[tuple[Cluster, list[Host]]]:
-    """Each cluster of a bootstrap config (or a config dump's cluster list) with its configured hosts."""
+                         default_resolvers: tuple[Resolver, ...] = (),
+                         locate: Locate | None = None) -> list[tuple[Cluster, list[Host]]]:
+    """Each cluster of a bootstrap config (or a config dump's cluster list) with its configured hosts.
+    ``locate`` gives a field's line and column in the file, so that an error names them."""
     raw: list[Any]
+    prefix: tuple[str | int, ...] = ()
     if isinstance(data, dict) and "static_resources" in data:
+        prefix = ("static_resources", "clusters")
         raw = list((data.get("static_resources") or {}).get("clusters") or [])
         default_resolvers = default_resolvers or _resolvers(data.get("typed_dns_resolver_config"), [])
     elif isinstance(data, list):
@@ -250,7 +258,8 @@ def clusters_from_config(data: Any, source: str, kinds: dict[str, str] | None = 
         except ValidationError as exc:
             error = exc.errors()[0]
             where = ".".join(str(p) for p in error["loc"])
-            raise DiagnoseError(f"{source}: static_resources.clusters[{index}].{where}: "
+            line, column = locate((*prefix, index, *error["loc"])) if locate is not None else (None, None)
+            raise DiagnoseError(f"{location(source, line, column)}: static_resources.clusters[{index}].{where}: "
                                 f"{str(error['msg']).removeprefix('Value error, ')}") from None
         type_name, resolver_config = _cluster_type(parsed)
         hc = _health_check(parsed)
@@ -265,12 +274,18 @@ def clusters_from_config(data: Any, source: str, kinds: dict[str, str] | None = 
 def from_config(path: Path, kinds: dict[str, str] | None = None) -> GatewayView:
     """The view an Envoy config file gives: clusters and hosts, health unknown."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = load_yaml(path.read_text(encoding="utf-8"), str(path))
     except OSError as exc:
         raise DiagnoseError(f"{path}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise DiagnoseError(f"{path}: not YAML/JSON: {exc}") from exc
-    clusters = [_with_hosts(cluster, hosts) for cluster, hosts in clusters_from_config(data, str(path), kinds)]
+    except UnicodeDecodeError as exc:
+        raise DiagnoseError(f"{path}: not UTF-8 text (byte {exc.start}); expected an Envoy config in YAML or JSON") from exc
+    except ScenarioError as exc:  # YAML the parser refuses, with its line and column
+        raise DiagnoseError(str(exc)) from None
+    clusters = [_with_hosts(cluster, hosts)
+                for cluster, hosts in clusters_from_config(document.data, str(path), kinds, locate=document.locate)]
+    if not clusters:
+        raise DiagnoseError(f"{location(str(path), *document.locate(('static_resources',)))}: the config defines no "
+                            "cluster; expected static_resources.clusters with at least one cluster to diagnose")
     return GatewayView(source=str(path), live=False, clusters=tuple(clusters))
 
 

@@ -94,10 +94,18 @@ def test_mcp_health_check_payloads_are_hex_and_make_the_cluster_mcp() -> None:
 def test_bad_config_names_the_file_and_field(tmp_path: Path) -> None:
     path = tmp_path / "envoy.yaml"
     path.write_text(yaml.safe_dump(_envoy_config(connect_timeout="soon")))
-    with pytest.raises(DiagnoseError, match=r"envoy.yaml: static_resources.clusters\[0\].connect_timeout: expected a duration"):
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "connect_timeout" in text)
+    with pytest.raises(DiagnoseError, match=rf"envoy.yaml:{line}:\d+: static_resources.clusters\[0\].connect_timeout: "
+                                            "expected a duration"):
         from_config(path)
     path.write_text("just: text\n")
     with pytest.raises(DiagnoseError, match="expected an Envoy bootstrap config"):
+        from_config(path)
+    path.write_text("[]\n")
+    with pytest.raises(DiagnoseError, match=r"envoy.yaml:1:1: the config defines no cluster"):
+        from_config(path)
+    path.write_text("static_resources:\n  clusters: [\n")
+    with pytest.raises(DiagnoseError, match=r"envoy.yaml:3:1: invalid YAML"):
         from_config(path)
 
 
