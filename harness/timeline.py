@@ -66,6 +66,27 @@ class HealthChange:
 
 
 @dataclass(frozen=True)
+class HealthRound:
+    """One round of the gateway's background checks, as the gateway stamped it (LiteLLM,
+    ``gateway.health_rounds``): its checks began at ``started``, its verdicts were written at ``written``
+    (None: still under way when the list was taken)."""
+
+    round: int | None
+    started: float
+    written: float | None
+
+
+@dataclass(frozen=True)
+class FlagsChange:
+    """The gateway's own words for one replica's state from ``t`` on (``hosts`` events), e.g. HAProxy's
+    ``UP 1/2 INI`` before its first check and ``UP L7OK`` after."""
+
+    t: float
+    replica: str
+    flags: str
+
+
+@dataclass(frozen=True)
 class FaultWindow:
     """When a fault was really active (from the journal, not from the plan)."""
 
@@ -117,6 +138,10 @@ class Timeline:
     # which attempt logs the run kept (stack.ready's attempt_logs): replica (the fakes), gateway (its log's name)
     attempt_logs: dict[str, Any] = field(default_factory=dict)
     complete: bool = True
+    # the gateway's check rounds (gateway.health_rounds); None: the journal has none
+    health_rounds: list[HealthRound] | None = None
+    # every change of each replica's flags in the gateway's own words (hosts events), by replica
+    flags: dict[str, list[FlagsChange]] = field(default_factory=dict)
 
     # -- processes --------------------------------------------------------------
     def first_process_event(self, replica: str, type: str, after: float) -> ProcessEvent | None:
@@ -191,6 +216,12 @@ def build_timeline(events: list[dict[str, Any]]) -> Timeline:
         elif kind == "health":
             timeline.health.setdefault(event["replica"], []).append(
                 HealthChange(t=t, replica=event["replica"], healthy=event["healthy"], flags=event.get("flags", "")))
+        elif kind == "hosts":
+            _add_flags(timeline, by_address, t, event.get("hosts") or {})
+        elif kind == "gateway.health_rounds":
+            timeline.health_rounds = [HealthRound(
+                round=r.get("round"), started=r["started"] - t0,
+                written=None if r.get("written") is None else r["written"] - t0) for r in event.get("rounds") or []]
         elif kind in ("process.exited", "process.restarted", "process.ready"):
             timeline.processes.append(ProcessEvent(t=t, replica=event["replica"], type=kind,
                                                    oom=bool(event.get("oom")), signal=event.get("signal")))
@@ -210,6 +241,17 @@ def build_timeline(events: list[dict[str, Any]]) -> Timeline:
     timeline.attempts.sort(key=lambda a: a.t)
     timeline.processes.sort(key=lambda p: p.t)
     return timeline
+
+
+def _add_flags(timeline: Timeline, by_address: dict[str, str], t: float, hosts: dict[str, Any]) -> None:
+    """One ``hosts`` event: a FlagsChange for each replica whose flags differ from its last ones."""
+    for address, flags in hosts.items():
+        replica = by_address.get(address)
+        if replica is None:
+            continue
+        changes = timeline.flags.setdefault(replica, [])
+        if not changes or changes[-1].flags != flags:
+            changes.append(FlagsChange(t=t, replica=replica, flags=str(flags)))
 
 
 def _replicas_by_address(stack_ready: dict[str, Any]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.expectations.no_traffic_to import attempts_at
-from harness.promise.window import Placement, Promise, place
+from harness.promise.window import Placement, Promise, Window, place
 from harness.report.data import FaultOutcome, RunData
 from harness.report.series import error_label
 from harness.timeline import Request, Timeline

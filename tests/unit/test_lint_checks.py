@@ -145,7 +145,7 @@ def test_validate_prints_each_faults_promised_windows_for_the_chosen_gateway() -
     code, out, _ = invoke("validate", str(path))
     assert code == 0
     assert "promised windows (envoy; from the nominal load" in out
-    assert "reset_peer@chat[0] (at 4s for 6s; load: " in out and "requests/s from 3 users (nominal" in out
+    assert "reset_peer@chat[0] (at 4s for 7s; load: " in out and "requests/s from 3 users (nominal" in out
     detect = next(line for line in out.splitlines() if line.strip().startswith("detect "))
     assert "after the fault's start: active check:" in detect and "unhealthy_threshold 2" in detect
     assert any(line.strip().startswith("recover ") and "after the fault's end: " in line for line in out.splitlines())
