@@ -35,9 +35,13 @@ long a check takes to fail:
     recover in [0,  R + I + L + R]  (check: the same, from the fault's end)
             |   [0,  cooldown_time], and R + cooldown_time when failed checks start cooldowns
 
-The earliest stays d − P: a check in flight when the fault starts can fail at once (a refused or
-reset connection) in a round that writes its verdict just then, and P (the observer's GET) is
-larger than anything the rounds could add.
+The earliest is d − P, and in a run also W − P, where W is how long after the fault's start (its
+``fault.started``, journalled before the fault is applied) the first round that ended after it wrote
+its verdicts: a check verdict is written only when a round ends, and no round that ended before the
+fault can have seen it. A check in flight when the fault starts can fail at once (a refused or reset
+connection), so W is the only lower bound the rounds give; it lies above P only when no round
+happened to end in the second after the fault began. (Recovery has no such bound: ``fault.cleared``
+is journalled after the fault is cleared.)
 
 The observer reads the verdicts through the proxy itself (GET /chaosgate/deployments, answered by
 the same busy event loop, stamped before it is sent), so every window's margin adds P = PROBE_DELAY,
@@ -148,12 +152,25 @@ def active_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None =
     effect = check_effect(fault, hc.timeout)
     d, rounds = effect.takes, rounds_after(scenario, fault.at, facts)
     r = rounds.longest
-    return Window(max(0.0, d - PROBE_DELAY), rounds.span(hc.interval),
+    first = first_verdict_after(facts)
+    earliest = max(0.0, d - PROBE_DELAY, first - PROBE_DELAY if first is not None else 0.0)
+    return Window(earliest, rounds.span(hc.interval),
                   f"background health check, {_terms(rounds, hc.interval)} (a chat completion, {effect.why}; "
                   f"fails after {d:g}s): the round under way may have passed it and lasts {rounds.how}; the next "
                   f"starts health_check_interval {hc.interval:g}s after it ends and writes its verdict when its "
-                  f"slowest check ends, {r:.3g}s later; +{PROBE_DELAY:g}s for the proxy to answer the observer",
+                  f"slowest check ends, {r:.3g}s later; +{PROBE_DELAY:g}s for the proxy to answer the observer"
+                  + (f"; no verdict before {first:.3g}s, when the first round to end after the fault began wrote "
+                     f"its verdicts, less {PROBE_DELAY:g}s" if first is not None and first > PROBE_DELAY else ""),
                   LITELLM_MARGIN)
+
+
+def first_verdict_after(facts: LoadFacts | None) -> float | None:
+    """Seconds after the fault began when the first round that ended after it wrote its verdicts (the
+    proxy's own stamps); None without them."""
+    if facts is None or facts.rounds is None or facts.fault_start is None:
+        return None
+    start = facts.fault_start
+    return min((written - start for _, written in facts.rounds if written >= start), default=None)
 
 
 def _terms(rounds: Rounds, interval: float) -> str:

@@ -29,7 +29,8 @@ class LoadFacts:
     ``flags``: each replica's flags in the gateway's own words as they changed (``hosts`` events; empty
     without a run or in an older journal). ``rounds``: the gateway's check rounds that ended, as
     (checks started, verdicts written) in seconds since the load started (``gateway.health_rounds``;
-    None: not known, the formulas use their nominal round)."""
+    None: not known, the formulas use their nominal round). ``fault_start``: when the fault the facts are
+    for began in this run (its ``fault.started``, seconds since the load started; None without a run)."""
 
     first_traffic: float | None
     rate: float
@@ -38,6 +39,7 @@ class LoadFacts:
     gateway_up: float = 0.0
     flags: Mapping[str, tuple[FlagsChange, ...]] = field(default_factory=dict)
     rounds: tuple[tuple[float, float], ...] | None = None
+    fault_start: float | None = None
 
     def text(self) -> str:
         return f"{self.rate:.0f} requests/s from {self.users} users ({self.source})"

@@ -186,3 +186,16 @@ def test_litellm_without_stamped_rounds_after_the_fault_the_nominal_round() -> N
     r = litellm.round_length(0.5)
     assert detection.latest == pytest.approx(r + 1.0 + r)
     assert f"{litellm.ROUND_OVERHEAD:g}s round overhead" in detection.how
+
+
+def test_litellm_no_verdict_before_the_first_round_that_ends_after_the_fault() -> None:
+    # Rounds of 0.1s; the last before the fault (at 4s) wrote at 2.7s, the next started late and wrote its verdicts
+    # at 5.5s, 1.5s after the fault began: no verdict can change before (one is written only when a round ends).
+    spans = [(s, s + 0.1) for s in (-1.0, 0.2, 1.4, 2.6)] + [(5.4, 5.5)] + [(6.6 + 1.1 * i, 6.7 + 1.1 * i) for i in range(11)]
+    events = journal(LITELLM, (4, 11), 1.2, 1.0, extra=[rounds(spans)])
+    passed, (detection, _) = verdicts(events)
+    assert isinstance(detection, Window) and passed == [True, True]
+    assert detection.earliest == pytest.approx(1.5 - litellm.PROBE_DELAY)  # the write at 5.5s, less the observer's P
+    assert "no verdict before 1.5s" in detection.how
+    assert verdicts(journal(LITELLM, (4, 11), detection.lower - 0.05, 1.0, extra=[rounds(spans)]))[0] == [False, True]
+    assert verdicts(journal(LITELLM, (4, 11), detection.lower + 0.05, 1.0, extra=[rounds(spans)]))[0] == [True, True]
