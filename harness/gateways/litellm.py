@@ -46,6 +46,7 @@ PROBE_MODULE = "chaosgate_litellm_probe"  # the probe's file name beside the con
 PROBE_SOURCE = Path(__file__).with_name("litellm_probe.py")
 DEPLOYMENTS_PATH = "/chaosgate/deployments"
 ROUNDS_PATH = "/chaosgate/health_rounds"  # every background check round, stamped by the proxy (litellm_probe.py)
+ROUNDS_TRIES, ROUNDS_TIMEOUT = 3, 5.0  # asked once after the load; a dead proxy costs 3 refused connections
 # How long the harness waits for the proxy to answer GET /chaosgate/deployments (its own busy event loop
 # answers it); a slower answer is no sample. Also bounds how early or late a sample can be stamped
 # (harness/promise/litellm.py PROBE_DELAY).
@@ -213,13 +214,15 @@ class LitellmGateway(GatewayProcessBase):
         times stamped by the proxy); None without background checks. Raises StackError if it cannot say."""
         if self.settings.health_check is None:
             return None
-        try:
-            response = self._http.get(f"{self.url}{ROUNDS_PATH}")
-            response.raise_for_status()
-            rounds = response.json()["rounds"]
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-            raise StackError(f"the LiteLLM proxy's {ROUNDS_PATH} at {self.url} did not answer: {exc}") from exc
-        return [r for r in rounds if isinstance(r, dict)]
+        error: Exception | None = None
+        for _ in range(ROUNDS_TRIES):  # once, at the end of the load: a busy proxy gets a few chances
+            try:
+                response = self._http.get(f"{self.url}{ROUNDS_PATH}", timeout=ROUNDS_TIMEOUT)
+                response.raise_for_status()
+                return [r for r in response.json()["rounds"] if isinstance(r, dict)]
+            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+                error = exc
+        raise StackError(f"the LiteLLM proxy's {ROUNDS_PATH} at {self.url} did not answer: {error}")
 
     def version(self) -> str:
         try:

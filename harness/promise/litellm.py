@@ -62,12 +62,8 @@ from harness.scenario import Scenario
 from harness.targets import split_target
 
 
-# The nominal round (before a run; a run uses the proxy's own stamps of its rounds, rounds_after).
-# Covers: a round's own time beyond its slowest check's time limit, plus the lateness of the sleep before
-# the next round (building each check's client and request, one event loop shared with the proxy's
-# traffic). Measured: 1.6s at load average ~12 on 2 cores (a 2.10s round with a 0.5s check timeout,
-# LiteLLM's own log line `background_health_check_cycle_duration_exceeded_interval`); at load 2-5 the
-# suite's rounds started at most interval + 1.11s apart with a check timing out at 1s (0.11s).
+# Nominal only (validate, lint; a run uses the proxy's stamped rounds): a round's time past its check timeout plus
+# the next one's lateness; measured: a 2.10s round with a 0.5s timeout at load ~12 (LiteLLM's own log line).
 ROUND_OVERHEAD = 1.6
 # Covers: the observer's GET /chaosgate/deployments is answered by the proxy's own event loop. A sample is
 # stamped before the GET is sent: a verdict written while the GET waits is stamped up to its duration

@@ -5,11 +5,16 @@ fail included."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from harness.errors import StackError
+from harness.journal import JournalWriter, read_journal
 from harness.judge import judge_events
+from harness.run import _journal_health_rounds
 from harness.promise import haproxy, litellm
 from harness.promise.load import measured_facts
 from harness.promise.window import Window
@@ -199,3 +204,38 @@ def test_litellm_no_verdict_before_the_first_round_that_ends_after_the_fault() -
     assert "no verdict before 1.5s" in detection.how
     assert verdicts(journal(LITELLM, (4, 11), detection.lower - 0.05, 1.0, extra=[rounds(spans)]))[0] == [False, True]
     assert verdicts(journal(LITELLM, (4, 11), detection.lower + 0.05, 1.0, extra=[rounds(spans)]))[0] == [True, True]
+
+
+# -- the run journals the rounds once, at the end of the load ---------------------------------
+
+class _Proxy:
+    kind = "litellm"
+
+    def __init__(self, rounds: list[dict[str, Any]] | None, fails: bool = False) -> None:
+        self.rounds, self.fails = rounds, fails
+
+    def health_rounds(self) -> list[dict[str, Any]] | None:
+        if self.fails:
+            raise StackError("the LiteLLM proxy's /chaosgate/health_rounds did not answer: refused")
+        return self.rounds
+
+
+class _Envoy:
+    kind = "envoy"
+
+
+@pytest.mark.parametrize(("gateway", "written"), [
+    (_Proxy([{"round": 3, "started": 1.0, "written": 1.2}]), [("gateway.health_rounds", 1)]),
+    (_Proxy(None), []),  # no background checks
+    (_Proxy(None, fails=True), [("warning", 0)]),  # a dead proxy: the windows fall back to the nominal round
+    (_Envoy(), []),  # no rounds to list
+])
+def test_the_run_journals_the_gateways_rounds(tmp_path: Path, gateway: object, written: list[tuple[str, int]]) -> None:
+    journal = JournalWriter(tmp_path / "journal.jsonl")
+    journal.write("run.started")
+    _journal_health_rounds(SimpleNamespace(gateway=gateway), journal)  # type: ignore[arg-type]
+    journal.close()
+    events = read_journal(tmp_path / "journal.jsonl")[1:]
+    assert [(e["type"], len(e.get("rounds", []))) for e in events] == written
+    if written == [("warning", 0)]:
+        assert "rounds are not known" in events[0]["message"]
