@@ -217,11 +217,9 @@ def build_timeline(events: list[dict[str, Any]]) -> Timeline:
             timeline.health.setdefault(event["replica"], []).append(
                 HealthChange(t=t, replica=event["replica"], healthy=event["healthy"], flags=event.get("flags", "")))
         elif kind == "hosts":
-            _add_flags(timeline, by_address, t, event.get("hosts") or {})
+            _add_flags(timeline, by_address, t, event.get("hosts"))
         elif kind == "gateway.health_rounds":
-            timeline.health_rounds = [HealthRound(
-                round=r.get("round"), started=r["started"] - t0,
-                written=None if r.get("written") is None else r["written"] - t0) for r in event.get("rounds") or []]
+            timeline.health_rounds = _health_rounds(event.get("rounds"), t0)
         elif kind in ("process.exited", "process.restarted", "process.ready"):
             timeline.processes.append(ProcessEvent(t=t, replica=event["replica"], type=kind,
                                                    oom=bool(event.get("oom")), signal=event.get("signal")))
@@ -243,15 +241,35 @@ def build_timeline(events: list[dict[str, Any]]) -> Timeline:
     return timeline
 
 
-def _add_flags(timeline: Timeline, by_address: dict[str, str], t: float, hosts: dict[str, Any]) -> None:
+def _health_rounds(rounds: Any, t0: float) -> list[HealthRound]:
+    """The stamped rounds of a ``gateway.health_rounds`` event; an entry without a numeric ``started`` (or with a
+    ``written`` that is neither a number nor null) says nothing and is left out."""
+    out: list[HealthRound] = []
+    for r in rounds if isinstance(rounds, list) else []:
+        if not isinstance(r, dict):
+            continue
+        started, written, number = r.get("started"), r.get("written"), r.get("round")
+        if not isinstance(started, int | float) or not _is_number(started) or \
+                not (written is None or _is_number(written)):
+            continue
+        out.append(HealthRound(round=number if _is_number(number) and isinstance(number, int) else None,
+                               started=started - t0, written=None if written is None else float(written) - t0))
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _add_flags(timeline: Timeline, by_address: dict[str, str], t: float, hosts: Any) -> None:
     """One ``hosts`` event: a FlagsChange for each replica whose flags differ from its last ones."""
-    for address, flags in hosts.items():
+    for address, flags in hosts.items() if isinstance(hosts, dict) else []:
         replica = by_address.get(address)
-        if replica is None:
+        if replica is None or not isinstance(flags, str):
             continue
         changes = timeline.flags.setdefault(replica, [])
         if not changes or changes[-1].flags != flags:
-            changes.append(FlagsChange(t=t, replica=replica, flags=str(flags)))
+            changes.append(FlagsChange(t=t, replica=replica, flags=flags))
 
 
 def _replicas_by_address(stack_ready: dict[str, Any]) -> dict[str, str]:

@@ -239,3 +239,14 @@ def test_the_run_journals_the_gateways_rounds(tmp_path: Path, gateway: object, w
     assert [(e["type"], len(e.get("rounds", []))) for e in events] == written
     if written == [("warning", 0)]:
         assert "rounds are not known" in events[0]["message"]
+
+
+def test_malformed_rounds_and_hosts_say_nothing_and_raise_nothing() -> None:
+    timeline = build_timeline(journal(HAPROXY, (1, 13), None, extra=[
+        {"type": "hosts", "ts": 0.1, "hosts": ["not", "a", "mapping"]},
+        {"type": "hosts", "ts": 0.2, "hosts": {ADDRESS["chat[0]"]: 3}},
+        {"type": "gateway.health_rounds", "ts": 19.0, "rounds": [
+            "x", {"started": "soon", "written": None}, {"started": T0 + 1, "written": "later"},
+            {"round": True, "started": T0 + 2, "written": T0 + 2.5}]}]))
+    assert timeline.flags == {}
+    assert timeline.health_rounds == [HealthRound(None, pytest.approx(2.0), pytest.approx(2.5))]
