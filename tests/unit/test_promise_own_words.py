@@ -232,7 +232,7 @@ class _Envoy:
 ])
 def test_the_run_journals_the_gateways_rounds(tmp_path: Path, gateway: object, written: list[tuple[str, int]]) -> None:
     journal = JournalWriter(tmp_path / "journal.jsonl")
-    journal.write("run.started")
+    journal.write("run.started", text="name: t", file="x.yaml")
     _journal_health_rounds(SimpleNamespace(gateway=gateway), journal)  # type: ignore[arg-type]
     journal.close()
     events = read_journal(tmp_path / "journal.jsonl")[1:]
