@@ -33,6 +33,7 @@ EventType = Literal[
     "process.restarted",  # the supervisor started a dead replica again (same port), after its backoff
     "process.ready",    # a restarted replica answers on its health and control endpoints
     "gateway.exited",   # the gateway process ended during the run: pid, status, signal (harness/gateway_watch.py)
+    "gateway.health_rounds",  # every round of background checks the gateway ran (LiteLLM): round, started, written
     "load.finished",    # the load generator exited
     "warning",          # something the reader of the report should know
     "run.finished",     # the last line of a run that ended in an orderly way

@@ -22,6 +22,7 @@ from harness.errors import ChaosgateError
 from harness.gateway_watch import GatewayWatch
 from harness.faults.base import FaultContext
 from harness.gateways import not_applicable
+from harness.gateways.base import ReportsHealthRounds
 from harness.journal import JournalWriter
 from harness.lint import lint_text
 from harness.judge import Judgement
@@ -146,8 +147,22 @@ def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter,
             except ChaosgateError as exc:  # the stack is going down anyway; keep the first error
                 journal.write("warning", message=f"could not clear {action.fault.label}: {exc}")
         observer.stop()
+        _journal_health_rounds(stack, journal)
         if watch is not None:  # before teardown, whose SIGTERM is not an exit to journal
             watch.stop()
+
+
+def _journal_health_rounds(stack: Stack, journal: JournalWriter) -> None:
+    """The gateway's own stamps of its check rounds (LiteLLM), for the promised windows (harness/promise/litellm.py)."""
+    if not isinstance(stack.gateway, ReportsHealthRounds):
+        return
+    try:
+        rounds = stack.gateway.health_rounds()
+    except ChaosgateError as exc:  # a dead gateway: the windows fall back to the nominal round length
+        journal.write("warning", message=f"the gateway's check rounds are not known: {exc}")
+        return
+    if rounds is not None:
+        journal.write("gateway.health_rounds", gateway=stack.gateway.kind, rounds=rounds)
 
 
 def _due(item: tuple[FaultAction, ...] | DiagnosisAction) -> float:

@@ -66,6 +66,27 @@ class HealthChange:
 
 
 @dataclass(frozen=True)
+class HealthRound:
+    """One round of the gateway's background checks, as the gateway stamped it (LiteLLM,
+    ``gateway.health_rounds``): its checks began at ``started``, its verdicts were written at ``written``
+    (None: still under way when the list was taken)."""
+
+    round: int | None
+    started: float
+    written: float | None
+
+
+@dataclass(frozen=True)
+class FlagsChange:
+    """The gateway's own words for one replica's state from ``t`` on (``hosts`` events), e.g. HAProxy's
+    ``UP 1/2 INI`` before its first check and ``UP L7OK`` after."""
+
+    t: float
+    replica: str
+    flags: str
+
+
+@dataclass(frozen=True)
 class FaultWindow:
     """When a fault was really active (from the journal, not from the plan)."""
 
@@ -117,6 +138,10 @@ class Timeline:
     # which attempt logs the run kept (stack.ready's attempt_logs): replica (the fakes), gateway (its log's name)
     attempt_logs: dict[str, Any] = field(default_factory=dict)
     complete: bool = True
+    # the gateway's check rounds (gateway.health_rounds); None: the journal has none
+    health_rounds: list[HealthRound] | None = None
+    # every change of each replica's flags in the gateway's own words (hosts events), by replica
+    flags: dict[str, list[FlagsChange]] = field(default_factory=dict)
 
     # -- processes --------------------------------------------------------------
     def first_process_event(self, replica: str, type: str, after: float) -> ProcessEvent | None:
@@ -191,6 +216,10 @@ def build_timeline(events: list[dict[str, Any]]) -> Timeline:
         elif kind == "health":
             timeline.health.setdefault(event["replica"], []).append(
                 HealthChange(t=t, replica=event["replica"], healthy=event["healthy"], flags=event.get("flags", "")))
+        elif kind == "hosts":
+            _add_flags(timeline, by_address, t, event.get("hosts"))
+        elif kind == "gateway.health_rounds":
+            timeline.health_rounds = _health_rounds(event.get("rounds"), t0)
         elif kind in ("process.exited", "process.restarted", "process.ready"):
             timeline.processes.append(ProcessEvent(t=t, replica=event["replica"], type=kind,
                                                    oom=bool(event.get("oom")), signal=event.get("signal")))
@@ -210,6 +239,37 @@ def build_timeline(events: list[dict[str, Any]]) -> Timeline:
     timeline.attempts.sort(key=lambda a: a.t)
     timeline.processes.sort(key=lambda p: p.t)
     return timeline
+
+
+def _health_rounds(rounds: Any, t0: float) -> list[HealthRound]:
+    """The stamped rounds of a ``gateway.health_rounds`` event; an entry without a numeric ``started`` (or with a
+    ``written`` that is neither a number nor null) says nothing and is left out."""
+    out: list[HealthRound] = []
+    for r in rounds if isinstance(rounds, list) else []:
+        if not isinstance(r, dict):
+            continue
+        started, written, number = r.get("started"), r.get("written"), r.get("round")
+        if not isinstance(started, int | float) or not _is_number(started) or \
+                not (written is None or _is_number(written)):
+            continue
+        out.append(HealthRound(round=number if _is_number(number) and isinstance(number, int) else None,
+                               started=started - t0, written=None if written is None else float(written) - t0))
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _add_flags(timeline: Timeline, by_address: dict[str, str], t: float, hosts: Any) -> None:
+    """One ``hosts`` event: a FlagsChange for each replica whose flags differ from its last ones."""
+    for address, flags in hosts.items() if isinstance(hosts, dict) else []:
+        replica = by_address.get(address)
+        if replica is None or not isinstance(flags, str):
+            continue
+        changes = timeline.flags.setdefault(replica, [])
+        if not changes or changes[-1].flags != flags:
+            changes.append(FlagsChange(t=t, replica=replica, flags=flags))
 
 
 def _replicas_by_address(stack_ready: dict[str, Any]) -> dict[str, str]:

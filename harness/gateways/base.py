@@ -16,7 +16,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from harness.errors import ComponentMissing
 
@@ -121,6 +121,15 @@ class GatewayAdapter(Protocol):
     @property
     def admin_url(self) -> str | None:
         """Base URL of the gateway's admin interface, if it has one."""
+
+
+@runtime_checkable
+class ReportsHealthRounds(Protocol):
+    """A gateway whose active checks run in rounds it can list afterwards (LiteLLM): each round's
+    ``started`` and ``written`` Unix times (``written`` None while under way), or None when it runs no
+    checks. Journalled once at the end of the load as ``gateway.health_rounds``."""
+
+    def health_rounds(self) -> list[dict[str, Any]] | None: ...
 
 
 class GatewayClass(Protocol):

@@ -45,6 +45,8 @@ MODEL_NAME = "fake-model"  # what the load asks for (harness/load/worker.py)
 PROBE_MODULE = "chaosgate_litellm_probe"  # the probe's file name beside the config (LiteLLM imports it from there)
 PROBE_SOURCE = Path(__file__).with_name("litellm_probe.py")
 DEPLOYMENTS_PATH = "/chaosgate/deployments"
+ROUNDS_PATH = "/chaosgate/health_rounds"  # every background check round, stamped by the proxy (litellm_probe.py)
+ROUNDS_TRIES, ROUNDS_TIMEOUT = 3, 5.0  # asked once after the load; a dead proxy costs 3 refused connections
 # How long the harness waits for the proxy to answer GET /chaosgate/deployments (its own busy event loop
 # answers it); a slower answer is no sample. Also bounds how early or late a sample can be stamped
 # (harness/promise/litellm.py PROBE_DELAY).
@@ -206,6 +208,21 @@ class LitellmGateway(GatewayProcessBase):
         """A deployment is unhealthy while it is in cooldown (the router skips it) or its last background
         health check failed (with health-check routing, also skipped; see traps for the exception)."""
         return {urlsplit(str(d.get("api_base"))).netloc: host_health_of(d) for d in self._deployments()}
+
+    def health_rounds(self) -> list[dict[str, Any]] | None:
+        """Every background health-check round the proxy ran (its checks' start, its verdicts' write, Unix
+        times stamped by the proxy); None without background checks. Raises StackError if it cannot say."""
+        if self.settings.health_check is None:
+            return None
+        error: Exception | None = None
+        for _ in range(ROUNDS_TRIES):  # once, at the end of the load: a busy proxy gets a few chances
+            try:
+                response = self._http.get(f"{self.url}{ROUNDS_PATH}", timeout=ROUNDS_TIMEOUT)
+                response.raise_for_status()
+                return [r for r in response.json()["rounds"] if isinstance(r, dict)]
+            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+                error = exc
+        raise StackError(f"the LiteLLM proxy's {ROUNDS_PATH} at {self.url} did not answer: {error}")
 
     def version(self) -> str:
         try:

@@ -13,8 +13,16 @@ This module is loaded by the proxy through its documented custom-callback hook
 ``cooldown`` is read with the same router call that filters deployments for every request
 (``async_get_cooldown_deployments``); ``health_check`` is the background health checks'
 verdict as cached for health-check routing; ``health_check_round`` is the number of the background
-round last started (LiteLLM's own counter: rounds are timed from it, docs/gateways.md). The harness copies this file beside the proxy's
-config.yaml (so it imports nothing from the harness) and the proxy imports it from there.
+round last started (LiteLLM's own counter: rounds are timed from it, docs/gateways.md). A second route
+gives every background round the proxy ran, stamped by the proxy itself::
+
+    GET /chaosgate/health_rounds  ->  {"interval": int|null, "rounds": [
+        {"round": int, "started": <unix time>, "written": <unix time>|null}, ...]}
+
+``started``: its checks began (LiteLLM's ``_run_direct_health_check_with_instrumentation`` was called);
+``written``: its verdicts were in the routing cache (``_write_health_state_to_router_cache`` returned);
+null while the round is under way. The harness copies this file beside the proxy's config.yaml (so it
+imports nothing from the harness) and the proxy imports it from there.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from litellm.integrations.custom_logger import CustomLogger
 UPSTREAM_HEADER = "x-chaosgate-upstream"
 REPLICA_HEADER = "x-chaosgate-replica"
 COLLECT_EVERY_S = 1.0
+MAX_ROUNDS = 10_000  # a round every interval (1 s at the least): hours of rounds
+ROUNDS: list[dict[str, Any]] = []  # every background round: round, started, written (see the module's doc)
 
 
 def _collect_garbage_between_updates() -> None:
@@ -137,11 +147,48 @@ async def deployments() -> dict[str, Any]:
             "deployments": listed}
 
 
+async def health_rounds() -> dict[str, Any]:
+    from litellm.proxy import proxy_server
+
+    return {"interval": getattr(proxy_server, "health_check_interval", None), "rounds": list(ROUNDS)}
+
+
+def _stamp_rounds() -> None:
+    """Stamp each background round where LiteLLM 1.108.7's loop (``_run_background_health_check``) calls two
+    module functions by name: the checks (``_run_direct_health_check_with_instrumentation``, awaited) and the
+    write of their verdicts to the routing cache (``_write_health_state_to_router_cache``, synchronous)."""
+    from litellm.proxy import proxy_server
+
+    run_checks = getattr(proxy_server, "_run_direct_health_check_with_instrumentation", None)
+    write = getattr(proxy_server, "_write_health_state_to_router_cache", None)
+    if run_checks is None or write is None or getattr(run_checks, "chaosgate_stamped", False):
+        return
+
+    async def stamped_checks(*args: Any, **kwargs: Any) -> Any:
+        if len(ROUNDS) < MAX_ROUNDS:
+            ROUNDS.append({"round": getattr(proxy_server, "background_health_check_cycle_seq", None),
+                           "started": time.time(), "written": None})
+        return await run_checks(*args, **kwargs)
+
+    def stamped_write(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return write(*args, **kwargs)
+        finally:
+            if ROUNDS and ROUNDS[-1]["written"] is None:
+                ROUNDS[-1]["written"] = time.time()
+
+    stamped_checks.chaosgate_stamped = True  # type: ignore[attr-defined]
+    proxy_server._run_direct_health_check_with_instrumentation = stamped_checks
+    proxy_server._write_health_state_to_router_cache = stamped_write
+
+
 def _register() -> None:
     from litellm.proxy import proxy_server
 
     if not any(getattr(route, "path", None) == "/chaosgate/deployments" for route in proxy_server.app.routes):
         proxy_server.app.add_api_route("/chaosgate/deployments", deployments, methods=["GET"])
+        proxy_server.app.add_api_route("/chaosgate/health_rounds", health_rounds, methods=["GET"])
+    _stamp_rounds()
 
 
 _collect_garbage_between_updates()

@@ -84,8 +84,10 @@ def fault_named(scenario: Scenario, label: str) -> Fault | None:
 
 
 def run_facts(scenario: Scenario, fault: Fault, timeline: Timeline) -> LoadFacts:
-    """The load as a run measured it, for the pool the fault targets."""
-    return measured_facts(scenario, split_target(fault.target)[0], timeline)
+    """The load as a run measured it, for the pool the fault targets, and when the fault began."""
+    facts = measured_facts(scenario, split_target(fault.target)[0], timeline)
+    began = next((w.start for w in timeline.faults if w.label == fault.label), None)
+    return replace(facts, fault_start=began)
 
 
 def fault_promises(scenario: Scenario, window: FaultWindow, timeline: Timeline) -> tuple[Promise, Promise] | None:

@@ -21,9 +21,13 @@ At start-up HAProxy 2.6 sets each server's health to ``rise``: UP, "but will fal
 first failure"; its first check runs ``inter``·i/n after start (server i of n) and, passing, lifts
 health to where ``fall`` failures are needed. So a fault that starts before a server's first check
 has ended is detected after one failed check (the earliest becomes d). Whether that can be is a
-fact of the run: the fault starts ``at`` + ``gateway_up`` after HAProxy started (``LoadFacts``:
-the gateway was up that long before the load; 0 without a run), and the first check has ended by
-``inter``·(1+s) + ``timeout check`` after the start.
+fact of the run: the journal's ``hosts`` events show each server's check status in HAProxy's words,
+``UP 1/2 INI`` until its first check and ``UP L7OK`` once one passed; a server whose first passed
+check was seen at or before the fault's start was past its start-up state (``first_check_passed``).
+Where the journal does not say (no run: validate and lint; an older journal), the nominal bound: the
+fault starts ``at`` + ``gateway_up`` after HAProxy started (``LoadFacts``: the gateway was up that long
+before the load; 0 without a run), and the first check has ended by ``inter``·(1+s) + the check's time
+limit after the start.
 
 Passive (``observe``) hears of a request's errors only as HAProxy 2.6 reports them: a failed connection
 before its retry, anything else (a 5xx, an empty answer, a response timeout) only from a request's last
@@ -41,6 +45,7 @@ from harness.promise.load import LoadFacts, nominal_facts
 from harness.promise.window import Never, Promise, Unknown, Window, earliest_of
 from harness.scenario import Scenario
 from harness.targets import resolve, split_target
+from harness.timeline import FlagsChange
 
 LAYER4_ONLY = "layer4"
 TOXIPROXY_BLACKHOLE = "timeout"  # the Toxiproxy toxic (a frozen process is a true blackhole)
@@ -74,10 +79,49 @@ def first_checks_done_by(scenario: Scenario) -> float:
     return inter * spread + check_time_limit(scenario)
 
 
+# HAProxy's check status of a check that passed (its stats' check_status); INI: no check has ended yet
+PASSED_CHECK = frozenset({"L4OK", "L6OK", "L7OK", "L7OKC"})
+NO_CHECK_YET = "INI"
+
+
+def first_check_passed(changes: tuple[FlagsChange, ...]) -> float | None:
+    """When the journal first showed a passed check of the server (its flags' check status L4OK, L6OK or
+    L7OK, no longer INI): its first check had passed by then. None: never seen passed."""
+    for change in changes:
+        words = set(change.flags.split())
+        if words & PASSED_CHECK and NO_CHECK_YET not in words:
+            return change.t
+    return None
+
+
+def startup_state(scenario: Scenario, fault: Fault, facts: LoadFacts | None) -> tuple[bool, str]:
+    """Whether the fault may start before a server's first check ended (HAProxy's start-up state), and
+    from which fact: the moment each server's first check was seen passed, else the nominal bound."""
+    up = facts.gateway_up if facts is not None else 0.0
+    nominal = fault.at + up < first_checks_done_by(scenario)
+    nominal_why = (f"the fault starts {fault.at:g}s into the load, {up:.3g}s after HAProxy was up, "
+                   + ("maybe before" if nominal else "after") + " the server's first check had ended (within "
+                   f"{first_checks_done_by(scenario):g}s of its start)")
+    if facts is None or not facts.flags:
+        return nominal, nominal_why
+    seen: list[str] = []
+    for replica in resolve(fault.target, scenario.pools):
+        changes = facts.flags.get(replica, ())
+        passed = first_check_passed(changes)
+        if passed is None:
+            if any(NO_CHECK_YET in change.flags.split() for change in changes):
+                return True, f"{replica}'s first check was never seen passed (HAProxy's check status stayed INI)"
+            return nominal, nominal_why  # the journal does not say
+        if passed > fault.at:
+            return True, (f"{replica}'s first check was seen passed only {passed:.3g}s into the load, after the "
+                          f"fault's start at {fault.at:g}s")
+        seen.append(f"{replica}'s by {passed:.3g}s")
+    return False, "every first check had passed before the fault (" + ", ".join(seen) + ")"
+
+
 def may_precede_first_check(scenario: Scenario, fault: Fault, facts: LoadFacts | None) -> bool:
     """Whether the fault may start before a server's first check ended (HAProxy's start-up state)."""
-    up = facts.gateway_up if facts is not None else 0.0
-    return fault.at + up < first_checks_done_by(scenario)
+    return startup_state(scenario, fault, facts)[0]
 
 
 def active_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None = None) -> Promise:
@@ -97,7 +141,7 @@ def active_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None =
         # an empty answer within 2ms, not a timeout (measured: L7RSP "invalid response", check duration
         # 1-2ms, scenarios/compare/all-down-haproxy.yaml): the earliest is that of an immediate failure.
         earliest = (fall - 1) * fast
-    startup = may_precede_first_check(scenario, fault, facts)
+    startup, startup_why = startup_state(scenario, fault, facts)
     if startup:
         earliest = d
     latest = inter * spread + fall * d + (fall - 1) * fast * spread + fall * CHECK_OVERHEAD
@@ -105,10 +149,8 @@ def active_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None =
                   f"active check: {effect.why} ({d:g}s per check); fall {fall} failed checks, the first within "
                   f"inter {inter:g}s, then fastinter {fast:g}s apart"
                   + (f", ±{scenario.gateway.haproxy.spread_checks}% spread" if spread > 1 else "")
-                  + (f"; the fault starts {fault.at:g}s into the load, {facts.gateway_up if facts else 0:.3g}s after "
-                     f"HAProxy was up, maybe before the server's first check had ended (within "
-                     f"{first_checks_done_by(scenario):g}s of its start), when one failed check marks it DOWN "
-                     "(start-up state: health = rise)" if startup else "")
+                  + (f"; {startup_why}: one failed check may mark it DOWN (start-up state: health = rise)"
+                     if startup else "")
                   + f"; +{CHECK_OVERHEAD:g}s per check")
 
 

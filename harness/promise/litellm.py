@@ -20,15 +20,28 @@ As harness/gateways/litellm.py renders it (docs/gateway-health.md, LiteLLM proxy
   are spread at random (simple-shuffle), not round robin. With cooldowns on, each failed check
   also starts a cooldown of ``cooldown_time`` (at the round's end).
 
-A round lasts at most R = T + ROUND_OVERHEAD (T: health_check_timeout; every check, passing or
-not, is cut at T), with I = health_check_interval and d = how long a check takes to fail:
+In a run, the proxy stamps every round itself (harness/gateways/litellm_probe.py: its checks' start,
+its verdicts' write; journalled as ``gateway.health_rounds``): R is the longest round and L the
+latest any round started after the previous one's write + I, over the rounds that ended at or after
+the fault's start (or end, for recovery). Without them (validate, lint, an older journal) R is the
+nominal T + ROUND_OVERHEAD (T: health_check_timeout; every check, passing or not, is cut at T) and L
+is 0 (ROUND_OVERHEAD covers the sleep's lateness too). With I = health_check_interval and d = how
+long a check takes to fail:
 
-    detect  in [d − P,  R + I + R]  (check: the round under way when the fault starts may have
-                                     passed it; the next one starts I after that round ends, and its
-                                     verdict is written when its slowest check ends)
+    detect  in [d − P,  R + I + L + R]  (check: the round under way when the fault starts may have
+                                     passed it; the next one starts I (+ L) after that round ends, and
+                                     its verdict is written when its slowest check ends)
             |   [d − P,  d + in-flight + 2·N·k/r]  (cooldown)
-    recover in [0,  R + I + R]  (check: the same, from the fault's end)
+    recover in [0,  R + I + L + R]  (check: the same, from the fault's end)
             |   [0,  cooldown_time], and R + cooldown_time when failed checks start cooldowns
+
+The earliest is d − P, and in a run also W − P, where W is how long after the fault's start (its
+``fault.started``, journalled before the fault is applied) the first round that ended after it wrote
+its verdicts: a check verdict is written only when a round ends, and no round that ended before the
+fault can have seen it. A check in flight when the fault starts can fail at once (a refused or reset
+connection), so W is the only lower bound the rounds give; it lies above P only when no round
+happened to end in the second after the fault began. (Recovery has no such bound: ``fault.cleared``
+is journalled after the fault is cleared.)
 
 The observer reads the verdicts through the proxy itself (GET /chaosgate/deployments, answered by
 the same busy event loop, stamped before it is sent), so every window's margin adds P = PROBE_DELAY,
@@ -36,6 +49,8 @@ and a change can be stamped up to P before it happened.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from harness.faults import Fault
 from harness.gateways.litellm import PROBE_TIMEOUT
@@ -47,11 +62,8 @@ from harness.scenario import Scenario
 from harness.targets import split_target
 
 
-# Covers: a round's own time beyond its slowest check's time limit, plus the lateness of the sleep before
-# the next round (building each check's client and request, one event loop shared with the proxy's
-# traffic). Measured: 1.6s at load average ~12 on 2 cores (a 2.10s round with a 0.5s check timeout,
-# LiteLLM's own log line `background_health_check_cycle_duration_exceeded_interval`); at load 2-5 the
-# suite's rounds started at most interval + 1.11s apart with a check timing out at 1s (0.11s).
+# Nominal only (validate, lint; a run uses the proxy's stamped rounds): a round's time past its check timeout plus
+# the next one's lateness; measured: a 2.10s round with a 0.5s timeout at load ~12 (LiteLLM's own log line).
 ROUND_OVERHEAD = 1.6
 # Covers: the observer's GET /chaosgate/deployments is answered by the proxy's own event loop. A sample is
 # stamped before the GET is sent: a verdict written while the GET waits is stamped up to its duration
@@ -63,8 +75,40 @@ LITELLM_MARGIN = OBSERVER_MARGIN + SCHEDULING_MARGIN + PROBE_DELAY
 
 
 def round_length(timeout: float) -> float:
-    """The longest a background round lasts: every check is cut at the check timeout, plus overhead."""
+    """The nominal longest background round (before a run): every check is cut at the check timeout, plus overhead."""
     return timeout + ROUND_OVERHEAD
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """How long a round lasts (``longest``) and how late after the previous round's write + interval the
+    next one starts (``late``), with the words that say where the figures come from."""
+
+    longest: float
+    late: float
+    how: str
+
+    def span(self, interval: float) -> float:
+        """The latest a verdict can lag a change: the round under way, the sleep, the next round."""
+        return self.longest + interval + self.late + self.longest
+
+
+def rounds_after(scenario: Scenario, since: float, facts: LoadFacts | None) -> Rounds:
+    """The rounds that matter to a change at ``since`` (seconds into the load): from the run's own stamps
+    (every round that ended at or after it) when the journal has them, else nominal."""
+    hc = scenario.gateway.health_check
+    assert hc is not None
+    stamped = sorted(facts.rounds) if facts is not None and facts.rounds is not None else []
+    ended = [(start, written) for start, written in stamped if written >= since]
+    if not ended:
+        r = round_length(hc.timeout)
+        return Rounds(r, 0.0, f"up to {r:g}s (check timeout {hc.timeout:g}s + {ROUND_OVERHEAD:g}s round overhead)")
+    longest = max(written - start for start, written in ended)
+    late = max([0.0, *(start - written - hc.interval for (_, written), (start, _) in zip(stamped, stamped[1:])
+                       if start >= since)])
+    return Rounds(longest, late, f"up to {longest:.3g}s, the longest of the {len(ended)} rounds the proxy ran from "
+                                 f"then on (its own stamps; check timeout {hc.timeout:g}s), each starting at most "
+                                 f"{late:.3g}s late")
 
 
 def check_effect(fault: Fault, timeout: float) -> CheckEffect:
@@ -102,15 +146,32 @@ def active_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None =
     if (why := _check(scenario, fault)) is not None or hc is None:
         return why or Never("no background health check is configured")
     effect = check_effect(fault, hc.timeout)
-    d, r = effect.takes, round_length(hc.timeout)
-    return Window(max(0.0, d - PROBE_DELAY), r + hc.interval + r,
-                  f"background health check, {r:g}s + {hc.interval:g}s + {r:g}s (a chat completion, {effect.why}; "
-                  f"fails after {d:g}s): the round "
-                  f"under way may have passed it and lasts up to {r:g}s (check timeout {hc.timeout:g}s + "
-                  f"{ROUND_OVERHEAD:g}s round overhead); the next starts health_check_interval {hc.interval:g}s "
-                  f"after it ends and writes its verdict when its slowest check ends, {r:g}s later; "
-                  f"+{PROBE_DELAY:g}s for the proxy to answer the observer",
+    d, rounds = effect.takes, rounds_after(scenario, fault.at, facts)
+    r = rounds.longest
+    first = first_verdict_after(facts)
+    earliest = max(0.0, d - PROBE_DELAY, first - PROBE_DELAY if first is not None else 0.0)
+    return Window(earliest, rounds.span(hc.interval),
+                  f"background health check, {_terms(rounds, hc.interval)} (a chat completion, {effect.why}; "
+                  f"fails after {d:g}s): the round under way may have passed it and lasts {rounds.how}; the next "
+                  f"starts health_check_interval {hc.interval:g}s after it ends and writes its verdict when its "
+                  f"slowest check ends, {r:.3g}s later; +{PROBE_DELAY:g}s for the proxy to answer the observer"
+                  + (f"; no verdict before {first:.3g}s, when the first round to end after the fault began wrote "
+                     f"its verdicts, less {PROBE_DELAY:g}s" if first is not None and first > PROBE_DELAY else ""),
                   LITELLM_MARGIN)
+
+
+def first_verdict_after(facts: LoadFacts | None) -> float | None:
+    """Seconds after the fault began when the first round that ended after it wrote its verdicts (the
+    proxy's own stamps); None without them."""
+    if facts is None or facts.rounds is None or facts.fault_start is None:
+        return None
+    start = facts.fault_start
+    return min((written - start for _, written in facts.rounds if written >= start), default=None)
+
+
+def _terms(rounds: Rounds, interval: float) -> str:
+    r = f"{rounds.longest:.3g}s"
+    return f"{r} + {interval:g}s" + (f" + {rounds.late:.3g}s" if rounds.late else "") + f" + {r}"
 
 
 def passive_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None = None) -> Promise:
@@ -165,18 +226,17 @@ def recovery_window(scenario: Scenario, fault: Fault, facts: LoadFacts | None = 
                               f"cooldown: the deployment is back cooldown_time {od.base_ejection_time:g}s after it "
                               "cooled down (no probe); it cooled down at most then before the fault ended"))
     if isinstance(checked, Window) and hc is not None:
-        r = round_length(hc.timeout)
-        windows.append(Window(0.0, r + hc.interval + r,
-                              f"background health check, {r:g}s + {hc.interval:g}s + {r:g}s: the round under way "
-                              f"when it healed (up to {r:g}s: check "
-                              f"timeout {hc.timeout:g}s + {ROUND_OVERHEAD:g}s round overhead; a check hung in it "
-                              f"runs to its timeout) may still fail it; the next starts health_check_interval "
-                              f"{hc.interval:g}s after that round ends and readmits it when its slowest check ends, "
-                              f"{r:g}s later"))
+        rounds = rounds_after(scenario, fault.at + fault.duration, facts)
+        r = rounds.longest
+        windows.append(Window(0.0, rounds.span(hc.interval),
+                              f"background health check, {_terms(rounds, hc.interval)}: the round under way "
+                              f"when it healed (lasting {rounds.how}; a check hung in it runs to its timeout) may "
+                              f"still fail it; the next starts health_check_interval {hc.interval:g}s after that "
+                              f"round ends and readmits it when its slowest check ends, {r:.3g}s later"))
         if od is not None:  # a failed check starts a cooldown when its round ends (the last: up to r after healing)
             windows.append(Window(0.0, r + od.base_ejection_time,
                                   f"a failed check's cooldown: set when the round under way when it healed ends "
-                                  f"(up to {r:g}s), it lasts cooldown_time {od.base_ejection_time:g}s"))
+                                  f"(up to {r:.3g}s), it lasts cooldown_time {od.base_ejection_time:g}s"))
     if not windows:
         for promise in (checked, cooled):
             if isinstance(promise, Unknown):

@@ -1,13 +1,16 @@
 """The run's facts the promise formulas use: when a pool first carried traffic, how many requests
-per second reach it, and how long before the load the gateway was already up (measured in a run
-from its journal, or nominal from the scenario when there is no run: validate and lint)."""
+per second reach it, how long before the load the gateway was already up, the gateway's own words for
+each replica (HAProxy: when its first check passed) and its check rounds as it stamped them (LiteLLM)
+(measured in a run from its journal, or nominal from the scenario when there is no run: validate and
+lint)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from harness.scenario import Scenario
-from harness.timeline import Timeline
+from harness.timeline import FlagsChange, Timeline
 
 # Covers: a request's time in a local gateway, added to the fake's service time for the nominal rate.
 # Measured: nginx/HAProxy/Envoy add 2-5 ms per request on loopback (latency in the journals minus ttft).
@@ -22,13 +25,21 @@ class LoadFacts:
     sends to the pool while nothing is broken; ``users``: concurrent clients. ``gateway_up``: seconds
     before the load started when the gateway was already running (in a run: the journal's first
     health sample of the gateway's view, taken after it was ready; nominal: 0, the least it can be),
-    so a fault at ``at`` comes at least ``at + gateway_up`` after the gateway started."""
+    so a fault at ``at`` comes at least ``at + gateway_up`` after the gateway started.
+    ``flags``: each replica's flags in the gateway's own words as they changed (``hosts`` events; empty
+    without a run or in an older journal). ``rounds``: the gateway's check rounds that ended, as
+    (checks started, verdicts written) in seconds since the load started (``gateway.health_rounds``;
+    None: not known, the formulas use their nominal round). ``fault_start``: when the fault the facts are
+    for began in this run (its ``fault.started``, seconds since the load started; None without a run)."""
 
     first_traffic: float | None
     rate: float
     users: int
     source: str
     gateway_up: float = 0.0
+    flags: Mapping[str, tuple[FlagsChange, ...]] = field(default_factory=dict)
+    rounds: tuple[tuple[float, float], ...] | None = None
+    fault_start: float | None = None
 
     def text(self) -> str:
         return f"{self.rate:.0f} requests/s from {self.users} users ({self.source})"
@@ -53,8 +64,12 @@ def gateway_up(timeline: Timeline) -> float:
 
 
 def measured_facts(scenario: Scenario, pool: str, timeline: Timeline) -> LoadFacts:
-    """From a run: the first request, the request rate before the first fault, the gateway's lead."""
-    return replace(_measured_load(scenario, pool, timeline), gateway_up=gateway_up(timeline))
+    """From a run: the first request, the request rate before the first fault, the gateway's lead, its
+    words for each replica and its check rounds."""
+    rounds = None if timeline.health_rounds is None else \
+        tuple((r.started, r.written) for r in timeline.health_rounds if r.written is not None)
+    return replace(_measured_load(scenario, pool, timeline), gateway_up=gateway_up(timeline),
+                   flags={replica: tuple(changes) for replica, changes in timeline.flags.items()}, rounds=rounds)
 
 
 def _measured_load(scenario: Scenario, pool: str, timeline: Timeline) -> LoadFacts:

@@ -1,8 +1,10 @@
 """The promised windows of a scenario before it runs (``chaosgate validate``, the lint).
 
-A run computes its windows from the load it measured (harness/promise/load.measured_facts); before
-a run only the scenario is known, so these use the nominal load (``nominal_facts``): the load's
-users, wait and max_tokens and the replicas' speed. Each expectation is related to its fault as a
+A run computes its windows from the load it measured and what the gateway said in it
+(harness/promise/load.measured_facts: HAProxy's first passed checks, LiteLLM's stamped check rounds);
+before a run only the scenario is known, so these use the nominal load (``nominal_facts``): the
+load's users, wait and max_tokens and the replicas' speed, and the nominal bounds (LiteLLM's round:
+check timeout + ROUND_OVERHEAD; HAProxy's first checks: within inter(1+s) + a check's time limit). Each expectation is related to its fault as a
 run relates it (harness/expectations/base.Expectation.related_fault), from the scenario alone.
 """
 

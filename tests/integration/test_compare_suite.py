@@ -56,6 +56,17 @@ def litellm_reset(events: Events, run_dir: Path) -> None:
     assert all(e["upstream"] for e in requests), "every answer, the failed ones too, names the deployment picked"
     assert {e["upstream"] for e in requests} == {r["gateway_address"] for r in ready["endpoints"]["replicas"].values()}
     assert all(e["replica"] for e in requests if e["status"] == 200)  # the replica's identity header, passed on
+    # The proxy stamped its check rounds (harness/gateways/litellm_probe.py): each one's verdicts written after its
+    # checks began, and the next round starting no sooner than health_check_interval after that write.
+    (stamped,) = [e for e in events if e["type"] == "gateway.health_rounds"]
+    rounds = [r for r in stamped["rounds"] if r["written"] is not None]
+    assert len(rounds) >= 10 and all(r["written"] > r["started"] for r in rounds), stamped
+    interval = load_scenario(ROOT / "scenarios" / "compare" / "reset.yaml", "litellm").gateway.health_check
+    assert interval is not None
+    assert all(b["started"] - a["written"] >= interval.interval - 0.01 for a, b in zip(rounds, rounds[1:])), rounds
+    summary = json.loads((run_dir / "summary.json").read_text())
+    promised = [v["promised"]["how"] for v in summary["expectations"] if v["kind"] == "upstream_unhealthy"]
+    assert promised and "rounds the proxy ran from then on (its own stamps" in promised[0], promised
 
 
 def litellm_all_down(events: Events, run_dir: Path) -> None:

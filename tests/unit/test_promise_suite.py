@@ -4,7 +4,9 @@ For every file of scenarios/compare/, every gateway, and every detection or reco
 ``within: promised``, a journal of a run (built as the harness writes one: run.started with the
 file's text, stack.ready, the observer's health samples, the load's requests, fault.started and
 fault.cleared) is judged with the detection (or recovery) moved just outside its promised window on
-each side, and just inside it. Outside must fail, inside must pass. A window whose earliest bound is
+each side, and just inside it. Outside must fail, inside must pass. Each journal comes twice: without
+and with the gateway's own words that windows are built from when a journal has them (HAProxy's check
+status per server in ``hosts`` events, LiteLLM's stamped check rounds in ``gateway.health_rounds``). A window whose earliest bound is
 0 has no early side; then its latest bound must end before the fault does (detection) or before the
 load does (recovery), so a late detection, or none, still fails.
 """
@@ -32,12 +34,35 @@ GATEWAYS = ("envoy", "haproxy", "nginx", "litellm")
 T0 = 1_700_000_000.0
 STEP = 0.05      # how far outside (or inside) the window each moved time lies
 GATEWAY_UP = 1.0  # the observer's first sample, this long before the load started
+FIRST_CHECK = 0.5  # with its own words: HAProxy's first checks were seen passed this long before the load
+ROUND, FAULTY_ROUND, LATE = 0.1, 0.6, 0.05  # with its own words: LiteLLM's rounds (faulty: a check timed out)
+
+
+def own_words(gateway: str, scenario: Scenario, replicas: list[str]) -> list[dict[str, Any]]:
+    """What the gateway itself said in such a run: HAProxy's servers UP 1/2 INI, then UP L7OK; LiteLLM's
+    rounds, stamped, each starting interval + LATE after the previous one's write."""
+    addresses = {r: f"127.0.0.1:{31000 + i}" for i, r in enumerate(replicas)}
+    if gateway == "haproxy":
+        return [{"type": "hosts", "ts": T0 - when, "hosts": {a: flags for a in addresses.values()}}
+                for when, flags in ((GATEWAY_UP, "UP 1/2 INI"), (FIRST_CHECK, "UP L7OK"))]
+    if gateway != "litellm" or scenario.gateway.health_check is None:
+        return []
+    (fault,) = scenario.faults
+    rounds, t = [], T0 - 3.0
+    while t < T0 + scenario.load.duration:
+        faulty = fault.at - 1 <= t - T0 <= fault.at + fault.duration
+        written = t + (FAULTY_ROUND if faulty else ROUND)
+        rounds.append({"round": len(rounds) + 1, "started": t, "written": written})
+        t = written + scenario.gateway.health_check.interval + LATE
+    return [{"type": "gateway.health_rounds", "ts": T0 + scenario.load.duration, "gateway": gateway,
+             "rounds": rounds}]
 
 
 def journal(text: str, file: str, gateway: str, scenario: Scenario, detected: float | None,
-            recovered: float | None) -> list[dict[str, Any]]:
+            recovered: float | None, words: bool = False) -> list[dict[str, Any]]:
     """A run of ``scenario`` whose gateway marks the fault's replicas unhealthy ``detected`` s after the
-    fault's start and healthy again ``recovered`` s after its end (None: never)."""
+    fault's start and healthy again ``recovered`` s after its end (None: never); ``words``: with the
+    gateway's own words (``own_words``)."""
     (fault,) = scenario.faults
     replicas = [f"chat[{i}]" for i in range(scenario.pools["chat"])]
     broken = resolve(fault.target, scenario.pools)
@@ -50,6 +75,7 @@ def journal(text: str, file: str, gateway: str, scenario: Scenario, detected: fl
             r: {"proxy_url": f"http://127.0.0.1:{31000 + i}"} for i, r in enumerate(replicas)}}},
         *({"type": "health", "ts": T0 - GATEWAY_UP, "replica": r, "healthy": True, "flags": ""} for r in replicas),
         {"type": "load.started", "ts": T0},
+        *(own_words(gateway, scenario, replicas) if words else []),
     ]
     rate = nominal_facts(scenario, split_target(fault.target)[0]).rate
     count = int(scenario.load.duration * rate)
@@ -76,7 +102,9 @@ def cases() -> list[Any]:
             for i, expectation in enumerate(scenario.expect):
                 if expectation.kind in ("upstream_unhealthy", "upstream_healthy") and \
                         getattr(expectation, "within", None) == "promised":
-                    out.append(pytest.param(path, gateway, i, id=f"{path.stem}-{gateway}-{expectation.kind}"))
+                    for words in (False, True):
+                        out.append(pytest.param(path, gateway, i, words, id=f"{path.stem}-{gateway}-"
+                                                f"{expectation.kind}" + ("-own-words" if words else "")))
     return out
 
 
@@ -86,10 +114,11 @@ def loaded(path: Path, gateway: str) -> tuple[str, Scenario]:
     return text, parse_scenario(text, str(path), gateway)
 
 
-def judged(path: Path, gateway: str, index: int, detected: float | None, recovered: float | None) -> tuple[bool, Any]:
+def judged(path: Path, gateway: str, index: int, detected: float | None, recovered: float | None,
+           words: bool = False) -> tuple[bool, Any]:
     """The verdict of expectation ``index`` on the journal, as the judge gives it (judge_all), and its promise."""
     text, scenario = loaded(path, gateway)
-    timeline = build_timeline(journal(text, str(path), gateway, scenario, detected, recovered))
+    timeline = build_timeline(journal(text, str(path), gateway, scenario, detected, recovered, words))
     expectation = scenario.expect[index]
     promise = promise_for(scenario, expectation, timeline)
     return expectation.evaluate_promised(timeline, promise).passed, promise
@@ -104,10 +133,10 @@ def test_judged_is_what_the_judge_says() -> None:
             assert judged(path, "envoy", i, 1.5, 1.5) == (verdict.passed, (judgement.promises or [])[i])
 
 
-def windows(path: Path, gateway: str) -> tuple[Scenario, Window, Window]:
+def windows(path: Path, gateway: str, words: bool = False) -> tuple[Scenario, Window, Window]:
     """The promised detection and recovery windows of a run of the file on the gateway."""
     text, scenario = loaded(path, gateway)
-    judgement = judge_events(journal(text, str(path), gateway, scenario, 1.0, 1.0))
+    judgement = judge_events(journal(text, str(path), gateway, scenario, 1.0, 1.0, words))
     kinds = [e.kind for e in scenario.expect]
     promises = judgement.promises or []
     detection, recovery = promises[kinds.index("upstream_unhealthy")], promises[kinds.index("upstream_healthy")]
@@ -119,9 +148,10 @@ def middle(window: Window) -> float:
     return (window.lower + window.upper) / 2
 
 
-@pytest.mark.parametrize(("path", "gateway", "index"), cases())
-def test_the_window_fails_just_outside_and_passes_just_inside(path: Path, gateway: str, index: int) -> None:
-    scenario, detection, recovery = windows(path, gateway)
+@pytest.mark.parametrize(("path", "gateway", "index", "words"), cases())
+def test_the_window_fails_just_outside_and_passes_just_inside(path: Path, gateway: str, index: int,
+                                                              words: bool) -> None:
+    scenario, detection, recovery = windows(path, gateway, words)
     (fault,) = scenario.faults
     detecting = scenario.expect[index].kind == "upstream_unhealthy"
     window = detection if detecting else recovery
@@ -130,7 +160,7 @@ def test_the_window_fails_just_outside_and_passes_just_inside(path: Path, gatewa
 
     def passed(t: float) -> bool:
         ok, promise = judged(path, gateway, index, t if detecting else middle(detection),
-                             middle(recovery) if detecting else t)
+                             middle(recovery) if detecting else t, words)
         assert promise == window  # the same journal facts, the same window
         return bool(ok)
 
@@ -145,9 +175,21 @@ def test_the_window_fails_just_outside_and_passes_just_inside(path: Path, gatewa
         assert window.earliest <= STEP or window.lower == 0.0
 
 
-@pytest.mark.parametrize(("path", "gateway", "index"), [c for c in cases() if "unhealthy" in c.id])
-def test_never_detecting_fails(path: Path, gateway: str, index: int) -> None:
-    assert judged(path, gateway, index, None, None)[0] is False
+@pytest.mark.parametrize(("path", "gateway", "index", "words"), [c for c in cases() if "unhealthy" in c.id])
+def test_never_detecting_fails(path: Path, gateway: str, index: int, words: bool) -> None:
+    assert judged(path, gateway, index, None, None, words)[0] is False
+
+
+def test_litellm_windows_from_its_own_rounds_are_narrower() -> None:
+    """With the proxy's stamps, a round is the longest the run saw (FAULTY_ROUND), not the nominal 1.1s."""
+    path = next(p for p in SUITE if p.stem == "reset")
+    scenario, nominal, _ = windows(path, "litellm")
+    _, stamped, recovery = windows(path, "litellm", words=True)
+    assert scenario.gateway.health_check is not None
+    span = FAULTY_ROUND + scenario.gateway.health_check.interval + LATE + FAULTY_ROUND
+    assert (stamped.earliest, stamped.latest) == pytest.approx((0.0, span))
+    assert recovery.latest == pytest.approx(span) and stamped.latest < nominal.latest
+    assert "the longest of the" in stamped.how and "its own stamps" in stamped.how
 
 
 @pytest.mark.parametrize("gateway", ["envoy", "haproxy"])
