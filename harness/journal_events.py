@@ -128,6 +128,22 @@ class RunFinished(_Event):
     error: str | None = None
 
 
+class HealthRoundStamp(BaseModel):
+    """One round of the gateway's background checks, as it stamped it (LiteLLM: harness/gateways/litellm_probe.py)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
+
+    started: float = Field(description="the Unix time its checks began")
+    written: float | None = Field(default=None, description="the Unix time its verdicts were written, or null")
+    round: int | None = None
+
+
+class HealthRounds(_Event):
+    type: Literal["gateway.health_rounds"]
+    gateway: str | None = None
+    rounds: list[HealthRoundStamp] = Field(default=[], description="a list of rounds (started, written)")
+
+
 class Other(_Event):
     """Events that judging reads only the time of."""
 
@@ -135,7 +151,8 @@ class Other(_Event):
 
 
 _EVENT: TypeAdapter[Any] = TypeAdapter(Annotated[Union[  # noqa: UP007 - a discriminated union
-    RunStarted, StackReady, Request, AttemptEvent, Health, FaultEvent, Diagnosis, ProcessEvent, RunFinished, Other],
+    RunStarted, StackReady, Request, AttemptEvent, Health, FaultEvent, Diagnosis, ProcessEvent, RunFinished,
+    HealthRounds, Other],
     Field(discriminator="type")])
 
 _EXPECTED = {  # pydantic's error type -> what the field should have been
@@ -221,7 +238,8 @@ def found(value: Any) -> str:
 
 _MODELS: dict[str, type[BaseModel]] = {
     name: model
-    for model in (RunStarted, StackReady, Request, AttemptEvent, Health, FaultEvent, Diagnosis, ProcessEvent, RunFinished, Other)
+    for model in (RunStarted, StackReady, Request, AttemptEvent, Health, FaultEvent, Diagnosis, ProcessEvent, RunFinished,
+                  HealthRounds, Other)
     for name in model.model_fields["type"].annotation.__args__  # type: ignore[union-attr]
 }
 
