@@ -431,6 +431,32 @@ def test_no_traffic_to_does_not_count_health_checks_or_tries_outside_the_window(
                         "included); 0 tries the gateway logged as sent to it (envoy-upstream.jsonl)")
 
 
+def test_no_traffic_to_counts_a_try_by_when_the_gateway_sent_it_not_when_a_frozen_replica_woke() -> None:
+    # process_freeze: a try sent before detection sits in the frozen process's queue and is stamped on arrival
+    # when the process wakes, inside the window; Envoy's log says when it was sent.
+    run = detected_run(NO_TRAFFIC, unhealthy_at=6.5).attempt_logs(gateway="envoy-upstream.jsonl")
+    run.attempt(6.2, "chat[0]", "r-1", source="gateway", status=None, flags="UT").attempt(12.9, "chat[0]", "r-1")
+    run.request(6.2, replica="chat[1]", upstream=proxy_address("chat[1]"), id="r-1")
+    run.requests(6.5, 13.0, replica="chat[1]")
+    v = run.finish().verdict()
+    assert v.passed is True, v.detail
+    # Without the gateway's stamp of that try, its arrival is all there is: it counts.
+    run = detected_run(NO_TRAFFIC, unhealthy_at=6.5).attempt_logs(gateway=None, gateway_kind="haproxy")
+    run.attempt(12.9, "chat[0]", "r-1")
+    run.request(6.2, replica="chat[1]", upstream=proxy_address("chat[1]"), id="r-1")
+    run.requests(6.5, 13.0, replica="chat[1]")
+    v = run.finish().verdict()
+    assert v.passed is False and v.measured_value == 1, v.detail
+    # A retry sent inside the window still counts, although the same request's first try came before it.
+    run = detected_run(NO_TRAFFIC, unhealthy_at=6.5).attempt_logs(gateway="envoy-upstream.jsonl")
+    run.attempt(6.2, "chat[0]", "r-2", source="gateway", status=503).attempt(6.21, "chat[0]", "r-2")
+    run.attempt(7.0, "chat[0]", "r-2", source="gateway", status=503).attempt(7.01, "chat[0]", "r-2")
+    run.request(6.2, replica="chat[1]", upstream=proxy_address("chat[1]"), id="r-2")
+    run.requests(6.5, 13.0, replica="chat[1]")
+    v = run.finish().verdict()
+    assert v.passed is False and v.measured_value == 1, v.detail
+
+
 def test_no_traffic_to_names_requests_without_a_load_id_but_does_not_count_them() -> None:
     run = detected_run(NO_TRAFFIC, unhealthy_at=6.5).attempt_logs(gateway=None, gateway_kind="litellm")
     run.attempt(7.0, "chat[0]", None)  # e.g. a gateway's health check that is a chat completion
