@@ -18,6 +18,8 @@ from harness.promise.load import LoadFacts
 from harness.promise.window import Never, Window
 from harness.scenario import Scenario, parse_scenario
 
+from .test_promise_verdicts import REPLICAS, T0, run_header
+
 FACTS = LoadFacts(0.0, 90.0, 9, "measured")
 HC = "{path: /health, interval: 1s, timeout: 1s, unhealthy_threshold: 2, healthy_threshold: 2}"
 OD = "{consecutive_5xx: 3, base_ejection_time: 2s, max_ejection_percent: 100}"
@@ -153,8 +155,6 @@ def test_nginx_counts_what_it_retries_even_outside_the_outlier_counter() -> None
 
 # -- the verdicts these promises give: each can fail ------------------------------------------------
 
-T0 = 1_700_000_000.0
-REPLICAS = ("chat[0]", "chat[1]", "chat[2]")
 PROMISED = '{kind: upstream_unhealthy, target: "chat[0]", within: promised}'
 
 
@@ -162,16 +162,9 @@ def journal(gw: str, unhealthy_after: float | None, flags: str) -> list[dict[str
     """A run: 20 requests/s for 40s, chat[0] answering 500 from 20s to 30s, and maybe marked unhealthy."""
     text = scenario_text(gw, ERROR_500 % "chat[0]", [PROMISED])
     label = parse_scenario(text, "x.yaml").faults[0].label
-    out: list[dict[str, Any]] = [
-        {"type": "run.started", "ts": T0 - 3, "scenario": "t", "file": "x.yaml", "text": text, "seed": 1,
-         "replicas": list(REPLICAS)},
-        {"type": "stack.ready", "ts": T0 - 2, "endpoints": {"replicas": {
-            r: {"proxy_url": f"http://127.0.0.1:{31000 + i}"} for i, r in enumerate(REPLICAS)}}},
-        *({"type": "health", "ts": T0 - 1, "replica": r, "healthy": True, "flags": ""} for r in REPLICAS),
-        {"type": "load.started", "ts": T0},
-        *({"type": "request", "ts": T0 + i * 0.05, "kind": "chat", "latency": 0.05, "status": 200, "error": None,
-           "replica": REPLICAS[i % 3]} for i in range(780)),
-    ]
+    out = [*run_header(text),
+           *({"type": "request", "ts": T0 + i * 0.05, "kind": "chat", "latency": 0.05, "status": 200, "error": None,
+              "replica": REPLICAS[i % 3]} for i in range(780))]
     fields = {"fault": label, "kind": "llm_fault", "target": "chat[0]", "replicas": ["chat[0]"],
               "params": {"mode": "error_status", "status": 500}}
     out += [{"type": "fault.started", "ts": T0 + 20, **fields}, {"type": "fault.cleared", "ts": T0 + 30, **fields}]

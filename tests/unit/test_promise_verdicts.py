@@ -16,6 +16,18 @@ REPLICAS = ("chat[0]", "chat[1]", "chat[2]")
 HC = "{path: /health, interval: 1s, timeout: 500ms, unhealthy_threshold: 2, healthy_threshold: 2, no_traffic_interval: 1s}"
 
 
+def run_header(text: str) -> list[dict[str, Any]]:
+    """A run's first events: the scenario, the stack with chat[0..2], every replica healthy, the load started at T0."""
+    return [
+        {"type": "run.started", "ts": T0 - 3, "scenario": "t", "file": "x.yaml", "text": text, "seed": 1,
+         "replicas": list(REPLICAS)},
+        {"type": "stack.ready", "ts": T0 - 2, "endpoints": {"replicas": {
+            r: {"proxy_url": f"http://127.0.0.1:{31000 + i}"} for i, r in enumerate(REPLICAS)}}},
+        *({"type": "health", "ts": T0 - 1, "replica": r, "healthy": True, "flags": ""} for r in REPLICAS),
+        {"type": "load.started", "ts": T0},
+    ]
+
+
 def events(gateway: str, fault: str, expect: list[str], unhealthy_at: float | None, healthy_at: float | None,
            fault_kind: str = "reset_peer", load_end: float = 19) -> list[dict[str, Any]]:
     text = ("name: t\n"
@@ -25,14 +37,7 @@ def events(gateway: str, fault: str, expect: list[str], unhealthy_at: float | No
             f"faults:\n  - {fault}\n"
             "expect:\n" + "".join(f"  - {e}\n" for e in expect))
     label = parse_scenario(text, "x.yaml").faults[0].label
-    out: list[dict[str, Any]] = [
-        {"type": "run.started", "ts": T0 - 3, "scenario": "t", "file": "x.yaml", "text": text, "seed": 1,
-         "replicas": list(REPLICAS)},
-        {"type": "stack.ready", "ts": T0 - 2, "endpoints": {"replicas": {
-            r: {"proxy_url": f"http://127.0.0.1:{31000 + i}"} for i, r in enumerate(REPLICAS)}}},
-        *({"type": "health", "ts": T0 - 1, "replica": r, "healthy": True, "flags": ""} for r in REPLICAS),
-        {"type": "load.started", "ts": T0},
-    ]
+    out = run_header(text)
     out += [{"type": "request", "ts": T0 + i * 0.05, "kind": "chat", "latency": 0.05, "status": 200, "error": None,
              "replica": REPLICAS[i % 3]} for i in range(380)]
     fields = {"fault": label, "kind": fault_kind, "target": "chat[0]", "replicas": ["chat[0]"], "params": {}}
