@@ -12,17 +12,19 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import click
+import yaml
 
 from harness import __version__, crash
 from harness.errors import ChaosgateError, JournalError, ScenarioError
 from harness.gateways import GATEWAYS, HostHealth, not_applicable
-from harness.lint import CHECKS, TRAPS, lint_file
+from harness.lint import CHECKS, TRAPS, Finding, lint_file, lint_native
+from harness.own_config import kind_of_file
 from harness.output import journals_in, load_run, read_summary, write_index, write_outputs
 from harness.progress import Progress
 from harness.report import compare, junit_xml, render_comparison
@@ -55,7 +57,8 @@ def scenario_files(paths: tuple[Path, ...]) -> Iterator[Path]:
             yield path
 
 
-def _load_all(paths: tuple[Path, ...], gateway: str | None = None) -> tuple[list[tuple[Path, Scenario]], list[str]]:
+def _load_all(paths: tuple[Path, ...], gateway: str | None = None, gateway_config: Path | None = None,
+              allow_hosts: tuple[str, ...] = ()) -> tuple[list[tuple[Path, Scenario]], list[str]]:
     loaded: list[tuple[Path, Scenario]] = []
     errors: list[str] = []
     files = list(scenario_files(paths))
@@ -63,10 +66,42 @@ def _load_all(paths: tuple[Path, ...], gateway: str | None = None) -> tuple[list
         errors.append(f"no scenario files (*.yaml) in {', '.join(map(str, paths))}")
     for file in files:
         try:
-            loaded.append((file, load_scenario(file, gateway)))
+            loaded.append((file, load_scenario(file, gateway, gateway_config, allow_hosts)))
         except ScenarioError as exc:
             errors.append(str(exc))
     return loaded, errors
+
+
+def own_config_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--gateway-config`` and ``--allow-host``: the user's own gateway file (docs/own-config.md)."""
+    command = click.option(
+        "--allow-host", "allow_hosts", multiple=True, metavar="HOST",
+        help="A host off this machine the gateway's file may send traffic to (repeat for several); without it, "
+             "such a file is refused.")(command)
+    return click.option(
+        "--gateway-config", "gateway_config", default=None, metavar="PATH",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Run the gateway from this file of yours (envoy.yaml, haproxy.cfg, nginx.conf, LiteLLM config.yaml) "
+             "instead of the scenario's gateway.config or gateway block (docs/own-config.md).")(command)
+
+
+def _native_kind(path: Path, gateway: str | None) -> str | None:
+    """The gateway kind of ``path`` when it is a gateway's own file rather than a scenario (``chaosgate lint FILE``):
+    by its name (envoy*.yaml, haproxy*.cfg, nginx*.conf, litellm*.yaml), or with --gateway, any file that is
+    not a scenario (no top-level ``upstreams``)."""
+    if path.is_dir():
+        return None
+    if (kind := kind_of_file(path)) is not None:
+        return gateway or kind
+    if gateway is None:
+        return None
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        return gateway
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return gateway if isinstance(data, dict) and "upstreams" not in data else None
 
 
 class ChaosgateGroup(click.Group):
@@ -127,9 +162,10 @@ def main() -> None:
 @click.option("--strict", is_flag=True,
               help="Refuse to run (exit 2) when the lint finds a configuration trap (see `chaosgate lint --help`); "
                    "without it, traps are printed as warnings and recorded in the report.")
+@own_config_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress output, only the verdicts.")
 def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, junit_file: Path | None, gateway: str | None,
-        strict: bool, quiet: bool) -> None:
+        strict: bool, gateway_config: Path | None, allow_hosts: tuple[str, ...], quiet: bool) -> None:
     """Run scenario files, or every scenario in folders, and judge them.
 
     Each scenario writes OUT/<scenario>/ (journal.jsonl, summary.json and the HTML report
@@ -141,7 +177,7 @@ def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, junit_file: Path |
     from harness.run import run_scenario
 
     _stop_on_signals()
-    loaded, errors = _load_all(paths, gateway)
+    loaded, errors = _load_all(paths, gateway, gateway_config, allow_hosts)
     if strict:  # every trap is an error, found before anything starts
         errors += [f"{finding} (--strict)" for file, scenario in loaded for finding in lint_file(file, scenario)]
     if errors:
@@ -152,7 +188,8 @@ def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, junit_file: Path |
     outcomes: list[tuple[str, bool | None]] = []
     for file, scenario in loaded:
         try:
-            result = run_scenario(scenario, file, file.read_text(), out_dir, runtime, progress, gateway_override=gateway)
+            result = run_scenario(scenario, file, file.read_text(), out_dir, runtime, progress, gateway_override=gateway,
+                                  allow_hosts=allow_hosts)
         except KeyboardInterrupt:
             click.echo(f"\ninterrupted; the stack was torn down; partial results in {out_dir / scenario.name}", err=True)
             _suite_outputs(out_dir, [*(name for name, _ in outcomes), scenario.name], junit_file)
@@ -215,7 +252,9 @@ def _print_suite(outcomes: list[tuple[str, bool | None]]) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--gateway", default=None, type=click.Choice(sorted(GATEWAYS)),
               help="Check the scenarios as if their gateway.kind were this gateway (and print its promised windows).")
-def validate(paths: tuple[Path, ...], gateway: str | None) -> None:
+@own_config_options
+def validate(paths: tuple[Path, ...], gateway: str | None, gateway_config: Path | None,
+             allow_hosts: tuple[str, ...]) -> None:
     """Check scenario files without running anything; print every problem with file and line.
 
     For each valid file: the lint's findings (`chaosgate lint`), and per fault the detection and
@@ -224,7 +263,7 @@ def validate(paths: tuple[Path, ...], gateway: str | None) -> None:
     """
     from harness.promise.preview import describe
 
-    loaded, errors = _load_all(paths, gateway)
+    loaded, errors = _load_all(paths, gateway, gateway_config, allow_hosts)
     for file, scenario in loaded:
         click.echo(f"{file}: ok")
         for finding in lint_file(file, scenario):
@@ -247,7 +286,9 @@ def validate(paths: tuple[Path, ...], gateway: str | None) -> None:
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too, not only on errors.")
 @click.option("--windows", is_flag=True, help="Also print, per fault, the promised detection and recovery windows "
                                               "and how each was derived (as `chaosgate validate` does).")
-def lint(paths: tuple[Path, ...], gateway: str | None, strict: bool, windows: bool) -> None:
+@own_config_options
+def lint(paths: tuple[Path, ...], gateway: str | None, strict: bool, windows: bool, gateway_config: Path | None,
+         allow_hosts: tuple[str, ...]) -> None:
     """Name the configuration traps in scenario files before anything runs.
 
     A trap is a gateway setting, often a default, that silently defeats what the scenario
@@ -262,6 +303,10 @@ def lint(paths: tuple[Path, ...], gateway: str | None, strict: bool, windows: bo
     It also checks the scenario itself on every gateway (list below): `within: promised` against a
     configuration that promises never, windows the run cannot show, durations without a unit.
 
+    A gateway's own file is linted directly (`chaosgate lint deploy/envoy.yaml`; the kind from the
+    file's name, or --gateway): every trap of every cluster, backend, upstream block or model group,
+    at the line where it lives or where the missing setting belongs (docs/own-config.md).
+
     `chaosgate run` runs the same lint first and prints its findings as warnings (`run --strict`
     refuses to run instead). Severity `error`: the configuration guarantees a mechanism does
     nothing; `warning`: the trap bites depending on timing or load.
@@ -271,8 +316,19 @@ def lint(paths: tuple[Path, ...], gateway: str | None, strict: bool, windows: bo
     """
     from harness.promise.preview import describe
 
-    loaded, errors = _load_all(paths, gateway)
-    findings = [finding for file, scenario in loaded for finding in lint_file(file, scenario)]
+    native = {path: kind for path in paths if (kind := _native_kind(path, gateway)) is not None}
+    findings: list[Finding] = []
+    errors: list[str] = []
+    for path, kind in native.items():
+        try:
+            findings += lint_native(path, kind)
+        except ScenarioError as exc:
+            errors.append(str(exc))
+    scenario_paths = tuple(path for path in paths if path not in native)
+    loaded, scenario_errors = _load_all(scenario_paths, gateway, gateway_config, allow_hosts) if scenario_paths \
+        else ([], [])
+    errors += scenario_errors
+    findings += [finding for file, scenario in loaded for finding in lint_file(file, scenario)]
     for finding in findings:
         click.echo(str(finding))
     for file, scenario in loaded if windows else []:
@@ -284,7 +340,8 @@ def lint(paths: tuple[Path, ...], gateway: str | None, strict: bool, windows: bo
     if errors:
         sys.exit(EXIT_UNRUNNABLE)
     failing = findings if strict else [f for f in findings if f.severity == "error"]
-    click.echo(f"{len(loaded)} file{'s' if len(loaded) != 1 else ''}, {len(findings)} finding{'s' if len(findings) != 1 else ''}"
+    files = len(loaded) + len(native)
+    click.echo(f"{files} file{'s' if files != 1 else ''}, {len(findings)} finding{'s' if len(findings) != 1 else ''}"
                + (f" ({len(failing)} failing)" if failing else ""), err=True)
     sys.exit(EXIT_FAILED if failing else EXIT_PASSED)
 
@@ -306,7 +363,9 @@ def schema() -> None:
 @click.option("--runtime", default="local", show_default=True, type=click.Choice(sorted(RUNTIMES)))
 @click.option("--gateway", default=None, type=click.Choice(sorted(GATEWAYS)),
               help="Start this gateway instead of the scenario's gateway.kind.")
-def up(scenario_file: Path, port: int | None, out_dir: Path, runtime: str, gateway: str | None) -> None:
+@own_config_options
+def up(scenario_file: Path, port: int | None, out_dir: Path, runtime: str, gateway: str | None,
+       gateway_config: Path | None, allow_hosts: tuple[str, ...]) -> None:
     """Start a scenario's stack, print its endpoints, and keep it up until Ctrl-C.
 
     No load and no faults are run; send requests yourself, and break replicas through
@@ -316,7 +375,7 @@ def up(scenario_file: Path, port: int | None, out_dir: Path, runtime: str, gatew
     """
     _stop_on_signals()
     try:
-        scenario = load_scenario(scenario_file, gateway)
+        scenario = load_scenario(scenario_file, gateway, gateway_config, allow_hosts)
     except ScenarioError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_UNRUNNABLE)

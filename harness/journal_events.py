@@ -27,6 +27,15 @@ class _Event(BaseModel):
     ts: float = Field(description="the event's Unix time in seconds")
 
 
+class OwnConfig(BaseModel):
+    """The user's own gateway file (gateway.config), as the run read it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    file: str = Field(description="the file's path")
+    text: str = Field(description="the file's text")
+
+
 class RunStarted(_Event):
     type: Literal["run.started"]
     text: str = Field(description="the scenario's YAML text")
@@ -37,6 +46,8 @@ class RunStarted(_Event):
         default=None, description="the gateway kind the run used: " + ", ".join(GATEWAYS))
     command: str | None = None
     runtime: str | None = None
+    gateway_config: OwnConfig | None = Field(default=None, description="the user's own gateway file the run used")
+    allow_hosts: list[str] = Field(default=[], description="hosts off this machine the run allowed (--allow-host)")
 
 
 class ReplicaEndpoint(BaseModel):
@@ -59,6 +70,7 @@ class StackReady(_Event):
     endpoints: Endpoints = Field(default_factory=Endpoints, description="an object with the stack's endpoints")
     gateway_version: str | None = None
     gateway_config: str | None = None
+    gateway_config_diff: str | None = Field(default=None, description="the rewritten gateway.config against the user's")
     startup_seconds: Seconds | None = None
     attempt_logs: dict[str, Any] = Field(default={}, description="an object naming the attempt logs the run kept")
 

@@ -10,6 +10,7 @@ import platform
 import shlex
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from harness.load.config import LoadConfig
 from harness.load.generator import LoadGenerator
 from harness.observer import HealthObserver
 from harness.output import write_outputs
+from harness.own_config import DIFF_SUFFIX, native_config
 from harness.plan import DiagnosisAction, FaultAction, Plan, make_plan, together
 from harness.progress import Progress, Status
 from harness.runtimes import RUNTIMES, Stack
@@ -46,8 +48,16 @@ class RunResult:
     run_dir: Path
 
 
+def _own_file(scenario: Scenario) -> dict[str, str] | None:
+    """The user's own gateway file (``gateway.config``) as the run reads it: its path and text, journalled so
+    that judging the journal later reads what ran."""
+    config = native_config(scenario)
+    return None if config is None else {"file": config.file, "text": config.text}
+
+
 def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runtime_name: str = "local",
-                 progress: Progress | None = None, gateway_override: str | None = None) -> RunResult:
+                 progress: Progress | None = None, gateway_override: str | None = None,
+                 allow_hosts: Sequence[str] = ()) -> RunResult:
     """Run one scenario and write ``out_dir/<name>/`` (journal.jsonl, summary.json, index.html);
     ``gateway_override`` is the ``--gateway`` the scenario was loaded with (recorded in the command)."""
     progress = progress or Progress(quiet=True)
@@ -64,7 +74,7 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
                   chaosgate=__version__, python=platform.python_version(), platform=platform.platform(),
                   command=f"chaosgate run {shlex.quote(str(file))} --runtime {runtime_name} --out {shlex.quote(str(out_dir))}"
                           + (f" --gateway {gateway_override}" if gateway_override else ""),
-                  gateway=scenario.gateway.kind)
+                  gateway=scenario.gateway.kind, gateway_config=_own_file(scenario), allow_hosts=list(allow_hosts))
     outcome, error = "failed", None
     runtime = RUNTIMES[runtime_name]()
     attempts: AttemptCollector | None = None
@@ -77,6 +87,9 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
         journal.write("stack.ready", endpoints=stack.endpoints(), gateway_version=stack.gateway_version,
                       startup_seconds=round(time.monotonic() - started, 3),
                       gateway_config=config.read_text() if (config := run_dir / stack.gateway.config_name).exists() else None,
+                      # the rewritten user's file against the user's own (gateway.config; harness/own_config/)
+                      gateway_config_diff=diff.read_text() if (diff := config.with_name(config.name + DIFF_SUFFIX)).exists()
+                      else None,
                       # what the ``attempt`` events come from (harness/attempts.py)
                       attempt_logs={"replica": True, "gateway_kind": stack.gateway.kind,
                                     "gateway": gateway_log.relative_to(run_dir).as_posix() if gateway_log else None})

@@ -6,7 +6,7 @@ listing every problem with its file, line, field and what was expected.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -24,6 +24,8 @@ from harness.gateways.haproxy import HaproxyOptions
 from harness.gateways.litellm import LitellmOptions
 from harness.gateways.nginx import NginxOptions
 from harness.memsize import MemorySize
+from harness.own_config import read_native
+from harness.own_config.binding import binding_problems, resolve_config_path
 from harness.targets import resolve, split_target
 from harness.yaml_source import Path as YamlPath
 from harness.yaml_source import YamlDocument, key_text, load_yaml
@@ -124,6 +126,15 @@ class Gateway(_Model):
                                 description="nginx settings without a common field (used when kind is nginx).")
     litellm: LitellmOptions = Field(default_factory=LitellmOptions,
                                     description="LiteLLM proxy settings without a common field (used when kind is litellm).")
+    config: str | None = Field(
+        default=None, min_length=1,
+        description="The user's own gateway file (envoy.yaml, haproxy.cfg, nginx.conf, LiteLLM config.yaml), relative "
+                    "to the scenario file: it runs as written, except that the bound blocks' endpoints become the "
+                    "Toxiproxy listeners and the ports move (docs/own-config.md). The gateway's settings are then "
+                    "read from it; the common fields above are not used.")
+    bind: dict[Annotated[str, Field(min_length=1)], Annotated[str, Field(min_length=1)]] = Field(
+        default={}, description="Which block of gateway.config (cluster, backend, upstream block, model group) is which "
+                                "pool: {BLOCK: POOL}. A pool not named here is the block of the same name.")
 
 
 class RestartPolicy(_Model):
@@ -281,9 +292,12 @@ class Scenario(_Model):
 
 # -- loading --------------------------------------------------------------------------
 
-def load_scenario(path: Path, gateway: str | None = None) -> Scenario:
+def load_scenario(path: Path, gateway: str | None = None, gateway_config: Path | None = None,
+                  allow_hosts: Iterable[str] = ()) -> Scenario:
     """Read and validate one scenario file; every problem is reported at once. ``gateway``
-    overrides the file's ``gateway.kind`` (``--gateway``); the file's settings are checked against it."""
+    overrides the file's ``gateway.kind`` (``--gateway``); the file's settings are checked against it.
+    ``gateway_config`` overrides ``gateway.config`` (``--gateway-config``, relative to the working folder);
+    ``allow_hosts``: hosts off this machine the gateway's file may send traffic to (``--allow-host``)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -293,11 +307,13 @@ def load_scenario(path: Path, gateway: str | None = None) -> Scenario:
     except UnicodeDecodeError as exc:
         line, column, message = not_utf8(data, exc)
         raise ScenarioError([Problem(str(path), line, column, "", message)]) from None
-    return parse_scenario(text, str(path), gateway)
+    return parse_scenario(text, str(path), gateway, gateway_config, allow_hosts)
 
 
-def parse_scenario(text: str, file: str, gateway: str | None = None) -> Scenario:
-    """Validate scenario YAML ``text`` (``file`` is only used in messages); ``gateway``: see load_scenario."""
+def parse_scenario(text: str, file: str, gateway: str | None = None, gateway_config: Path | None = None,
+                   allow_hosts: Iterable[str] = ()) -> Scenario:
+    """Validate scenario YAML ``text`` (``file`` names it in messages and anchors a relative
+    ``gateway.config``); ``gateway``, ``gateway_config``, ``allow_hosts``: see load_scenario."""
     doc = load_yaml(text, file)
     if not isinstance(doc.data, dict):
         raise ScenarioError([Problem(file, 1, 1, "", "expected a mapping with name, upstreams, load, faults and expect")])
@@ -328,7 +344,18 @@ def parse_scenario(text: str, file: str, gateway: str | None = None) -> Scenario
             raise ScenarioError([Problem(file, None, None, "gateway.kind", f"unknown gateway {gateway!r} (--gateway); "
                                          f"expected one of {', '.join(GATEWAYS)}")])
         scenario = scenario.model_copy(update={"gateway": scenario.gateway.model_copy(update={"kind": gateway})})
+    if gateway_config is not None or scenario.gateway.config is not None:
+        own = gateway_config.resolve() if gateway_config is not None else \
+            resolve_config_path(scenario.gateway.config or "", file)
+        scenario = scenario.model_copy(update={"gateway": scenario.gateway.model_copy(update={"config": str(own)})})
     problems = _cross_check(scenario, doc)
+    if scenario.gateway.config is not None:
+        try:
+            native = read_native(scenario.gateway.kind, Path(scenario.gateway.config))
+        except ScenarioError as exc:
+            problems += [replace(p, field=p.field or "gateway.config") for p in exc.problems]
+        else:
+            problems += binding_problems(scenario, native, doc.locate, file, allow_hosts)
     if problems:
         raise ScenarioError(problems)
     return _for_gateway(scenario)
@@ -457,7 +484,8 @@ def _cross_check(scenario: Scenario, doc: YamlDocument) -> list[Problem]:
 
     kind = scenario.gateway.kind
     overridden = isinstance(doc.data.get("gateway"), dict) and doc.data["gateway"].get("kind", "envoy") != kind
-    for issue in GATEWAYS[kind].settings_issues(scenario):  # fields this gateway cannot honour
+    own_file = scenario.gateway.config is not None  # the gateway's settings are its file's, not these fields
+    for issue in [] if own_file else GATEWAYS[kind].settings_issues(scenario):  # fields this gateway cannot honour
         if issue.error:
             add(issue.path, f"{kind} cannot honour this{' (--gateway ' + kind + ')' if overridden else ''}: "
                 f"{issue.message}")

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 UPSTREAM_HEADER = "x-chaosgate-upstream"
 
 YamlPath = tuple[str | int, ...]
+OWN_CONFIG_FIELDS = frozenset({"kind", "config", "bind"})  # the gateway fields that still apply with gateway.config
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ class GatewayProcessBase:
         self.bind_address = bind_address
         self.published_listen_port = published_listen_port or listen_port
         self.published_admin_port = published_admin_port or admin_port
+        self.own_facts: dict[str, Any] = {}  # what the rewrite of gateway.config learnt (harness/own_config/)
         self._init_state()
 
     def _init_state(self) -> None:
@@ -174,6 +176,17 @@ class GatewayProcessBase:
     def url(self) -> str:
         """Where the host sends requests to the gateway."""
         return f"http://127.0.0.1:{self.published_listen_port}"
+
+    def write_own_config(self, upstreams: list[UpstreamAddress], run_dir: Path, config_name: str) -> Path:
+        """The user's own file (``gateway.config``) rewritten for this run (harness/own_config/): written
+        into ``run_dir`` with its diff; what the rewrite learnt about it is kept in ``own_facts``."""
+        from harness.own_config import write_native
+        from harness.processes import free_port
+
+        path, self.own_facts = write_native(self.settings, upstreams, run_dir, config_name,
+                                            listen_port=self.listen_port, admin_port=self.admin_port,
+                                            bind_address=self.bind_address, free_port=free_port)
+        return path
 
 
 def explicitly_set(model: Any, *names: str) -> bool:
@@ -191,6 +204,9 @@ def not_applicable(scenario: Scenario) -> list[str]:
     from harness.gateways import GATEWAYS
 
     kind = scenario.gateway.kind
+    if scenario.gateway.config is not None:  # the gateway's settings are read from its own file
+        return [f"gateway.{name}: not used: the gateway's settings come from {scenario.gateway.config}"
+                for name in sorted(scenario.gateway.model_fields_set) if name not in OWN_CONFIG_FIELDS]
     notes = [f"{issue.field}: not applicable to {kind}: {issue.message}"
              for issue in GATEWAYS[kind].settings_issues(scenario) if not issue.error]
     # another gateway's own block (kept so that one file runs on several gateways)

@@ -187,6 +187,8 @@ class EnvoyGateway(GatewayProcessBase):
         return cluster
 
     def write_config(self, upstreams: list[UpstreamAddress], run_dir: Path) -> Path:
+        if self.settings.config is not None:  # the user's own envoy.yaml (harness/own_config/envoy.py)
+            return self.write_own_config(upstreams, run_dir, self.config_name)
         path = run_dir / self.config_name
         path.write_text(yaml.safe_dump(self.config(upstreams, run_dir), sort_keys=False))
         return path

@@ -9,6 +9,7 @@ validation errors are).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from harness.errors import Problem, ScenarioError
@@ -29,6 +30,7 @@ from harness.lint import (
     unitless_durations,
 )
 from harness.lint.base import Check, Finding, Hit, Severity, Trap, field_name, locate
+from harness.own_config import for_pool, pool_block, read_native
 from harness.scenario import Scenario
 from harness.yaml_source import YamlDocument, load_yaml
 
@@ -63,7 +65,9 @@ def traps_for(gateway: str) -> list[Trap]:
 def lint_scenario(scenario: Scenario, doc: YamlDocument | None = None, file: str = "") -> list[Finding]:
     """Every trap of the scenario's gateway that bites in it, in registry order."""
     findings: list[Finding] = []
-    for trap in traps_for(scenario.gateway.kind):
+    if scenario.gateway.config is not None:
+        findings += _own_file_traps(scenario, doc, file)
+    for trap in [] if scenario.gateway.config is not None else traps_for(scenario.gateway.kind):
         for hit in trap.check(scenario):
             line, column = locate(doc, hit.path)
             findings.append(Finding(trap.id, trap.gateway, trap.severity, file or (doc.file if doc else ""),
@@ -74,6 +78,47 @@ def lint_scenario(scenario: Scenario, doc: YamlDocument | None = None, file: str
             findings.append(Finding(check.id, scenario.gateway.kind, check.severity, file or (doc.file if doc else ""),
                                     line, column, field_name(hit.path), hit.message))
     return findings
+
+
+def _own_file_traps(scenario: Scenario, doc: YamlDocument | None, file: str) -> list[Finding]:
+    """The traps of the user's own gateway file (``gateway.config``), block by bound block: a gateway
+    setting is located in that file (where it is set, or the block's line when a default bites)."""
+    findings: dict[tuple[str, str, int | None, str], Finding] = {}
+    for pool in scenario.pools:
+        block = pool_block(scenario, pool)
+        if block is None:
+            continue
+        own = for_pool(scenario, pool)
+        for trap in traps_for(scenario.gateway.kind):
+            for hit in trap.check(own):
+                if hit.path[:1] == ("gateway",):
+                    source = block.locate(hit.path)
+                    finding = Finding(trap.id, trap.gateway, trap.severity, source.file, source.line, None,
+                                      source.setting, hit.message)
+                else:
+                    line, column = locate(doc, hit.path)
+                    finding = Finding(trap.id, trap.gateway, trap.severity, file or (doc.file if doc else ""),
+                                      line, column, field_name(hit.path), hit.message)
+                findings.setdefault((finding.trap, finding.file, finding.line, finding.message), finding)
+    return list(findings.values())
+
+
+def lint_native(path: Path, kind: str) -> list[Finding]:
+    """``chaosgate lint FILE`` for a gateway's own file: every trap of every block that has endpoints,
+    as if each block were a pool of as many replicas as it has endpoints."""
+    config = read_native(kind, path.resolve())
+    pools: list[dict[str, object]] = []
+    bind: dict[str, str] = {}
+    for i, (name, block) in enumerate(config.blocks.items()):
+        if block.endpoints:
+            bind[name] = f"pool{i}"
+            pools.append({"name": f"pool{i}", "replicas": min(len(block.endpoints), 16)})
+    if not pools:
+        return []
+    scenario = Scenario.model_validate({"name": "lint", "upstreams": pools, "load": {"duration": 60},
+                                        "gateway": {"kind": kind, "config": str(path.resolve()), "bind": bind}})
+    return [replace(f, file=str(path)) if f.file == str(path.resolve()) else f
+            for f in lint_scenario(scenario, None, str(path))]
 
 
 def lint_text(scenario: Scenario, text: str, file: str) -> list[Finding]:
@@ -94,5 +139,5 @@ def as_problems(findings: list[Finding]) -> list[Problem]:
     return [Problem(f.file, f.line, f.column, f.field, f"[{f.trap}] {f.message}") for f in findings]
 
 
-__all__ = ["CHECKS", "TRAPS", "Check", "Finding", "Hit", "Severity", "Trap", "as_problems", "lint_file", "lint_scenario", "lint_text",
+__all__ = ["CHECKS", "TRAPS", "Check", "Finding", "Hit", "Severity", "Trap", "as_problems", "lint_file", "lint_native", "lint_scenario", "lint_text",
            "traps_for"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 from harness.faults import ControlFault, Fault
 from harness.faults.cert import Cert
+from harness.own_config import for_pool, pool_block
 from harness.promise import envoy, haproxy, litellm, nginx
 from harness.promise.effects import MODELLED_KINDS
 from harness.promise.load import LoadFacts, measured_facts, nominal_facts
@@ -55,6 +56,25 @@ def _with_injection(fault: Fault, promise: Promise) -> Promise:
     return promise
 
 
+def _own_file(scenario: Scenario, fault: Fault, promise: Callable[[Scenario], Promise]) -> Promise:
+    """The promise from the settings of the user's own file (``gateway.config``) for the fault's pool, with
+    where each came from; Unknown, naming them, when the block has settings the formulas do not model."""
+    pool = split_target(fault.target)[0]
+    block = pool_block(scenario, pool)
+    if block is None:
+        return promise(scenario)
+    if block.unmodelled:
+        return Unknown("; ".join(f"{u.source}: {u.why}" for u in block.unmodelled))
+    result = promise(for_pool(scenario, pool))
+    read = ", ".join(f"{source.setting} at line {source.line}" for source in dict.fromkeys(block.where.values()))
+    origin = f" [from {block.source.file}: {block.source.setting} at line {block.source.line}; {read or 'its defaults'}]"
+    if isinstance(result, Window):
+        return replace(result, how=result.how + origin)
+    if isinstance(result, Never):
+        return replace(result, why=result.why + origin)
+    return result
+
+
 def detection_window(scenario: Scenario, fault: Fault, facts: LoadFacts | None = None) -> Promise:
     """Fault start → the gateway shows every replica of the fault unhealthy."""
     formulas = _formulas(scenario)
@@ -62,7 +82,7 @@ def detection_window(scenario: Scenario, fault: Fault, facts: LoadFacts | None =
         return Unknown(f"no promise formulas for gateway {scenario.gateway.kind!r}")
     if fault.kind not in MODELLED_KINDS:
         return Unknown(f"what {fault.kind} faults do to health checks and requests is not modelled")
-    promise = formulas.detection(scenario, fault, facts)
+    promise = _own_file(scenario, fault, lambda own: formulas.detection(own, fault, facts))
     if isinstance(promise, Window) and promise.earliest > fault.duration:  # detection counts only during the fault
         return Never(f"the fault ends after {fault.duration:g}s, before the earliest detection: {promise.how}")
     return _with_injection(fault, promise)
@@ -76,7 +96,7 @@ def recovery_window(scenario: Scenario, fault: Fault, facts: LoadFacts | None = 
         return Unknown(f"no promise formulas for gateway {scenario.gateway.kind!r}")
     if fault.kind not in MODELLED_KINDS:
         return Unknown(f"what {fault.kind} faults do to health checks and requests is not modelled")
-    return _with_injection(fault, formulas.recovery(scenario, fault, facts, after))
+    return _with_injection(fault, _own_file(scenario, fault, lambda own: formulas.recovery(own, fault, facts, after)))
 
 
 def fault_named(scenario: Scenario, label: str) -> Fault | None:
