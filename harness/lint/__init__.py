@@ -9,6 +9,7 @@ validation errors are).
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -103,22 +104,35 @@ def _own_file_traps(scenario: Scenario, doc: YamlDocument | None, file: str) -> 
     return list(findings.values())
 
 
+POOL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+FIRST_FAULT_AT, FAULT_SPACING, FAULT_LENGTH = 10.0, 20.0, 10.0  # the faults `chaosgate lint FILE` supposes
+
+
 def lint_native(path: Path, kind: str) -> list[Finding]:
-    """``chaosgate lint FILE`` for a gateway's own file: every trap of every block that has endpoints,
-    as if each block were a pool of as many replicas as it has endpoints."""
+    """``chaosgate lint FILE`` for a gateway's own file, with no scenario: every block that has endpoints is a
+    pool of as many replicas, the load goes to the first, and each pool's first endpoint goes down for 10s
+    (the first at 10s after start, the next 20s later, ...): the traps that bite then, located in the file."""
     config = read_native(kind, path.resolve())
     pools: list[dict[str, object]] = []
+    faults: list[dict[str, object]] = []
     bind: dict[str, str] = {}
     for i, (name, block) in enumerate(config.blocks.items()):
-        if block.endpoints:
-            bind[name] = f"pool{i}"
-            pools.append({"name": f"pool{i}", "replicas": min(len(block.endpoints), 16)})
+        if not block.endpoints:
+            continue
+        pool = name if POOL_NAME.match(name) and name not in bind.values() else f"pool{i}"
+        bind[name] = pool
+        pools.append({"name": pool, "replicas": min(len(block.endpoints), 16)})
+        faults.append({"kind": "down", "name": f"{pool}-first-endpoint-down", "target": f"{pool}[0]",
+                       "at": FIRST_FAULT_AT + FAULT_SPACING * len(faults), "for": FAULT_LENGTH})
     if not pools:
         return []
-    scenario = Scenario.model_validate({"name": "lint", "upstreams": pools, "load": {"duration": 60},
+    duration = FIRST_FAULT_AT + FAULT_SPACING * len(faults)
+    scenario = Scenario.model_validate({"name": "lint", "upstreams": pools, "load": {"duration": duration},
+                                        "faults": faults,
                                         "gateway": {"kind": kind, "config": str(path.resolve()), "bind": bind}})
+    traps = {trap.id for trap in TRAPS}  # the checks of a scenario would be about the supposed one
     return [replace(f, file=str(path)) if f.file == str(path.resolve()) else f
-            for f in lint_scenario(scenario, None, str(path))]
+            for f in lint_scenario(scenario, None, str(path)) if f.trap in traps]
 
 
 def lint_text(scenario: Scenario, text: str, file: str) -> list[Finding]:

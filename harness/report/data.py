@@ -99,6 +99,8 @@ class RunData:
     startup_seconds: float | None
     warnings: list[str]
     faults: list[FaultOutcome] = field(default_factory=list)
+    own_config_file: str | None = None     # the user's own gateway file (gateway.config), when the run used one
+    own_config_diff: str | None = None     # the file as it ran against the user's (what chaosgate changed)
 
     @classmethod
     def from_events(cls, events: list[dict[str, Any]]) -> RunData:
@@ -118,7 +120,9 @@ class RunData:
                    outcome=str(finished.get("outcome", "failed")) if finished else "killed",
                    error=finished.get("error") if finished else None,
                    gateway_version=stack.get("gateway_version"), gateway_config=stack.get("gateway_config"),
-                   startup_seconds=stack.get("startup_seconds"), warnings=warnings, faults=faults)
+                   startup_seconds=stack.get("startup_seconds"), warnings=warnings, faults=faults,
+                   own_config_file=own.get("file") if isinstance(own := events[0].get("gateway_config"), dict) else None,
+                   own_config_diff=stack.get("gateway_config_diff"))
 
     # -- plain facts for the header ---------------------------------------------------
     @property

@@ -193,6 +193,8 @@ def unsupported(scenario: Scenario, runtime_name: str, capabilities: frozenset[s
                  for pool in scenario.upstreams if pool.memory_limit is not None and MEMORY_LIMIT not in capabilities]
     problems += [f"upstream {pool.name!r} sets dns, but the {runtime_name} runtime does not run the fake DNS server"
                  for pool in scenario.upstreams if pool.dns is not None and DNS not in capabilities]
+    if scenario.gateway.config is not None and runtime_name != "local":
+        problems.append(f"gateway.config (the gateway's own file) runs on the local runtime only, not {runtime_name}")
     if runtime_name not in (gateway := GATEWAYS[scenario.gateway.kind]).runtimes:
         problems.append(f"the {gateway.kind} gateway runs on the {', '.join(sorted(gateway.runtimes))} runtime only")
     return problems
