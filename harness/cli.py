@@ -425,6 +425,24 @@ def _gateway_list(ctx: click.Context, param: click.Parameter, value: str) -> lis
     return list(dict.fromkeys(names))
 
 
+def _gateway_configs(values: tuple[str, ...]) -> dict[str, Path]:
+    """``--gateway-config [KIND=]PATH`` of compare, by gateway kind (click.BadParameter for a bad one)."""
+    configs: dict[str, Path] = {}
+    for value in values:
+        kind, _, path = value.rpartition("=") if "=" in value else ("", "", value)
+        kind = kind or kind_of_file(Path(path)) or ""
+        if kind not in GATEWAYS:
+            raise click.BadParameter(f"{value!r}: expected KIND=PATH with KIND one of {', '.join(sorted(GATEWAYS))}, "
+                                     "or a file named after its gateway (envoy*.yaml, haproxy*.cfg, nginx*.conf, "
+                                     "litellm*.yaml)", param_hint="--gateway-config")
+        if not Path(path).is_file():
+            raise click.BadParameter(f"{path!r}: no such file", param_hint="--gateway-config")
+        if kind in configs:
+            raise click.BadParameter(f"two files for {kind}: {configs[kind]} and {path}", param_hint="--gateway-config")
+        configs[kind] = Path(path)
+    return configs
+
+
 @main.command(name="compare")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--gateways", default=",".join(GATEWAYS), show_default=True, callback=_gateway_list,
@@ -433,9 +451,15 @@ def _gateway_list(ctx: click.Context, param: click.Parameter, value: str) -> lis
               help="Folder for the results. One file: OUT/compare.html (.md, .json) and OUT/<gateway>/<scenario>/. "
                    "Several: OUT/<scenario>/ (each as for one file) and the index OUT/index.html (.md, .json).")
 @click.option("--runtime", default="local", show_default=True, type=click.Choice(sorted(RUNTIMES)))
+@click.option("--gateway-config", "gateway_configs", multiple=True, metavar="[KIND=]PATH",
+              help="Run gateway KIND from this file of yours instead of the scenario's gateway block (the kind from "
+                   "the file's name when KIND= is left out: envoy*.yaml, haproxy*.cfg, nginx*.conf, litellm*.yaml); "
+                   "repeat for several gateways (docs/own-config.md).")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="HOST",
+              help="A host off this machine the gateways' files may send traffic to (repeat for several).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output, only the results and the page's path.")
 def compare_gateways_command(paths: tuple[Path, ...], gateways: list[str], out_dir: Path, runtime: str,
-                             quiet: bool) -> None:
+                             gateway_configs: tuple[str, ...], allow_hosts: tuple[str, ...], quiet: bool) -> None:
     """Run scenarios against each gateway in turn and compare the gateways.
 
     \b
@@ -456,14 +480,15 @@ def compare_gateways_command(paths: tuple[Path, ...], gateways: list[str], out_d
     Exits (over all scenarios) 2 when a gateway could not be run, else 1 when an expectation failed,
     else 0; 130 when interrupted (what finished is kept, and with several files, in the index).
     """
-    from harness.compare import compare_gateways
+    from harness.compare import GatewayFiles, compare_gateways
     from harness.compare.render import result_lines
     from harness.compare.suite import SuiteProgress, exit_status, plan_suite, run_suite
 
     _stop_on_signals()
+    files = GatewayFiles(_gateway_configs(gateway_configs), allow_hosts)
     if len(paths) == 1 and paths[0].is_file():
         try:
-            table = compare_gateways(paths[0], gateways, out_dir, runtime, Progress(quiet=quiet))
+            table = compare_gateways(paths[0], gateways, out_dir, runtime, Progress(quiet=quiet), files)
         except KeyboardInterrupt:
             click.echo(f"\ninterrupted; the stack was torn down; partial results in {out_dir}", err=True)
             sys.exit(EXIT_INTERRUPTED)
@@ -476,7 +501,7 @@ def compare_gateways_command(paths: tuple[Path, ...], gateways: list[str], out_d
         click.echo(f"{exc}\nnothing was run", err=True)
         sys.exit(EXIT_UNRUNNABLE)
     try:
-        index = run_suite(entries, gateways, out_dir, runtime, SuiteProgress(quiet=quiet))
+        index = run_suite(entries, gateways, out_dir, runtime, SuiteProgress(quiet=quiet), files)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted; the stack was torn down; what finished is in {out_dir / 'index.html'}", err=True)
         sys.exit(EXIT_INTERRUPTED)

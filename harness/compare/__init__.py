@@ -10,6 +10,8 @@ file's comparison in ``OUT/<scenario>/``, and an index of them all, harness/comp
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.compare.render import to_html, to_json, to_markdown, write_pages
@@ -17,9 +19,24 @@ from harness.compare.table import ComparisonTable, GatewayRow, not_run, row_from
 from harness.errors import ChaosgateError
 from harness.output import REPORT, load_run, read_summary
 from harness.progress import Progress
-from harness.scenario import load_scenario
+from harness.scenario import Scenario, load_scenario
 
 OUTPUTS = ("compare.html", "compare.md", "compare.json")
+
+
+@dataclass(frozen=True)
+class GatewayFiles:
+    """The user's own gateway files of a comparison (``--gateway-config KIND=PATH``: that gateway runs from
+    that file; the others from the scenario's gateway block) and the hosts off this machine they may reach."""
+
+    configs: Mapping[str, Path] = field(default_factory=dict)
+    allow_hosts: tuple[str, ...] = ()
+
+    def load(self, file: Path, gateway: str | None) -> Scenario:
+        return load_scenario(file, gateway, self.configs.get(gateway) if gateway else None, self.allow_hosts)
+
+
+NO_FILES = GatewayFiles()
 
 
 def run_dir_of(out_dir: Path, gateway: str, scenario_name: str) -> Path:
@@ -38,7 +55,7 @@ def gateway_row(gateway: str, run_dir: Path, out_dir: Path, reason: str | None =
 
 
 def compare_gateways(file: Path, gateways: list[str], out_dir: Path, runtime: str = "local",
-                     progress: Progress | None = None) -> ComparisonTable:
+                     progress: Progress | None = None, files: GatewayFiles = NO_FILES) -> ComparisonTable:
     """Run the scenario in ``file`` once per gateway (in order) and write the comparison into ``out_dir``.
     A gateway whose settings the scenario cannot honour, or whose stack cannot start, gets a NOT RUN
     row saying why; the others still run."""
@@ -50,7 +67,7 @@ def compare_gateways(file: Path, gateways: list[str], out_dir: Path, runtime: st
     name = file.stem
     for gateway in gateways:
         try:
-            scenario = load_scenario(file, gateway)
+            scenario = files.load(file, gateway)
         except ChaosgateError as exc:
             progress.warn(f"[{gateway}] cannot run {file}: {exc}")
             rows.append(not_run(gateway, str(exc)))
@@ -59,7 +76,8 @@ def compare_gateways(file: Path, gateways: list[str], out_dir: Path, runtime: st
         progress.stage(f"[{gateway}] running {scenario.name}")
         reason = None
         try:
-            run_scenario(scenario, file, text, out_dir / gateway, runtime, progress, gateway_override=gateway)
+            run_scenario(scenario, file, text, out_dir / gateway, runtime, progress, gateway_override=gateway,
+                         allow_hosts=files.allow_hosts)
         except ChaosgateError as exc:  # the run's folder still holds a partial journal, when it got that far
             progress.warn(f"[{gateway}] could not run: {exc}")
             reason = str(exc)
@@ -69,13 +87,14 @@ def compare_gateways(file: Path, gateways: list[str], out_dir: Path, runtime: st
     return table
 
 
-def table_from_runs(file: Path, gateways: list[str], out_dir: Path, runtime: str = "local") -> ComparisonTable:
+def table_from_runs(file: Path, gateways: list[str], out_dir: Path, runtime: str = "local",
+                    files: GatewayFiles = NO_FILES) -> ComparisonTable:
     """The comparison of runs already in ``out_dir`` (nothing runs)."""
     rows = []
     name = file.stem
     for gateway in gateways:
         try:
-            name = load_scenario(file, gateway).name
+            name = files.load(file, gateway).name
         except ChaosgateError as exc:
             rows.append(not_run(gateway, str(exc)))
             continue
@@ -88,5 +107,5 @@ def write_table(table: ComparisonTable, out_dir: Path) -> Path:
     return write_pages(out_dir, "compare", to_json(table), to_markdown(table), to_html(table))
 
 
-__all__ = ["OUTPUTS", "ComparisonTable", "GatewayRow", "compare_gateways", "gateway_row", "table_from_runs",
+__all__ = ["NO_FILES", "OUTPUTS", "ComparisonTable", "GatewayFiles", "GatewayRow", "compare_gateways", "gateway_row", "table_from_runs",
            "write_table"]

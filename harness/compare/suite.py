@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.compare import compare_gateways, table_from_runs, write_table
+from harness.compare import NO_FILES, GatewayFiles, compare_gateways, table_from_runs, write_table
 from harness.compare.index import SuiteIndex, write_suite_index
 from harness.compare.table import ComparisonTable
 from harness.errors import ChaosgateError
@@ -76,7 +76,7 @@ def scenario_name(file: Path, gateways: Iterable[str]) -> str:
 
 
 def run_suite(entries: Sequence[SuiteEntry], gateways: list[str], out_dir: Path, runtime: str = "local",
-              progress: SuiteProgress | None = None) -> SuiteIndex:
+              progress: SuiteProgress | None = None, files: GatewayFiles = NO_FILES) -> SuiteIndex:
     """Compare each scenario on ``gateways`` in turn, writing each comparison and the index into ``out_dir``."""
     progress = progress or SuiteProgress(quiet=True)
     tables: list[ComparisonTable] = []
@@ -88,13 +88,13 @@ def run_suite(entries: Sequence[SuiteEntry], gateways: list[str], out_dir: Path,
     try:
         for number, entry in enumerate(entries, 1):
             progress.prefix = f"[{number}/{len(entries)} {entry.name}] "
-            tables.append(compare_gateways(entry.file, gateways, out_dir / entry.name, runtime, progress))
+            tables.append(compare_gateways(entry.file, gateways, out_dir / entry.name, runtime, progress, files))
             write_suite_index(index(), out_dir)
     except KeyboardInterrupt:
         progress.prefix = ""
         if len(tables) < len(entries) and (out_dir / entries[len(tables)].name).is_dir():
             entry = entries[len(tables)]  # the scenario that was running: what its runs got to
-            tables.append(table_from_runs(entry.file, gateways, out_dir / entry.name, runtime))
+            tables.append(table_from_runs(entry.file, gateways, out_dir / entry.name, runtime, files))
             write_table(tables[-1], out_dir / entry.name)
         write_suite_index(index(interrupted=True), out_dir)
         raise

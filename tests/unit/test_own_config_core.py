@@ -230,3 +230,23 @@ def test_chaosgate_lint_takes_a_gateways_own_file(tmp_path: Path) -> None:
     assert lines[0].startswith(f"{tmp_path / 'stub.yaml'}:1: warning [envoy.no-traffic-interval] cluster chat_cluster: "
                                "is 60s, longer than the interval")
     assert lines[-1] == "1 file, 2 findings"
+
+
+def test_compare_takes_a_file_per_gateway(tmp_path: Path) -> None:
+    import click
+
+    from harness.cli import _gateway_configs
+    from harness.compare import GatewayFiles
+
+    file = write(tmp_path)
+    file.write_text(scenario_text("{bind: {chat_cluster: chat}}"))
+    stub = tmp_path / "stub.yaml"
+    assert _gateway_configs((f"envoy={stub}",)) == {"envoy": stub}
+    assert _gateway_configs((str(stub),)) == {"envoy": stub}  # stub*.yaml is the stub reader's pattern
+    files = GatewayFiles(_gateway_configs((str(stub),)))
+    assert files.load(file, "envoy").gateway.config == str(stub)
+    assert files.load(file, "haproxy").gateway.config is None  # rendered from the scenario, as before
+    with pytest.raises(click.BadParameter, match="expected KIND=PATH with KIND one of envoy, haproxy, litellm, nginx"):
+        _gateway_configs((f"kong={stub}",))
+    with pytest.raises(click.BadParameter, match="two files for envoy"):
+        _gateway_configs((str(stub), f"envoy={stub}"))
