@@ -76,6 +76,7 @@ class AttemptSource:
     parse: LineParser
     offset: int = 0
     partial: bytes = b""
+    text: bool = False  # plain text lines (HAProxy's log), given to ``parse`` as {"line": ...}; else JSON lines
 
     def new_events(self) -> list[dict[str, Any]]:
         """The events of the lines completed since the last call (a torn last line waits for its end)."""
@@ -89,6 +90,9 @@ class AttemptSource:
         *lines, self.partial = (self.partial + data).split(b"\n")
         events = []
         for line in lines:
+            if self.text:
+                events += self.parse({"line": line.decode(errors="replace")})
+                continue
             try:
                 record = json.loads(line)
             except ValueError:
@@ -121,10 +125,10 @@ class AttemptCollector:
     def drain(self) -> None:
         with self._lock:
             for source in self._sources:
-                for event in source.new_events():
-                    ts = event.pop("ts")
-                    self._journal.write("attempt", ts=ts, **event)
-                    self.count += 1
+                for event in source.new_events():  # ``attempt`` events, unless the source says (gateway.health)
+                    ts, kind = event.pop("ts"), event.pop("type", "attempt")
+                    self._journal.write(kind, ts=ts, **event)
+                    self.count += kind == "attempt"
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

@@ -25,6 +25,8 @@ EventType = Literal[
     "attempt",          # one try of a request reached a replica (source replica: its fake saw it arrive) or was
                         # sent to it (source gateway: the gateway's log of each upstream try); harness/attempts.py
     "health",           # the gateway's view of one replica changed (or first sample)
+    "gateway.health",   # the gateway's own stamp of a health change (its event log): address, healthy, what
+                        # (harness/gateway_events.py); the timeline moves each polled change to it
     "hosts",            # every address the gateway holds, with its flags, when that changed (DNS adds and removes hosts)
     "fault.started",    # a fault was injected on its replicas
     "fault.cleared",    # a fault was cleared

@@ -106,6 +106,16 @@ class Health(_Event):
     replica: str = Field(description="the replica's name")
     healthy: bool = Field(description="true or false")
     flags: str = ""
+    answered: float | None = Field(default=None, description="when the gateway's answer to the poll came (Unix time)")
+
+
+class GatewayHealth(_Event):
+    type: Literal["gateway.health"]
+    address: str = Field(description="the address the gateway checks, host:port")
+    replica: str | None = Field(default=None, description="the replica at that address, or null")
+    healthy: bool = Field(description="true or false")
+    what: str = ""
+    change: bool = Field(default=True, description="false: a passing check, which may be the one that readmits")
 
 
 class FaultEvent(_Event):
@@ -163,7 +173,7 @@ class Other(_Event):
 
 
 _EVENT: TypeAdapter[Any] = TypeAdapter(Annotated[Union[  # noqa: UP007 - a discriminated union
-    RunStarted, StackReady, Request, AttemptEvent, Health, FaultEvent, Diagnosis, ProcessEvent, RunFinished,
+    RunStarted, StackReady, Request, AttemptEvent, Health, GatewayHealth, FaultEvent, Diagnosis, ProcessEvent, RunFinished,
     HealthRounds, Other],
     Field(discriminator="type")])
 
@@ -250,7 +260,7 @@ def found(value: Any) -> str:
 
 _MODELS: dict[str, type[BaseModel]] = {
     name: model
-    for model in (RunStarted, StackReady, Request, AttemptEvent, Health, FaultEvent, Diagnosis, ProcessEvent, RunFinished,
+    for model in (RunStarted, StackReady, Request, AttemptEvent, Health, GatewayHealth, FaultEvent, Diagnosis, ProcessEvent, RunFinished,
                   HealthRounds, Other)
     for name in model.model_fields["type"].annotation.__args__  # type: ignore[union-attr]
 }

@@ -46,6 +46,7 @@ class HealthObserver:
     def _sample(self) -> None:
         sampled_at = time.time()
         hosts = self._stack.gateway.host_health()
+        answered_at = time.time()  # the view is the gateway's at some moment between the two
         view = {address: h.flags or ("healthy" if h.healthy else "unhealthy") for address, h in sorted(hosts.items())}
         if view != self.hosts:  # journalled before the health changes it explains
             before = self.hosts or {}
@@ -57,4 +58,4 @@ class HealthObserver:
             if self.current.get(replica) is not health.healthy:
                 self.current[replica] = health.healthy
                 self._journal.write("health", ts=sampled_at, replica=replica, healthy=health.healthy,
-                                    flags=health.flags)
+                                    flags=health.flags, answered=answered_at)

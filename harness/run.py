@@ -20,6 +20,7 @@ from harness import __version__, crash
 from harness.attempts import AttemptCollector, gateway_attempt_log, sources_for
 from harness.diagnose.scheduled import join_all, start_diagnosis
 from harness.errors import ChaosgateError
+from harness.gateway_events import health_event_sources
 from harness.gateway_watch import GatewayWatch
 from harness.faults.base import FaultContext
 from harness.gateways import not_applicable
@@ -93,8 +94,9 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
                       # what the ``attempt`` events come from (harness/attempts.py)
                       attempt_logs={"replica": True, "gateway_kind": stack.gateway.kind,
                                     "gateway": gateway_log.relative_to(run_dir).as_posix() if gateway_log else None})
-        attempts = AttemptCollector(journal, sources_for(run_dir, list(stack.replicas), stack.gateway,
-                                                         {stack.gateway_address(name): name for name in stack.replicas}))
+        by_address = {stack.gateway_address(name): name for name in stack.replicas}
+        attempts = AttemptCollector(journal, sources_for(run_dir, list(stack.replicas), stack.gateway, by_address)
+                                    + health_event_sources(stack.gateway, run_dir, by_address))
         attempts.start()
         progress.stage(f"[{scenario.name}] stack ready in {time.monotonic() - started:.1f}s; "
                        f"gateway {stack.gateway.url}; running load for {plan.duration:g}s")

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,8 @@ __all__ = ["UPSTREAM_HEADER", "EnvoyGateway", "EnvoyOptions", "envoy_binary"]
 # Not pending_dynamic_removal: DNS no longer names the host, but Envoy keeps routing to it while it
 # passes active health checks (measured, docs/faults.md DNS); the flag is journalled all the same.
 _FAILURE_FLAGS = ("failed_active_health_check", "failed_outlier_check", "failed_eds_health")
+HEALTH_EVENT_LOG = "envoy-health.jsonl"  # the health checker's event sink: one JSON line per event
+OUTLIER_EVENT_LOG = "envoy-outlier.jsonl"  # outlier detection's event log: one JSON line per ejection
 UPSTREAM_LOG = "envoy-upstream.jsonl"  # the router's upstream_log: one line per try (harness/attempts.py)
 # One JSON line per upstream try, written when the try ends; START_TIME is the try's own start.
 _UPSTREAM_LOG_FORMAT = {
@@ -83,7 +86,7 @@ class EnvoyGateway(GatewayProcessBase):
         routes.append(self._route("/", self.load_pool, rewrite=False))
         return {
             "admin": {"address": _socket(self.admin_port, self.bind_address)},
-            "cluster_manager": {"outlier_detection": {"event_log_path": str(run_dir / "envoy-outlier.jsonl")}},
+            "cluster_manager": {"outlier_detection": {"event_log_path": str(run_dir / OUTLIER_EVENT_LOG)}},
             "static_resources": {
                 "listeners": [{
                     "name": "ingress",
@@ -164,9 +167,12 @@ class EnvoyGateway(GatewayProcessBase):
                 "unhealthy_threshold": hc.unhealthy_threshold,
                 "healthy_threshold": hc.healthy_threshold,
                 "always_log_health_check_failures": True,
+                # every passing check too: the moment a check readmits a host outlier detection ejected has no
+                # event of its own (harness/gateway_events.py)
+                "always_log_health_check_success": True,
                 "event_logger": [{"name": "envoy.health_check.event_sink.file", "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.health_check.event_sinks.file.v3.HealthCheckEventFileSink",
-                    "event_log_path": str(run_dir / "envoy-health.jsonl")}}],
+                    "event_log_path": str(run_dir / HEALTH_EVENT_LOG)}}],
                 "http_health_check": {"path": hc.path, "expected_statuses": [
                     {"start": status, "end": status + 1} for status in hc.expected_statuses]},
             }]
@@ -187,6 +193,8 @@ class EnvoyGateway(GatewayProcessBase):
         return cluster
 
     def write_config(self, upstreams: list[UpstreamAddress], run_dir: Path) -> Path:
+        for log in (HEALTH_EVENT_LOG, OUTLIER_EVENT_LOG, UPSTREAM_LOG):  # Envoy appends: an earlier run's lines go
+            (run_dir / log).unlink(missing_ok=True)
         if self.settings.config is not None:  # the user's own envoy.yaml (harness/own_config/envoy.py)
             return self.write_own_config(upstreams, run_dir, self.config_name)
         path = run_dir / self.config_name
@@ -223,6 +231,37 @@ class EnvoyGateway(GatewayProcessBase):
         return [{"ts": start, "upstream": upstream,
                  "request_id": request_id if isinstance(request_id, str) and request_id not in ("", "-") else None,
                  "status": status, "flags": flags if isinstance(flags, str) and flags not in ("", "-") else None}]
+
+    # -- its own stamps of each health change (harness/gateway_events.py) ---------------
+    @staticmethod
+    def health_event_logs(run_dir: Path) -> list[tuple[Path, bool]]:
+        """The active health checker's event log and outlier detection's, both JSON lines."""
+        return [(run_dir / HEALTH_EVENT_LOG, False), (run_dir / OUTLIER_EVENT_LOG, False)]
+
+    @staticmethod
+    def parse_health_event(record: dict[str, Any]) -> list[dict[str, Any]]:
+        """A health checker event that changes a host's health (eject_unhealthy_event, add_healthy_event), or an
+        enforced outlier ejection or un-ejection, with Envoy's own timestamp (milliseconds)."""
+        ts = _timestamp(record.get("timestamp"))
+        if ts is None:
+            return []
+        if (socket_address := (record.get("host") or {}).get("socket_address")) is not None:  # active checks
+            address = f"{socket_address.get('address')}:{socket_address.get('port_value')}"
+            for key, healthy in (("eject_unhealthy_event", False), ("add_healthy_event", True)):
+                if isinstance(detail := record.get(key), dict):
+                    why = detail.get("failure_type") or ("first check" if detail.get("first_check") else "")
+                    return [{"ts": ts, "address": address, "healthy": healthy, "what": f"{key} {why}".strip()}]
+            if isinstance(record.get("successful_health_check_event"), dict):  # a passing check, not a change:
+                # the one that un-ejects a host outlier detection ejected (successful_active_health_check_uneject_host)
+                return [{"ts": ts, "address": address, "healthy": True, "what": "successful_health_check_event",
+                         "change": False}]
+            return []
+        action, upstream = record.get("action"), record.get("upstream_url")
+        # an ejection counts when enforced (not a dry run); an un-ejection is always logged as not enforced
+        if action in ("EJECT", "UNEJECT") and isinstance(upstream, str) and (action == "UNEJECT" or record.get("enforced")):
+            return [{"ts": ts, "address": upstream, "healthy": action == "UNEJECT",
+                     "what": f"outlier {action} {record.get('type', '')}".strip()}]
+        return []
 
     # -- observation ----------------------------------------------------------------
     def is_ready(self) -> bool:
@@ -352,6 +391,16 @@ def _upstream_tls(trust: UpstreamTlsTrust) -> dict[str, Any]:
             },
         },
     }}
+
+
+def _timestamp(value: Any) -> float | None:
+    """An event log's RFC 3339 timestamp ('2026-12-07T04:47:28.853Z') as Unix time."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _is_ip(host: str) -> bool:

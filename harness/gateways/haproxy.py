@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import socket
 import subprocess
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,6 +38,11 @@ if TYPE_CHECKING:
     from harness.scenario import Gateway, Retries, Scenario
 
 MCP_SESSION_HEADER = "mcp-session-id"
+LOG_LINE = "log stderr format iso local0 info"  # the global log line: every line begins with its ISO timestamp
+# HAProxy's own words when a server changes state, e.g. '2026-12-07T04:48:06.175278+00:00 Server chat/chat-0 is DOWN,
+# reason: Layer4 connection problem, ...' (also 'is UP, reason: ...', 'is DOWN (leaving forced maintenance)').
+_STATE_LINE = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\dT\S+) Server (?P<backend>[^/\s]+)/(?P<server>\S+) is "
+                         r"(?P<state>UP|DOWN)\b[,.]?\s*(?P<why>.*)$")
 # Envoy's retry_on words → HAProxy's retry-on keywords (HTTP/1 upstreams; refused-stream is HTTP/2 only).
 RETRY_ON = {
     "connect-failure": ["conn-failure"],
@@ -108,7 +115,8 @@ class HaproxyGateway(GatewayProcessBase):
             "# Rendered by chaosgate from the scenario's gateway block (harness/gateways/haproxy.py).",
             "global",
             f"    stats socket ipv4@{self.bind_address}:{self.admin_port} level admin",
-            "    log stderr format raw local0 info",
+            # ISO timestamps with microseconds: its own stamp of each server going DOWN or UP (harness/gateway_events.py)
+            f"    {LOG_LINE}",
             *([f"    spread-checks {s.haproxy.spread_checks}"] if s.haproxy.spread_checks else []),
             "defaults",
             "    mode http",
@@ -188,6 +196,24 @@ class HaproxyGateway(GatewayProcessBase):
     def argv(self, config: Path) -> list[str]:
         # -db: foreground, no daemon; one process, its log on stderr (the run's logs/haproxy.log).
         return [haproxy_binary(), "-db", "-f", str(config)]
+
+    # -- its own stamps of each health change (harness/gateway_events.py) ---------------
+    @staticmethod
+    def health_event_logs(run_dir: Path) -> list[tuple[Path, bool]]:
+        """HAProxy's log (its stderr: the run's logs/haproxy.log), plain text with ISO timestamps."""
+        return [(run_dir / "logs" / "haproxy.log", True)]
+
+    def parse_health_event(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        """A 'Server B/S is DOWN|UP' line, with HAProxy's own timestamp (microseconds)."""
+        match = _STATE_LINE.match(str(record.get("line", "")))
+        if match is None or (address := self._addresses.get((match["backend"], match["server"]))) is None:
+            return []
+        try:
+            ts = datetime.fromisoformat(match["ts"]).timestamp()
+        except ValueError:
+            return []
+        return [{"ts": ts, "address": address, "healthy": match["state"] == "UP",
+                 "what": f"{match['state']} {match['why'].split(', ')[0].removeprefix('reason: ')}".strip()}]
 
     # -- observation ----------------------------------------------------------------
     def _command(self, command: str) -> str:

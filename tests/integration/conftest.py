@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,8 @@ from harness.gateways.envoy import envoy_binary
 from harness.gateways.haproxy import haproxy_binary
 from harness.gateways.litellm import litellm_binary
 from harness.gateways.nginx import nginx_binary
+from harness.journal import read_journal
+from harness.judge import judge_events
 from harness.runtimes.base import RUN_MARKER
 from harness.runtimes.local import toxiproxy_binary
 from harness.scenario import load_scenario
@@ -110,3 +115,56 @@ def shipped_run(tmp_path_factory: pytest.TempPathFactory) -> ShippedRun:
         return _RUNS[key]
 
     return run
+
+
+# -- detection and recovery stamped by the gateway's own events (harness/gateway_events.py) -----------------
+
+STAMP_AGREEMENT = 0.005  # the journal's moment of each change vs the gateway's own stamp of it (issue: within 5 ms)
+HAPROXY_STATE = re.compile(r"^(\S+) Server chat/chat-(\d+) is (UP|DOWN)\b", re.MULTILINE)
+
+
+def own_stamps(gateway: str, run_dir: Path, events: list[dict[str, Any]]) -> list[tuple[float, str, bool]]:
+    """(Unix time, replica, healthy) of every health change in the gateway's own log, read here on its own."""
+    if gateway == "haproxy":
+        log = (run_dir / "logs" / "haproxy.log").read_text()
+        return [(datetime.fromisoformat(ts).timestamp(), f"chat[{i}]", state == "UP")
+                for ts, i, state in HAPROXY_STATE.findall(log)]
+    ready = next(e for e in events if e["type"] == "stack.ready")
+    replica_at = {r["gateway_address"]: name for name, r in ready["endpoints"]["replicas"].items()}
+    stamps = []
+    health = run_dir / "envoy-health.jsonl"
+    for line in health.read_text().splitlines() if health.exists() else []:
+        record = json.loads(line)
+        address = "{address}:{port_value}".format(**record["host"]["socket_address"])
+        # a passing check: the one that readmits a host outlier detection ejected has no event of its own
+        for key, healthy in (("eject_unhealthy_event", False), ("add_healthy_event", True),
+                             ("successful_health_check_event", True)):
+            if key in record:
+                stamps.append((datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")).timestamp(),
+                               replica_at[address], healthy))
+    outlier = run_dir / "envoy-outlier.jsonl"
+    for line in outlier.read_text().splitlines() if outlier.exists() else []:
+        record = json.loads(line)
+        if (record.get("enforced") and record.get("action") == "EJECT") or record.get("action") == "UNEJECT":
+            stamps.append((datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")).timestamp(),
+                           replica_at[record["upstream_url"]], record["action"] == "UNEJECT"))
+    return stamps
+
+
+def changes_match_the_gateways_own_stamps(gateway: str, run_dir: Path) -> None:
+    """Every change of a replica's health after the load began is, in the judged timeline, within 5 ms of the
+    gateway's own stamp of it in its own log."""
+    events = read_journal(run_dir / "journal.jsonl")
+    timeline = judge_events(events).timeline
+    stamps = own_stamps(gateway, run_dir, events)
+    for replica, changes in timeline.health.items():
+        # (a host DNS took out of the cluster, flags 'removed', or put back is no health change: no event logs it)
+        membership = {i for i, c in enumerate(changes) if c.flags == "removed"}
+        membership |= {i + 1 for i in membership}
+        for change in (c for i, c in enumerate(changes) if c.t >= 0 and i not in membership):
+            at = timeline.t0 + change.t
+            nearest = min((abs(ts - at) for ts, r, healthy in stamps if r == replica and healthy is change.healthy),
+                          default=None)
+            assert nearest is not None and nearest <= STAMP_AGREEMENT, (gateway, replica, change, nearest)
+            assert change.polled is not None and change.answered is not None, change  # it was stamped
+            assert change.t <= change.answered + 0.002, change  # and the poll's answer came after it

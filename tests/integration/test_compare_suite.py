@@ -22,7 +22,8 @@ from harness.journal import read_journal
 from harness.promise.check import rows
 from harness.scenario import load_scenario
 
-from .conftest import ROOT, chaosgate, health_changes, processes_of_run, require_components
+from .conftest import (ROOT, chaosgate, changes_match_the_gateways_own_stamps, health_changes, processes_of_run,
+                       require_components)
 
 SUITE = sorted((ROOT / "scenarios" / "compare").glob("*.yaml"))
 GATEWAYS = ["envoy", "haproxy", "nginx", "litellm"]
@@ -241,6 +242,8 @@ def test_every_gateway_passes_the_suite_inside_its_promised_windows(path: Path, 
             assert words and all(any(own in w for own in OWN_WORDS[gateway]) for w in words), (gateway, words)
         if (check := OWN_CHECKS.get((path.stem, gateway))) is not None:
             check(read_journal(run_dir / "journal.jsonl"), run_dir)
+        if gateway in ("envoy", "haproxy"):
+            changes_match_the_gateways_own_stamps(gateway, run_dir)
         assert processes_of_run(run_dir) == [], f"{gateway}: the stack was torn down"
     page = (tmp_path / "compare.html").read_text()
     assert all(f'data-gateway="{g}"' in page for g in GATEWAYS)

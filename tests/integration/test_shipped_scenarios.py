@@ -10,7 +10,7 @@ import pytest
 from harness.journal import read_journal
 from harness.scenario import load_scenario
 
-from .conftest import ROOT, ShippedRun, processes_of_run
+from .conftest import ROOT, ShippedRun, changes_match_the_gateways_own_stamps, processes_of_run
 
 SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
 
@@ -47,4 +47,6 @@ def test_shipped_scenario_passes(scenario_file: Path, shipped_run: ShippedRun) -
                for f in summary["faults"]), summary["faults"]
     assert {e["fault"] for e in events if e["type"] == "fault.started"} == {f.label for f in scenario.faults}
     assert {e["fault"] for e in events if e["type"] == "fault.cleared"} == {f.label for f in scenario.faults}
+    # Each detection and recovery is the gateway's own stamp of it (its health-check and outlier event logs).
+    changes_match_the_gateways_own_stamps(scenario.gateway.kind, run_dir)
     assert processes_of_run(run_dir) == [], "the stack was torn down"
