@@ -118,7 +118,7 @@ def _parse(path: Path, text: str) -> Stmt:
         message = re.sub(r" in \S+:\d+$", "", message)
         if (errno := re.match(r"\[Errno \d+\] (.*?): '(.*)'$", message)) is not None:
             message = f"an include that cannot be resolved: {errno.group(2)} ({errno.group(1).lower()})"
-        problems.append(Problem(error["file"], error["line"], None, "", message))
+        problems.append(Problem(error["file"], error["line"], None, "include" if errno is not None else "", message))
     if problems:
         raise ScenarioError(problems)
     configs: list[dict[str, Any]] = payload["config"]
@@ -142,7 +142,7 @@ def _parse(path: Path, text: str) -> Stmt:
 
 
 def _refuse(stmt: Stmt, message: str) -> ScenarioError:
-    return ScenarioError([Problem(stmt.file, stmt.line, None, stmt.directive, message)])
+    return ScenarioError([Problem(stmt.file, stmt.line, None, " ".join([stmt.directive, *stmt.args]), message)])
 
 
 def _host_port(address: str, default_port: int) -> tuple[str, int] | None:
@@ -246,8 +246,8 @@ class NginxReader:
             if stmt.directive in PASS_DIRECTIVES and stmt.args:
                 url = stmt.args[0]
                 if "$" in url:
-                    raise _refuse(stmt, f"{stmt.directive} {url}: an address in variables is resolved per request, so "
-                                        "chaosgate cannot tell where it sends traffic; proxy to an upstream block")
+                    raise _refuse(stmt, "an address in variables is resolved per request, so chaosgate cannot tell "
+                                        "where it sends traffic; proxy to an upstream block")
                 scheme, _, rest = url.rpartition("://")
                 address = rest.split("/", 1)[0]
                 if address in survey.upstreams:
@@ -277,18 +277,18 @@ class NginxReader:
                 unmodelled.append(Unmodelled(stmt.source, UNMODELLED_BALANCING[stmt.directive]))
             elif stmt.directive in ("state", "sticky", "queue", "ntlm"):
                 if stmt.directive == "state":
-                    raise _refuse(stmt, "state: the servers come from a file NGINX Plus's API rewrites, not from "
-                                        "this upstream block; chaosgate binds server lines it can replace")
+                    raise _refuse(stmt, "the servers come from a file NGINX Plus's API rewrites, not from this "
+                                        "upstream block; chaosgate binds server lines it can replace")
         for stmt in upstream.children("server"):
             address = stmt.args[0]
             params = stmt.args[1:]
             found = _host_port(address, 80)
             if found is None:
-                raise _refuse(stmt, f"server {address}: a unix socket cannot become a replica's listener; "
-                                    "chaosgate binds servers with a host:port")
+                raise _refuse(stmt, "a unix socket cannot become a replica's listener; chaosgate binds servers "
+                                    "with a host:port")
             if "resolve" in params:
-                raise _refuse(stmt, f"server {address} resolve: the server's addresses come from DNS at run time "
-                                    "(dynamic), so chaosgate cannot replace them with the replicas' listeners")
+                raise _refuse(stmt, "the server's addresses come from DNS at run time (dynamic), so chaosgate "
+                                    "cannot replace them with the replicas' listeners")
             values = dict(p.split("=", 1) for p in params if "=" in p)
             flags = {p for p in params if "=" not in p}
             index = len(endpoints)
@@ -307,7 +307,7 @@ class NginxReader:
             max_fails = int(values["max_fails"]) if values.get("max_fails", "").isdigit() else 1
             timeout = nginx_time(values["fail_timeout"]) if "fail_timeout" in values else 10.0
             if timeout is None:
-                raise _refuse(stmt, f"fail_timeout={values['fail_timeout']}: expected an nginx time such as 10s")
+                raise _refuse(stmt, f"fail_timeout={values['fail_timeout']}: expected an nginx time in seconds such as 10s")
             passive.append((max_fails, timeout, stmt, "max_fails" in values, "fail_timeout" in values))
         if len(weights) > 1:
             unmodelled.append(Unmodelled(upstream.source, f"its servers have different weights ({sorted(weights)}): "
@@ -352,7 +352,7 @@ class NginxReader:
                 return default, None
             value = nginx_time(stmt.args[0])
             if value is None:
-                raise _refuse(stmt, f"{directive} {stmt.args[0]}: expected an nginx time such as 60s")
+                raise _refuse(stmt, "expected an nginx time such as 60s")
             return value, stmt
 
         connect, connect_at = seconds("proxy_connect_timeout", 60.0)
@@ -409,13 +409,21 @@ class NginxReader:
             replicas = job.replicas_of(block)
             for stmt, replica in zip(survey.upstreams[block].children("server"), replicas):
                 edits.replace_arg(stmt, stmt.args[0], f"{replica.host}:{replica.port}")
-        # Listeners: the first one is the load's; every other one moves to a free local port.
-        listens = [(server, server.children("listen")) for server in survey.servers]
-        first = True
-        ready_server: Stmt | None = None
-        for server, found in listens:
+        # Listeners: the load's is the first listen of the server that proxies the load's path to a bound upstream
+        # (else of the first server); every other one moves to a free local port.
+        routes = [r for block in job.binding for r in [_route_for_load(survey.routes[block])] if r is not None]
+        load_server = next((b for b in routes[0].chain() if b.directive == "server"), None) if routes else None
+        if load_server is None:
+            load_server = next(iter(survey.servers), None)
+        if load_server is None:
+            raise ScenarioError([Problem(config.file, None, None, "server", "no server block: nothing listens for "
+                                                                            "the load's requests")])
+        for server in survey.servers:
+            found = server.children("listen")
+            first = server is load_server
             if not found:
-                edits.insert_into(server, f"listen {job.bind_address}:{job.free_port()};  # chaosgate: "
+                port = job.listen_port if first else job.free_port()
+                edits.insert_into(server, f"listen {job.bind_address}:{port};  # chaosgate: "
                                           "not port 80 (no listen: nginx's default)")
                 continue
             for listen in found:
@@ -427,12 +435,8 @@ class NginxReader:
                     for arg in listen.args[1:]:
                         if arg.startswith("ipv6only="):
                             edits.replace_arg(listen, arg, "")
-                if first:
-                    ready_server = server
                 first = False
-        if ready_server is None:
-            raise ScenarioError([Problem(config.file, None, None, "server", "no server block: nothing listens for "
-                                                                            "the load's requests")])
+        ready_server = load_server
         edits.insert_into(ready_server, f"location = {READY_PATH} {{ access_log off; return 204; }}  # chaosgate: "
                                         "readiness")
         # Logs, pid, foreground: what the adapter reads and how it starts nginx.
@@ -540,7 +544,9 @@ class _Edits:
         base = indent.group(0) if indent else ""
         inner = base + "    "
         text = "".join(f"{inner}{piece}\n" for piece in [first, *(more or [])])
-        brace = line.find("{", line.find(block.directive))
+        opening = re.search(rf"\b{re.escape(block.directive)}" + "".join(rf"\s+{re.escape(a)}" for a in block.args)
+                            + r"\s*\{", line)  # the block's own brace, not one of a block added to the line before
+        brace = opening.end() - 1 if opening is not None else line.find("{", line.find(block.directive))
         if brace < 0 or line[brace + 1:].strip() not in ("",) and not line[brace + 1:].lstrip().startswith("#"):
             if brace < 0:
                 raise ScenarioError([Problem(block.file, block.line, None, block.directive,
