@@ -228,8 +228,8 @@ def _route_for_load(routes: list[Stmt]) -> Stmt | None:
 class NginxReader:
     """nginx.conf (nginx 1.22 OSS) → upstream blocks and their settings; rewritten for one run."""
 
-    kind = "nginx"
-    file_patterns = ("nginx*.conf",)
+    kind: str = "nginx"
+    file_patterns: tuple[str, ...] = ("nginx*.conf",)
     block_word = "upstream"
 
     def read(self, path: Path, text: str) -> NativeConfig:
