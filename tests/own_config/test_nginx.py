@@ -323,3 +323,14 @@ def test_an_unmodelled_setting_makes_the_promise_unknown_naming_it(tmp_path: Pat
     assert detection_window(scenario, scenario.faults[0]) == Unknown(
         f"{tmp_path}/nginx.conf:29 (ip_hash): ip_hash picks a server by client address, not in turn: the promise's "
         "rate per server does not hold")
+
+
+def test_the_shipped_example_is_the_fixture() -> None:
+    """scenarios/own-config/nginx/ is this fixture's reset run, unchanged, so what the integration tests run
+    (tests/own_config/test_nginx_live.py) is what the example shows."""
+    shipped = FIXTURE.parents[2] / "scenarios" / "own-config" / "nginx"
+    for name in ("nginx.conf", "conf.d/proxy.conf"):
+        assert (shipped / name).read_bytes() == (FIXTURE / name).read_bytes(), name
+    ours, theirs = (FIXTURE / "reset.yaml").read_text(), (shipped / "reset.yaml").read_text()
+    assert ours.split("\n", 1)[1] == theirs.split("\n", 1)[1]
+    assert load_scenario(shipped / "reset.yaml").gateway.config == str(shipped / "nginx.conf")
