@@ -242,6 +242,14 @@ class NginxReader:
     # -- reading ---------------------------------------------------------------------
     def _outbound(self, survey: _Read) -> list[Endpoint]:
         out: list[Endpoint] = []
+        # TCP/UDP proxying (stream): its upstreams are not bindable, so every server of theirs is outbound
+        stream = [u for s in survey.root.children("stream") for u in s.children("upstream")]
+        for upstream in stream:
+            for server in upstream.children("server"):
+                if (found := _host_port(server.args[0], 80)) is not None:
+                    out.append(Endpoint(*found, Source(server.file, server.line,
+                                                       f"stream upstream {upstream.args[0]}: server {server.args[0]}")))
+        stream_names = {u.args[0] for u in stream}
         for stmt in survey.root.walk():
             if stmt.directive in PASS_DIRECTIVES and stmt.args:
                 url = stmt.args[0]
@@ -250,7 +258,8 @@ class NginxReader:
                                         "where it sends traffic; proxy to an upstream block")
                 scheme, _, rest = url.rpartition("://")
                 address = rest.split("/", 1)[0]
-                if address in survey.upstreams:
+                in_stream = any(b.directive == "stream" for b in stmt.chain())
+                if address in (stream_names if in_stream else survey.upstreams):
                     continue
                 found = _host_port(address, DEFAULT_PORTS.get(scheme or "http", 80))
                 if found is not None:

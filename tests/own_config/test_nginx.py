@@ -140,6 +140,24 @@ def test_every_address_outside_the_upstreams_is_outbound(tmp_path: Path) -> None
         ("10.1.1.1:5140", 11, "access_log syslog:server=10.1.1.1:5140,tag=gw"),
         ("10.9.9.9:9000", 12, "proxy_pass http://10.9.9.9:9000/check"),
     ]
+    stream = text + ("stream {\n    upstream db { server 10.5.0.1:5432; }\n    server { listen 5432; proxy_pass db; }\n"
+                     "    server { listen 6379; proxy_pass cache.internal:6379; }\n}\n")
+    config = read(tmp_path, stream)
+    assert [(e.address, e.source.line, e.source.setting) for e in config.outbound if e.source.line > 12] == [
+        ("10.5.0.1:5432", 17, "stream upstream db: server 10.5.0.1:5432"),
+        ("cache.internal:6379", 19, "proxy_pass cache.internal:6379"),
+    ]
+    assert len(config.outbound) == 5
+
+
+def test_max_fails_0_turns_detection_off_and_the_promise_says_so(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "proxy.conf").write_text(PROXY_CONF.read_text())
+    (tmp_path / "nginx.conf").write_text(CONF.read_text().replace("max_fails=2", "max_fails=0"))
+    (tmp_path / "reset.yaml").write_text((FIXTURE / "reset.yaml").read_text())
+    scenario = load_scenario(tmp_path / "reset.yaml")
+    never = detection_window(scenario, scenario.faults[0])
+    assert isinstance(never, Never) and never.why.startswith("max_fails 0 turns nginx's failure accounting off [from ")
 
 
 # -- refusals, word for word ---------------------------------------------------------------
