@@ -19,6 +19,7 @@ as unmodelled: the promise is then Unknown, naming it. ``Block.backup``: the bac
 
 from __future__ import annotations
 
+import difflib
 import io
 import os
 import pwd
@@ -71,6 +72,7 @@ class Stmt:
     args: list[str]
     block: list[Stmt] | None = None
     parent: Stmt | None = field(default=None, repr=False)
+    included: list[str] = field(default_factory=list)  # an include: the files it brought in, in nginx's order
 
     @property
     def source(self) -> Source:
@@ -129,6 +131,7 @@ def _parse(path: Path, text: str) -> Stmt:
             stmt = Stmt(file, int(item["line"]), str(item["directive"]), [str(a) for a in item["args"]], parent=parent)
             out.append(stmt)  # the include statement itself stays (its line may be edited), followed by its files
             for index in item.get("includes", []):
+                stmt.included.append(configs[index]["file"])
                 if index in seen:
                     raise ScenarioError([Problem(file, stmt.line, None, "include", "includes itself")])
                 out += build(configs[index]["parsed"], configs[index]["file"], parent, (*seen, index))
@@ -269,8 +272,8 @@ class NginxReader:
                     if "=" not in arg and (found := _host_port(arg, 53)) is not None:
                         out.append(Endpoint(*found, stmt.source))
             elif stmt.directive in ("access_log", "error_log") and stmt.args and stmt.args[0].startswith("syslog:"):
-                server = re.search(r"server=([^,]+)", stmt.args[0])
-                if server is not None and (found := _host_port(server.group(1), 514)) is not None:
+                target = re.search(r"server=([^,]+)", stmt.args[0])
+                if target is not None and (found := _host_port(target.group(1), 514)) is not None:
                     out.append(Endpoint(*found, stmt.source))
         return out
 
@@ -408,10 +411,10 @@ class NginxReader:
         prefix = (job.run_dir / "nginx").resolve()
         edits = _Edits(config.file, config.text)
         folder = config.path.resolve().parent
-        # Relative file arguments: nginx resolves them against its main file's folder, which is now the run's.
+        # Relative file arguments: nginx resolves them against its main file's folder, which is now the run's
+        # (includes: below, once it is known which included files change).
         for stmt in root.walk():
-            if stmt.directive in FILE_DIRECTIVES and stmt.args and not os.path.isabs(stmt.args[0]) \
-                    and stmt.file == config.file:
+            if stmt.directive in FILE_DIRECTIVES - {"include"} and stmt.args and not os.path.isabs(stmt.args[0]):
                 edits.replace_arg(stmt, stmt.args[0], str(folder / stmt.args[0]))
         # The bound upstreams' servers → the replicas' listeners, each server's own parameters kept.
         for block, _pool in job.binding.items():
@@ -490,8 +493,38 @@ class NginxReader:
         for stmt in root.walk():
             if stmt.block is not None and stmt is not survey.http and stmt.children("add_header"):
                 edits.insert_into(stmt, f"add_header {UPSTREAM_HEADER} $chaosgate_upstream always;  # chaosgate")
+        copies = _point_includes_at_copies(root, edits, folder, prefix / "conf")
+        for original, copy in copies.items():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_text(edits.text(original), encoding="utf-8")
+            before = Path(original).read_text(encoding="utf-8", errors="replace")
+            copy.with_name(copy.name + ".diff").write_text("".join(difflib.unified_diff(
+                before.splitlines(keepends=True), edits.text(original).splitlines(keepends=True), fromfile=original,
+                tofile=str(copy))), encoding="utf-8")
         return Rewritten(edits.text(), {"prefix": str(prefix), "error_log": f"{prefix}/error.log",
-                                        "access_log": f"{prefix}/access.log"})
+                                        "access_log": f"{prefix}/access.log",
+                                        "included": {original: str(copy) for original, copy in copies.items()}})
+
+
+def _point_includes_at_copies(root: Stmt, edits: _Edits, folder: Path, copies_dir: Path) -> dict[str, Path]:
+    """Included files that change are run from copies (``copies_dir``, each with its diff beside it); so is every
+    file with an include to change (one that is relative, or brings in a copied file), up to the main file.
+    Every include that changes names its files one by one, absolute: the original, or its copy."""
+    includes = [s for s in root.walk() if s.directive == "include" and s.args]
+    changed = set(edits.included_changes())
+    while True:
+        grow = {inc.file for inc in includes if inc.file != edits.file
+                and (not os.path.isabs(inc.args[0]) or any(f in changed for f in inc.included))}
+        if grow <= changed:
+            break
+        changed |= grow
+    copies = {name: copies_dir / f"{i}-{Path(name).name}" for i, name in enumerate(sorted(changed))}
+    for inc in includes:
+        if os.path.isabs(inc.args[0]) and not any(f in copies for f in inc.included):
+            continue
+        targets = [str(copies.get(f, Path(f))) for f in inc.included] or [str(folder / inc.args[0])]
+        edits.replace_statement(inc, " ".join(f"include {target};" for target in targets))
+    return copies
 
 
 def _user_exists(name: str) -> bool:
@@ -502,27 +535,48 @@ def _user_exists(name: str) -> bool:
     return True
 
 
+@dataclass
+class _Lines:
+    """One file's lines as edited, and the lines added after some of them."""
+
+    lines: list[str]
+    after: dict[int, list[str]] = field(default_factory=dict)
+    changed: bool = False
+
+    def text(self) -> str:
+        out: list[str] = []
+        for i, line in enumerate(self.lines):
+            out.append(line)
+            out += self.after.get(i, [])
+        return "".join(out)
+
+
 class _Edits:
-    """Line edits of the main file, keyed on crossplane's line numbers; an edit in an included file is refused."""
+    """Line edits keyed on crossplane's line numbers: of the main file, and of the files it includes (those
+    that change are written as copies into the run's folder, and the includes point at the copies)."""
 
     def __init__(self, file: str, text: str) -> None:
         self.file = file
-        self.lines = text.splitlines(keepends=True)
-        if self.lines and not self.lines[-1].endswith("\n"):
-            self.lines[-1] += "\n"
-        self.after: dict[int, list[str]] = {}
+        self.files: dict[str, _Lines] = {file: self._lines(text)}
         self.tail: list[str] = []
 
-    def _check(self, stmt: Stmt, what: str) -> int:
-        if stmt.file != self.file:
-            raise ScenarioError([Problem(stmt.file, stmt.line, None, stmt.directive,
-                                         f"chaosgate must change this line ({what}) and rewrites only the main file "
-                                         f"{self.file}: move it there")])
-        return stmt.line - 1
+    @staticmethod
+    def _lines(text: str) -> _Lines:
+        lines = text.splitlines(keepends=True)
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        return _Lines(lines)
+
+    def _check(self, stmt: Stmt, what: str) -> tuple[_Lines, int]:
+        if stmt.file not in self.files:
+            self.files[stmt.file] = self._lines(Path(stmt.file).read_text(encoding="utf-8", errors="replace"))
+        lines = self.files[stmt.file]
+        lines.changed = True
+        return lines, stmt.line - 1
 
     def replace_arg(self, stmt: Stmt, old: str, new: str) -> None:
-        index = self._check(stmt, f"{stmt.directive} {old}")
-        line = self.lines[index]
+        file, index = self._check(stmt, f"{stmt.directive} {old}")
+        line = file.lines[index]
         at = line.find(stmt.directive)
         found = line.find(old, at + len(stmt.directive)) if at >= 0 else -1
         if found < 0:
@@ -531,24 +585,24 @@ class _Edits:
                                          "split over lines?): put it on the directive's line")])
         if new == "":  # drop the argument and the blank before it
             start = found - 1 if found > 0 and line[found - 1] == " " else found
-            self.lines[index] = line[:start] + line[found + len(old):]
+            file.lines[index] = line[:start] + line[found + len(old):]
         else:
-            self.lines[index] = line[:found] + new + line[found + len(old):]
+            file.lines[index] = line[:found] + new + line[found + len(old):]
 
     def replace_statement(self, stmt: Stmt, new: str) -> None:
-        index = self._check(stmt, stmt.directive)
-        line = self.lines[index]
+        file, index = self._check(stmt, stmt.directive)
+        line = file.lines[index]
         match = re.compile(rf"\b{re.escape(stmt.directive)}\b[^;]*;").search(line)
         if match is None:
             raise ScenarioError([Problem(stmt.file, stmt.line, None, stmt.directive,
                                          f"chaosgate must change this {stmt.directive} and cannot find its end on "
                                          "this line: put it on one line")])
-        self.lines[index] = line[:match.start()] + new + line[match.end():]
+        file.lines[index] = line[:match.start()] + new + line[match.end():]
 
     def insert_into(self, block: Stmt, first: str, more: list[str] | None = None) -> None:
         """Lines at the start of ``block`` (after its ``{``), indented one level deeper than it."""
-        index = self._check(block, f"{block.directive} block")
-        line = self.lines[index]
+        file, index = self._check(block, f"{block.directive} block")
+        line = file.lines[index]
         indent = re.match(r"\s*", line)
         base = indent.group(0) if indent else ""
         inner = base + "    "
@@ -556,21 +610,23 @@ class _Edits:
         opening = re.search(rf"\b{re.escape(block.directive)}" + "".join(rf"\s+{re.escape(a)}" for a in block.args)
                             + r"\s*\{", line)  # the block's own brace, not one of a block added to the line before
         brace = opening.end() - 1 if opening is not None else line.find("{", line.find(block.directive))
-        if brace < 0 or line[brace + 1:].strip() not in ("",) and not line[brace + 1:].lstrip().startswith("#"):
-            if brace < 0:
-                raise ScenarioError([Problem(block.file, block.line, None, block.directive,
-                                             "chaosgate adds lines to this block and expects its { on the same line")])
-            # the block goes on on the same line: put the added lines right after the brace
-            self.lines[index] = line[:brace + 1] + "\n" + text + inner + line[brace + 1:].lstrip()
+        if brace < 0:
+            raise ScenarioError([Problem(block.file, block.line, None, block.directive,
+                                         "chaosgate adds lines to this block and expects its { on the same line")])
+        rest = line[brace + 1:].strip()
+        if rest and not rest.startswith("#"):  # the block goes on on the same line: the lines go right after the {
+            file.lines[index] = line[:brace + 1] + "\n" + text + inner + line[brace + 1:].lstrip()
             return
-        self.after.setdefault(index, []).append(text)
+        file.after.setdefault(index, []).append(text)
 
     def append(self, lines: list[str]) -> None:
         self.tail += [f"{line}\n" for line in lines]
 
-    def text(self) -> str:
-        out: list[str] = []
-        for i, line in enumerate(self.lines):
-            out.append(line)
-            out += self.after.get(i, [])
-        return "".join(out + (["\n", *self.tail] if self.tail else []))
+    def included_changes(self) -> list[str]:
+        """The included files that changed."""
+        return [name for name, lines in self.files.items() if name != self.file and lines.changed]
+
+    def text(self, file: str | None = None) -> str:
+        lines = self.files[file or self.file]
+        tail = ["\n", *self.tail] if self.tail and (file is None or file == self.file) else []
+        return lines.text() + "".join(tail)

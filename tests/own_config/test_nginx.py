@@ -4,6 +4,7 @@ it refuses, word for word; the rewrite, line for line; the lint and the promises
 from __future__ import annotations
 
 import difflib
+import subprocess
 from itertools import count
 from pathlib import Path
 
@@ -11,14 +12,15 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.errors import ScenarioError
+from harness.errors import ComponentMissing, ScenarioError
 from harness.gateways.base import UpstreamAddress
-from harness.gateways.nginx import ACCESS_FORMAT, NginxGateway
+from harness.gateways.nginx import ACCESS_FORMAT, NginxGateway, nginx_binary
 from harness.own_config import READERS, kind_of_file, read_native
 from harness.own_config.base import NativeConfig, RewriteJob, Source
 from harness.promise import detection_window, recovery_window
 from harness.promise.window import Never, Unknown, Window
 from harness.scenario import load_scenario, parse_scenario
+from tests.missing import missing
 
 FIXTURE = Path(__file__).resolve().parent / "nginx"
 CONF = FIXTURE / "nginx.conf"
@@ -251,7 +253,8 @@ def test_the_rewrite_changes_only_what_it_must(tmp_path: Path) -> None:
         "+# Added by chaosgate for this run: in the foreground, its pid and error log in the run's folder.",
         "+daemon off;",
     ]
-    assert rewritten.facts == {"prefix": str(p), "error_log": f"{p}/error.log", "access_log": f"{p}/access.log"}
+    assert rewritten.facts == {"prefix": str(p), "error_log": f"{p}/error.log", "access_log": f"{p}/access.log",
+                               "included": {}}
 
 
 def test_blocks_on_one_line_and_servers_without_listen_are_rewritten(tmp_path: Path) -> None:
@@ -273,15 +276,44 @@ def test_blocks_on_one_line_and_servers_without_listen_are_rewritten(tmp_path: P
     assert "    server { listen 127.0.0.1:30000; return 404; }" in lines
 
 
-def test_what_must_change_in_an_included_file_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "upstreams.conf").write_text("upstream chat {\n    server 10.0.0.1:80;\n    server 10.0.0.2:80;\n}\n")
-    config = read(tmp_path, SMALL.replace("    upstream chat {\n        server 127.0.0.1:8001;\n"
-                                          "        server 127.0.0.1:8002;\n    }\n", "    include upstreams.conf;\n"))
-    with pytest.raises(ScenarioError) as caught:
-        READER.rewrite(config, job(tmp_path, {"chat": "chat"}, 2))
-    assert [str(p).replace(str(tmp_path), "DIR") for p in caught.value.problems] == [
-        "DIR/upstreams.conf:2: server: chaosgate must change this line (server 10.0.0.1:80) and rewrites only the "
-        "main file DIR/nginx.conf: move it there"]
+def test_included_files_that_change_run_from_copies(tmp_path: Path) -> None:
+    """Debian's layout: the server blocks in sites-enabled/ (a glob include), snippets included relatively."""
+    (tmp_path / "sites-enabled").mkdir()
+    (tmp_path / "snippets").mkdir()
+    (tmp_path / "snippets" / "proxy.conf").write_text("proxy_read_timeout 5s;\n")
+    (tmp_path / "sites-enabled" / "a-static").write_text("server {\n    listen 8081;\n    return 404;\n}\n")
+    (tmp_path / "sites-enabled" / "llm").write_text(
+        "server {\n    listen 80;\n    location / {\n        include snippets/proxy.conf;\n"
+        "        proxy_pass http://chat;\n    }\n}\n")
+    config = read(tmp_path, SMALL.replace("    server {\n        listen 8080;\n        location / { proxy_pass "
+                                          "http://chat; }\n    }\n", "    include sites-enabled/*;\n"))
+    assert config.blocks["chat"].settings.request_timeout == 5.0
+    out = tmp_path / "run"
+    rewritten = READER.rewrite(config, job(out, {"chat": "chat"}, 2))
+    conf = out.resolve() / "nginx" / "conf"
+    copies = {f"{tmp_path}/sites-enabled/a-static": f"{conf}/0-a-static", f"{tmp_path}/sites-enabled/llm": f"{conf}/1-llm"}
+    assert rewritten.facts["included"] == copies
+    assert f"    include {conf}/0-a-static; include {conf}/1-llm;\n" in rewritten.text
+    assert (conf / "1-llm").read_text() == (
+        "server {\n"
+        "    location = /.chaosgate/ready { access_log off; return 204; }  # chaosgate: readiness\n"
+        "    listen 127.0.0.1:18080;\n"  # the server that proxies the load's path: the load's port
+        "    location / {\n"
+        f"        include {tmp_path}/snippets/proxy.conf;\n"  # relative to the main file's folder, as nginx reads it
+        "        proxy_pass http://chat;\n    }\n}\n")
+    assert "    listen 127.0.0.1:30000;\n" in (conf / "0-a-static").read_text()
+    assert (conf / "1-llm.diff").read_text().startswith(f"--- {tmp_path}/sites-enabled/llm\n+++ {conf}/1-llm\n")
+    assert (tmp_path / "snippets" / "proxy.conf").read_text() == "proxy_read_timeout 5s;\n"  # the user's files: as written
+    # nginx takes it: the whole rewritten configuration passes its own test
+    (out / "nginx" / "tmp").mkdir(parents=True)
+    (out / "nginx.conf").write_text(rewritten.text)
+    try:
+        nginx = nginx_binary()
+    except ComponentMissing as exc:
+        missing(str(exc))
+    checked = subprocess.run([nginx, "-t", "-p", str(out / "nginx"), "-e", str(out / "nginx" / "error.log"), "-c",
+                              str(out / "nginx.conf")], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
 
 
 # -- lint and promises from the user's file ------------------------------------------------------
