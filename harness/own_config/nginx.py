@@ -14,7 +14,12 @@ least_conn/random balancing, http_* failure classes other than the sets the adap
 as unmodelled: the promise is then Unknown, naming it. ``Block.backup``: the backup servers' indices
 (harness/promise/nginx.py: a backup server gets requests only while every primary is unavailable).
 
-**Rewrite.** Line edits at crossplane's line numbers; every other byte stays as the user wrote it.
+**Rewrite.** Line edits at crossplane's line numbers; every other byte stays as the user wrote it. The
+bound upstreams' servers become the replicas' listeners; the load's server listens on the run's port (the
+others on free ports) and answers chaosgate's readiness path; logs, pid and temp files go to the run's
+folder in the format the adapter's observer reads (harness/gateways/nginx.py); the x-chaosgate-upstream
+header is added; nginx stays in the foreground (``daemon off``). Included files that change run from copies
+in the run's folder, and relative paths become absolute (nginx resolves them against the main file's folder).
 """
 
 from __future__ import annotations
@@ -449,18 +454,19 @@ class NginxReader:
                             edits.replace_arg(listen, arg, "")
                 first = False
         ready_server = load_server
-        edits.insert_into(ready_server, f"location = {READY_PATH} {{ access_log off; return 204; }}  # chaosgate: "
-                                        "readiness")
         # Logs, pid, foreground: what the adapter reads and how it starts nginx.
         error_log = f"{prefix}/error.log warn"
         access_log = f"{prefix}/access.log chaosgate"
         main_set: set[str] = set()
+        # the blocks requests to a bound upstream go through: the observer needs them logged
+        proxying = [b for block in job.binding for r in survey.routes[block] for b in r.chain()[1:]]
         for stmt in root.walk():
             if stmt.directive == "error_log":
                 edits.replace_statement(stmt, f"error_log {error_log};")
                 main_set.add("error_log" if stmt.parent is root else "")
             elif stmt.directive == "access_log" and (stmt.args[0] != "off" or stmt.parent is survey.http
-                                                     or (stmt.parent is not None and stmt.parent.directive == "server")):
+                                                     or (stmt.parent is not None and stmt.parent.directive == "server")
+                                                     or stmt.parent in proxying):
                 edits.replace_statement(stmt, f"access_log {access_log};")
             elif stmt.directive == "pid":
                 edits.replace_statement(stmt, f"pid {prefix}/nginx.pid;")
@@ -493,6 +499,9 @@ class NginxReader:
         for stmt in root.walk():
             if stmt.block is not None and stmt is not survey.http and stmt.children("add_header"):
                 edits.insert_into(stmt, f"add_header {UPSTREAM_HEADER} $chaosgate_upstream always;  # chaosgate")
+        # last: its statements must not be taken for the user's by the edits above on the same line
+        edits.insert_into(ready_server, f"location = {READY_PATH} {{ access_log off; return 204; }}  # chaosgate: "
+                                        "readiness")
         copies = _point_includes_at_copies(root, edits, folder, prefix / "conf")
         for original, copy in copies.items():
             copy.parent.mkdir(parents=True, exist_ok=True)
@@ -592,7 +601,10 @@ class _Edits:
     def replace_statement(self, stmt: Stmt, new: str) -> None:
         file, index = self._check(stmt, stmt.directive)
         line = file.lines[index]
-        match = re.compile(rf"\b{re.escape(stmt.directive)}\b[^;]*;").search(line)
+        match = re.search(rf"\b{re.escape(stmt.directive)}" + "".join(rf"\s+{re.escape(a)}" for a in stmt.args)
+                          + r"\s*;", line)  # this statement, not one added to the line before
+        if match is None:
+            match = re.compile(rf"\b{re.escape(stmt.directive)}\b[^;]*;").search(line)
         if match is None:
             raise ScenarioError([Problem(stmt.file, stmt.line, None, stmt.directive,
                                          f"chaosgate must change this {stmt.directive} and cannot find its end on "

@@ -259,7 +259,8 @@ def test_the_rewrite_changes_only_what_it_must(tmp_path: Path) -> None:
 
 def test_blocks_on_one_line_and_servers_without_listen_are_rewritten(tmp_path: Path) -> None:
     text = ("events {}\nhttp {\n    upstream chat { server 10.0.0.1:80; server 10.0.0.2:80 weight=3; }\n"
-            "    server { location / { add_header x-team llm; proxy_pass http://chat; } }\n"
+            "    server { location / { add_header x-team llm; proxy_pass http://chat; access_log off; } }\n"
+            "    server { listen 9001; location / { access_log off; return 204; } }\n"
             "    server { listen 9000; return 404; }\n}\n")
     config = read(tmp_path, text)
     rewritten = READER.rewrite(config, job(tmp_path, {"chat": "chat"}, 2))
@@ -273,7 +274,11 @@ def test_blocks_on_one_line_and_servers_without_listen_are_rewritten(tmp_path: P
         "        location / {",
         # a block with add_header of its own does not inherit the http one: it gets the header too
         "        add_header x-chaosgate-upstream $chaosgate_upstream always;  # chaosgate"]
-    assert "    server { listen 127.0.0.1:30000; return 404; }" in lines
+    assert "    server { listen 127.0.0.1:30001; return 404; }" in lines
+    # the observer needs the proxied requests logged; a location that proxies nothing may stay silent
+    assert f"        add_header x-team llm; proxy_pass http://chat; access_log {tmp_path}/nginx/access.log chaosgate; }} }}" \
+        in lines
+    assert "    server { listen 127.0.0.1:30000; location / { access_log off; return 204; } }" in lines
 
 
 def test_included_files_that_change_run_from_copies(tmp_path: Path) -> None:
