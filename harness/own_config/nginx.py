@@ -443,16 +443,22 @@ class NginxReader:
                 edits.insert_into(server, f"listen {job.bind_address}:{port};  # chaosgate: "
                                           "not port 80 (no listen: nginx's default)")
                 continue
+            # the load speaks plain HTTP: its port goes to the server's first listen without ssl
+            plain = next((listen for listen in found if "ssl" not in listen.args[1:]), None) if first else None
+            if first and plain is None:
+                raise ScenarioError([Problem(found[0].file, found[0].line, None, " ".join(["listen", *found[0].args]),
+                                             "the load sends plain HTTP, and every listen of the server that "
+                                             "proxies its path serves TLS (ssl): add a plain listen to that server")])
             for listen in found:
                 v6 = listen.args[0].startswith("[")
-                port = job.listen_port if first else job.free_port()
-                address = f"{job.bind_address}:{port}" if first or not v6 else f"[::1]:{port}"
+                load = listen is plain
+                port = job.listen_port if load else job.free_port()
+                address = f"{job.bind_address}:{port}" if load or not v6 else f"[::1]:{port}"
                 edits.replace_arg(listen, listen.args[0], address)
-                if first and v6:
+                if load and v6:
                     for arg in listen.args[1:]:
                         if arg.startswith("ipv6only="):
                             edits.replace_arg(listen, arg, "")
-                first = False
         ready_server = load_server
         # Logs, pid, foreground: what the adapter reads and how it starts nginx.
         error_log = f"{prefix}/error.log warn"

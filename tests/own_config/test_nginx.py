@@ -281,6 +281,19 @@ def test_blocks_on_one_line_and_servers_without_listen_are_rewritten(tmp_path: P
     assert "    server { listen 127.0.0.1:30000; location / { access_log off; return 204; } }" in lines
 
 
+def test_the_load_gets_a_plain_listener(tmp_path: Path) -> None:
+    text = SMALL.replace("listen 8080;", "listen 443 ssl http2;\n        listen 8080 reuseport;")
+    lines = READER.rewrite(read(tmp_path, text), job(tmp_path, {"chat": "chat"}, 2)).text.splitlines()
+    assert lines[lines.index("    server {") + 2:lines.index("    server {") + 4] == [
+        "        listen 127.0.0.1:30000 ssl http2;", "        listen 127.0.0.1:18080 reuseport;"]
+    tls_only = SMALL.replace("listen 8080;", "listen 443 ssl;")
+    with pytest.raises(ScenarioError) as caught:
+        READER.rewrite(read(tmp_path, tls_only), job(tmp_path, {"chat": "chat"}, 2))
+    assert [str(p).replace(str(tmp_path), "DIR") for p in caught.value.problems] == [
+        "DIR/nginx.conf:9: listen 443 ssl: the load sends plain HTTP, and every listen of the server that proxies its "
+        "path serves TLS (ssl): add a plain listen to that server"]
+
+
 def test_included_files_that_change_run_from_copies(tmp_path: Path) -> None:
     """Debian's layout: the server blocks in sites-enabled/ (a glob include), snippets included relatively."""
     (tmp_path / "sites-enabled").mkdir()
