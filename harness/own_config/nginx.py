@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import crossplane  # type: ignore[import-untyped]
+from pydantic import ValidationError
 import crossplane.parser  # type: ignore[import-untyped]
 from crossplane.lexer import _balance_braces, _lex_file_object  # type: ignore[import-untyped]
 
@@ -292,10 +293,9 @@ class NginxReader:
         for stmt in upstream.block or []:
             if stmt.directive in UNMODELLED_BALANCING:
                 unmodelled.append(Unmodelled(stmt.source, UNMODELLED_BALANCING[stmt.directive]))
-            elif stmt.directive in ("state", "sticky", "queue", "ntlm"):
-                if stmt.directive == "state":
-                    raise _refuse(stmt, "the servers come from a file NGINX Plus's API rewrites, not from this "
-                                        "upstream block; chaosgate binds server lines it can replace")
+            elif stmt.directive == "state":
+                raise _refuse(stmt, "the servers come from a file NGINX Plus's API rewrites, not from this "
+                                    "upstream block; chaosgate binds server lines it can replace")
         for stmt in upstream.children("server"):
             address = stmt.args[0]
             params = stmt.args[1:]
@@ -352,8 +352,14 @@ class NginxReader:
         zone = next(iter(upstream.children("zone")), None)
         where[("gateway", "nginx", "shared_zone")] = zone.source if zone is not None else \
             Source(upstream.file, upstream.line, f"upstream {name}: no zone")  # where the missing zone belongs
-        options = NginxOptions(max_fails=max_fails, fail_timeout=fail_timeout, worker_processes=min(max(workers, 1), 8),
-                               shared_zone=zone is not None)
+        first_server = passive[0][2].source if passive else upstream.source
+        if fail_timeout < 1:
+            unmodelled.append(Unmodelled(first_server, f"fail_timeout {fail_timeout:g}s: the promise's formulas take "
+                                                       "whole seconds from 1s"))
+        if max_fails > 100:
+            unmodelled.append(Unmodelled(first_server, f"max_fails {max_fails}: the promise's formulas go up to 100"))
+        options = NginxOptions(max_fails=min(max_fails, 100), fail_timeout=max(fail_timeout, 1.0),
+                               worker_processes=min(max(workers, 1), 8), shared_zone=zone is not None)
         settings: dict[str, Any] = {"kind": "nginx", "health_check": None, "outlier_detection": None,
                                     "panic_threshold": 0.0, "nginx": options}
         route = _route_for_load(survey.routes[name])
@@ -374,7 +380,7 @@ class NginxReader:
 
         connect, connect_at = seconds("proxy_connect_timeout", 60.0)
         read_timeout, read_at = seconds("proxy_read_timeout", 60.0)
-        settings["connect_timeout"] = connect
+        settings["connect_timeout"] = max(connect, 0.001)
         settings["request_timeout"] = read_timeout
         if connect_at is not None:
             where[("gateway", "connect_timeout")] = connect_at.source
@@ -396,7 +402,7 @@ class NginxReader:
                                              "http_502 http_503 http_504"))
                 retry_on = ["5xx"]
             settings["retries"] = {"num_retries": min(tries - 1, 10), "retry_on": retry_on,
-                                   "per_try_timeout": read_timeout}
+                                   "per_try_timeout": read_timeout or None}
             if next_at is not None:
                 where[("gateway", "retries")] = next_at.source
                 where[("gateway", "retries", "retry_on")] = next_at.source
@@ -406,8 +412,14 @@ class NginxReader:
                 where[("gateway", "retries", "per_try_timeout")] = read_at.source
         from harness.scenario import Gateway  # harness.scenario imports this package's registry
 
+        try:
+            model = Gateway.model_validate(settings)
+        except ValidationError as exc:  # a value the scenario model cannot hold: said at the block, never a traceback
+            error = exc.errors()[0]
+            raise _refuse(upstream, f"{'.'.join(map(str, error['loc']))}: {error['msg']} (read from this upstream's "
+                                    "settings)") from None
         return Block(name, Source(upstream.file, upstream.line, f"upstream {name}"), tuple(endpoints),
-                     Gateway.model_validate(settings), where, tuple(unmodelled), backup=tuple(backup))
+                     model, where, tuple(unmodelled), backup=tuple(backup))
 
     # -- rewriting -------------------------------------------------------------------
     def rewrite(self, config: NativeConfig, job: RewriteJob) -> Rewritten:

@@ -133,6 +133,15 @@ def test_what_the_promise_does_not_model_is_listed_at_its_line(tmp_path: Path) -
     ]
 
 
+def test_values_beyond_the_promise_model_are_unmodelled_not_clipped_silently(tmp_path: Path) -> None:
+    text = SMALL.replace("server 127.0.0.1:8001;", "server 127.0.0.1:8001 max_fails=500 fail_timeout=0s;") \
+        .replace("server 127.0.0.1:8002;", "server 127.0.0.1:8002 max_fails=500 fail_timeout=0s;")
+    (block,) = read(tmp_path, text).blocks.values()
+    assert [(u.source.line, u.why) for u in block.unmodelled] == [
+        (5, "fail_timeout 0s: the promise's formulas take whole seconds from 1s"),
+        (5, "max_fails 500: the promise's formulas go up to 100")]
+
+
 def test_every_address_outside_the_upstreams_is_outbound(tmp_path: Path) -> None:
     text = SMALL.replace("location / {", "resolver 10.0.0.2 valid=30s;\n        access_log syslog:server=10.1.1.1:5140,"
                          "tag=gw;\n        location /auth { proxy_pass http://10.9.9.9:9000/check; }\n        location / {")
