@@ -298,16 +298,25 @@ class NginxGateway(GatewayProcessBase):
         return "\n".join(lines) + "\n"
 
     def write_config(self, upstreams: list[UpstreamAddress], run_dir: Path) -> Path:
+        if self.settings.config is not None:  # the user's own nginx.conf (harness/own_config/nginx.py)
+            path = self.write_own_config(upstreams, run_dir, self.config_name)
+            self.prefix = Path(self.own_facts["prefix"])
+            self._start_logs(upstreams)
+            return path
         text = self.config(upstreams, run_dir)
+        self._start_logs(upstreams)
+        path = run_dir / self.config_name
+        path.write_text(text)
+        return path
+
+    def _start_logs(self, upstreams: list[UpstreamAddress]) -> None:
+        """nginx's own prefix (its temp files) and the logs the view reads, empty."""
         assert self.prefix is not None
         (self.prefix / "tmp").mkdir(parents=True, exist_ok=True)
         for log in ("error.log", "access.log"):
             (self.prefix / log).write_text("")
         self._view = _LogView(_LogTail(self.prefix / "error.log"), _LogTail(self.prefix / "access.log"),
                               {f"{u.host}:{u.port}": _Peer() for u in upstreams})
-        path = run_dir / self.config_name
-        path.write_text(text)
-        return path
 
     # -- the tries it made ------------------------------------------------------------
     def upstream_attempts(self, run_dir: Path) -> Path:

@@ -81,6 +81,9 @@ class Block:
     # file does not set (a default) is not here, and is located at ``source``
     where: Mapping[YamlPath, Source] = field(default_factory=dict)
     unmodelled: tuple[Unmodelled, ...] = ()
+    # the indices of endpoints the gateway sends requests to only while the others are unavailable (nginx's and
+    # HAProxy's ``backup`` servers): what that means for a promise is the gateway's promise module's business
+    backup: tuple[int, ...] = ()
 
     def locate(self, path: YamlPath) -> Source:
         """Where the file sets ``path`` (or its deepest ancestor it sets); else the block's own line."""

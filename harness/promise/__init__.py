@@ -66,7 +66,8 @@ def _own_file(scenario: Scenario, fault: Fault, promise: Callable[[Scenario], Pr
     if block.unmodelled:
         return Unknown("; ".join(f"{u.source}: {u.why}" for u in block.unmodelled))
     result = promise(for_pool(scenario, pool))
-    read = ", ".join(f"{source.setting} at line {source.line}" for source in dict.fromkeys(block.where.values()))
+    read = ", ".join(f"{source.setting} at {'line ' if source.file == block.source.file else source.file + ':'}"
+                     f"{source.line}" for source in dict.fromkeys(block.where.values()))
     origin = f" [from {block.source.file}: {block.source.setting} at line {block.source.line}; {read or 'its defaults'}]"
     if isinstance(result, Window):
         return replace(result, how=result.how + origin)

@@ -17,12 +17,20 @@ worker, which at worst (pigeonhole) is the W·(max_fails − 1) + 1-th failure o
 worker's ``[warn]`` line is what the adapter's view shows (harness/gateways/nginx.py). Readmission
 needs no change: every worker's last failure comes before the fault ends, and the view is healthy
 again at the first answer from the server, whichever worker sent the request.
+
+A user's own nginx.conf may mark servers ``backup`` (harness/own_config/nginx.py, ``Block.backup``):
+nginx sends a backup requests only while every primary server is unavailable. So k counts the
+primaries for a fault on a primary; a fault on a backup that leaves a primary serving is never
+detected; a fault on every server is, k being all of them (each request counts at least one failure
+on a server still in service, so all are out after F·k failed requests). Readmitting a backup is not
+promised: once a primary is back nginx may never try the backup again.
 """
 
 from __future__ import annotations
 
 from harness.faults import Fault
 from harness.gateways.nginx import NO_TIMEOUT, NginxGateway
+from harness.own_config import pool_block
 from harness.promise.effects import RESTARTING_KINDS, request_effect
 from harness.promise.envoy import ARRIVAL_SLACK
 from harness.promise.load import GATEWAY_OVERHEAD_S, LoadFacts, nominal_facts
@@ -74,6 +82,33 @@ def _status_uncounted(scenario: Scenario, status: int | None) -> str | None:
     return None
 
 
+def _backups(scenario: Scenario, fault: Fault) -> tuple[int, ...]:
+    """The backup servers among the fault's replicas (a user's own nginx.conf, ``server ... backup``)."""
+    pool, index = split_target(fault.target)
+    block = pool_block(scenario, pool) if scenario.gateway.config is not None else None
+    if block is None:
+        return ()
+    return tuple(i for i in block.backup if index is None or i == index)
+
+
+def _rotation(scenario: Scenario, fault: Fault) -> int | Never:
+    """How many servers take turns with the fault's: its pool's primaries when it has backup servers (a backup
+    gets requests only while every primary is unavailable), all of them when the fault hits every server."""
+    pool, index = split_target(fault.target)
+    size = scenario.pools[pool]
+    block = pool_block(scenario, pool) if scenario.gateway.config is not None else None
+    if block is None or not block.backup:
+        return size
+    primaries = size - len(block.backup)
+    if index is None:
+        return size  # every server fails: the primaries' failures, then the backups', each request counting one
+    if index in block.backup:
+        return Never(f"{pool}[{index}] is a backup server ({block.endpoints[index].source}): nginx sends it "
+                     f"requests only while every primary server is unavailable, and the fault leaves "
+                     f"{primaries} primary server(s) serving")
+    return primaries
+
+
 def _counted(scenario: Scenario, fault: Fault, facts: LoadFacts | None) -> tuple[Window, LoadFacts] | Promise:
     """The window of the max_fails-th counted failure, with the load facts used."""
     max_fails, fail_timeout, _ = _passive(scenario)
@@ -87,6 +122,10 @@ def _counted(scenario: Scenario, fault: Fault, facts: LoadFacts | None) -> tuple
     facts = facts or nominal_facts(scenario, pool)
     if facts.first_traffic is None or facts.rate <= 0:
         return Never(f"nginx notices failures only on requests, and the load sends none to {pool!r}")
+    rotation = _rotation(scenario, fault)
+    if isinstance(rotation, Never):
+        return rotation
+    size = rotation
     effect = request_effect(fault, _try_limit(scenario))
     if effect.kind == "unknown":
         return Unknown(effect.why)
@@ -123,9 +162,14 @@ def recovery_window(scenario: Scenario, fault: Fault, facts: LoadFacts | None = 
     if not isinstance(counted, tuple):
         return counted if isinstance(counted, Unknown) else \
             Never(f"nothing marks the server down, so there is nothing to readmit: {getattr(counted, 'why', '')}")
+    if backups := _backups(scenario, fault):
+        return Unknown(f"{fault.target} includes backup server(s) {', '.join(f'[{i}]' for i in backups)}: nginx "
+                       "sends a backup requests only while every primary server is unavailable, so once a primary is "
+                       "readmitted it may never try the backup again, and nothing shows it readmitted")
     _, facts = counted
     _, fail_timeout, _ = _passive(scenario)
-    size = scenario.pools[split_target(fault.target)[0]]
+    rotation = _rotation(scenario, fault)
+    size = rotation if isinstance(rotation, int) else scenario.pools[split_target(fault.target)[0]]
     upstream = next(u for u in scenario.upstreams if u.name == split_target(fault.target)[0])
     service = upstream.ttft + scenario.load.max_tokens / upstream.tokens_per_s + GATEWAY_OVERHEAD_S
     in_flight = facts.users / facts.rate if facts.users else 0.0
