@@ -373,3 +373,27 @@ def test_lint_names_no_health_at_the_model_groups_line(tmp_path: Path) -> None:
         f"{scenario}:20:51: error [promise.never-under-promised] expect[1].within:",
         f"{scenario}:22:49: error [promise.never-under-promised] expect[3].within:"]
     assert "router_settings.disable_cooldowns at line 37" in others[0]
+
+
+def test_lint_names_checks_without_routing_where_the_missing_setting_belongs(tmp_path: Path) -> None:
+    """LiteLLM's enable_health_check_routing is false unless set: the file's checks then take nothing out."""
+    message = ("background health checks without health-check routing: LiteLLM's checks then only report and take "
+               "no deployment out (enable_health_check_routing is false unless set); set "
+               "general_settings.enable_health_check_routing: true (gateway.litellm.health_check_routing)")
+    left_out = TEXT.replace("  enable_health_check_routing: true  # a deployment that failed its last check gets "
+                            "no traffic\n", "")
+    turned_off = TEXT.replace("enable_health_check_routing: true", "enable_health_check_routing: false")
+    assert TEXT not in (left_out, turned_off)
+    for name, variant, line, field in (("litellm-prod.yaml", left_out, 47, "general_settings"),
+                                       ("litellm.yml", turned_off, 50, "general_settings.enable_health_check_routing")):
+        path = tmp_path / name  # a name of litellm's (litellm*.yaml, litellm*.yml)
+        path.write_text(variant)
+        assert lint(path) == (1, f"{path}:{line}: error [litellm.check-routing-off] {field}: {message}\n",
+                              "1 file, 1 finding (1 failing)\n")
+
+
+def test_a_scenario_whose_name_starts_with_litellm_is_linted_as_a_scenario() -> None:
+    trap = Path(__file__).resolve().parents[2] / "scenarios" / "traps" / "litellm-check-routing-off.yaml"
+    code, out, err = lint(trap)
+    assert (code, err) == (1, "1 file, 1 finding (1 failing)\n")
+    assert out.startswith(f"{trap}:23:13: error [litellm.check-routing-off] gateway.litellm.health_check_routing: ")
