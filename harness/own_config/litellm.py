@@ -328,8 +328,8 @@ class _Reading:
         shared = self.shared()
         blocks = {name: self.block(name, members, deployments, endpoints, shared) for name, members in groups.items()}
         outbound = self.outbound()
-        if self.problems:
-            raise ScenarioError(self.problems)
+        if self.problems:  # each once (a section that is not a mapping is met by every setting in it)
+            raise ScenarioError(list({str(p): p for p in self.problems}.values()))
         return NativeConfig(KIND, self.path, self.text, blocks, tuple(outbound), "model group")
 
     def shared(self) -> _Shared:

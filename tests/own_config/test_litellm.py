@@ -397,3 +397,13 @@ def test_a_scenario_whose_name_starts_with_litellm_is_linted_as_a_scenario() -> 
     code, out, err = lint(trap)
     assert (code, err) == (1, "1 file, 1 finding (1 failing)\n")
     assert out.startswith(f"{trap}:23:13: error [litellm.check-routing-off] gateway.litellm.health_check_routing: ")
+
+
+def test_settings_of_the_wrong_shape_are_refused_each_once_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "litellm-bad.yaml"
+    path.write_text("model_list:\n  - model_name: chat\n    litellm_params: {model: openai/x, api_base: "
+                    "'http://127.0.0.1:9/v1'}\nrouter_settings: [1, 2]\ngeneral_settings:\n"
+                    "  background_health_checks: maybe\n  health_check_interval: 2\n")
+    assert lint(path) == (2, "", (
+        f"{path}:6: general_settings.background_health_checks: expected true or false, got 'maybe'\n"
+        f"{path}:4: router_settings: expected a mapping\n"))
