@@ -81,6 +81,9 @@ class Block:
     # file does not set (a default) is not here, and is located at ``source``
     where: Mapping[YamlPath, Source] = field(default_factory=dict)
     unmodelled: tuple[Unmodelled, ...] = ()
+    # why the block cannot be bound to a pool (the replicas cannot answer what it sends them: a LiteLLM deployment
+    # of a provider whose API is not OpenAI's), each at its place: refused when a scenario binds it
+    cannot_bind: tuple[Unmodelled, ...] = ()
 
     def locate(self, path: YamlPath) -> Source:
         """Where the file sets ``path`` (or its deepest ancestor it sets); else the block's own line."""

@@ -97,6 +97,11 @@ CALLBACK_HOSTS: dict[str, tuple[str | None, str]] = {
     "posthog": (None, "app.posthog.com"), "slack": ("SLACK_WEBHOOK_URL", "hooks.slack.com"),
     "pagerduty": (None, "events.pagerduty.com"), "email": (None, "smtp server"), "webhook": (None, "webhook"),
 }
+# Providers whose calls are OpenAI's chat completions at {api_base}/chat/completions: what a pool's replicas (the fake
+# model servers, harness/gateways/litellm.py) answer. A bound deployment of another provider is refused.
+OPENAI_API_PROVIDERS = frozenset({
+    "openai", "hosted_vllm", "custom_openai", "lm_studio", "llamafile", "groq", "deepseek", "together_ai",
+    "fireworks_ai", "mistral", "xai", "openrouter", "nvidia_nim", "perplexity", "deepinfra"})
 LOCAL_CALLBACKS = frozenset({"prometheus", "log_to_file"})  # integrations that keep their data on the machine
 CALLBACK_KEYS = ("callbacks", "success_callback", "failure_callback", "service_callback", "input_callback")
 _MODULE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)+$")  # a custom callback: module.instance, beside the config
@@ -516,6 +521,16 @@ class _Reading:
             else:
                 unmodelled.append(Unmodelled(at(d, "litellm_params", "timeout"), "the deployments' time limits "
                                              "(litellm_params.timeout) differ"))
+        cannot_bind = []
+        for d in members:
+            model = str(params(d, "model") or "")
+            provider = str(params(d, "custom_llm_provider") or (model.split("/", 1)[0] if "/" in model else "openai"))
+            if provider not in OPENAI_API_PROVIDERS:
+                cannot_bind.append(Unmodelled(at(d, "litellm_params", "model"), (
+                    f"model {model}: LiteLLM calls the {provider} provider's own API, and a pool's replicas answer "
+                    f"OpenAI's (chat completions); bind a model group whose deployments use an OpenAI-compatible "
+                    f"provider (openai/, hosted_vllm/, ...)")))
+                break
         options = LitellmOptions(
             health_check_routing=bool(shared.routing[0]) if shared.routing is not None else False,
             health_check_staleness=int(shared.staleness[0]) if shared.staleness is not None and shared.staleness[0] >= 1
@@ -525,7 +540,7 @@ class _Reading:
             "retries": retries if retries.num_retries > 0 else None, "request_timeout": request_timeout,
             "panic_threshold": 0, "litellm": options})
         return Block(name, source, tuple(e for d in members if (e := endpoints[d.index]) is not None), settings,
-                     where, tuple(dict.fromkeys(unmodelled)))
+                     where, tuple(dict.fromkeys(unmodelled)), cannot_bind=tuple(cannot_bind))
 
 
 @dataclass(frozen=True)

@@ -407,3 +407,15 @@ def test_settings_of_the_wrong_shape_are_refused_each_once_at_its_line(tmp_path:
     assert lint(path) == (2, "", (
         f"{path}:6: general_settings.background_health_checks: expected true or false, got 'maybe'\n"
         f"{path}:4: router_settings: expected a mapping\n"))
+
+
+def test_a_bound_group_whose_provider_does_not_speak_openais_api_is_refused(tmp_path: Path) -> None:
+    """The pool's replicas answer OpenAI's chat completions: an Azure deployment would get 404 from each."""
+    scenario = copy(tmp_path, {"      model: openai/llama-3.1-8b-instruct\n      api_base: http://10.20.0.12":
+                               "      model: azure/gpt-4o\n      api_base: http://10.20.0.12"})
+    assert refusal(scenario) == (
+        f"{tmp_path / 'litellm.yaml'}:14: model_list[1].litellm_params.model: model azure/gpt-4o: LiteLLM calls the "
+        "azure provider's own API, and a pool's replicas answer OpenAI's (chat completions); bind a model group whose "
+        "deployments use an OpenAI-compatible provider (openai/, hosted_vllm/, ...)")
+    # unbound, it is only an address: loopback or allowed, it runs as written
+    assert read_native("litellm", tmp_path / "litellm.yaml").blocks["chat"].cannot_bind
