@@ -131,7 +131,9 @@ def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter,
         watch.start()
     if stack.process_control is not None:  # from here on, dead replicas are restarted and journalled
         stack.process_control.watch(journal.write)
-    load = LoadGenerator(LoadConfig.for_scenario(scenario, stack.gateway.url), journal, run_dir / "logs",
+    # the model the load asks for: with LiteLLM, the model group bound to the load's pool (gateway.config)
+    model = str(getattr(stack.gateway, "load_model", "fake-model"))
+    load = LoadGenerator(LoadConfig.for_scenario(scenario, stack.gateway.url, model), journal, run_dir / "logs",
                          env={RUN_MARKER: str(run_dir.resolve())})
     active: list[FaultAction] = []
     diagnoses: list[threading.Thread] = []

@@ -39,7 +39,7 @@ from harness.errors import ComponentMissing, StackError
 from harness.gateways.base import GatewayProcessBase, HostHealth, SettingIssue, UpstreamAddress, explicitly_set
 
 if TYPE_CHECKING:
-    from harness.scenario import Scenario
+    from harness.scenario import Gateway, Scenario
 
 MODEL_NAME = "fake-model"  # what the load asks for (harness/load/worker.py)
 PROBE_MODULE = "chaosgate_litellm_probe"  # the probe's file name beside the config (LiteLLM imports it from there)
@@ -60,6 +60,9 @@ PROXY_ENV = {
     "NO_DOCS": "True",
     "NO_REDOC": "True",
     "DISABLE_SCHEMA_UPDATE": "True",
+    # A model name LiteLLM maps to a Hugging Face tokenizer (llama-3..., in a user's own file) makes it fetch the
+    # tokenizer from the Hub at the first request, retrying for 23 s; offline, it counts with tiktoken at once.
+    "HF_HUB_OFFLINE": "1",
     # The proxy has died of SIGSEGV mid-run (journalled as gateway.exited; docs/gateways.md, LiteLLM): with
     # this, Python writes every thread's traceback to the proxy's log when it crashes.
     "PYTHONFAULTHANDLER": "1",
@@ -114,6 +117,15 @@ class LitellmGateway(GatewayProcessBase):
     def _init_state(self) -> None:
         """``admin_port`` is unused: the probe's route is on the proxy's own port."""
         self._http = httpx.Client(timeout=PROBE_TIMEOUT)
+        self.load_model = MODEL_NAME  # the model the load asks for: the load pool's model group with gateway.config
+        self._own_env: dict[str, str] = {}  # variables the user's file refers to that this machine lacks (api keys)
+
+    @property
+    def effective(self) -> Gateway:
+        """The gateway settings the proxy runs with: the scenario's block, or, with gateway.config, those read
+        from the user's file for the load pool's model group (harness/own_config/litellm.py)."""
+        settings = self.own_facts.get("settings", {}).get(self.load_pool)
+        return settings if settings is not None else self.settings
 
     @property
     def admin_url(self) -> str:
@@ -170,6 +182,17 @@ class LitellmGateway(GatewayProcessBase):
     def write_config(self, upstreams: list[UpstreamAddress], run_dir: Path) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(PROBE_SOURCE, run_dir / f"{PROBE_MODULE}.py")
+        if self.settings.config is not None:  # the user's own config.yaml (harness/own_config/litellm.py)
+            path = self.write_own_config(upstreams, run_dir, self.config_name)
+            for module in self.own_facts.get("modules", []):  # the user's custom callbacks, imported from beside it
+                source = Path(module)
+                if source.is_file():
+                    target = run_dir / source.relative_to(Path(self.settings.config).parent)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(source, target)
+            self.load_model = self.own_facts.get("models", {}).get(self.load_pool, MODEL_NAME)
+            self._own_env = dict(self.own_facts.get("env", {}))
+            return path
         path = run_dir / self.config_name
         path.write_text("# Rendered by chaosgate from the scenario's gateway block (harness/gateways/litellm.py).\n"
                         + yaml.safe_dump(self.config(upstreams), sort_keys=False))
@@ -177,7 +200,8 @@ class LitellmGateway(GatewayProcessBase):
 
     def argv(self, config: Path) -> list[str]:
         env = shutil.which("env") or "/usr/bin/env"
-        return [env, *(f"--unset={key}" for key in CLI_ENV), *(f"{key}={value}" for key, value in PROXY_ENV.items()),
+        return [env, *(f"--unset={key}" for key in CLI_ENV),
+                *(f"{key}={value}" for key, value in {**self._own_env, **PROXY_ENV}.items()),
                 litellm_binary(),
                 "--config", str(config), "--host", self.bind_address, "--port", str(self.listen_port),
                 "--num_workers", "1"]
@@ -200,7 +224,7 @@ class LitellmGateway(GatewayProcessBase):
             deployments = self._deployments()
         except StackError:
             return False
-        if self.settings.health_check is not None and self.settings.litellm.health_check_routing:
+        if self.effective.health_check is not None and self.effective.litellm.health_check_routing:
             return bool(deployments) and all(d.get("health_check") is not None for d in deployments)
         return bool(deployments)
 
@@ -212,7 +236,7 @@ class LitellmGateway(GatewayProcessBase):
     def health_rounds(self) -> list[dict[str, Any]] | None:
         """Every background health-check round the proxy ran (its checks' start, its verdicts' write, Unix
         times stamped by the proxy); None without background checks. Raises StackError if it cannot say."""
-        if self.settings.health_check is None:
+        if self.effective.health_check is None:
             return None
         error: Exception | None = None
         for _ in range(ROUNDS_TRIES):  # once, at the end of the load: a busy proxy gets a few chances

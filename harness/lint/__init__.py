@@ -22,6 +22,7 @@ from harness.lint import (
     envoy_panic,
     haproxy_observe_retries,
     haproxy_startup_state,
+    litellm_check_routing,
     litellm_health_endpoint,
     litellm_health_filter,
     litellm_no_health,
@@ -48,6 +49,7 @@ TRAPS: list[Trap] = [
     litellm_no_health.TRAP,
     litellm_health_endpoint.TRAP,
     litellm_health_filter.TRAP,
+    litellm_check_routing.TRAP,
 ]
 
 

@@ -24,9 +24,10 @@ class LoadConfig(BaseModel):
     seed: int
     mcp_users: int = 0            # users of the mcp persona (harness/load/mcp_worker.py); `users` are Locust's
     mcp_path: str | None = None   # the MCP endpoint through the gateway, e.g. /tools/mcp
+    model: str = "fake-model"     # the chat requests' model: what the gateway routes on (LiteLLM: a model group)
 
     @classmethod
-    def for_scenario(cls, scenario: Scenario, gateway_url: str) -> LoadConfig:
+    def for_scenario(cls, scenario: Scenario, gateway_url: str, model: str = "fake-model") -> LoadConfig:
         load = scenario.load
         first_pool = scenario.upstreams[0].name
         mix = {str(kind): weight for kind, weight in load.mix.items()}
@@ -36,7 +37,7 @@ class LoadConfig(BaseModel):
                    users=chat_users, spawn_rate=load.spawn_rate, duration=load.duration, mix=mix,
                    wait=load.wait, max_tokens=load.max_tokens, request_timeout=load.request_timeout,
                    seed=scenario.seed, mcp_users=mcp_users,
-                   mcp_path=f"/{mcp_pool}/mcp" if mcp_users and mcp_pool else None)
+                   mcp_path=f"/{mcp_pool}/mcp" if mcp_users and mcp_pool else None, model=model)
 
     def prompt_words(self) -> list[str]:
         """Prompt vocabulary from Faker, seeded, so every run sends the same prompts."""

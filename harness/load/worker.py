@@ -120,7 +120,7 @@ def make_user(config: LoadConfig) -> type[FastHttpUser]:
 
         def _body(self, stream: bool) -> dict[str, Any]:
             prompt = " ".join(rng.choice(words) for _ in range(12))
-            body: dict[str, Any] = {"model": "fake-model", "max_tokens": config.max_tokens,
+            body: dict[str, Any] = {"model": config.model, "max_tokens": config.max_tokens,
                                     "messages": [{"role": "user", "content": prompt}]}
             if stream:
                 body["stream"] = True

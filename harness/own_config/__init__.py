@@ -27,6 +27,7 @@ from harness.own_config.base import (
     Unmodelled,
 )
 from harness.own_config.binding import block_of, effective_binding, is_loopback
+from harness.own_config.litellm import LitellmReader
 from harness.own_config.nginx import NginxReader
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 READERS: dict[str, NativeReader] = {
     "nginx": NginxReader(),
+    "litellm": LitellmReader(),
 }
 
 DIFF_SUFFIX = ".diff"  # the rewritten file's diff against the user's, beside it in the run's folder

@@ -84,6 +84,9 @@ class Block:
     # the indices of endpoints the gateway sends requests to only while the others are unavailable (nginx's and
     # HAProxy's ``backup`` servers): what that means for a promise is the gateway's promise module's business
     backup: tuple[int, ...] = ()
+    # why the block cannot be bound to a pool (the replicas cannot answer what it sends them: a LiteLLM deployment
+    # of a provider whose API is not OpenAI's), each at its place: refused when a scenario binds it
+    cannot_bind: tuple[Unmodelled, ...] = ()
 
     def locate(self, path: YamlPath) -> Source:
         """Where the file sets ``path`` (or its deepest ancestor it sets); else the block's own line."""

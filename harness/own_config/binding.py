@@ -85,6 +85,7 @@ def binding_problems(scenario: Scenario, config: NativeConfig, locate: Callable[
                             f"bind one to this pool: gateway.bind: {{{word.upper().replace(' ', '_')}: {upstream.name}}}")
             continue
         found = config.blocks[bound]
+        problems += [Problem(config.file, why.source.line, None, why.source.setting, why.why) for why in found.cannot_bind]
         if len(found.endpoints) != upstream.replicas:
             problems.append(Problem(config.file, found.source.line, None, found.source.setting,
                                     f"{word} {bound!r} has {len(found.endpoints)} endpoint(s) and pool "

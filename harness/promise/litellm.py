@@ -50,6 +50,7 @@ and a change can be stamped up to P before it happened.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from harness.faults import Fault
@@ -175,9 +176,10 @@ def _terms(rounds: Rounds, interval: float) -> str:
 
 
 def passive_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None = None) -> Promise:
-    """The cooldown. Retries change nothing here: every failed call, retried or not, goes through the router's
+    """The cooldown. Retries change nothing here while a deployment of the group is healthy: every failed call, retried or not, goes through the router's
     failure callback (``deployment_callback_on_failure``) and counts toward allowed_fails (measured:
-    scenarios/compare/passive-retries.yaml, docs/gateways.md)."""
+    scenarios/compare/passive-retries.yaml, docs/gateways.md). When every deployment fails, retries back off and
+    no rate of failed calls bounds the cooldown: its window has no latest (the checks' window bounds detection)."""
     od = scenario.gateway.outlier_detection
     if od is None:
         return Never("cooldowns are disabled (no outlier_detection)")
@@ -196,11 +198,20 @@ def passive_detection(scenario: Scenario, fault: Fault, facts: LoadFacts | None 
         return Never(f"no call fails: {effect.why}")
     if effect.status is not None and 400 <= effect.status < 500 and effect.status not in (401, 404, 408, 429):
         return Never(f"{effect.why}: LiteLLM does not cool down on this 4xx")
-    pool, _ = split_target(fault.target)
+    pool, index = split_target(fault.target)
     facts = facts or nominal_facts(scenario, pool)
     if facts.first_traffic is None or facts.rate <= 0:
         return Never(f"cooldowns need traffic and the load sends none to {pool!r}")
     n, size, d = od.consecutive_5xx or 1, scenario.pools[pool], effect.takes
+    if retries is not None and retries.num_retries > 0 and (index is None or size == 1):
+        # Router._time_to_sleep_before_retry: a request retries at once only while a deployment of its group is
+        # healthy; when every one fails, it sleeps between tries (0.5s, 1s, 2s, ... with jitter), and a fallback
+        # group's tries come after them: failed calls reach the deployments far slower than the load sends
+        # requests (measured: 6.4s requests, one failed call per deployment in 3.7s; tests/own_config/).
+        return Window(max(0.0, d - PROBE_DELAY), math.inf,
+                      f"cooldown: allowed_fails {n - 1}, so the {n}th failed call ({effect.why}) on each deployment; "
+                      f"with every deployment failing, LiteLLM sleeps between a request's {retries.num_retries} "
+                      "retries, so no rate of failed calls bounds when", LITELLM_MARGIN)
     in_flight = facts.users / facts.rate if facts.users else 0.0
     return Window(max(0.0, d - PROBE_DELAY), d + in_flight + ARRIVAL_SLACK * n * size / facts.rate,
                   f"cooldown: allowed_fails {n - 1}, so the {n}th failed call ({effect.why}) on one of {size} "

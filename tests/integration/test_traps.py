@@ -202,6 +202,7 @@ BITES = {
     "litellm.health-endpoint": bites_litellm_health_endpoint,
     "litellm.health-filter-bypass": bites_litellm_health_filter_bypass,
     "litellm.no-health": bites_litellm_no_health,
+    "litellm.check-routing-off": bites_litellm_no_health,  # the same bite: its checks failed, and took nothing out
 }
 
 

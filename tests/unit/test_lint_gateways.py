@@ -33,7 +33,7 @@ def test_traps_apply_only_to_their_gateway() -> None:
     assert {t.id for t in traps_for("haproxy")} == {"haproxy.startup-state", "haproxy.observe-retries"}
     assert {t.id for t in traps_for("nginx")} == {"nginx.single-server", "nginx.worker-state"}
     assert {t.id for t in traps_for("litellm")} == {"litellm.no-health", "litellm.health-endpoint",
-                                                   "litellm.health-filter-bypass"}
+                                                   "litellm.health-filter-bypass", "litellm.check-routing-off"}
     # The same scenario, linted as Envoy: Envoy's traps, not nginx's single server.
     assert ids(lint("{panic_threshold: 0, health_check: {no_traffic_interval: 1s}}", replicas=1)) == []
 
