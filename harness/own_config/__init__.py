@@ -27,12 +27,15 @@ from harness.own_config.base import (
     Unmodelled,
 )
 from harness.own_config.binding import block_of, effective_binding, is_loopback
+from harness.own_config.envoy import EnvoyReader
 
 if TYPE_CHECKING:
     from harness.gateways.base import UpstreamAddress
     from harness.scenario import Gateway, Scenario
 
-READERS: dict[str, NativeReader] = {}
+READERS: dict[str, NativeReader] = {
+    "envoy": EnvoyReader(),
+}
 
 DIFF_SUFFIX = ".diff"  # the rewritten file's diff against the user's, beside it in the run's folder
 _CACHE: dict[tuple[str, str, str], NativeConfig] = {}

@@ -81,6 +81,9 @@ class Block:
     # file does not set (a default) is not here, and is located at ``source``
     where: Mapping[YamlPath, Source] = field(default_factory=dict)
     unmodelled: tuple[Unmodelled, ...] = ()
+    # why the block cannot be bound to a pool (no endpoints in the file, unix socket endpoints), or None:
+    # refused at ``source`` only when a scenario binds it, so such a block elsewhere in the file does no harm
+    unbindable: str | None = None
 
     def locate(self, path: YamlPath) -> Source:
         """Where the file sets ``path`` (or its deepest ancestor it sets); else the block's own line."""

@@ -85,7 +85,9 @@ def binding_problems(scenario: Scenario, config: NativeConfig, locate: Callable[
                             f"bind one to this pool: gateway.bind: {{{word.upper().replace(' ', '_')}: {upstream.name}}}")
             continue
         found = config.blocks[bound]
-        if len(found.endpoints) != upstream.replicas:
+        if found.unbindable is not None:
+            problems.append(Problem(config.file, found.source.line, None, found.source.setting, found.unbindable))
+        elif len(found.endpoints) != upstream.replicas:
             problems.append(Problem(config.file, found.source.line, None, found.source.setting,
                                     f"{word} {bound!r} has {len(found.endpoints)} endpoint(s) and pool "
                                     f"{upstream.name!r} has {upstream.replicas} replica(s): each endpoint becomes one "
