@@ -87,21 +87,25 @@ def own_config_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def _native_kind(path: Path, gateway: str | None) -> str | None:
     """The gateway kind of ``path`` when it is a gateway's own file rather than a scenario (``chaosgate lint FILE``):
-    by its name (envoy*.yaml, haproxy*.cfg, nginx*.conf, litellm*.yaml), or with --gateway, any file that is
-    not a scenario (no top-level ``upstreams``)."""
+    by its name (envoy*.yaml, haproxy*.cfg, nginx*.conf, litellm*.yaml), or with --gateway, any file; never a
+    scenario (a YAML mapping with top-level ``upstreams``), whatever its name."""
     if path.is_dir():
         return None
+    data: object = None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            data = None  # a gateway's file by its name: its reader names the line that is wrong
+        if isinstance(data, dict) and "upstreams" in data:
+            return None  # a scenario, whatever its name (scenarios/traps/envoy-panic-threshold.yaml)
     if (kind := kind_of_file(path)) is not None:
         return gateway or kind
     if gateway is None:
         return None
     if path.suffix.lower() not in (".yaml", ".yml"):
         return gateway
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    return gateway if isinstance(data, dict) and "upstreams" not in data else None
+    return gateway if isinstance(data, dict) else None
 
 
 class ChaosgateGroup(click.Group):
