@@ -174,6 +174,11 @@ class EnvoyReader:
             raise f.refuse(("static_resources",), "static_resources.clusters",
                            "the file has no clusters (static_resources.clusters); expected at least the one the "
                            "load goes to")
+        listeners = _get(data, "static_resources", "listeners")
+        if not isinstance(listeners, list) or not listeners:
+            raise f.refuse(("static_resources",), "static_resources.listeners",
+                           "the file has no listeners: the load goes to the first one; add one that routes "
+                           f"{LOAD_PATH} to the cluster under test")
         route = self._load_route(f)
         blocks: dict[str, Block] = {}
         for i, cluster in enumerate(clusters):
@@ -255,7 +260,7 @@ class EnvoyReader:
         window = seconds(common, ("common_lb_config",), "update_merge_window", "common_lb_config.update_merge_window",
                          ("envoy", "update_merge_window"))
         settings["envoy"] = {"update_merge_window": UPDATE_MERGE_WINDOW if window is None else window}
-        if route is not None and _get(route[1], "route", "cluster") == name:
+        if route is not None and name in _targets(route[1]):
             self._route_settings(f, route, settings, where, unmodelled, "outlier_detection" in cluster)
         else:
             settings["request_timeout"] = ROUTE_TIMEOUT
@@ -349,11 +354,13 @@ class EnvoyReader:
                     "promise formulas do not model")
         http = hc.get("http_health_check")
         kinds = [key for key in ("tcp_health_check", "grpc_health_check", "custom_health_check") if key in hc]
-        if kinds or not isinstance(http, dict):
-            key = kinds[0] if kinds else native
-            unknown((*hc_at, *( (key,) if kinds else ())), f"{native}.{key}" if kinds else native,
-                    f"a {key.removesuffix('_health_check') if kinds else 'non-HTTP'} health check: the promise "
-                    "formulas model an HTTP GET and its status")
+        if kinds:
+            unknown((*hc_at, kinds[0]), f"{native}.{kinds[0]}", f"a {kinds[0].removesuffix('_health_check')} health "
+                    "check: the promise formulas model an HTTP GET and its status")
+            return out
+        if not isinstance(http, dict):
+            unknown(hc_at, native, "a health check without http_health_check: the promise formulas model an HTTP GET "
+                    "and its status")
             return out
         if "path" in http:
             setting((*hc_at, "http_health_check", "path"), f"{native}.http_health_check.path", ("health_check", "path"))
@@ -621,6 +628,14 @@ def _keep_tail(node: Any) -> Iterator[None]:
     if comment is not None and after is not None:
         entry = after[0].ca.items.setdefault(after[1], [None, None, None, None])
         entry[2] = comment
+
+
+def _targets(route: dict[str, Any]) -> list[str]:
+    """The clusters a route sends to: its cluster, or each of its weighted_clusters."""
+    action = route.get("route")
+    weighted = _get(action, "weighted_clusters", "clusters")
+    names = [_get(action, "cluster"), *(_get(item, "name") for item in (weighted if isinstance(weighted, list) else []))]
+    return [name for name in names if isinstance(name, str)]
 
 
 def _setting(path: YamlPath) -> str:

@@ -22,6 +22,7 @@ from harness.promise import Unknown, Window, detection_window, recovery_window
 from harness.scenario import Gateway, Scenario, load_scenario
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
 FIXTURE = HERE / "envoy"
 ENVOY_YAML = (FIXTURE / "envoy.yaml").read_text(encoding="utf-8")
 RESET = (FIXTURE / "reset.yaml").read_text(encoding="utf-8")
@@ -378,7 +379,8 @@ def test_the_rewritten_file_is_one_envoy_accepts(tmp_path: Path) -> None:
 def test_rewrite_keeps_the_files_own_indentation(tmp_path: Path) -> None:
     """A file that does not indent its lists under their key comes out the same way."""
     text = ("admin:\n  address:\n    socket_address:\n      address: 127.0.0.1\n      port_value: 9901\n"
-            "static_resources:\n  clusters:\n  - name: chat\n    connect_timeout: 1s\n    load_assignment:\n"
+            "static_resources:\n  listeners:\n  - name: public\n    address:\n      socket_address:\n"
+            "        address: 127.0.0.1\n        port_value: 10000\n  clusters:\n  - name: chat\n    connect_timeout: 1s\n    load_assignment:\n"
             "      cluster_name: chat\n      endpoints:\n      - lb_endpoints:\n        - endpoint:\n            address:\n"
             "              socket_address:\n                address: 127.0.0.1\n                port_value: 8001\n")
     (tmp_path / "envoy.yaml").write_text(text, encoding="utf-8")
@@ -387,7 +389,8 @@ def test_rewrite_keeps_the_files_own_indentation(tmp_path: Path) -> None:
                      "127.0.0.1", Path("/run"), lambda: 1)
     out = READERS["envoy"].rewrite(config, job).text
     assert [line for line in diff(config, out, "x").splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")] \
-        == ["-      port_value: 9901", "+      port_value: 32001", "-                port_value: 8001",
+        == ["-      port_value: 9901", "+      port_value: 32001", "-        port_value: 10000", "+        port_value: 32000",
+            "-                port_value: 8001",
             "+                port_value: 31000", "+cluster_manager:", "+  outlier_detection:",
             "+    event_log_path: /run/envoy-outlier.jsonl"]
 
@@ -429,3 +432,46 @@ def test_the_settings_model_accepts_what_is_read() -> None:
     for block in read_native("envoy", FIXTURE / "envoy.yaml").blocks.values():
         assert isinstance(block.settings, Gateway) and block.settings.kind == "envoy"
     assert isinstance(load_scenario(FIXTURE / "all-down.yaml"), Scenario)
+
+
+def test_gateway_config_on_the_command_line_reads_the_file_for_an_unchanged_scenario() -> None:
+    """`chaosgate validate scenarios/compare/reset.yaml --gateway-config envoy.yaml`: the pool chat is the cluster
+    chat (the names match), and the windows come from the file."""
+    code, out, _ = invoke("validate", str(REPO / "scenarios" / "compare" / "reset.yaml"), "--gateway-config",
+                          str(FIXTURE / "envoy.yaml"))
+    assert code == 0
+    detect = next(line for line in out.splitlines() if line.strip().startswith("detect "))
+    assert detect.strip().startswith("detect  [1s, 2.04s] +200ms margin after the fault's start: active check:")
+    assert f"[from {FIXTURE / 'envoy.yaml'}: clusters[chat] at line 70; " in detect
+
+
+def test_the_docs_page_and_the_shipped_example() -> None:
+    from tests.test_docs import _broken_links
+
+    assert _broken_links(REPO / "docs" / "own-config" / "envoy.md") == []
+    example = REPO / "scenarios" / "own-config" / "envoy"
+    assert (example / "envoy.yaml").read_text() == ENVOY_YAML  # the tested fixture, as shipped
+    assert load_scenario(example / "reset.yaml").expect == load_scenario(FIXTURE / "reset.yaml").expect
+
+
+def test_a_file_without_listeners_is_refused(tmp_path: Path) -> None:
+    text = ENVOY_YAML[:ENVOY_YAML.index("  listeners:\n")] + ENVOY_YAML[ENVOY_YAML.index("  clusters:\n"):]
+    (tmp_path / "envoy.yaml").write_text(text, encoding="utf-8")
+    (tmp_path / "reset.yaml").write_text(RESET, encoding="utf-8")
+    assert refusal(tmp_path / "reset.yaml") == (
+        "D/envoy.yaml:7: static_resources.listeners: the file has no listeners: the load goes to the first one; add "
+        "one that routes /v1/chat/completions to the cluster under test")
+
+
+def test_a_weighted_route_is_the_clusters_route_too(tmp_path: Path) -> None:
+    chat = _block(tmp_path, "                            cluster: chat\n",
+                  "                            weighted_clusters:\n                              clusters:\n"
+                  "                                - {name: chat, weight: 100}\n")
+    assert chat.settings.request_timeout == 10.0 and chat.settings.retries is not None
+
+
+def test_a_health_check_without_http_makes_the_promise_unknown(tmp_path: Path) -> None:
+    chat = _block(tmp_path, "          http_health_check:\n            path: /health\n            expected_statuses:\n"
+                  "              - {start: 200, end: 300}\n", "")
+    assert [(u.source.line, u.why) for u in chat.unmodelled] == [
+        (86, "a health check without http_health_check: the promise formulas model an HTTP GET and its status")]
