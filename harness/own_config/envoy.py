@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
@@ -63,6 +64,33 @@ RETRY_ON = ("connect-failure", "reset", "5xx", "gateway-error", "refused-stream"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)s$")
 
 
+# The shape of what the reader and the rewrite walk: (the type a value must have, what is inside it). A file
+# that has something else there is refused at that line (Envoy would refuse it too), never a traceback.
+Shape = tuple[type, Any]
+ANY: Shape = (object, {})
+ADDRESS: Shape = (dict, {"socket_address": (dict, {}), "pipe": (dict, {})})
+ROUTE: Shape = (dict, {"match": (dict, {}), "route": (dict, {"retry_policy": (dict, {})}),
+                       "response_headers_to_add": (list, ANY)})
+FILTER_CONFIG: Shape = (dict, {
+    "http_filters": (list, (dict, {"typed_config": (dict, {"upstream_log": (list, ANY)})})),
+    "route_config": (dict, {"virtual_hosts": (list, (dict, {"routes": (list, ROUTE), "retry_policy": (dict, {})}))}),
+})
+LISTENER: Shape = (dict, {"address": ADDRESS,
+                          "filter_chains": (list, (dict, {"filters": (list, (dict, {"typed_config": FILTER_CONFIG}))}))})
+CLUSTER: Shape = (dict, {
+    "health_checks": (list, (dict, {"event_logger": (list, ANY), "http_health_check": (dict, {})})),
+    "common_lb_config": (dict, {}), "outlier_detection": (dict, {}),
+    "load_assignment": (dict, {"endpoints": (list, (dict, {"lb_endpoints": (list, (dict, {
+        "endpoint": (dict, {"address": ADDRESS, "health_check_config": (dict, {})})}))}))}),
+})
+BOOTSTRAP: Shape = (dict, {
+    "admin": (dict, {"address": ADDRESS}),
+    "cluster_manager": (dict, {"outlier_detection": (dict, {})}),
+    "dynamic_resources": (dict, {}),
+    "static_resources": (dict, {"listeners": (list, LISTENER), "clusters": (list, CLUSTER)}),
+})
+
+
 class _File:
     """The parsed file and how to name its places."""
 
@@ -71,6 +99,20 @@ class _File:
         self.doc: YamlDocument = load_yaml(text, self.file)
         if not isinstance(self.doc.data, dict):
             raise refuse(self.file, 1, "", "expected an Envoy bootstrap (a mapping with static_resources)")
+        self._check(self.doc.data, BOOTSTRAP, ())
+
+    def _check(self, value: Any, shape: Shape, path: YamlPath) -> None:
+        kind, inside = shape
+        if not isinstance(value, kind):
+            what = "a mapping" if kind is dict else "a list" if kind is list else kind.__name__
+            raise self.refuse(path, _setting(path), f"expected {what} here, got {_describe(value)}")
+        if isinstance(value, dict):
+            for key, child in inside.items():
+                if key in value:
+                    self._check(value[key], child, (*path, key))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                self._check(item, inside, (*path, i))
 
     def line(self, path: YamlPath) -> int:
         return self.doc.locate(path)[0] or 1
@@ -267,8 +309,12 @@ class EnvoyReader:
             settings["retries"] = None
         try:
             gateway = Gateway.model_validate({"kind": "envoy", **settings})
-        except ValueError as exc:
-            raise f.refuse(at, label, f"a setting chaosgate cannot use: {exc}") from None
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = tuple(part for part in error["loc"] if isinstance(part, str))
+            source = Block(name, f.source(at, label), (), Gateway(), where).locate(("gateway", *field))
+            raise refuse(f.file, source.line, source.setting, f"{error['msg'][0].lower()}{error['msg'][1:]} "
+                         f"(got {error['input']!r}); chaosgate cannot use this value") from None
         if not endpoints and pipes:
             unbindable = (f"cluster {name!r} reaches its endpoints through unix sockets (pipe): chaosgate puts a TCP "
                           "proxy in front of each replica, so bind a cluster whose endpoints are socket_address")
@@ -283,7 +329,8 @@ class EnvoyReader:
     @staticmethod
     def _priorities(cluster: dict[str, Any]) -> list[int]:
         localities = _get(cluster, "load_assignment", "endpoints")
-        return [int(_get(loc, "priority") or 0) for loc in (localities if isinstance(localities, list) else [])]
+        priorities = [_get(loc, "priority") for loc in (localities if isinstance(localities, list) else [])]
+        return [p if isinstance(p, int) else 0 for p in priorities]
 
     def _endpoints(self, f: _File, at: YamlPath, name: str, cluster: dict[str, Any]) -> tuple[list[Endpoint], bool]:
         endpoints: list[Endpoint] = []
@@ -636,6 +683,12 @@ def _targets(route: dict[str, Any]) -> list[str]:
     weighted = _get(action, "weighted_clusters", "clusters")
     names = [_get(action, "cluster"), *(_get(item, "name") for item in (weighted if isinstance(weighted, list) else []))]
     return [name for name in names if isinstance(name, str)]
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    return "a mapping" if isinstance(value, dict) else "a list" if isinstance(value, list) else repr(value)
 
 
 def _setting(path: YamlPath) -> str:

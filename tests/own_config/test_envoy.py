@@ -475,3 +475,26 @@ def test_a_health_check_without_http_makes_the_promise_unknown(tmp_path: Path) -
                   "              - {start: 200, end: 300}\n", "")
     assert [(u.source.line, u.why) for u in chat.unmodelled] == [
         (86, "a health check without http_health_check: the promise formulas model an HTTP GET and its status")]
+
+
+def test_a_value_the_model_cannot_take_is_refused_at_its_line(tmp_path: Path) -> None:
+    path = variant(tmp_path, "          unhealthy_threshold: 2\n", "          unhealthy_threshold: 0\n")
+    assert refusal(path) == ("D/envoy.yaml:89: clusters[chat].health_checks[0].unhealthy_threshold: input should be "
+                             "greater than or equal to 1 (got 0); chaosgate cannot use this value")
+    path = variant(tmp_path, "healthy_panic_threshold: {value: 0}", "healthy_panic_threshold: {value: 150}")
+    assert refusal(path) == ("D/envoy.yaml:75: clusters[chat].common_lb_config.healthy_panic_threshold: input should "
+                             "be less than or equal to 100 (got 150.0); chaosgate cannot use this value")
+
+
+def test_a_structure_of_the_wrong_shape_is_refused_at_its_line(tmp_path: Path) -> None:
+    """What the reader and the rewrite walk must be a mapping or a list where Envoy expects one: else the line."""
+    path = variant(tmp_path, "                http_filters:\n                  - name: envoy.filters.http.router\n"
+                   "                    typed_config:\n                      \"@type\": type.googleapis.com/envoy.extensions."
+                   "filters.http.router.v3.Router\n    - name: internal\n",
+                   "                http_filters: envoy.filters.http.router\n    - name: internal\n")
+    assert refusal(path) == ("D/envoy.yaml:41: static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
+                             "http_filters: expected a list here, got 'envoy.filters.http.router'")
+    path = variant(tmp_path, "      health_checks:\n        - timeout: 0.5s\n",
+                   "      health_checks:\n        - null\n        - timeout: 0.5s\n")
+    assert refusal(path) == ("D/envoy.yaml:86: static_resources.clusters[0].health_checks[0]: expected a mapping here, "
+                             "got nothing (null)")
