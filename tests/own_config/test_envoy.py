@@ -498,3 +498,10 @@ def test_a_structure_of_the_wrong_shape_is_refused_at_its_line(tmp_path: Path) -
                    "      health_checks:\n        - null\n        - timeout: 0.5s\n")
     assert refusal(path) == ("D/envoy.yaml:86: static_resources.clusters[0].health_checks[0]: expected a mapping here, "
                              "got nothing (null)")
+
+
+def test_a_folder_of_scenarios_leaves_the_gateways_own_file_beside_them_out() -> None:
+    code, out, err = invoke("validate", str(REPO / "scenarios" / "own-config" / "envoy"))
+    assert code == 0, out + err
+    assert [line for line in out.splitlines() if not line.startswith(" ")] == [
+        f"{REPO / 'scenarios' / 'own-config' / 'envoy' / 'reset.yaml'}: ok"]
