@@ -231,7 +231,15 @@ class EnvoyReader:
             if name in blocks:
                 raise f.refuse((*at, "name"), f"clusters[{name}]", f"a second cluster named {name!r}")
             blocks[name] = self._cluster(f, at, name, cluster, route)
-        return NativeConfig(self.kind, path, text, blocks, tuple(self._outbound(f)), block_word="cluster")
+        if route is None:
+            load_block, load_source = None, f.source(("static_resources", "listeners", 0),
+                                                    f"listeners[{_get(listeners, 0, 'name') or 0}]")
+        else:
+            targets = _targets(route[1])
+            load_block = targets[0] if targets else None
+            load_source = f.source(route[0], f"route {LOAD_PATH}")
+        return NativeConfig(self.kind, path, text, blocks, tuple(self._outbound(f)), block_word="cluster",
+                            load_block=load_block, load_source=load_source)
 
     def _load_route(self, f: _File) -> tuple[YamlPath, dict[str, Any], dict[str, Any]] | None:
         """The route of the first listener that the load's requests take: (its path, route, virtual host)."""

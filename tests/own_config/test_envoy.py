@@ -505,3 +505,18 @@ def test_a_folder_of_scenarios_leaves_the_gateways_own_file_beside_them_out() ->
     assert code == 0, out + err
     assert [line for line in out.splitlines() if not line.startswith(" ")] == [
         f"{REPO / 'scenarios' / 'own-config' / 'envoy' / 'reset.yaml'}: ok"]
+
+
+def test_the_load_must_reach_the_cluster_its_pool_is_bound_to(tmp_path: Path) -> None:
+    """The load requests /v1/chat/completions on the first listener: the route that takes it must send it to the
+    cluster bound to the load's pool, else nothing the run measures is about that cluster."""
+    two = TWO_POOLS.replace("bind: {chat: chat, embeddings: emb}", "bind: {chat: emb, embeddings: chat}").replace(
+        "replicas: 3}\n  - {name: emb, kind: openai, replicas: 2}", "replicas: 2}\n  - {name: emb, kind: openai, replicas: 3}")
+    assert refusal(variant(tmp_path, scenario=two)) == (
+        "D/envoy.yaml:24: route /v1/chat/completions: the load's /v1/chat/completions goes to cluster 'chat', but its "
+        "pool 'chat' is bound to cluster 'embeddings': route it there, or bind 'chat' to the cluster it reaches")
+    path = variant(tmp_path, "                        - match: {prefix: /v1/chat/}\n",
+                   "                        - match: {prefix: /v2/chat/}\n")
+    assert refusal(path) == (
+        "D/envoy.yaml:9: listeners[public]: the load's /v1/chat/completions has nowhere to go (no route takes it), but "
+        "its pool 'chat' is bound to cluster 'chat': route it there, or bind 'chat' to the cluster it reaches")
