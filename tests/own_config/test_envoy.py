@@ -520,3 +520,18 @@ def test_the_load_must_reach_the_cluster_its_pool_is_bound_to(tmp_path: Path) ->
     assert refusal(path) == (
         "D/envoy.yaml:9: listeners[public]: the load's /v1/chat/completions has nowhere to go (no route takes it), but "
         "its pool 'chat' is bound to cluster 'chat': route it there, or bind 'chat' to the cluster it reaches")
+
+
+def test_the_virtual_hosts_retry_policy_applies_to_a_route_without_its_own(tmp_path: Path) -> None:
+    start = ENVOY_YAML.index("                            # Retry a broken connection")
+    end = ENVOY_YAML.index("                        - match: {prefix: /v1/embeddings}")
+    text = ENVOY_YAML[:start] + ENVOY_YAML[end:]
+    text = text.replace('                      domains: ["*"]\n',
+                        '                      domains: ["*"]\n                      retry_policy: {retry_on: 5xx, '
+                        'num_retries: 3}\n', 1)
+    (tmp_path / "envoy.yaml").write_text(text, encoding="utf-8")
+    chat = read_native("envoy", tmp_path / "envoy.yaml").blocks["chat"]
+    assert chat.settings.retries is not None
+    assert (chat.settings.retries.retry_on, chat.settings.retries.num_retries) == (["5xx"], 3)
+    assert chat.where[("gateway", "retries")].line == 23
+    assert chat.where[("gateway", "retries", "num_retries")].setting == "route /v1/chat/completions: retry_policy.num_retries"
