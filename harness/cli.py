@@ -49,10 +49,12 @@ def _stop_on_signals() -> None:
 
 
 def scenario_files(paths: tuple[Path, ...]) -> Iterator[Path]:
-    """Each file given, and every *.yaml / *.yml directly inside each folder given, sorted."""
+    """Each file given, and every *.yaml / *.yml directly inside each folder given, sorted (in a folder, not a
+    gateway's own file beside its scenarios: envoy.yaml, litellm.yaml without top-level upstreams)."""
     for path in paths:
         if path.is_dir():
-            yield from sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+            yield from sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()
+                              and _native_kind(p, None) is None)
         else:
             yield path
 

@@ -34,6 +34,7 @@ from harness.lint import (
 from harness.lint.base import Check, Finding, Hit, Severity, Trap, field_name, locate
 from harness.own_config import for_pool, pool_block, read_native
 from harness.scenario import Scenario
+from harness.targets import split_target
 from harness.yaml_source import YamlDocument, load_yaml
 
 TRAPS: list[Trap] = [
@@ -91,7 +92,8 @@ def _own_file_traps(scenario: Scenario, doc: YamlDocument | None, file: str) -> 
         block = pool_block(scenario, pool)
         if block is None:
             continue
-        own = for_pool(scenario, pool)
+        own = for_pool(scenario, pool)  # the block's settings, and the faults on its pool only
+        own = own.model_copy(update={"faults": [f for f in own.faults if split_target(f.target)[0] == pool]})
         for trap in traps_for(scenario.gateway.kind):
             for hit in trap.check(own):
                 if hit.path[:1] == ("gateway",):

@@ -27,6 +27,7 @@ from harness.own_config.base import (
     Unmodelled,
 )
 from harness.own_config.binding import block_of, effective_binding, is_loopback
+from harness.own_config.envoy import EnvoyReader
 from harness.own_config.litellm import LitellmReader
 from harness.own_config.nginx import NginxReader
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from harness.scenario import Gateway, Scenario
 
 READERS: dict[str, NativeReader] = {
+    "envoy": EnvoyReader(),
     "nginx": NginxReader(),
     "litellm": LitellmReader(),
 }

@@ -106,6 +106,11 @@ class NativeConfig:
     blocks: Mapping[str, Block]    # every bindable block, by its name, in file order
     outbound: tuple[Endpoint, ...] = ()  # addresses outside the blocks (a log server, an auth service, ...)
     block_word: str = "block"      # what the gateway calls a block: 'cluster', 'backend', 'upstream', 'model group'
+    # where the load's chat requests (/v1/chat/completions on the first listener) go, when the reader knows:
+    # ``load_source`` the route's line (or the listener's when none takes them), ``load_block`` its block (None:
+    # no route takes them); the core refuses a scenario whose load pool is bound to another block
+    load_block: str | None = None
+    load_source: Source | None = None
 
     @property
     def file(self) -> str:

@@ -86,11 +86,22 @@ def binding_problems(scenario: Scenario, config: NativeConfig, locate: Callable[
             continue
         found = config.blocks[bound]
         problems += [Problem(config.file, why.source.line, None, why.source.setting, why.why) for why in found.cannot_bind]
-        if len(found.endpoints) != upstream.replicas:
+        if not found.cannot_bind and len(found.endpoints) != upstream.replicas:
             problems.append(Problem(config.file, found.source.line, None, found.source.setting,
                                     f"{word} {bound!r} has {len(found.endpoints)} endpoint(s) and pool "
                                     f"{upstream.name!r} has {upstream.replicas} replica(s): each endpoint becomes one "
                                     f"replica, so set replicas: {len(found.endpoints)} on upstream {upstream.name!r}"))
+    load_bound = next((b for b, p in binding.items() if p == scenario.load_pool), None)
+    sends_chat = any(weight > 0 for kind, weight in scenario.load.mix.items() if str(kind).startswith("chat"))
+    if (config.load_source is not None and load_bound is not None and sends_chat
+            and scenario.load_pool == scenario.upstreams[0].name and config.load_block != load_bound):
+        source = config.load_source
+        went = (f"goes to {word} {config.load_block!r}" if config.load_block is not None
+                else "has nowhere to go (no route takes it)")
+        problems.append(Problem(config.file, source.line, None, source.setting,
+                                f"the load's /v1/chat/completions {went}, but its pool {scenario.load_pool!r} is bound "
+                                f"to {word} {load_bound!r}: route it there, or bind {scenario.load_pool!r} to the "
+                                f"{word} it reaches"))
     allowed = {host.lower() for host in allow_hosts}
     unbound = [endpoint for name, block in config.blocks.items() if name not in binding for endpoint in block.endpoints]
     for endpoint in [*unbound, *config.outbound]:
