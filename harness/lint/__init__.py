@@ -32,7 +32,7 @@ from harness.lint import (
     unitless_durations,
 )
 from harness.lint.base import Check, Finding, Hit, Severity, Trap, field_name, locate
-from harness.own_config import for_pool, pool_block, read_native
+from harness.own_config import READERS, for_pool, pool_block, read_native
 from harness.scenario import Scenario
 from harness.targets import split_target
 from harness.yaml_source import YamlDocument, load_yaml
@@ -96,10 +96,12 @@ def _own_file_traps(scenario: Scenario, doc: YamlDocument | None, file: str) -> 
         own = own.model_copy(update={"faults": [f for f in own.faults if split_target(f.target)[0] == pool]})
         for trap in traps_for(scenario.gateway.kind):
             for hit in trap.check(own):
+                spelling = getattr(READERS.get(scenario.gateway.kind), "spelling", {}).get(hit.path)
+                message = f"{hit.message} (in this file: {spelling})" if spelling else hit.message
                 if hit.path[:1] == ("gateway",):
                     source = block.locate(hit.path)
                     finding = Finding(trap.id, trap.gateway, trap.severity, source.file, source.line, None,
-                                      source.setting, hit.message)
+                                      source.setting, message)
                 else:
                     line, column = locate(doc, hit.path)
                     finding = Finding(trap.id, trap.gateway, trap.severity, file or (doc.file if doc else ""),

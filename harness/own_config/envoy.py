@@ -23,10 +23,12 @@ xDS (``dynamic_resources``) and routes from RDS are refused.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import io
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -200,6 +202,10 @@ class EnvoyReader:
 
     kind: str = "envoy"
     file_patterns: tuple[str, ...] = ("envoy*.yaml", "envoy*.yml")
+    # the scenario fields whose name the lint's advice uses, in Envoy's words, where they differ
+    spelling: Mapping[YamlPath, str] = MappingProxyType({
+        ("gateway", "panic_threshold"): "the cluster's common_lb_config.healthy_panic_threshold: {value: 0}",
+    })
 
     # -- reading -----------------------------------------------------------------------
     def read(self, path: Path, text: str) -> NativeConfig:

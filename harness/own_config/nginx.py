@@ -24,13 +24,15 @@ in the run's folder, and relative paths become absolute (nginx resolves them aga
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import difflib
 import io
 import os
 import pwd
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,6 +242,10 @@ class NginxReader:
     kind: str = "nginx"
     file_patterns: tuple[str, ...] = ("nginx*.conf",)
     block_word = "upstream"
+    # the scenario fields whose name the lint's advice uses, in nginx's words
+    spelling: Mapping[YamlPath, str] = MappingProxyType({
+        ("gateway", "nginx", "shared_zone"): "a `zone NAME 64k;` directive in the upstream block",
+    })
 
     def read(self, path: Path, text: str) -> NativeConfig:
         root = _parse(path, text)

@@ -352,7 +352,8 @@ def test_lint_names_the_traps_of_the_raw_file_at_their_lines() -> None:
     assert result.stdout == (
         f"{CONF}:28: warning [nginx.worker-state] upstream llm_backends: no zone: is false with worker_processes 2: "
         "each worker counts failures on its own, so a broken server is marked down once per worker and keeps getting "
-        "requests from the workers that have not seen max_fails failures yet; set shared_zone: true\n")
+        "requests from the workers that have not seen max_fails failures yet; set shared_zone: true "
+        "(in this file: a `zone NAME 64k;` directive in the upstream block)\n")
     assert "1 file, 1 finding" in result.stderr
 
 

@@ -250,3 +250,12 @@ def test_compare_takes_a_file_per_gateway(tmp_path: Path) -> None:
         _gateway_configs((f"kong={stub}",))
     with pytest.raises(click.BadParameter, match="two files for envoy"):
         _gateway_configs((str(stub), f"envoy={stub}"))
+
+
+def test_a_traps_advice_is_also_said_in_the_files_own_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reader = StubReader()
+    reader.spelling = {("gateway", "health_check", "no_traffic_interval"): "the stub's no_traffic knob"}  # type: ignore[attr-defined]
+    monkeypatch.setitem(READERS, "envoy", reader)
+    write(tmp_path)
+    findings = lint_native(tmp_path / "stub.yaml", "envoy")
+    assert findings and all(f.message.endswith("(in this file: the stub's no_traffic knob)") for f in findings)
