@@ -635,6 +635,7 @@ class EnvoyReader:
         for check in cluster.get("health_checks") or []:
             with _keep_tail(check):
                 check["always_log_health_check_failures"] = True
+                check["always_log_health_check_success"] = True  # the check that readmits an ejected host
                 check.setdefault("event_logger", CommentedSeq()).append(_commented(sink))
 
     @staticmethod
