@@ -380,7 +380,8 @@ class HaproxyReader:
                         reading.refuse(got[1], f"server {server.name} {key}",
                                        f"{key} {got[0]} sends its health checks elsewhere than the server's address, "
                                        "past the replica's Toxiproxy listener, so faults would not reach them")
-            endpoints.append(Endpoint(host, port, Source(file, server.line.number, setting)))
+            count = int(server.line.words[2]) if server.template and server.line.words[2].isdigit() else 1
+            endpoints += [Endpoint(host, port, Source(file, server.line.number, setting))] * count
         if unknown:
             first_line = next(line for line, _ in proxy_lines(section) if line.words[0] == "default-server")
             reading.refuse(first_line, "default-server", f"unknown keyword(s) {', '.join(sorted(set(unknown)))}")
