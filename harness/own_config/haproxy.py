@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.errors import Problem
 from harness.gateways.base import UPSTREAM_HEADER
@@ -36,9 +36,6 @@ from harness.own_config.base import (
     Unmodelled,
     refuse_all,
 )
-
-if TYPE_CHECKING:
-    from harness.scenario import Gateway
 
 SECTIONS = frozenset({"global", "defaults", "frontend", "backend", "listen", "resolvers", "peers", "mailers",
                       "userlist", "cache", "program", "http-errors", "ring", "fcgi-app", "log-forward"})
@@ -312,7 +309,7 @@ class HaproxyReader:
     """haproxy.cfg ↔ the scenario model (docs/own-config/haproxy.md)."""
 
     kind = "haproxy"
-    file_patterns = ("haproxy*.cfg",)
+    file_patterns: tuple[str, ...] = ("haproxy*.cfg",)
 
     # -- read ---------------------------------------------------------------------------------
     def read(self, path: Path, text: str) -> NativeConfig:
@@ -327,11 +324,16 @@ class HaproxyReader:
                 if block is not None:
                     blocks[section.name] = block
         first = first_frontend(sections)
-        if first is not None and (mode := last_of(first, lambda w: w[:1] == ("mode",))) is not None \
-                and mode[0].words[1:2] != ("http",):
-            problems.append(Problem(file, mode[0].number, None, f"{first.label}: mode",
-                                    f"the first frontend runs in mode {' '.join(mode[0].words[1:2])}: chaosgate's load "
-                                    "and its x-chaosgate-upstream header need mode http"))
+        if first is not None:
+            mode = last_of(first, lambda w: w[:1] == ("mode",))
+            if mode is None:
+                problems.append(Problem(file, first.header.number, None, f"{first.label}: mode",
+                                        "the first frontend runs in mode tcp (HAProxy's default without `mode http`): "
+                                        "chaosgate's load and its x-chaosgate-upstream header need mode http"))
+            elif mode[0].words[1:2] != ("http",):
+                problems.append(Problem(file, mode[0].number, None, f"{first.label}: mode",
+                                        f"the first frontend runs in mode {' '.join(mode[0].words[1:2])}: chaosgate's "
+                                        "load and its x-chaosgate-upstream header need mode http"))
         refuse_all(problems)
         return NativeConfig(self.kind, path, text, blocks, tuple(outbound(file, sections)), "backend")
 
@@ -589,8 +591,9 @@ class HaproxyReader:
             reading.at(("retries", "retry_on"), retry_on[0], retry_on[1], "retry-on " + " ".join(words))
         if "response-timeout" in words or "all-retryable-errors" in words:
             server = last_of(section, lambda w: w[:2] == ("timeout", "server"))
-            if server is not None and (value := parse_time(server[0].words[2] if len(server[0].words) > 2 else "")):
-                model["per_try_timeout"] = value
+            limit = parse_time(server[0].words[2]) if server is not None and len(server[0].words) > 2 else None
+            if limit:
+                model["per_try_timeout"] = limit
         reading.fields["retries"] = model
         if observed and envoy_words is None:
             reading.unknown(where[0], where[1], "retry-on " + " ".join(words),

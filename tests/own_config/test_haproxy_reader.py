@@ -10,7 +10,6 @@ from click.testing import CliRunner
 
 from harness.cli import main
 from harness.errors import ScenarioError
-from harness.faults import FAULTS
 from harness.gateways.base import UpstreamAddress
 from harness.gateways.haproxy import HaproxyGateway
 from harness.own_config import RewriteJob, read_native
@@ -156,20 +155,20 @@ def test_words_times_and_addresses() -> None:
 
 UNMODELLED = [
     ("    server s1 127.0.0.1:9 check inter 1s\n    server s2 127.0.0.1:10 check inter 3s\n",
-     "haproxy.cfg:5 (backend chat_primary: server s2 inter): inter differs between the servers of backend "
+     "haproxy.cfg:6 (backend chat_primary: server s2 inter): inter differs between the servers of backend "
      "chat_primary: the promise model has one health check per pool"),
     ("    server s1 127.0.0.1:9 check agent-check agent-port 7000\n    server s2 127.0.0.1:10 check\n",
-     "haproxy.cfg:4 (backend chat_primary: server s1 agent-check agent-check): an agent check can mark the "
+     "haproxy.cfg:5 (backend chat_primary: server s1 agent-check agent-check): an agent check can mark the "
      "server down or set its weight"),
     ("    server s1 127.0.0.1:9 check\n    server s2 127.0.0.1:10 check track chat_primary/s1\n",
-     "haproxy.cfg:5 (backend chat_primary: server s2 track chat_primary/s1): its health is the tracked "
+     "haproxy.cfg:6 (backend chat_primary: server s2 track chat_primary/s1): its health is the tracked "
      "server's, not its own checks'"),
 ]
 
 
 @pytest.mark.parametrize(("servers", "why"), UNMODELLED)
 def test_unmodelled_settings_make_the_promise_unknown(tmp_path: Path, servers: str, why: str) -> None:
-    cfg = "frontend f\n    bind :80\nbackend chat_primary\n" + servers + "    option httpchk GET /health\n"
+    cfg = "frontend f\n    mode http\n    bind :80\nbackend chat_primary\n" + servers + "    option httpchk GET /health\n"
     scenario = scenario_with(tmp_path, cfg, replicas=2)
     promise = detection_window(scenario, scenario.faults[0])
     assert isinstance(promise, Unknown)
@@ -300,12 +299,12 @@ def test_the_adapter_writes_the_users_file_and_learns_its_servers(tmp_path: Path
 
 def test_a_file_without_global_gets_one_for_the_stats_socket(tmp_path: Path) -> None:
     cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text("frontend f\n    bind *:80\n    default_backend b\nbackend b\n    server s 10.1.1.1:80\n")
+    cfg.write_text("frontend f\n    mode http\n    bind *:80\n    default_backend b\nbackend b\n    server s 10.1.1.1:80\n")
     config = READER.read(cfg, cfg.read_text())
     text = READER.rewrite(config, RewriteJob({"b": "chat"}, replicas()[:1], 9100, 9101, "127.0.0.1", tmp_path,
                                              lambda: 9300)).text
     assert text == ("global\n    stats socket ipv4@127.0.0.1:9101 level admin\n"
-                    "frontend f\n    bind 127.0.0.1:9100\n"
+                    "frontend f\n    mode http\n    bind 127.0.0.1:9100\n"
                     '    http-after-response set-header x-chaosgate-upstream "%si:%sp"\n'
                     "    http-after-response del-header x-chaosgate-upstream if "
                     "{ res.hdr(x-chaosgate-upstream) -m str : }\n"
@@ -314,37 +313,40 @@ def test_a_file_without_global_gets_one_for_the_stats_socket(tmp_path: Path) -> 
 
 # -- refusals, each message quoted -----------------------------------------------------------------
 
-BASE = "frontend f\n    bind :80\n    default_backend chat_primary\n"
+BASE = "defaults\n    mode http\nfrontend f\n    bind :80\n    default_backend chat_primary\n"
 REFUSALS = [
     (BASE + "backend chat_primary\n    server-template chat 3 chat.service.local:8000 check\n",
-     ["haproxy.cfg:5: backend chat_primary: server-template chat: a server template's addresses come from DNS "
+     ["haproxy.cfg:7: backend chat_primary: server-template chat: a server template's addresses come from DNS "
       "discovery: chaosgate puts one Toxiproxy listener in front of each replica, so bind a backend of `server` lines"]),
     (BASE + "resolvers dns\n    nameserver ns1 127.0.0.53:53\nbackend chat_primary\n"
             "    server a chat.local:8000 resolvers dns\n    server b 10.0.0.2:8000\n    server c 10.0.0.3:8000\n",
-     ["haproxy.cfg:7: backend chat_primary: server a resolvers: the server's address is discovered through "
+     ["haproxy.cfg:9: backend chat_primary: server a resolvers: the server's address is discovered through "
       "resolvers dns (DNS): chaosgate puts one Toxiproxy listener in front of each replica; remove resolvers"]),
     (BASE + "backend chat_primary\n    server a /run/chat.sock\n    server b 10.0.0.2:8000\n    server c 10.0.0.3:8000\n",
-     ["haproxy.cfg:5: backend chat_primary: server a: /run/chat.sock is a socket, not a TCP address: chaosgate's "
+     ["haproxy.cfg:7: backend chat_primary: server a: /run/chat.sock is a socket, not a TCP address: chaosgate's "
       "replicas are TCP listeners"]),
     (BASE + "backend chat_primary\n    server a 10.0.0.1:8000 check port 8081\n    server b 10.0.0.2:8000\n"
             "    server c 10.0.0.3:8000\n",
-     ["haproxy.cfg:5: backend chat_primary: server a port: port 8081 sends its health checks elsewhere than the "
+     ["haproxy.cfg:7: backend chat_primary: server a port: port 8081 sends its health checks elsewhere than the "
       "server's address, past the replica's Toxiproxy listener, so faults would not reach them"]),
     (BASE + "backend chat_primary\n    server a 10.0.0.1:8000 chekc\n    server b 10.0.0.2:8000\n"
             "    server c 10.0.0.3:8000\n",
-     ["haproxy.cfg:5: backend chat_primary: server a: unknown keyword(s) chekc (HAProxy 2.6's server keywords are "
+     ["haproxy.cfg:7: backend chat_primary: server a: unknown keyword(s) chekc (HAProxy 2.6's server keywords are "
       "in its configuration manual, 5.2)"]),
     (BASE + 'backend chat_primary\n    http-request set-header X "unclosed\n',
-     ["haproxy.cfg:5: http-request set-header X \"unclosed: cannot be read: a \" quote is not closed"]),
+     ["haproxy.cfg:7: http-request set-header X \"unclosed: cannot be read: a \" quote is not closed"]),
     ("    maxconn 10\n" + BASE,
      ["haproxy.cfg:1: maxconn: 'maxconn' is outside any section (HAProxy's sections: global, defaults, frontend, "
       "backend, listen, ...)"]),
-    ("defaults\n    mode tcp\n" + BASE + "backend chat_primary\n    server a 10.0.0.1:8000\n",
+    ("defaults\n    mode tcp\nfrontend f\n    bind :80\nbackend chat_primary\n    server a 10.0.0.1:8000\n",
      ["haproxy.cfg:2: frontend f: mode: the first frontend runs in mode tcp: chaosgate's load and its "
       "x-chaosgate-upstream header need mode http"]),
+    ("frontend f\n    bind :80\nbackend chat_primary\n    server a 10.0.0.1:8000\n",
+     ["haproxy.cfg:1: frontend f: mode: the first frontend runs in mode tcp (HAProxy's default without `mode "
+      "http`): chaosgate's load and its x-chaosgate-upstream header need mode http"]),
     (BASE + "backend chat_primary\n    server a 10.0.0.1:8000\n    server b 10.0.0.2:8000\n"
             "    server c 10.0.0.3:8000\nbackend auth\n    server x 10.9.9.9:80\n",
-     ["haproxy.cfg:9: backend auth: server x: sends traffic to 10.9.9.9:80, which is not this machine: bind the "
+     ["haproxy.cfg:11: backend auth: server x: sends traffic to 10.9.9.9:80, which is not this machine: bind the "
       "block it is in to a pool, change it to a loopback address, or allow it with --allow-host 10.9.9.9"]),
     ("global\n    log 10.0.0.9 local0\n" + BASE + "peers mesh\n    peer lb2 10.0.0.7:10000\n"
      "mailers ops\n    mailer smtp 192.0.2.25:25\nresolvers dns\n    nameserver ns1 10.0.0.53:53\n"
@@ -352,11 +354,11 @@ REFUSALS = [
      [f"haproxy.cfg:{line}: {setting}: sends traffic to {address}, which is not this machine: bind the block it is "
       f"in to a pool, change it to a loopback address, or allow it with --allow-host {address.split(':')[0]}"
       for line, setting, address in ((2, "global: log 10.0.0.9", "10.0.0.9:514"),
-                                     (7, "peers mesh: peer lb2", "10.0.0.7:10000"),
-                                     (9, "mailers ops: mailer smtp", "192.0.2.25:25"),
-                                     (11, "resolvers dns: nameserver ns1", "10.0.0.53:53"))]),
+                                     (9, "peers mesh: peer lb2", "10.0.0.7:10000"),
+                                     (11, "mailers ops: mailer smtp", "192.0.2.25:25"),
+                                     (13, "resolvers dns: nameserver ns1", "10.0.0.53:53"))]),
     (BASE + "backend chat_primary\n    server a 10.0.0.1:8000\n",
-     ["haproxy.cfg:4: backend chat_primary: backend 'chat_primary' has 1 endpoint(s) and pool 'chat' has 3 "
+     ["haproxy.cfg:6: backend chat_primary: backend 'chat_primary' has 1 endpoint(s) and pool 'chat' has 3 "
       "replica(s): each endpoint becomes one replica, so set replicas: 1 on upstream 'chat'"]),
 ]
 
@@ -423,5 +425,12 @@ def test_lint_of_the_scenarios_places_file_traps_in_the_file_and_fault_traps_in_
     assert code == 0
 
 
-def test_every_fault_kind_is_known() -> None:
-    assert {"reset_peer", "down", "llm_fault"} <= set(FAULTS)
+
+def test_the_shipped_example_is_the_tested_fixture() -> None:
+    """scenarios/own-config/haproxy/ is the fixture whose all-down run tests/own_config/test_haproxy_runs.py passes."""
+    example = FIXTURE.parents[2] / "scenarios" / "own-config" / "haproxy"
+    assert sorted(p.name for p in example.iterdir()) == ["all-down.yaml", "haproxy.cfg"]
+    for name in ("all-down.yaml", "haproxy.cfg"):
+        assert (example / name).read_bytes() == (FIXTURE / name).read_bytes()
+    code, output = lint(str(example / "all-down.yaml"))
+    assert (code, output) == (0, "1 file, 0 findings\n")
