@@ -50,7 +50,8 @@ NEUTRALISED = "# [chaosgate] "  # the prefix of a line the rewrite turned off (d
 # foreground, -db, which also overrides `daemon`) with the privileges of whoever runs chaosgate
 RUN_AS_IS = "chaosgate runs HAProxy as the user running chaosgate, without root"
 UNPRIVILEGED = {"chroot": RUN_AS_IS, "user": RUN_AS_IS, "group": RUN_AS_IS, "uid": RUN_AS_IS, "gid": RUN_AS_IS,
-                "pidfile": "chaosgate knows its child's pid; no file outside the run's folder"}
+                "pidfile": "chaosgate knows its child's pid; no file outside the run's folder",
+                "master-worker": "chaosgate runs one HAProxy process and watches it (no master forking workers)"}
 
 # Server keywords (HAProxy 2.6, configuration manual 5.2) that take no value, and those that take one.
 SERVER_FLAGS = frozenset({
@@ -326,6 +327,11 @@ class HaproxyReader:
         first = first_frontend(sections)
         if first is not None:
             mode = last_of(first, lambda w: w[:1] == ("mode",))
+            bind = next(line for line in first.lines if line.words[0] == "bind")
+            if "ssl" in bind.words[2:]:
+                problems.append(Problem(file, bind.number, None, f"{first.label}: bind {bind.words[1]} ssl",
+                                        "the first bind of the first frontend, where chaosgate's load goes, takes TLS: "
+                                        "the load speaks plain HTTP; put a plain bind first"))
             if mode is None:
                 problems.append(Problem(file, first.header.number, None, f"{first.label}: mode",
                                         "the first frontend runs in mode tcp (HAProxy's default without `mode http`): "
@@ -377,6 +383,11 @@ class HaproxyReader:
                                f"the server's address is discovered through resolvers {resolvers[0]} (DNS): chaosgate "
                                "puts one Toxiproxy listener in front of each replica; remove resolvers")
             else:
+                if (tls := server.value("ssl")) is not None and tls[0] == "ssl":
+                    reading.refuse(tls[1], f"server {server.name} ssl",
+                                   "the server speaks TLS, and chaosgate's replicas behind Toxiproxy speak plain HTTP "
+                                   "(a pool's tls uses chaosgate's test CA, which this file does not trust): "
+                                   "bind a backend whose servers speak HTTP")
                 for key in ("addr", "port", "agent-addr"):
                     if (got := server.value(key)) is not None:
                         reading.refuse(got[1], f"server {server.name} {key}",
@@ -436,7 +447,9 @@ class HaproxyReader:
                                  ("weight", "0", "weight 0: the server gets no requests, so observe hears nothing of it")):
                 got = server.value(key)
                 if got is not None and (on is None or got[0] == on):
-                    reading.unknown(got[1], owner_of(got[1], section), f"server {server.name} {key} {got[0]}", why)
+                    flag = key in SERVER_FLAGS or got[0] in SERVER_FLAGS
+                    reading.unknown(got[1], owner_of(got[1], section),
+                                    f"server {server.name} {got[0] if flag else f'{key} {got[0]}'}", why)
         if checked is None:
             reading.fields["health_check"] = None
             return
@@ -505,8 +518,13 @@ class HaproxyReader:
         line, owner = httpchk
         args = line.words[2:]
         method, uri = ("OPTIONS", "/") if not args else ("OPTIONS", args[0]) if len(args) == 1 else (args[0], args[1])
-        sends = [(ln, o) for ln, o in proxy_lines(section) if ln.words[:2] == ("http-check", "send")
-                 and (o is section or not any(x.words[:2] == ("http-check", "send") for x in section.lines))]
+        # HAProxy 2.6 inherits the defaults section's http-check rules only when the proxy has none of its own
+        rules = [(ln, section) for ln in section.lines if ln.words[0] == "http-check"] or \
+            [(ln, o) for ln, o in proxy_lines(section) if ln.words[0] == "http-check"]
+        sends = [(ln, o) for ln, o in rules if ln.words[1:2] == ("send",)]
+        if other := next(((ln, o) for ln, o in rules if ln.words[1:2] not in (("send",), ("expect",))), None):
+            reading.unknown(other[0], other[1], " ".join(other[0].words[:2]),
+                            "the promise model knows a check of one request (http-check send) and its status")
         for send_line, send_owner in sends:
             words = send_line.words
             if "meth" in words and words.index("meth") + 1 < len(words):
@@ -519,9 +537,7 @@ class HaproxyReader:
                             "promise model checks with GET")
         hc["path"] = uri
         reading.at(("health_check", "path"), line, owner, " ".join(line.words))
-        expects = [(ln, o) for ln, o in proxy_lines(section) if ln.words[:2] == ("http-check", "expect")]
-        own = [(ln, o) for ln, o in expects if o is section]
-        expects = own or expects
+        expects = [(ln, o) for ln, o in rules if ln.words[1:2] == ("expect",)]
         if len(expects) > 1:
             reading.unknown(expects[1][0], expects[1][1], "http-check expect",
                             "several http-check expect rules: the promise model knows one list of statuses")
@@ -578,9 +594,8 @@ class HaproxyReader:
         wanted = set(words) - {"response-timeout"}
         if "all-retryable-errors" in wanted:
             wanted = (wanted - {"all-retryable-errors"}) | {"conn-failure", "empty-response", "junk-response",
-                                                           "response-timeout", "0rtt-rejected", "500", "502", "503",
-                                                           "504"}
-            wanted.discard("response-timeout")
+                                                           "500", "502", "503", "504"}
+        wanted.discard("0rtt-rejected")  # only with allow-0rtt over TLS, which the replicas do not speak
         envoy_words = _envoy_words(wanted)
         model: dict[str, Any] = {"num_retries": min(count, 10), "retry_on": envoy_words or ["connect-failure"]}
         where = retry_on or retries or (section.header, section)
@@ -784,7 +799,8 @@ def _envoy_words(wanted: set[str]) -> list[str] | None:
     names = [name for name in RETRY_ON if name != "refused-stream"]
     for size in range(1, len(names) + 1):
         for chosen in combinations(names, size):
-            if {w for name in chosen for w in RETRY_ON[name]} == wanted:
+            # 501 aside: observe does not count it, so whether it is retried changes nothing the model says
+            if {w for name in chosen for w in RETRY_ON[name]} - {"501"} == wanted - {"501"}:
                 return list(chosen)
     return None
 

@@ -12,7 +12,7 @@ from harness.cli import main
 from harness.errors import ScenarioError
 from harness.gateways.base import UpstreamAddress
 from harness.gateways.haproxy import HaproxyGateway
-from harness.own_config import RewriteJob, read_native
+from harness.own_config import Block, RewriteJob, read_native
 from harness.own_config.haproxy import NO_TIMEOUT, READER, parse_time, split_address, split_words
 from harness.promise import Unknown, Window, detection_window, recovery_window
 from harness.scenario import Gateway, Scenario, parse_scenario
@@ -158,7 +158,7 @@ UNMODELLED = [
      "haproxy.cfg:6 (backend chat_primary: server s2 inter): inter differs between the servers of backend "
      "chat_primary: the promise model has one health check per pool"),
     ("    server s1 127.0.0.1:9 check agent-check agent-port 7000\n    server s2 127.0.0.1:10 check\n",
-     "haproxy.cfg:5 (backend chat_primary: server s1 agent-check agent-check): an agent check can mark the "
+     "haproxy.cfg:5 (backend chat_primary: server s1 agent-check): an agent check can mark the "
      "server down or set its weight"),
     ("    server s1 127.0.0.1:9 check\n    server s2 127.0.0.1:10 check track chat_primary/s1\n",
      "haproxy.cfg:6 (backend chat_primary: server s2 track chat_primary/s1): its health is the tracked "
@@ -434,3 +434,60 @@ def test_the_shipped_example_is_the_tested_fixture() -> None:
         assert (example / name).read_bytes() == (FIXTURE / name).read_bytes()
     code, output = lint(str(example / "all-down.yaml"))
     assert (code, output) == (0, "1 file, 0 findings\n")
+
+
+def read_backend(tmp_path: Path, body: str) -> Block:
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text("backend b\n" + body)
+    return READER.read(cfg, cfg.read_text()).blocks["b"]
+
+
+@pytest.mark.parametrize(("retry_on", "words"), [
+    ("conn-failure", ["connect-failure"]),
+    ("conn-failure 502 503 504", ["gateway-error"]),
+    ("all-retryable-errors", ["5xx"]),  # 501 aside (observe does not count it), and 0rtt-rejected
+    ("conn-failure empty-response junk-response 500 502 503 504 response-timeout", ["5xx"]),
+])
+def test_retry_on_becomes_the_model_words_whose_haproxy_words_it_is(tmp_path: Path, retry_on: str,
+                                                                    words: list[str]) -> None:
+    block = read_backend(tmp_path, f"    option httpchk GET /h\n    timeout server 3s\n    retries 2\n"
+                                   f"    retry-on {retry_on}\n    option redispatch 1\n"
+                                   "    server s 127.0.0.1:9 check observe layer7 on-error mark-down\n")
+    assert block.unmodelled == ()
+    retries = block.settings.retries
+    assert retries is not None and retries.retry_on == words
+    assert retries.per_try_timeout == (3.0 if "response-timeout" in retry_on or "all-" in retry_on else None)
+
+
+def test_more_unmodelled_and_modelled_server_settings(tmp_path: Path) -> None:
+    block = read_backend(tmp_path, "    option httpchk GET /h\n    http-check connect\n"
+                                   "    server s1 127.0.0.1:9 check disabled slowstart 10s on-marked-down "
+                                   "shutdown-sessions\n    server s2 127.0.0.1:10 check weight 0\n")
+    assert [(u.source.line, u.source.setting) for u in block.unmodelled] == [
+        (4, "backend b: server s1 disabled"), (5, "backend b: server s2 weight 0"),
+        (3, "backend b: http-check connect")]
+
+
+def test_tls_where_the_load_or_the_replicas_speak_http_is_refused(tmp_path: Path) -> None:
+    cfg = BASE + ("backend chat_primary\n    server a 10.0.0.1:8443 ssl verify required ca-file /etc/ca.pem\n"
+                  "    server b 10.0.0.2:8000\n    server c 10.0.0.3:8000\n")
+    assert refused(tmp_path, cfg) == [
+        "haproxy.cfg:7: backend chat_primary: server a ssl: the server speaks TLS, and chaosgate's replicas behind "
+        "Toxiproxy speak plain HTTP (a pool's tls uses chaosgate's test CA, which this file does not trust): bind "
+        "a backend whose servers speak HTTP"]
+    assert refused(tmp_path, BASE.replace("bind :80", "bind :443 ssl crt /etc/site.pem")) == [
+        "haproxy.cfg:4: frontend f: bind :443 ssl: the first bind of the first frontend, where chaosgate's load "
+        "goes, takes TLS: the load speaks plain HTTP; put a plain bind first"]
+
+
+def test_master_worker_is_turned_off(tmp_path: Path) -> None:
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text("global\n    master-worker\n    pidfile /run/haproxy.pid\n" + BASE + "backend chat_primary\n"
+                   "    server a 10.0.0.1:8000\n")
+    config = READER.read(cfg, cfg.read_text())
+    text = READER.rewrite(config, RewriteJob({"chat_primary": "chat"}, replicas()[:1], 9100, 9101, "127.0.0.1",
+                                             tmp_path, lambda: 9300)).text
+    assert text.splitlines()[:4] == [
+        "global", "    stats socket ipv4@127.0.0.1:9101 level admin",
+        "    # [chaosgate] master-worker  # chaosgate runs one HAProxy process and watches it (no master forking workers)",
+        "    # [chaosgate] pidfile /run/haproxy.pid  # chaosgate knows its child's pid; no file outside the run's folder"]
