@@ -106,10 +106,12 @@ class _Unparseable(Exception):
     pass
 
 
-def split_words(text: str) -> list[str]:
-    """A configuration line's words as HAProxy 2.6 splits them (blanks, quotes, backslash, ``#``)."""
-    words: list[str] = []
-    word: list[str] | None = None
+def word_spans(text: str) -> list[tuple[str, int, int]]:
+    """A configuration line's words as HAProxy 2.6 splits them (blanks, quotes, backslash, ``#``), each with
+    where it is written in the line (start and end offsets, quotes included)."""
+    spans: list[tuple[str, int, int]] = []
+    word: list[str] = []
+    start: int | None = None
     quote = ""
     i = 0
     while i < len(text):
@@ -119,18 +121,18 @@ def split_words(text: str) -> list[str]:
                 quote = ""
             elif c == "\\" and quote == '"' and i + 1 < len(text):
                 i += 1
-                word_append(word, text[i])
+                word.append(text[i])
             else:
-                word_append(word, c)
-        elif c in " \t\r\n":
-            if word is not None:
-                words.append("".join(word))
-                word = None
-        elif c == "#":
-            break
+                word.append(c)
+        elif c in " \t\r\n" or c == "#":
+            if start is not None:
+                spans.append(("".join(word), start, i))
+                word, start = [], None
+            if c == "#":
+                break
         else:
-            if word is None:
-                word = []
+            if start is None:
+                start = i
             if c in "'\"":
                 quote = c
             elif c == "\\" and i + 1 < len(text):
@@ -141,14 +143,13 @@ def split_words(text: str) -> list[str]:
         i += 1
     if quote:
         raise _Unparseable(f"a {quote} quote is not closed")
-    if word is not None:
-        words.append("".join(word))
-    return words
+    if start is not None:
+        spans.append(("".join(word), start, len(text)))
+    return spans
 
 
-def word_append(word: list[str] | None, c: str) -> None:
-    assert word is not None
-    word.append(c)
+def split_words(text: str) -> list[str]:
+    return [word for word, _, _ in word_spans(text)]
 
 
 def sections_of(file: str, text: str) -> list[Section]:
@@ -230,13 +231,14 @@ class Server:
     def value(self, key: str) -> tuple[str, Line] | None:
         return self.options.get(key)
 
-    def flag(self, on: str, off: str) -> Line | None:
+    def flag(self, on: str) -> Line | None:
+        """Where the flag is set, unless its ``no-`` form (or nothing) has the last word."""
         got = self.options.get(on)
         return got[1] if got is not None and got[0] == on else None
 
 
 def server_options(words: tuple[str, ...], line: Line, options: dict[str, tuple[str, Line]],
-                   unknown: list[str]) -> None:
+                   unknown: list[tuple[str, Line]]) -> None:
     """Apply a server / default-server line's keywords to ``options`` (later ones override)."""
     i = 0
     while i < len(words):
@@ -253,7 +255,7 @@ def server_options(words: tuple[str, ...], line: Line, options: dict[str, tuple[
             options[word] = (words[i + 1], line)
             i += 2
         else:
-            unknown.append(word)
+            unknown.append((word, line))
             i += 1
 
 
@@ -356,13 +358,13 @@ class HaproxyReader:
     def _block(self, file: str, section: Section, spread: tuple[int, Line | None]) -> Block | None:
         reading = Reading(file, section)
         defaults: dict[str, tuple[str, Line]] = {}
-        unknown: list[str] = []
+        unknown: list[tuple[str, Line]] = []
         servers: list[Server] = []
-        for line, _owner in proxy_lines(section):
+        for line, owner in proxy_lines(section):
             words = line.words
             if words[0] == "default-server":
                 server_options(words[1:], line, defaults, unknown)
-            elif words[0] in ("server", "server-template") and _owner is section:
+            elif words[0] in ("server", "server-template") and owner is section:
                 servers.append(self._server(reading, line, defaults))
         if not servers:
             return None
@@ -395,9 +397,9 @@ class HaproxyReader:
                                        "past the replica's Toxiproxy listener, so faults would not reach them")
             count = int(server.line.words[2]) if server.template and server.line.words[2].isdigit() else 1
             endpoints += [Endpoint(host, port, Source(file, server.line.number, setting))] * count
-        if unknown:
-            first_line = next(line for line, _ in proxy_lines(section) if line.words[0] == "default-server")
-            reading.refuse(first_line, "default-server", f"unknown keyword(s) {', '.join(sorted(set(unknown)))}")
+        for word, line in unknown:
+            reading.refuse(line, f"default-server {word}", "not a server keyword of HAProxy 2.6 (its configuration "
+                                                           "manual, 5.2)")
         self._health(reading, servers, spread)
         self._retries(reading)
         self._timeouts(reading)
@@ -418,11 +420,11 @@ class HaproxyReader:
                                            "[options]`")
             return Server(words[1] if len(words) > 1 else "?", line, "0.0.0.0:0", dict(defaults), template)
         options = dict(defaults)
-        unknown: list[str] = []
+        unknown: list[tuple[str, Line]] = []
         server_options(words[need:], line, options, unknown)
         if unknown:
-            reading.refuse(line, f"server {words[1]}", f"unknown keyword(s) {', '.join(unknown)} (HAProxy 2.6's "
-                                                       "server keywords are in its configuration manual, 5.2)")
+            reading.refuse(line, f"server {words[1]}", f"unknown keyword(s) {', '.join(w for w, _ in unknown)} "
+                                                       "(HAProxy 2.6's server keywords are in its configuration manual, 5.2)")
         return Server(words[1], line, words[need - 1], options, template)
 
     # -- health checks: check, inter, fall, rise, httpchk, observe --------------------------------
@@ -439,7 +441,7 @@ class HaproxyReader:
                                 "health check per pool")
                 break
         first = servers[0]
-        checked = first.flag("check", "no-check")
+        checked = first.flag("check")
         for server in servers:
             for key, on, why in (("agent-check", "agent-check", "an agent check can mark the server down or set its weight"),
                                  ("track", None, "its health is the tracked server's, not its own checks'"),
@@ -648,7 +650,7 @@ class HaproxyReader:
         """A backup server gets traffic only once every primary is DOWN: what ``observe`` hears then differs
         from the even spread the promise model assumes, for a fault on a backup or on every primary but not
         every server. Active checks treat backups as any server."""
-        backups = frozenset(i for i, s in enumerate(servers) if s.flag("backup", "no-backup") is not None)
+        backups = frozenset(i for i, s in enumerate(servers) if s.flag("backup") is not None)
         if not backups or "outlier_detection" not in reading.fields:
             return
         primaries = frozenset(range(len(servers))) - backups
@@ -680,14 +682,8 @@ class HaproxyReader:
             return line.raw[len(line.raw.rstrip("\r\n")):] or "\n"
 
         def replace_word(line: Line, index: int, new: str) -> None:
-            old = line.words[index]
-            text = changed.get(line.number - 1, line.raw)
-            # the index-th word's place: the first occurrence after the words before it
-            start = 0
-            for word in line.words[:index]:
-                start = text.index(word, start) + len(word)
-            at = text.index(old, start)
-            changed[line.number - 1] = text[:at] + new + text[at + len(old):]
+            _, start, end = word_spans(line.raw)[index]
+            changed[line.number - 1] = line.raw[:start] + new + line.raw[end:]
 
         def neutralise(line: Line, why: str) -> None:
             stripped = line.raw.rstrip("\r\n")

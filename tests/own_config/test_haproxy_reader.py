@@ -333,6 +333,10 @@ REFUSALS = [
             "    server c 10.0.0.3:8000\n",
      ["haproxy.cfg:7: backend chat_primary: server a: unknown keyword(s) chekc (HAProxy 2.6's server keywords are "
       "in its configuration manual, 5.2)"]),
+    (BASE + "backend chat_primary\n    default-server chek inter 1s\n    server a 10.0.0.1:8000\n"
+            "    server b 10.0.0.2:8000\n    server c 10.0.0.3:8000\n",
+     ["haproxy.cfg:7: backend chat_primary: default-server chek: not a server keyword of HAProxy 2.6 (its "
+      "configuration manual, 5.2)"]),
     (BASE + 'backend chat_primary\n    http-request set-header X "unclosed\n',
      ["haproxy.cfg:7: http-request set-header X \"unclosed: cannot be read: a \" quote is not closed"]),
     ("    maxconn 10\n" + BASE,
