@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.errors import ScenarioError
+from harness.errors import ComponentMissing, ScenarioError
 from harness.gateways.base import UpstreamAddress
-from harness.gateways.haproxy import HaproxyGateway
+from harness.gateways.haproxy import HaproxyGateway, haproxy_binary
 from harness.own_config import Block, RewriteJob, read_native
 from harness.own_config.haproxy import NO_TIMEOUT, READER, parse_time, split_address, split_words
 from harness.promise import Unknown, Window, detection_window, recovery_window
 from harness.scenario import Gateway, Scenario, parse_scenario
+from tests.missing import missing
 
 FIXTURE = Path(__file__).resolve().parent / "haproxy"
 CFG = FIXTURE / "haproxy.cfg"
@@ -337,6 +339,8 @@ REFUSALS = [
             "    server b 10.0.0.2:8000\n    server c 10.0.0.3:8000\n",
      ["haproxy.cfg:7: backend chat_primary: default-server chek: not a server keyword of HAProxy 2.6 (its "
       "configuration manual, 5.2)"]),
+    (BASE + "backend chat_primary from prod\n    server a 10.0.0.1:8000\n",
+     ["haproxy.cfg:6: backend chat_primary from: no defaults section named 'prod' before this line"]),
     (BASE + 'backend chat_primary\n    http-request set-header X "unclosed\n',
      ["haproxy.cfg:7: http-request set-header X \"unclosed: cannot be read: a \" quote is not closed"]),
     ("    maxconn 10\n" + BASE,
@@ -495,3 +499,55 @@ def test_master_worker_is_turned_off(tmp_path: Path) -> None:
         "global", "    stats socket ipv4@127.0.0.1:9101 level admin",
         "    # [chaosgate] master-worker  # chaosgate runs one HAProxy process and watches it (no master forking workers)",
         "    # [chaosgate] pidfile /run/haproxy.pid  # chaosgate knows its child's pid; no file outside the run's folder"]
+
+
+LISTEN = """global
+    log stderr format raw local0 info
+    master-worker
+listen app
+    mode http
+    bind 192.0.2.1:80
+    balance leastconn
+    option httpchk HEAD /health
+    server a 192.0.2.10:8000 check inter 1s
+    server b 192.0.2.11:8000 check inter 1s
+"""
+
+
+def test_a_listen_section_is_both_the_frontend_and_the_bound_block(tmp_path: Path) -> None:
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(LISTEN)
+    config = READER.read(cfg, LISTEN)
+    hc = config.blocks["app"].settings.health_check
+    assert hc is not None and (hc.interval, hc.path) == (1.0, "/health")
+    text = READER.rewrite(config, RewriteJob({"app": "chat"}, replicas()[:2], 9100, 9101, "127.0.0.1", tmp_path,
+                                             lambda: 9300)).text
+    assert text.splitlines()[1:] == [
+        "    stats socket ipv4@127.0.0.1:9101 level admin",
+        "    log stderr format raw local0 info",
+        "    # [chaosgate] master-worker  # chaosgate runs one HAProxy process and watches it (no master forking workers)",
+        "listen app", "    mode http", "    bind 127.0.0.1:9100",
+        '    http-after-response set-header x-chaosgate-upstream "%si:%sp"',
+        "    http-after-response del-header x-chaosgate-upstream if { res.hdr(x-chaosgate-upstream) -m str : }",
+        "    balance leastconn", "    option httpchk HEAD /health",
+        "    server a 127.0.0.1:8000 check inter 1s", "    server b 127.0.0.1:8001 check inter 1s"]
+
+
+@pytest.mark.parametrize("source", ["fixture", "listen"])
+def test_haproxy_accepts_the_rewritten_files(tmp_path: Path, source: str) -> None:
+    try:
+        binary = haproxy_binary()
+    except ComponentMissing as exc:
+        missing(str(exc))
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(CFG.read_text() if source == "fixture" else LISTEN)
+    config = READER.read(cfg, cfg.read_text())
+    binding = {"chat_primary": "chat"} if source == "fixture" else {"app": "chat"}
+    ports = iter(range(9200, 9210))
+    job = RewriteJob(binding, replicas()[:len(config.blocks[next(iter(binding))].endpoints)], 9100, 9101,
+                     "127.0.0.1", tmp_path, lambda: next(ports))
+    (tmp_path / "run.cfg").write_text(READER.rewrite(config, job).text)
+    checked = subprocess.run([binary, "-c", "-f", str(tmp_path / "run.cfg")], capture_output=True, text=True,
+                             timeout=30, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "Configuration file is valid" in checked.stdout
