@@ -58,6 +58,8 @@ def test_reset_of_a_primary_passes_with_windows_from_the_file(tmp_path: Path) ->
     assert "    server chat-spare 127.0.0.1:" in rewritten and rewritten.count(" maxconn 100") == 3
     diff = (run_dir / "haproxy.cfg.diff").read_text()
     assert "-    server chat-a 10.0.1.11:8000 maxconn 100\n" in diff
+    ready = next(e for e in read_journal(run_dir / "journal.jsonl") if e["type"] == "stack.ready")
+    assert (ready["gateway_config"], ready["gateway_config_diff"]) == (rewritten, diff)  # what the report shows
 
 
 def test_all_down_marks_the_backup_down_after_the_primaries(tmp_path: Path) -> None:
