@@ -23,6 +23,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from harness.errors import Problem
 from harness.gateways.base import UPSTREAM_HEADER
 from harness.gateways.haproxy import RETRY_ON
@@ -71,6 +73,11 @@ SERVER_VALUES = frozenset({
     "proxy-v2-options", "redir", "resolve-net", "resolve-opts", "resolve-prefer", "resolvers", "rise",
     "set-proxy-v2-tlv-fmt", "shard", "sigalgs", "client-sigalgs", "slowstart", "sni", "socks4", "source",
     "ssl-max-ver", "ssl-min-ver", "tcp-ut", "track", "usesrc", "verify", "verifyhost", "weight", "ws"})
+# what a server keyword's value must be, for the message refusing one that is not
+EXPECTED = {"inter": "a time such as 2s or 500ms", "fastinter": "a time such as 2s or 500ms",
+            "downinter": "a time such as 2s or 500ms", "fall": "a number of checks, 1 or more",
+            "rise": "a number of checks, 1 or more", "error-limit": "a number of errors, 1 or more",
+            "on-error": "fail-check, fastinter, sudden-death or mark-down"}
 # What each health-relevant server keyword is in the scenario model (for where it is set)
 CHECK_KEYS = ("check", "inter", "fastinter", "downinter", "fall", "rise", "observe", "error-limit", "on-error")
 UNIX_PREFIXES = ("/", "unix@", "abns@", "fd@", "sockpair@", "uxst@", "uxdg@")
@@ -406,7 +413,11 @@ class HaproxyReader:
         self._backups(reading, servers)
         from harness.scenario import Gateway
 
-        settings = Gateway.model_validate({"kind": "haproxy", "panic_threshold": 0, **reading.fields})
+        try:
+            settings = Gateway.model_validate({"kind": "haproxy", "panic_threshold": 0, **reading.fields})
+        except ValidationError as exc:  # a value the model cannot hold (none is expected: the reader checks them)
+            reading.refuse(section.header, "", f"cannot be read into chaosgate's model: {exc.errors()[0]['msg']}")
+            settings = Gateway.model_validate({"kind": "haproxy", "panic_threshold": 0})
         block = Block(section.name, own, tuple(endpoints), settings, reading.where, tuple(reading.unmodelled),
                       refusals=tuple(reading.refusals))
         return block
@@ -465,9 +476,8 @@ class HaproxyReader:
                 into[name] = default
                 return default
             value = convert(got[0])
-            if value is None:
-                reading.refuse(got[1], key, f"{key} {got[0]}: expected a "
-                                            f"{'time such as 2s or 500ms' if convert is parse_time else 'number'}")
+            if not value:  # None: not one; 0: HAProxy refuses a zero interval or count too
+                reading.refuse(got[1], key, f"{key} {got[0]}: expected {EXPECTED[key]}")
                 into[name] = default
                 return default
             into[name] = value
@@ -695,6 +705,8 @@ class HaproxyReader:
             replicas = job.replicas_of(section.name)
             servers = [line for line in section.lines if line.words[0] == "server"]
             for line, replica in zip(servers, replicas):
+                if len(line.words) < 3:
+                    continue  # refused when read (a server without an address)
                 replace_word(line, 2, f"{replica.host}:{replica.port}")
                 facts[(section.name, line.words[1])] = f"{replica.host}:{replica.port}"
         first = first_frontend(sections)
@@ -702,6 +714,8 @@ class HaproxyReader:
             if section.kind in ("frontend", "listen"):
                 binds = [line for line in section.lines if line.words[0] == "bind"]
                 for i, line in enumerate(binds):
+                    if len(line.words) < 2:
+                        continue  # HAProxy refuses a bind without an address itself
                     port = job.listen_port if section is first and i == 0 else job.free_port()
                     replace_word(line, 1, f"{job.bind_address}:{port}")
                 if section is first and binds:

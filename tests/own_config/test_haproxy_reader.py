@@ -339,6 +339,12 @@ REFUSALS = [
             "    server b 10.0.0.2:8000\n    server c 10.0.0.3:8000\n",
      ["haproxy.cfg:7: backend chat_primary: default-server chek: not a server keyword of HAProxy 2.6 (its "
       "configuration manual, 5.2)"]),
+    (BASE + "backend chat_primary\n    default-server inter 0 fall x on-error panic\n    server a 10.0.0.1:8000 check "
+            "observe layer7\n    server b 10.0.0.2:8000\n    server c 10.0.0.3:8000\n",
+     ["haproxy.cfg:7: backend chat_primary: inter: inter 0: expected a time such as 2s or 500ms",
+      "haproxy.cfg:7: backend chat_primary: fall: fall x: expected a number of checks, 1 or more",
+      "haproxy.cfg:7: backend chat_primary: on-error: on-error panic: expected fail-check, fastinter, sudden-death "
+      "or mark-down"]),
     (BASE + "backend chat_primary from prod\n    server a 10.0.0.1:8000\n",
      ["haproxy.cfg:6: backend chat_primary from: no defaults section named 'prod' before this line"]),
     (BASE + 'backend chat_primary\n    http-request set-header X "unclosed\n',
@@ -551,3 +557,33 @@ def test_haproxy_accepts_the_rewritten_files(tmp_path: Path, source: str) -> Non
                              timeout=30, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "Configuration file is valid" in checked.stdout
+
+
+def mutations(text: str) -> list[str]:
+    """The fixture with each line dropped, cut to each of its words, or given a stray word or quote."""
+    lines = text.splitlines(keepends=True)
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        words = line.split()
+        variants = [""] + [" ".join(words[:n]) + "\n" for n in range(1, len(words))]
+        variants += [line.rstrip("\n") + " 0\n", line.rstrip("\n") + ' "\n', line.replace(":", " ")]
+        out += ["".join(lines[:i] + [variant] + lines[i + 1:]) for variant in variants]
+    return out
+
+
+def test_no_mutation_of_the_fixture_gets_a_traceback(tmp_path: Path) -> None:
+    cfg = tmp_path / "haproxy.cfg"
+    outcomes = {"read": 0, "refused": 0}
+    for text in mutations(CFG.read_text()):
+        try:
+            config = READER.read(cfg, text)
+        except ScenarioError as exc:
+            assert all(p.file == str(cfg) and p.message for p in exc.problems)
+            outcomes["refused"] += 1
+            continue
+        outcomes["read"] += 1
+        for name, block in config.blocks.items():
+            job = RewriteJob({name: "chat"}, replicas()[:len(block.endpoints)], 9100, 9101, "127.0.0.1", tmp_path,
+                             lambda: 9300)
+            READER.rewrite(config, job)
+    assert outcomes["read"] > 100 and outcomes["refused"] > 10, outcomes
