@@ -418,8 +418,9 @@ class HaproxyReader:
         except ValidationError as exc:  # a value the model cannot hold (none is expected: the reader checks them)
             reading.refuse(section.header, "", f"cannot be read into chaosgate's model: {exc.errors()[0]['msg']}")
             settings = Gateway.model_validate({"kind": "haproxy", "panic_threshold": 0})
+        backup = tuple(i for i, server in enumerate(servers) if server.flag("backup") is not None)
         block = Block(section.name, own, tuple(endpoints), settings, reading.where, tuple(reading.unmodelled),
-                      refusals=tuple(reading.refusals))
+                      backup=backup, refusals=tuple(reading.refusals))
         return block
 
     def _server(self, reading: Reading, line: Line, defaults: dict[str, tuple[str, Line]]) -> Server:

@@ -89,6 +89,7 @@ def test_the_fixture_reads_every_setting_with_its_line() -> None:
         ("request_timeout",): (21, "defaults: timeout server 2s"),
     }
     assert config.outbound == ()  # log /dev/log is a socket on this machine, stderr a stream
+    assert block.backup == (2,)
     (backup,) = block.unmodelled
     assert (backup.source.line, backup.source.setting) == (43, "backend chat_primary: server chat-spare backup")
 
