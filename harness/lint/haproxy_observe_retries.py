@@ -8,15 +8,11 @@ from __future__ import annotations
 
 from harness.lint.base import Hit, Trap
 from harness.promise.effects import request_effect
-from harness.gateways.haproxy import retry_on_words
 from harness.promise.haproxy import OBSERVED_STATUSES, retried_away, try_failure
 from harness.scenario import Scenario
 from harness.targets import resolve, split_target
 
 PATH = ("gateway", "retries", "retry_on")
-# the retry-on conditions of a try that observe layer7 counts as an error (501 and 505 are not counted)
-OBSERVED_TRIES = frozenset({"empty-response", "junk-response", "response-timeout",
-                            *(str(status) for status in OBSERVED_STATUSES)})
 
 
 def check(scenario: Scenario) -> list[Hit]:
@@ -25,14 +21,6 @@ def check(scenario: Scenario) -> list[Hit]:
     if od is None or not od.consecutive_5xx or g.health_check is None or retries is None or g.haproxy.observe != "layer7":
         return []
     limit = retries.per_try_timeout or g.request_timeout
-    if not scenario.faults:  # a gateway's own file (`chaosgate lint haproxy.cfg`), or a scenario without faults
-        covered = [word for word in retry_on_words(retries) if word in OBSERVED_TRIES] if retries.num_retries else []
-        if covered:
-            return [Hit(PATH, f"covers {' '.join(covered)}: a try that fails so on one replica is retried on another "
-                        "server and, as HAProxy 2.6 reports only a request's last try to observe, never counts, so "
-                        f"observe never marks DOWN a replica that fails so alone (error-limit {od.consecutive_5xx} is "
-                        "never reached; HAProxy issue #2679, fixed in 3.1); rely on an active check that sees the "
-                        "fault, or leave these out of retry-on")]
     for fault in scenario.faults:
         effect = request_effect(fault, limit)
         if effect.kind not in ("local", "status") or (effect.kind == "status" and effect.status not in OBSERVED_STATUSES):
