@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from harness.errors import Problem
 from harness.gateways.base import UPSTREAM_HEADER
-from harness.gateways.haproxy import RETRY_ON
+from harness.gateways.haproxy import LOG_LINE, RETRY_ON
 from harness.own_config.base import (
     Block,
     Endpoint,
@@ -727,18 +727,21 @@ class HaproxyReader:
             if section.kind == "global":
                 sockets = [line for line in section.lines if line.words[:2] == ("stats", "socket")]
                 ours = f"stats socket ipv4@127.0.0.1:{job.admin_port} level admin"
+                # HAProxy's own stamp of each server going DOWN or UP, on its stderr (harness/gateways/haproxy.py)
+                log = [] if any(line.words == tuple(LOG_LINE.split()) for line in section.lines) else [LOG_LINE]
                 if sockets:
                     changed[sockets[0].number - 1] = f"{indent(sockets[0])}{ours}{ending(sockets[0])}"
+                    added[sockets[0].number - 1] = [f"{indent(sockets[0])}{extra}{ending(sockets[0])}" for extra in log]
                     for line in sockets[1:]:
                         neutralise(line, "chaosgate's stats socket is the one above")
                 else:
-                    added[section.header.number - 1] = [f"    {ours}\n"]
+                    added[section.header.number - 1] = [f"    {extra}\n" for extra in (ours, *log)]
                 for line in section.lines:
                     if line.words[0] in UNPRIVILEGED:
                         neutralise(line, UNPRIVILEGED[line.words[0]])
         out: list[str] = []
         if not any(s.kind == "global" for s in sections):
-            out.append(f"global\n    stats socket ipv4@127.0.0.1:{job.admin_port} level admin\n")
+            out.append(f"global\n    stats socket ipv4@127.0.0.1:{job.admin_port} level admin\n    {LOG_LINE}\n")
         for i, text in enumerate(lines):
             out.append(changed.get(i, text))
             out += added.get(i, [])

@@ -222,7 +222,7 @@ def test_promised_windows_come_from_the_file() -> None:
 
 EXPECTED_DIFF = f"""--- {CFG}
 +++ run/haproxy.cfg
-@@ -3,11 +3,11 @@
+@@ -3,11 +3,12 @@
  global
      log /dev/log local0
      log stderr format raw local0 info
@@ -230,6 +230,7 @@ EXPECTED_DIFF = f"""--- {CFG}
 -    stats socket /run/haproxy/admin.sock mode 660 level admin
 +    # [chaosgate] chroot /var/lib/haproxy  # chaosgate runs HAProxy as the user running chaosgate, without root
 +    stats socket ipv4@127.0.0.1:9101 level admin
++    log stderr format iso local0 info
      stats timeout 30s
 -    user haproxy
 -    group haproxy
@@ -238,7 +239,7 @@ EXPECTED_DIFF = f"""--- {CFG}
      daemon
      maxconn 2000
  
-@@ -24,8 +24,10 @@
+@@ -24,8 +25,10 @@
      errorfile 503 /etc/haproxy/errors/503.http
  
  frontend public
@@ -251,7 +252,7 @@ EXPECTED_DIFF = f"""--- {CFG}
      http-request set-header X-Forwarded-Proto http
      default_backend chat_primary
  
-@@ -38,12 +40,12 @@
+@@ -38,12 +41,12 @@
      retry-on conn-failure empty-response junk-response
      option redispatch 1
      default-server check observe layer7 error-limit 5 on-error mark-down
@@ -307,6 +308,7 @@ def test_a_file_without_global_gets_one_for_the_stats_socket(tmp_path: Path) -> 
     text = READER.rewrite(config, RewriteJob({"b": "chat"}, replicas()[:1], 9100, 9101, "127.0.0.1", tmp_path,
                                              lambda: 9300)).text
     assert text == ("global\n    stats socket ipv4@127.0.0.1:9101 level admin\n"
+                    "    log stderr format iso local0 info\n"
                     "frontend f\n    mode http\n    bind 127.0.0.1:9100\n"
                     '    http-after-response set-header x-chaosgate-upstream "%si:%sp"\n'
                     "    http-after-response del-header x-chaosgate-upstream if "
@@ -497,8 +499,8 @@ def test_master_worker_is_turned_off(tmp_path: Path) -> None:
     config = READER.read(cfg, cfg.read_text())
     text = READER.rewrite(config, RewriteJob({"chat_primary": "chat"}, replicas()[:1], 9100, 9101, "127.0.0.1",
                                              tmp_path, lambda: 9300)).text
-    assert text.splitlines()[:4] == [
-        "global", "    stats socket ipv4@127.0.0.1:9101 level admin",
+    assert text.splitlines()[:5] == [
+        "global", "    stats socket ipv4@127.0.0.1:9101 level admin", "    log stderr format iso local0 info",
         "    # [chaosgate] master-worker  # chaosgate runs one HAProxy process and watches it (no master forking workers)",
         "    # [chaosgate] pidfile /run/haproxy.pid  # chaosgate knows its child's pid; no file outside the run's folder"]
 
@@ -526,6 +528,7 @@ def test_a_listen_section_is_both_the_frontend_and_the_bound_block(tmp_path: Pat
                                              lambda: 9300)).text
     assert text.splitlines()[1:] == [
         "    stats socket ipv4@127.0.0.1:9101 level admin",
+        "    log stderr format iso local0 info",
         "    log stderr format raw local0 info",
         "    # [chaosgate] master-worker  # chaosgate runs one HAProxy process and watches it (no master forking workers)",
         "listen app", "    mode http", "    bind 127.0.0.1:9100",

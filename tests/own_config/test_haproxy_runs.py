@@ -52,8 +52,11 @@ def test_reset_of_a_primary_passes_with_windows_from_the_file(tmp_path: Path) ->
     assert (detected["earliest"], detected["latest"]) == (4.0, 6.06)  # fall 3 checks, inter 2s (active only)
     assert "defaults: default-server inter 2s at line 23" in detected["how"]
     assert "backend chat_primary: default-server observe layer7 at line 40" in detected["how"]
-    # HAProxy's own words for chat-a while it was down, from its stats socket (show stat)
+    # HAProxy's own words for chat-a while it was down, from its stats socket (show stat), and its own stamp of
+    # the change, from the log line the rewrite added (log stderr format iso)
     assert any(not healthy and "DOWN" in flags for healthy, flags in health_of(run_dir, "chat[0]"))
+    stamps = [e for e in read_journal(run_dir / "journal.jsonl") if e["type"] == "gateway.health"]
+    assert [(e["replica"], e["healthy"]) for e in stamps] == [("chat[0]", False), ("chat[0]", True)], stamps
     rewritten = (run_dir / "haproxy.cfg").read_text()
     assert "    server chat-spare 127.0.0.1:" in rewritten and rewritten.count(" maxconn 100") == 3
     diff = (run_dir / "haproxy.cfg.diff").read_text()
