@@ -402,7 +402,8 @@ class HaproxyReader:
                         reading.refuse(got[1], f"server {server.name} {key}",
                                        f"{key} {got[0]} sends its health checks elsewhere than the server's address, "
                                        "past the replica's Toxiproxy listener, so faults would not reach them")
-            count = int(server.line.words[2]) if server.template and server.line.words[2].isdigit() else 1
+            words = server.line.words
+            count = min(int(words[2]), 64) if server.template and len(words) > 2 and words[2].isdigit() else 1
             endpoints += [Endpoint(host, port, Source(file, server.line.number, setting))] * count
         for word, line in unknown:
             reading.refuse(line, f"default-server {word}", "not a server keyword of HAProxy 2.6 (its configuration "

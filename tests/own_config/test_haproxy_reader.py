@@ -565,7 +565,8 @@ def mutations(text: str) -> list[str]:
     for i, line in enumerate(lines):
         words = line.split()
         variants = [""] + [" ".join(words[:n]) + "\n" for n in range(1, len(words))]
-        variants += [line.rstrip("\n") + " 0\n", line.rstrip("\n") + ' "\n', line.replace(":", " ")]
+        variants += [line.rstrip("\n") + " 0\n", line.rstrip("\n") + ' "\n', line.replace(":", " "),
+                     line.replace("server ", "server-template ")]
         out += ["".join(lines[:i] + [variant] + lines[i + 1:]) for variant in variants]
     return out
 
