@@ -91,11 +91,9 @@ class Block:
     # HAProxy's ``backup`` servers): what that means for a promise is the gateway's promise module's business
     backup: tuple[int, ...] = ()
     # why the block cannot be bound to a pool (the replicas cannot answer what it sends them: a LiteLLM deployment
-    # of a provider whose API is not OpenAI's), each at its place: refused when a scenario binds it
+    # of a provider whose API is not OpenAI's; an HAProxy server template or unix socket), each at its place:
+    # refused when a scenario binds it
     cannot_bind: tuple[Unmodelled, ...] = ()
-    # why the block cannot run when bound to a pool (a server template, a socket address, ...): the core
-    # refuses the file with these only when the block is bound (an unbound block runs as written)
-    refusals: tuple[Problem, ...] = ()
 
     def locate(self, path: YamlPath) -> Source:
         """Where the file sets ``path`` (or its deepest ancestor it sets); else the block's own line."""

@@ -86,7 +86,6 @@ def binding_problems(scenario: Scenario, config: NativeConfig, locate: Callable[
             continue
         found = config.blocks[bound]
         problems += [Problem(config.file, why.source.line, None, why.source.setting, why.why) for why in found.cannot_bind]
-        problems += found.refusals
         if not found.cannot_bind and len(found.endpoints) != upstream.replicas:
             problems.append(Problem(config.file, found.source.line, None, found.source.setting,
                                     f"{word} {bound!r} has {len(found.endpoints)} endpoint(s) and pool "

@@ -290,7 +290,7 @@ class Reading:
     fields: dict[str, Any] = field(default_factory=dict)
     where: dict[tuple[str | int, ...], Source] = field(default_factory=dict)
     unmodelled: list[Unmodelled] = field(default_factory=list)
-    refusals: list[Problem] = field(default_factory=list)
+    cannot_bind: list[Unmodelled] = field(default_factory=list)
 
     def source(self, line: Line, owner: Section, setting: str) -> Source:
         return Source(self.file, line.number, f"{owner.label}: {setting}")
@@ -303,7 +303,8 @@ class Reading:
         self.unmodelled.append(Unmodelled(self.source(line, owner, setting), why, only_for))
 
     def refuse(self, line: Line, setting: str, why: str) -> None:
-        self.refusals.append(Problem(self.file, line.number, None, f"{self.section.label}: {setting}", why))
+        """What stops the block from running bound to a pool (refused only when a scenario binds it)."""
+        self.cannot_bind.append(Unmodelled(self.source(line, self.section, setting), why))
 
 
 def server_setting(line: Line, setting: str) -> str:
@@ -421,7 +422,7 @@ class HaproxyReader:
             settings = Gateway.model_validate({"kind": "haproxy", "panic_threshold": 0})
         backup = tuple(i for i, server in enumerate(servers) if server.flag("backup") is not None)
         block = Block(section.name, own, tuple(endpoints), settings, reading.where, tuple(reading.unmodelled),
-                      backup=backup, refusals=tuple(reading.refusals))
+                      backup=backup, cannot_bind=tuple(reading.cannot_bind))
         return block
 
     def _server(self, reading: Reading, line: Line, defaults: dict[str, tuple[str, Line]]) -> Server:
