@@ -351,7 +351,9 @@ class HaproxyReader:
                                         f"the first frontend runs in mode {' '.join(mode[0].words[1:2])}: chaosgate's "
                                         "load and its x-chaosgate-upstream header need mode http"))
         refuse_all(problems)
-        return NativeConfig(self.kind, path, text, blocks, tuple(outbound(file, sections)), "backend")
+        load_block, load_source = load_route(file, first, sections)
+        return NativeConfig(self.kind, path, text, blocks, tuple(outbound(file, sections)), "backend",
+                            load_block=load_block, load_source=load_source)
 
     @staticmethod
     def _spread_checks(sections: list[Section]) -> tuple[int, Line | None]:
@@ -754,6 +756,23 @@ def first_frontend(sections: list[Section]) -> Section | None:
     """The frontend (or listen section) the load goes to: the first one in the file with a bind line."""
     return next((s for s in sections if s.kind in ("frontend", "listen")
                  and any(line.words[0] == "bind" for line in s.lines)), None)
+
+
+def load_route(file: str, first: Section | None, sections: list[Section]) -> tuple[str | None, Source | None]:
+    """Where the load's requests go, when the file says so without conditions: the first frontend's
+    ``default_backend`` (a ``listen`` section: its own servers). (None, None) when it cannot be told
+    without evaluating ACLs (``use_backend`` rules) or there is no frontend."""
+    if first is None or any(line.words[0] in ("use_backend", "use-server") for line in first.lines):
+        return None, None
+    if first.kind == "listen" and any(line.words[0] == "server" for line in first.lines):
+        return first.name, Source(file, first.header.number, first.label)
+    found = last_of(first, lambda w: w[:1] == ("default_backend",) and len(w) > 1)
+    if found is None:
+        return None, Source(file, first.header.number, first.label)
+    line, owner = found
+    backend = line.words[1]
+    is_block = any(s.kind in ("backend", "listen") and s.name == backend for s in sections)
+    return (backend if is_block else None), Source(file, line.number, f"{owner.label}: default_backend {backend}")
 
 
 def outbound(file: str, sections: list[Section]) -> Iterator[Endpoint]:

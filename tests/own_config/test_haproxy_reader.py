@@ -89,6 +89,8 @@ def test_the_fixture_reads_every_setting_with_its_line() -> None:
         ("request_timeout",): (21, "defaults: timeout server 2s"),
     }
     assert config.outbound == ()  # log /dev/log is a socket on this machine, stderr a stream
+    assert config.load_block == "chat_primary" and config.load_source is not None
+    assert (config.load_source.line, config.load_source.setting) == (30, "frontend public: default_backend chat_primary")
     assert block.backup == (2,)
     (backup,) = block.unmodelled
     assert (backup.source.line, backup.source.setting) == (43, "backend chat_primary: server chat-spare backup")
@@ -158,20 +160,20 @@ def test_words_times_and_addresses() -> None:
 
 UNMODELLED = [
     ("    server s1 127.0.0.1:9 check inter 1s\n    server s2 127.0.0.1:10 check inter 3s\n",
-     "haproxy.cfg:6 (backend chat_primary: server s2 inter): inter differs between the servers of backend "
+     "haproxy.cfg:7 (backend chat_primary: server s2 inter): inter differs between the servers of backend "
      "chat_primary: the promise model has one health check per pool"),
     ("    server s1 127.0.0.1:9 check agent-check agent-port 7000\n    server s2 127.0.0.1:10 check\n",
-     "haproxy.cfg:5 (backend chat_primary: server s1 agent-check): an agent check can mark the "
+     "haproxy.cfg:6 (backend chat_primary: server s1 agent-check): an agent check can mark the "
      "server down or set its weight"),
     ("    server s1 127.0.0.1:9 check\n    server s2 127.0.0.1:10 check track chat_primary/s1\n",
-     "haproxy.cfg:6 (backend chat_primary: server s2 track chat_primary/s1): its health is the tracked "
+     "haproxy.cfg:7 (backend chat_primary: server s2 track chat_primary/s1): its health is the tracked "
      "server's, not its own checks'"),
 ]
 
 
 @pytest.mark.parametrize(("servers", "why"), UNMODELLED)
 def test_unmodelled_settings_make_the_promise_unknown(tmp_path: Path, servers: str, why: str) -> None:
-    cfg = "frontend f\n    mode http\n    bind :80\nbackend chat_primary\n" + servers + "    option httpchk GET /health\n"
+    cfg = "frontend f\n    mode http\n    bind :80\n    default_backend chat_primary\nbackend chat_primary\n" + servers + "    option httpchk GET /health\n"
     scenario = scenario_with(tmp_path, cfg, replicas=2)
     promise = detection_window(scenario, scenario.faults[0])
     assert isinstance(promise, Unknown)
@@ -587,3 +589,18 @@ def test_no_mutation_of_the_fixture_gets_a_traceback(tmp_path: Path) -> None:
                              lambda: 9300)
             READER.rewrite(config, job)
     assert outcomes["read"] > 100 and outcomes["refused"] > 10, outcomes
+
+
+def test_a_load_pool_bound_to_a_backend_the_frontend_does_not_reach_is_refused(tmp_path: Path) -> None:
+    cfg = BASE + ("backend chat_primary\n    server a 10.0.0.1:8000\n    server b 10.0.0.2:8000\n"
+                  "    server c 10.0.0.3:8000\nbackend other\n    server x 10.0.0.9:8000\n")
+    assert refused(tmp_path, cfg, bind="{other: chat}", replicas=1) == [
+        "haproxy.cfg:5: frontend f: default_backend chat_primary: the load's /v1/chat/completions goes to backend "
+        "'chat_primary', but its pool 'chat' is bound to backend 'other': route it there, or bind 'chat' to the "
+        "backend it reaches",
+        *[f"haproxy.cfg:{7 + i}: backend chat_primary: server {name}: sends traffic to 10.0.0.{1 + i}:8000, which is "
+          "not this machine: bind the block it is in to a pool, change it to a loopback address, or allow it with "
+          f"--allow-host 10.0.0.{1 + i}" for i, name in enumerate("abc")]]
+    routed = BASE.replace("    default_backend chat_primary\n", "    use_backend chat_primary if { path_beg /v1 }\n")
+    assert scenario_with(tmp_path, routed + "backend chat_primary\n    server a 127.0.0.1:8000\n",
+                         replicas=1).gateway.config is not None  # a use_backend rule: not judged
