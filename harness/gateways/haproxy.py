@@ -188,6 +188,11 @@ class HaproxyGateway(GatewayProcessBase):
         return lines
 
     def write_config(self, upstreams: list[UpstreamAddress], run_dir: Path) -> Path:
+        if self.settings.config is not None:  # the user's own haproxy.cfg (harness/own_config/haproxy.py)
+            path = self.write_own_config(upstreams, run_dir, self.config_name)
+            # which server of which backend is which replica, for host_health (show stat names them)
+            self._addresses = dict(self.own_facts.get("addresses", {}))
+            return path
         text = self.config(upstreams, run_dir)
         path = run_dir / self.config_name
         path.write_text(text)

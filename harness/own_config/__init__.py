@@ -28,6 +28,7 @@ from harness.own_config.base import (
 )
 from harness.own_config.binding import block_of, effective_binding, is_loopback
 from harness.own_config.envoy import EnvoyReader
+from harness.own_config.haproxy import HaproxyReader
 from harness.own_config.litellm import LitellmReader
 from harness.own_config.nginx import NginxReader
 
@@ -39,6 +40,7 @@ READERS: dict[str, NativeReader] = {
     "envoy": EnvoyReader(),
     "nginx": NginxReader(),
     "litellm": LitellmReader(),
+    "haproxy": HaproxyReader(),
 }
 
 DIFF_SUFFIX = ".diff"  # the rewritten file's diff against the user's, beside it in the run's folder

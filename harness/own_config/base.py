@@ -67,6 +67,12 @@ class Unmodelled:
 
     source: Source
     why: str  # what it does that the formulas do not account for
+    # which faults it matters for, by the indices of the block's endpoints a fault hits (None: every fault);
+    # e.g. an HAProxy backup server matters for a fault on it, not for one on some primaries
+    only_for: Callable[[frozenset[int]], bool] | None = None
+
+    def matters(self, hit: frozenset[int]) -> bool:
+        return self.only_for is None or self.only_for(hit)
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,8 @@ class Block:
     # HAProxy's ``backup`` servers): what that means for a promise is the gateway's promise module's business
     backup: tuple[int, ...] = ()
     # why the block cannot be bound to a pool (the replicas cannot answer what it sends them: a LiteLLM deployment
-    # of a provider whose API is not OpenAI's), each at its place: refused when a scenario binds it
+    # of a provider whose API is not OpenAI's; an HAProxy server template or unix socket), each at its place:
+    # refused when a scenario binds it
     cannot_bind: tuple[Unmodelled, ...] = ()
 
     def locate(self, path: YamlPath) -> Source:

@@ -22,7 +22,7 @@ from harness.promise.effects import MODELLED_KINDS
 from harness.promise.load import LoadFacts, measured_facts, nominal_facts
 from harness.promise.window import CONTROL_API_MARGIN, Never, Promise, Unknown, Window
 from harness.scenario import Scenario
-from harness.targets import split_target
+from harness.targets import resolve, split_target
 from harness.timeline import FaultWindow, Timeline
 
 DetectionFormula = Callable[[Scenario, Fault, "LoadFacts | None"], Promise]
@@ -63,8 +63,9 @@ def _own_file(scenario: Scenario, fault: Fault, promise: Callable[[Scenario], Pr
     block = pool_block(scenario, pool)
     if block is None:
         return promise(scenario)
-    if block.unmodelled:
-        return Unknown("; ".join(f"{u.source}: {u.why}" for u in block.unmodelled))
+    hit = frozenset(split_target(name)[1] or 0 for name in resolve(fault.target, scenario.pools))
+    if unmodelled := [u for u in block.unmodelled if u.matters(hit)]:
+        return Unknown("; ".join(f"{u.source}: {u.why}" for u in unmodelled))
     result = promise(for_pool(scenario, pool))
     read = ", ".join(f"{source.setting} at {'line ' if source.file == block.source.file else source.file + ':'}"
                      f"{source.line}" for source in dict.fromkeys(block.where.values()))
