@@ -112,6 +112,8 @@ def _own_file_traps(scenario: Scenario, doc: YamlDocument | None, file: str) -> 
 
 POOL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 FIRST_FAULT_AT, FAULT_SPACING, FAULT_LENGTH = 10.0, 20.0, 10.0  # the faults `chaosgate lint FILE` supposes
+# per block, one after the other on its first endpoint: refused connections, then connections reset mid-answer
+SUPPOSED_FAULTS = (("down", "down"), ("reset_peer", "reset"))
 
 
 def lint_native(path: Path, kind: str) -> list[Finding]:
@@ -128,8 +130,9 @@ def lint_native(path: Path, kind: str) -> list[Finding]:
         pool = name if POOL_NAME.match(name) and name not in bind.values() else f"pool{i}"
         bind[name] = pool
         pools.append({"name": pool, "replicas": min(len(block.endpoints), 16)})
-        faults.append({"kind": "down", "name": f"{pool}-first-endpoint-down", "target": f"{pool}[0]",
-                       "at": FIRST_FAULT_AT + FAULT_SPACING * len(faults), "for": FAULT_LENGTH})
+        for fault_kind, what in SUPPOSED_FAULTS:
+            faults.append({"kind": fault_kind, "name": f"{pool}-first-endpoint-{what}", "target": f"{pool}[0]",
+                           "at": FIRST_FAULT_AT + FAULT_SPACING * len(faults), "for": FAULT_LENGTH})
     if not pools:
         return []
     duration = FIRST_FAULT_AT + FAULT_SPACING * len(faults)
