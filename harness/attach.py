@@ -18,6 +18,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -25,12 +26,13 @@ import httpx
 
 from harness.errors import ChaosgateError, StackError, StartupTimeout
 from harness.gateways.base import UPSTREAM_HEADER, HostHealth
-from harness.own_config.binding import is_loopback
+from harness.own_config.binding import LOOPBACK_NAMES, is_loopback
 
 if TYPE_CHECKING:
     from harness.expectations import Expectation
     from harness.gateways import GatewayAdapter
     from harness.runtimes.base import Replica
+    from harness.scenario import Scenario
 
 ATTACH_FILE = "attach.json"  # in the run's folder: the addresses the gateway must use, and the file to load
 DEFAULT_WAIT = 120.0         # how long chaosgate waits for the gateway to answer through its upstreams
@@ -114,7 +116,7 @@ def parse_attach(url: str, admin_url: str | None, kind: str, allow_hosts: tuple[
         else:
             scheme, what = ADMIN_SCHEMES[kind]
             check("--attach-admin", admin_url, (scheme,))
-            if problems and problems[-1].startswith(f"--attach-admin {admin_url}: expected"):
+            if problems and problems[-1].startswith(f"--attach-admin {admin_url}: expected {scheme}://"):
                 problems[-1] += f" ({what})"
     if wait <= 0:
         problems.append(f"--attach-wait: expected a number of seconds above 0, got {wait:g}")
@@ -185,6 +187,18 @@ class AttachedGateway:
         if name == "health_rounds" and self.attach.admin_url is None:
             raise AttributeError(name)
         return getattr(self._inner, name)
+
+
+def attached_gateway(scenario: Scenario, attach: Attach, free_port: Callable[[], int]) -> AttachedGateway:
+    """The adapter of the scenario's gateway kind for the gateway at ``attach``: a rewritten gateway.config gets
+    the attach URL's port as its listener and the attach-admin port as its admin (a free one without it)."""
+    from harness.gateways import GATEWAYS
+
+    inner = GATEWAYS[scenario.gateway.kind](scenario.gateway, listen_port=attach.port,
+                                            admin_port=attach.admin_port or free_port(), load_pool=scenario.load_pool,
+                                            bind_address="127.0.0.1" if attach.host.lower() in LOOPBACK_NAMES
+                                            else attach.host)
+    return AttachedGateway(inner, attach)
 
 
 def announce(replicas: dict[str, Replica], gateway_addresses: dict[str, str], attach: Attach, run_dir: Path,

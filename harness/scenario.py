@@ -6,6 +6,7 @@ listing every problem with its file, line, field and what was expected.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import date
@@ -210,12 +211,22 @@ class Upstream(_Model):
     dns: UpstreamDns | None = Field(
         default=None, description="Resolve the replicas by name through the fake DNS server: 'true' or "
                                   "{resolution, refresh_rate, ttl, ...}; off (addresses) unless set.")
-    address: Annotated[str, Field(pattern=REAL_ADDRESS)] | list[Annotated[str, Field(pattern=REAL_ADDRESS)]] | None = \
+    address: str | list[str] | None = \
         Field(default=None, description="A server of yours instead of a fake replica: HOST:PORT, or a list of them, "
                                         "one per replica (replicas defaults to their number). Toxiproxy sits in front "
                                         "of each; chaosgate starts no process for the pool, so only network and DNS "
                                         "faults apply (docs/own-config/real-upstreams.md). Off this machine only "
                                         "with --allow-host HOST.")
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, value: str | list[str] | None) -> str | list[str] | None:
+        for address in [value] if isinstance(value, str) else value or []:
+            if not re.match(REAL_ADDRESS, address):
+                raise ValueError(f"expected HOST:PORT (127.0.0.1:8000, [::1]:8000, localhost:11434), got {address!r}")
+        if isinstance(value, list) and not 1 <= len(value) <= 16:
+            raise ValueError(f"expected 1 to 16 addresses (one per replica), got {len(value)}")
+        return value
 
     @model_validator(mode="before")
     @classmethod

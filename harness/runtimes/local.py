@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.attempts import prepare_attempts_dir, replica_attempts_file
 from harness.cgroups import MemoryCgroup, memory_hierarchy
-from harness.attach import Attach, AttachedGateway, announce, wait_served
+from harness.attach import Attach, AttachedGateway, announce, attached_gateway, wait_served
 from harness.leftovers import reap_leftovers
 from harness.errors import ComponentMissing, StartupTimeout
 from harness.gateways import GATEWAYS, GatewayAdapter, UpstreamAddress
@@ -150,9 +150,7 @@ class LocalRuntime:
                 scenario.gateway, listen_port=gateway_port or free_port(), admin_port=free_port(),
                 load_pool=scenario.load_pool)
         else:  # a gateway chaosgate does not start: the rewritten file (if any) gets its ports (harness/attach.py)
-            gateway = AttachedGateway(GATEWAYS[scenario.gateway.kind](
-                scenario.gateway, listen_port=attach.port, admin_port=attach.admin_port or free_port(),
-                load_pool=scenario.load_pool, bind_address=attach.host), attach)
+            gateway = attached_gateway(scenario, attach, free_port)
 
         toxiproxy_port = free_port()
         toxiproxy_url = f"http://127.0.0.1:{toxiproxy_port}"

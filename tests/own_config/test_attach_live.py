@@ -1,0 +1,166 @@
+"""Attach to a running gateway (``chaosgate run --attach``), end to end: the test starts Envoy itself from a
+user-style envoy.yaml whose cluster points at the addresses chaosgate printed (read from the run folder's
+attach.json), as a platform team's gateway would be reconfigured; chaosgate never starts or stops it. With
+--attach-admin the verdicts are those of the managed run of the same scenario; without it, the run is judged
+from the clients' side (no health events are journalled) and the gateway outlives the run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness.gateways.envoy import envoy_binary
+from harness.journal import read_journal
+from harness.processes import free_port
+from tests.integration.conftest import require_components
+from tests.own_config.servers import ROOT
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+HERE = Path(__file__).parent / "attach"
+CHAOSGATE = [sys.executable, "-m", "harness.cli"]
+
+# A user's envoy.yaml: its own names, comments and settings; the endpoints are what chaosgate printed.
+USER_ENVOY = """\
+# deploy/envoy.yaml of a platform team (the test's stand-in): one listener, one cluster.
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
+static_resources:
+  listeners:
+    - name: public
+      address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: public
+                route_config:
+                  virtual_hosts:
+                    - name: models
+                      domains: ["*"]
+                      routes:
+                        - match: {{prefix: /}}
+                          route: {{cluster: chat, timeout: 2s}}
+                http_filters:
+                  - name: envoy.filters.http.router
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+    - name: chat
+      type: STATIC
+      connect_timeout: 1s
+      lb_policy: ROUND_ROBIN
+      common_lb_config:
+        healthy_panic_threshold: {{value: 0}}
+        update_merge_window: 0s   # health changes reach the workers at once
+      health_checks:
+        - timeout: 0.5s
+          interval: 1s
+          no_traffic_interval: 1s
+          unhealthy_threshold: 2
+          healthy_threshold: 2
+          http_health_check: {{path: /health}}
+      load_assignment:
+        cluster_name: chat
+        endpoints:
+          - lb_endpoints:
+{endpoints}
+"""
+
+
+def _endpoint(address: str) -> str:
+    host, port = address.rsplit(":", 1)
+    return f"              - endpoint: {{address: {{socket_address: {{address: {host}, port_value: {port}}}}}}}"
+
+
+@contextmanager
+def user_envoy(config: Path, admin: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Envoy started by the test (not by chaosgate) from ``config``; stopped on exit."""
+    with (config.parent / "user-envoy.log").open("wb") as log:
+        envoy = subprocess.Popen([envoy_binary(), "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
+                                  "--log-level", "warn"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: _answers(f"http://127.0.0.1:{admin}/ready"), 30, "the user's Envoy to be ready")
+        yield envoy
+    finally:
+        envoy.terminate()
+        envoy.wait(timeout=10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _attached_run(scenario: Path, out: Path, with_admin: bool, tmp: Path) -> tuple[subprocess.CompletedProcess[str],
+                                                                                   bool]:
+    """``chaosgate run --attach`` of ``scenario``, with the user's Envoy started from the printed addresses; the
+    CLI's result, and whether the user's Envoy was still running when the run had ended."""
+    port, admin = free_port(), free_port()
+    name = scenario.stem
+    args = [*CHAOSGATE, "run", str(scenario), "--out", str(out), "--quiet", "--attach", f"http://127.0.0.1:{port}",
+            "--attach-wait", "60", *(["--attach-admin", f"http://127.0.0.1:{admin}"] if with_admin else [])]
+    run = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    attach_file = out / f"attach-{name}" / "attach.json"
+    wait_until(lambda: attach_file.exists() or run.poll() is not None, 60, "chaosgate to print the upstreams")
+    assert attach_file.exists(), run.communicate()
+    printed = json.loads(attach_file.read_text())
+    config = tmp / "envoy.yaml"
+    config.write_text(USER_ENVOY.format(admin=admin, port=port,
+                                        endpoints="\n".join(_endpoint(a) for a in printed["pools"]["chat"])))
+    with user_envoy(config, admin) as envoy:
+        stdout, stderr = run.communicate(timeout=180)
+        still_running = envoy.poll() is None
+    return subprocess.CompletedProcess(args, run.returncode, stdout, stderr), still_running
+
+
+def _verdicts(run_dir: Path) -> list[tuple[str, bool]]:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return [(v["kind"], v["passed"]) for v in summary["expectations"]]
+
+
+def test_attached_envoy_gets_the_verdicts_of_the_managed_run(tmp_path: Path) -> None:
+    require_components()
+    scenario = HERE / "reset.yaml"
+    managed = subprocess.run([*CHAOSGATE, "run", str(scenario), "--out", str(tmp_path / "managed"), "--quiet"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert managed.returncode == 0, managed.stdout + managed.stderr
+    attached, still_running = _attached_run(scenario, tmp_path / "attached", True, tmp_path)
+    assert attached.returncode == 0, attached.stdout + attached.stderr
+    assert still_running  # chaosgate never stops a gateway it did not start
+    expected = [("error_rate", True), ("upstream_unhealthy", True), ("no_traffic_to", True),
+                ("upstream_healthy", True), ("error_rate", True)]
+    assert _verdicts(tmp_path / "managed" / "attach-reset") == expected
+    assert _verdicts(tmp_path / "attached" / "attach-reset") == expected
+    run_dir = tmp_path / "attached" / "attach-reset"
+    events = read_journal(run_dir / "journal.jsonl")
+    assert [e["attach"] for e in events if e["type"] == "run.started"] == [
+        {"url": json.loads((run_dir / "attach.json").read_text())["gateway"],
+         "admin_url": json.loads((run_dir / "attach.json").read_text())["gateway_admin"]}]
+    # the gateway's view was read through its admin API: chat[0] went unhealthy and came back
+    assert [e["healthy"] for e in events if e["type"] == "health" and e["replica"] == "chat[0]"] == [True, False, True]
+    assert not list((tmp_path / "attached" / "attach-reset" / "logs").glob("envoy*"))  # chaosgate started no Envoy
+    assert "attach: point the gateway's upstreams at chaosgate's Toxiproxy listeners" in attached.stderr
+
+
+def test_attached_without_admin_is_judged_from_the_clients_side(tmp_path: Path) -> None:
+    require_components()
+    result, still_running = _attached_run(HERE / "all-down.yaml", tmp_path / "out", False, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert still_running
+    run_dir = tmp_path / "out" / "attach-all-down"
+    assert _verdicts(run_dir) == [("error_rate", True), ("all_down_response", True), ("max_request_time", True)]
+    events = read_journal(run_dir / "journal.jsonl")
+    assert not [e for e in events if e["type"] in ("health", "hosts")]  # no view of health was read
+    served = {e["replica"] for e in events if e["type"] == "request" and e.get("error") is None}
+    assert served == {"chat[0]", "chat[1]"}
