@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from harness.errors import ChaosgateError, StackError, StartupTimeout
-from harness.gateways.base import UPSTREAM_HEADER, HostHealth
+from harness.gateways.base import UPSTREAM_HEADER, GatewayProcessBase, HostHealth
 from harness.own_config.binding import LOOPBACK_NAMES, is_loopback
 
 if TYPE_CHECKING:
@@ -125,6 +125,15 @@ def parse_attach(url: str, admin_url: str | None, kind: str, allow_hosts: tuple[
     return Attach(url.rstrip("/"), admin_url.rstrip("/") if admin_url else None, wait)
 
 
+def scenario_problems(attach: Attach, scenario: Scenario) -> list[str]:
+    """What the scenario asks of an attached gateway that it cannot give."""
+    if attach.admin_url is not None and scenario.gateway.kind == "litellm" and scenario.gateway.config is None:
+        return ["--attach-admin: a LiteLLM proxy's view of health is read through chaosgate's probe callback "
+                "(/chaosgate/deployments), which the proxy loads only from the file chaosgate writes: set gateway.config "
+                "(or --gateway-config) to your config.yaml and load the rewritten file chaosgate prints"]
+    return []
+
+
 def needs_gateway_view(expectation: Expectation) -> str | None:
     """Why ``expectation`` cannot be judged without the gateway's own view of health (None: it can)."""
     if expectation.kind in ("upstream_unhealthy", "upstream_healthy"):
@@ -194,10 +203,15 @@ def attached_gateway(scenario: Scenario, attach: Attach, free_port: Callable[[],
     the attach URL's port as its listener and the attach-admin port as its admin (a free one without it)."""
     from harness.gateways import GATEWAYS
 
-    inner = GATEWAYS[scenario.gateway.kind](scenario.gateway, listen_port=attach.port,
-                                            admin_port=attach.admin_port or free_port(), load_pool=scenario.load_pool,
-                                            bind_address="127.0.0.1" if attach.host.lower() in LOOPBACK_NAMES
-                                            else attach.host)
+    kind = scenario.gateway.kind
+    admin_port = attach.admin_port or free_port()
+    inner = GATEWAYS[kind](scenario.gateway, listen_port=attach.port, admin_port=admin_port, load_pool=scenario.load_pool,
+                           bind_address="127.0.0.1" if attach.host.lower() in LOOPBACK_NAMES else attach.host,
+                           # LiteLLM's view is read at the proxy's own URL: the adapter's URL is then --attach-admin's
+                           published_listen_port=admin_port if kind == "litellm" and attach.admin_url else attach.port,
+                           published_admin_port=admin_port)
+    if isinstance(inner, GatewayProcessBase):  # where the adapter reads the gateway's view
+        inner.published_host = attach.admin_host or attach.host
     return AttachedGateway(inner, attach)
 
 

@@ -21,7 +21,7 @@ import click
 import yaml
 
 from harness import __version__, crash
-from harness.attach import ATTACH_REFUSED, DEFAULT_WAIT, Attach, AttachError, parse_attach
+from harness.attach import ATTACH_REFUSED, DEFAULT_WAIT, Attach, AttachError, parse_attach, scenario_problems
 from harness.errors import ChaosgateError, JournalError, ScenarioError
 from harness.gateways import GATEWAYS, HostHealth, not_applicable
 from harness.lint import CHECKS, TRAPS, Finding, lint_file, lint_native
@@ -103,16 +103,19 @@ def attach_options(command: Callable[..., Any]) -> Callable[..., Any]:
              "prints the addresses the gateway's upstreams must point at, and waits until it answers through them.")(command)
 
 
-def _attach(attach_url: str | None, attach_admin: str | None, attach_wait: float, kind: str,
+def _attach(attach_url: str | None, attach_admin: str | None, attach_wait: float, scenario: Scenario,
             allow_hosts: tuple[str, ...], runtime: str) -> Attach | None:
-    """The --attach options, checked (AttachError saying what is wrong); None without --attach."""
+    """The --attach options, checked against the scenario (AttachError saying what is wrong); None without --attach."""
     if attach_url is None:
         if attach_admin is not None:
             raise AttachError("--attach-admin needs --attach URL (the gateway chaosgate attaches to)")
         return None
     if runtime != "local":
         raise AttachError(ATTACH_REFUSED)
-    return parse_attach(attach_url, attach_admin, kind, allow_hosts, attach_wait)
+    attach = parse_attach(attach_url, attach_admin, scenario.gateway.kind, allow_hosts, attach_wait)
+    if problems := scenario_problems(attach, scenario):
+        raise AttachError("cannot attach: " + "; ".join(problems))
+    return attach
 
 
 def _native_kind(path: Path, gateway: str | None) -> str | None:
@@ -222,7 +225,7 @@ def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, junit_file: Path |
                       "give one scenario file")
     elif loaded:
         try:
-            attach = _attach(attach_url, attach_admin, attach_wait, loaded[0][1].gateway.kind, allow_hosts, runtime)
+            attach = _attach(attach_url, attach_admin, attach_wait, loaded[0][1], allow_hosts, runtime)
         except AttachError as exc:
             errors.append(str(exc))
     if strict:  # every trap is an error, found before anything starts
@@ -428,7 +431,7 @@ def up(scenario_file: Path, port: int | None, out_dir: Path, runtime: str, gatew
     _stop_on_signals()
     try:
         scenario = load_scenario(scenario_file, gateway, gateway_config, allow_hosts)
-        attach = _attach(attach_url, attach_admin, attach_wait, scenario.gateway.kind, allow_hosts, runtime)
+        attach = _attach(attach_url, attach_admin, attach_wait, scenario, allow_hosts, runtime)
     except (ScenarioError, AttachError) as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_UNRUNNABLE)

@@ -237,3 +237,59 @@ def test_an_attached_gateway_is_never_started_and_has_no_view_without_admin(tmp_
     assert str(view.value) == "the gateway's view of health is not read (attached without --attach-admin)"
     assert not hasattr(gateway, "upstream_attempts")  # no file was written: the gateway keeps no try log of ours
     assert gateway.version() == "attached at http://127.0.0.1:8080"
+
+
+def test_litellm_attach_admin_needs_the_file_chaosgate_writes(tmp_path: Path) -> None:
+    file = _scenario_file(tmp_path, "\n".join(SCENARIO.splitlines()[:8]) + "\n")
+    result = CliRunner().invoke(main, ["run", str(file), "--gateway", "litellm", "--attach", "http://127.0.0.1:1",
+                                       "--attach-admin", "http://127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "cannot attach: --attach-admin: a LiteLLM proxy's view of health is read through chaosgate's probe callback "
+        "(/chaosgate/deployments), which the proxy loads only from the file chaosgate writes: set gateway.config (or "
+        "--gateway-config) to your config.yaml and load the rewritten file chaosgate prints")
+
+
+@pytest.mark.parametrize(("kind", "admin", "view_at"), [
+    ("envoy", "http://gw.internal:9901", "http://gw.internal:9901"),
+    ("haproxy", "tcp://[::1]:9999", "tcp://[::1]:9999"),
+    ("litellm", "http://127.0.0.1:4000", "http://127.0.0.1:4000/chaosgate/deployments"),
+])
+def test_the_adapter_reads_the_gateways_view_at_attach_admin(kind: str, admin: str, view_at: str) -> None:
+    scenario = parse_scenario("\n".join(SCENARIO.splitlines()[:8]) + "\n", "x.yaml", gateway=kind)
+    attach = parse_attach("http://127.0.0.1:8080", admin, kind, ("gw.internal",))
+    gateway = attached_gateway(scenario, attach, free_port)
+    assert gateway.url == "http://127.0.0.1:8080"  # where the load goes
+    assert gateway.inner.admin_url == view_at     # where the adapter reads the gateway's view
+
+
+def test_haproxy_attached_to_a_file_of_the_users_maps_servers_by_their_address() -> None:
+    """A haproxy.cfg chaosgate did not write has its own backend and server names: ``show stat``'s addr column
+    (the Toxiproxy listener the server dials) says which replica each server is."""
+    import socket
+    import threading
+
+    stat = ("# pxname,svname,status,check_status,check_desc,last_chk,addr,\n"
+            "public,FRONTEND,OPEN,,,,,\n"
+            "models,gpu-a,UP,L7OK,Layer7 check passed,,127.0.0.1:6000,\n"
+            "models,gpu-b,DOWN,L4CON,Layer4 connection problem,Connection refused,127.0.0.1:6001,\n"
+            "models,BACKEND,UP,,,,,\n")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def answer() -> None:
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(100)
+            connection.sendall(stat.encode())
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    scenario = parse_scenario("\n".join(SCENARIO.splitlines()[:8]) + "\n", "x.yaml", gateway="haproxy")
+    attach = parse_attach("http://127.0.0.1:8080", f"tcp://127.0.0.1:{server.getsockname()[1]}", "haproxy")
+    health = attached_gateway(scenario, attach, free_port).host_health()
+    thread.join(timeout=5)
+    server.close()
+    assert {address: (h.healthy, h.flags) for address, h in health.items()} == {
+        "127.0.0.1:6000": (True, "UP L7OK"), "127.0.0.1:6001": (False, "DOWN L4CON")}
