@@ -155,3 +155,23 @@ def test_a_real_replica_is_credited_with_what_the_gateway_sent_it(tmp_path: Path
     timeline = build_timeline(events)
     assert [(r.replica, r.routed_to) for r in timeline.requests] == [
         ("chat[0]", "chat[0]"), (None, "chat[0]"), ("chat[1]", "chat[1]")]
+
+
+def test_no_traffic_to_says_a_real_replica_logs_no_tries() -> None:
+    from harness.expectations.no_traffic_to import NoTrafficTo
+
+    replicas = {"chat[0]": {"proxy_url": "http://127.0.0.1:7000", "real": True},
+                "chat[1]": {"proxy_url": "http://127.0.0.1:7001", "real": True}}
+    events = [{"type": "run.started", "ts": 0.0, "replicas": ["chat[0]", "chat[1]"]},
+              {"type": "stack.ready", "ts": 0.5, "endpoints": {"replicas": replicas},
+               "attempt_logs": {"replica": False, "replicas": [], "gateway_kind": "envoy",
+                                "gateway": "envoy-upstream.jsonl"}},
+              {"type": "load.started", "ts": 1.0},
+              {"type": "request", "ts": 2.0, "latency": 0.1, "kind": "chat", "status": 200, "error": None,
+               "replica": None, "upstream": "127.0.0.1:7001"}]
+    verdict = NoTrafficTo(kind="no_traffic_to", target="chat[0]", window={"from": 0, "to": 5}).evaluate(
+        build_timeline(events))
+    assert verdict.passed
+    assert verdict.detail == ("no attempt reached chat[0] between 0.000s and 5.000s: 0 client requests served by or "
+                              "routed to chat[0] (0 failed); chat[0] is your own server (upstreams[].address), which "
+                              "logs no tries of its own; 0 tries the gateway logged as sent to it (envoy-upstream.jsonl)")
