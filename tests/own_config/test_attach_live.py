@@ -7,11 +7,13 @@ from the clients' side (no health events are journalled) and the gateway outlive
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +21,7 @@ import pytest
 from harness.gateways.envoy import envoy_binary
 from harness.journal import read_journal
 from harness.processes import free_port
-from tests.integration.conftest import require_components
+from tests.integration.conftest import processes_of_run, require_components
 from tests.own_config.servers import ROOT
 from tests.waiting import wait_until
 
@@ -114,14 +116,19 @@ def _attached_run(scenario: Path, out: Path, with_admin: bool, tmp: Path) -> tup
     attach_file = out / f"attach-{name}" / "attach.json"
     wait_until(lambda: attach_file.exists() or run.poll() is not None, 60, "chaosgate to print the upstreams")
     assert attach_file.exists(), run.communicate()
-    printed = json.loads(attach_file.read_text())
-    config = tmp / "envoy.yaml"
-    config.write_text(USER_ENVOY.format(admin=admin, port=port,
-                                        endpoints="\n".join(_endpoint(a) for a in printed["pools"]["chat"])))
+    config = _user_config(tmp, json.loads(attach_file.read_text()), port, admin)
     with user_envoy(config, admin) as envoy:
         stdout, stderr = run.communicate(timeout=180)
         still_running = envoy.poll() is None
     return subprocess.CompletedProcess(args, run.returncode, stdout, stderr), still_running
+
+
+def _user_config(tmp: Path, printed: dict[str, Any], port: int, admin: int) -> Path:
+    """The user's envoy.yaml, its cluster's endpoints the addresses chaosgate printed."""
+    config = tmp / "envoy.yaml"
+    config.write_text(USER_ENVOY.format(admin=admin, port=port,
+                                        endpoints="\n".join(_endpoint(a) for a in printed["pools"]["chat"])))
+    return config
 
 
 def _verdicts(run_dir: Path) -> list[tuple[str, bool]]:
@@ -164,3 +171,36 @@ def test_attached_without_admin_is_judged_from_the_clients_side(tmp_path: Path) 
     assert not [e for e in events if e["type"] in ("health", "hosts")]  # no view of health was read
     served = {e["replica"] for e in events if e["type"] == "request" and e.get("error") is None}
     assert served == {"chat[0]", "chat[1]"}
+
+
+def test_up_attached_prints_the_upstreams_and_the_gateways_view_until_interrupted(tmp_path: Path) -> None:
+    require_components()
+    port, admin = free_port(), free_port()
+    out, err = tmp_path / "up.out", tmp_path / "up.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        up = subprocess.Popen([*CHAOSGATE, "up", str(HERE / "reset.yaml"), "--out", str(tmp_path / "up"), "--attach",
+                               f"http://127.0.0.1:{port}", "--attach-admin", f"http://127.0.0.1:{admin}"],
+                              cwd=ROOT, stdout=stdout, stderr=stderr)
+    run_dir = tmp_path / "up" / "attach-reset"
+    try:
+        wait_until(lambda: (run_dir / "attach.json").exists() or up.poll() is not None, 60, "the printed upstreams")
+        assert (run_dir / "attach.json").exists(), err.read_text()
+        printed = json.loads((run_dir / "attach.json").read_text())
+        with user_envoy(_user_config(tmp_path, printed, port, admin), admin) as envoy:
+            wait_until(lambda: out.read_text().rstrip().endswith("}"), 60, "the endpoints")
+            endpoints = json.loads(out.read_text())
+            assert endpoints["gateway"] == f"http://127.0.0.1:{port}"
+            assert endpoints["gateway_admin"] == f"http://127.0.0.1:{admin}"
+            assert {name: r["proxy_url"] for name, r in endpoints["replicas"].items()} == \
+                {name: f"http://{address}" for name, address in printed["replicas"].items()}
+            for replica in ("chat[0]", "chat[1]", "chat[2]"):  # the gateway's view, read at --attach-admin
+                wait_until(lambda r=replica: f" {r} healthy" in err.read_text(), 30, f"{replica} reported healthy")
+            up.send_signal(signal.SIGINT)
+            up.wait(timeout=30)
+            assert envoy.poll() is None  # the user's gateway outlives chaosgate's stack
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert up.returncode == 130, err.read_text()
+    assert "Traceback" not in err.read_text()
+    wait_until(lambda: not processes_of_run(run_dir), 5, "every process chaosgate started to end")
