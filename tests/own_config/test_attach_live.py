@@ -169,6 +169,7 @@ def test_attached_without_admin_is_judged_from_the_clients_side(tmp_path: Path) 
     assert _verdicts(run_dir) == [("error_rate", True), ("all_down_response", True), ("max_request_time", True)]
     events = read_journal(run_dir / "journal.jsonl")
     assert not [e for e in events if e["type"] in ("health", "hosts")]  # no view of health was read
+    assert "Not read: chaosgate attached to the gateway at http://127.0.0.1:" in (run_dir / "index.html").read_text()
     served = {e["replica"] for e in events if e["type"] == "request" and e.get("error") is None}
     assert served == {"chat[0]", "chat[1]"}
 
