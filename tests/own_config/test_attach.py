@@ -293,3 +293,24 @@ def test_haproxy_attached_to_a_file_of_the_users_maps_servers_by_their_address()
     server.close()
     assert {address: (h.healthy, h.flags) for address, h in health.items()} == {
         "127.0.0.1:6000": (True, "UP L7OK"), "127.0.0.1:6001": (False, "DOWN L4CON")}
+
+
+def test_what_counts_as_served_through_chaosgates_upstreams() -> None:
+    import httpx
+
+    from harness.attach import served_by
+
+    addresses = {"chat[0]": "127.0.0.1:6000", "chat[1]": "127.0.0.1:6001"}
+
+    def answer(status: int = 200, **headers: str) -> httpx.Response:
+        return httpx.Response(status, headers=headers)
+
+    fakes = _replicas()
+    assert served_by(answer(**{"x-chaosgate-replica": "chat[1]"}), fakes, addresses) == "chat[1]"
+    assert served_by(answer(**{"x-chaosgate-upstream": "127.0.0.1:6000"}), fakes, addresses) == "chat[0]"
+    assert served_by(answer(**{"x-chaosgate-replica": "chat[7]"}), fakes, addresses) is None  # another run's
+    assert served_by(answer(), fakes, addresses) is None  # a 200 from somewhere else (the gateway's old upstreams)
+    assert served_by(answer(503, **{"x-chaosgate-upstream": "127.0.0.1:6000"}), fakes, addresses) is None
+    real = {name: Replica(r.name, r.pool, r.port, r.proxy_name, r.proxy_port, None, real=True)
+            for name, r in fakes.items()}
+    assert served_by(answer(), real, addresses) == "chat[0]"  # the user's servers stamp nothing: any 200 counts
