@@ -432,6 +432,9 @@ def up(scenario_file: Path, port: int | None, out_dir: Path, runtime: str, gatew
     try:
         scenario = load_scenario(scenario_file, gateway, gateway_config, allow_hosts)
         attach = _attach(attach_url, attach_admin, attach_wait, scenario, allow_hosts, runtime)
+        if attach is not None and port is not None:
+            raise AttachError("--port sets where a gateway chaosgate starts listens; with --attach, the gateway "
+                              "listens where you started it (the port of --attach)")
     except (ScenarioError, AttachError) as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_UNRUNNABLE)

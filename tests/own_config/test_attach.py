@@ -314,3 +314,21 @@ def test_what_counts_as_served_through_chaosgates_upstreams() -> None:
     real = {name: Replica(r.name, r.pool, r.port, r.proxy_name, r.proxy_port, None, real=True)
             for name, r in fakes.items()}
     assert served_by(answer(), real, addresses) == "chat[0]"  # the user's servers stamp nothing: any 200 counts
+
+
+def test_up_attach_refuses_a_port(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["up", str(_scenario_file(tmp_path)), "--attach", "http://127.0.0.1:1",
+                                       "--attach-admin", "http://127.0.0.1:2", "--port", "8080"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("--port sets where a gateway chaosgate starts listens; with --attach, the gateway "
+                                     "listens where you started it (the port of --attach)")
+
+
+def test_the_journal_checks_what_it_says_of_the_attached_gateway() -> None:
+    from harness.journal_events import check_event
+
+    good = {"type": "run.started", "ts": 1.0, "text": "", "file": "s.yaml",
+            "attach": {"url": "http://127.0.0.1:8080", "admin_url": None}}
+    assert check_event(good) == []
+    assert check_event({**good, "attach": {"url": 8080}}) == [
+        "attach.url: expected a string (the running gateway the run attached to (--attach)), got the number 8080"]
