@@ -205,3 +205,62 @@ def test_up_attached_prints_the_upstreams_and_the_gateways_view_until_interrupte
     assert up.returncode == 130, err.read_text()
     assert "Traceback" not in err.read_text()
     wait_until(lambda: not processes_of_run(run_dir), 5, "every process chaosgate started to end")
+
+
+# A user's haproxy.cfg: its own frontend and backend names, its servers the addresses chaosgate printed.
+USER_HAPROXY = """\
+# deploy/haproxy.cfg of a platform team (the test's stand-in)
+global
+    stats socket ipv4@127.0.0.1:{admin} level admin
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 1h
+    timeout server 2s
+    timeout check 500ms
+    retries 0
+frontend public
+    bind 127.0.0.1:{port}
+    default_backend models
+backend models
+    balance roundrobin
+    option httpchk GET /health
+    default-server check inter 1s fall 2 rise 2
+{servers}
+"""
+
+
+def test_attached_haproxy_is_observed_through_its_stats_socket(tmp_path: Path) -> None:
+    """HAProxy's view of a file chaosgate did not write, read at --attach-admin tcp://HOST:PORT: its servers have
+    the user's names, and are matched to replicas by the address they dial."""
+    require_components("haproxy")
+    from harness.gateways.haproxy import haproxy_binary
+
+    port, admin = free_port(), free_port()
+    out = tmp_path / "out"
+    args = [*CHAOSGATE, "run", str(HERE / "reset.yaml"), "--gateway", "haproxy", "--out", str(out), "--quiet",
+            "--attach", f"http://127.0.0.1:{port}", "--attach-admin", f"tcp://127.0.0.1:{admin}", "--attach-wait", "60"]
+    run = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    attach_file = out / "attach-reset" / "attach.json"
+    wait_until(lambda: attach_file.exists() or run.poll() is not None, 60, "chaosgate to print the upstreams")
+    assert attach_file.exists(), run.communicate()
+    printed = json.loads(attach_file.read_text())
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(USER_HAPROXY.format(admin=admin, port=port, servers="\n".join(
+        f"    server gpu-{i} {address}" for i, address in enumerate(printed["pools"]["chat"]))))
+    with (tmp_path / "user-haproxy.log").open("wb") as log:
+        haproxy = subprocess.Popen([haproxy_binary(), "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        stdout, stderr = run.communicate(timeout=180)
+        still_running = haproxy.poll() is None
+    finally:
+        haproxy.terminate()
+        haproxy.wait(timeout=10)
+    assert run.returncode == 0, stdout + stderr
+    assert still_running
+    assert _verdicts(out / "attach-reset") == [("error_rate", True), ("upstream_unhealthy", True),
+                                               ("no_traffic_to", True), ("upstream_healthy", True),
+                                               ("error_rate", True)]
+    events = read_journal(out / "attach-reset" / "journal.jsonl")
+    flags = [e["flags"] for e in events if e["type"] == "health" and e["replica"] == "chat[0]"]
+    assert len(flags) == 3 and flags[1].startswith("DOWN")  # HAProxy's own words, from its stats socket
