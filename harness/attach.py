@@ -145,6 +145,11 @@ def needs_gateway_view(expectation: Expectation) -> str | None:
     return None
 
 
+# What an adapter reads from logs the gateway writes only when it runs the file chaosgate wrote (its try log,
+# its health event logs): without that file, a log in the run folder is another run's.
+_WRITTEN_FILE_LOGS = ("upstream_attempts", "parse_upstream_attempts", "health_event_logs", "parse_health_event")
+
+
 class AttachedGateway:
     """The adapter of the scenario's gateway kind, pointed at a gateway chaosgate did not start: requests go
     to ``--attach``, health is read at ``--attach-admin`` (none without it), and nothing is ever started,
@@ -189,9 +194,9 @@ class AttachedGateway:
         return f"attached at {self.url}"
 
     def __getattr__(self, name: str) -> Any:
-        """What only some adapters have (their try log, their health rounds): the adapter's own, except a
-        try log the gateway writes only when it runs the rewritten file chaosgate wrote."""
-        if name in ("upstream_attempts", "parse_upstream_attempts") and self.written is None:
+        """What only some adapters have (their try log, their health event logs, their health rounds): the
+        adapter's own, except the logs the gateway writes only when it runs the rewritten file chaosgate wrote."""
+        if name in _WRITTEN_FILE_LOGS and self.written is None:
             raise AttributeError(name)
         if name == "health_rounds" and self.attach.admin_url is None:
             raise AttributeError(name)

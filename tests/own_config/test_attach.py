@@ -220,6 +220,7 @@ def test_the_rewritten_file_listens_on_the_attach_port_and_answers_admin_on_the_
     assert written.read_text() == "listen 127.0.0.1:8080\nadmin 9901\nendpoint 127.0.0.1:6000\nendpoint 127.0.0.1:6001\n"
     assert (tmp_path / "envoy.yaml.diff").read_text().startswith(f"--- {tmp_path / 'user-envoy.yaml'}\n")
     assert gateway.upstream_attempts(tmp_path) == tmp_path / "envoy-upstream.jsonl"  # its try log, as the file says
+    assert callable(gateway.health_event_logs)  # and its health event logs
     without_admin = attached_gateway(scenario, Attach("http://127.0.0.1:8080"), lambda: 4242)
     without_admin.write_config(upstreams, tmp_path)
     assert reader.jobs[-1].admin_port == 4242  # a free port: the file needs one, chaosgate does not read it
@@ -235,7 +236,8 @@ def test_an_attached_gateway_is_never_started_and_has_no_view_without_admin(tmp_
     with pytest.raises(StackError) as view:
         gateway.host_health()
     assert str(view.value) == "the gateway's view of health is not read (attached without --attach-admin)"
-    assert not hasattr(gateway, "upstream_attempts")  # no file was written: the gateway keeps no try log of ours
+    # no file was written: the gateway keeps no try log or health event log of ours
+    assert not hasattr(gateway, "upstream_attempts") and not hasattr(gateway, "health_event_logs")
     assert gateway.version() == "attached at http://127.0.0.1:8080"
 
 
