@@ -15,6 +15,7 @@ See docs/own-config/attach.md.
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,7 @@ class Attach:
     url: str                      # where clients reach it: http://HOST:PORT (no trailing slash)
     admin_url: str | None = None  # where its view of health is read; None: not read
     wait: float = DEFAULT_WAIT    # how long to wait for it to answer through chaosgate's upstreams
+    log_view: bool = False        # its view is read from the logs the file chaosgate wrote makes it keep (nginx)
 
     @property
     def host(self) -> str:
@@ -77,7 +79,18 @@ class Attach:
     @property
     def gateway_view(self) -> bool:
         """Whether the observer reads the gateway's own view of health."""
-        return self.admin_url is not None
+        return self.admin_url is not None or self.log_view
+
+
+# Gateways whose view of health chaosgate reads from logs that the file it writes makes the gateway keep
+# in the run's folder (nginx OSS has no API): attached, they have that view when they run that file.
+LOG_VIEW_KINDS = frozenset({"nginx"})
+
+
+def log_view(scenario: Scenario) -> bool:
+    """Whether an attached gateway of this scenario shows its view of health without --attach-admin: it is read
+    from the logs of the rewritten gateway.config (nginx), which the gateway must run."""
+    return scenario.gateway.kind in LOG_VIEW_KINDS and scenario.gateway.config is not None
 
 
 def _port(url: str) -> int:
@@ -111,8 +124,9 @@ def parse_attach(url: str, admin_url: str | None, kind: str, allow_hosts: tuple[
     check("--attach", url, ("http",))
     if admin_url is not None:
         if kind not in ADMIN_SCHEMES:
-            problems.append(f"--attach-admin: chaosgate cannot read a running {kind}'s view of health (it observes "
-                            f"{kind} through the logs of a {kind} it starts); attach without --attach-admin")
+            problems.append(f"--attach-admin: chaosgate cannot read a running {kind}'s view of health through an "
+                            f"address (it reads {kind}'s logs: with gateway.config, those of the file chaosgate "
+                            f"writes, which {kind} must run); attach without --attach-admin")
         else:
             scheme, what = ADMIN_SCHEMES[kind]
             check("--attach-admin", admin_url, (scheme,))
@@ -186,7 +200,7 @@ class AttachedGateway:
         return True  # what counts is answering through chaosgate's upstreams: wait_served
 
     def host_health(self) -> dict[str, HostHealth]:
-        if self.attach.admin_url is None:
+        if not self.attach.gateway_view:
             raise StackError("the gateway's view of health is not read (attached without --attach-admin)")
         return self._inner.host_health()
 
@@ -198,7 +212,7 @@ class AttachedGateway:
         adapter's own, except the logs the gateway writes only when it runs the rewritten file chaosgate wrote."""
         if name in _WRITTEN_FILE_LOGS and self.written is None:
             raise AttributeError(name)
-        if name == "health_rounds" and self.attach.admin_url is None:
+        if name == "health_rounds" and not self.attach.gateway_view:
             raise AttributeError(name)
         return getattr(self._inner, name)
 
@@ -221,7 +235,7 @@ def attached_gateway(scenario: Scenario, attach: Attach, free_port: Callable[[],
 
 
 def announce(replicas: dict[str, Replica], gateway_addresses: dict[str, str], attach: Attach, run_dir: Path,
-             written: Path | None, log: Any) -> Path:
+             written: Path | None, log: Any, command: list[str] | None = None) -> Path:
     """Write ``run_dir/attach.json`` and print what the gateway must use: one address per replica (by pool),
     and the rewritten file to load, if any."""
     pools: dict[str, list[str]] = {}
@@ -229,7 +243,7 @@ def announce(replicas: dict[str, Replica], gateway_addresses: dict[str, str], at
         pools.setdefault(replica.pool, []).append(gateway_addresses[name])
     document = {"gateway": attach.url, "gateway_admin": attach.admin_url,
                 "replicas": {name: gateway_addresses[name] for name in replicas}, "pools": pools,
-                "config": str(written) if written is not None else None}
+                "config": str(written) if written is not None else None, "command": command}
     path = run_dir / ATTACH_FILE
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     log(f"attach: point the gateway's upstreams at chaosgate's Toxiproxy listeners (also in {path}):")
@@ -237,6 +251,8 @@ def announce(replicas: dict[str, Replica], gateway_addresses: dict[str, str], at
         log(f"attach:   pool {pool}: {', '.join(addresses)}")
     if written is not None:
         log(f"attach: load this file into the gateway: {written} (its changes: {written}.diff)")
+        if command:
+            log(f"attach: as chaosgate would start it: {shlex.join(command)}")
     log(f"attach: waiting up to {attach.wait:g}s for {attach.url} to answer through them")
     return path
 

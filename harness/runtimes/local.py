@@ -238,7 +238,8 @@ class LocalRuntime:
                       run_dir=run_dir, gateway_version=gateway.version(), process_control=supervisor, dns=dns,
                       gateway_view=attach.gateway_view)
         addresses = {name: stack.gateway_address(name) for name in replicas}
-        announce(replicas, addresses, attach, run_dir, written, self._log)
+        announce(replicas, addresses, attach, run_dir, written, self._log,
+                 gateway.inner.argv(written) if written is not None else None)
         deadline = time.monotonic() + attach.wait
         path = "" if scenario.load_pool == scenario.upstreams[0].name else f"/{scenario.load_pool}"
         served = wait_served(attach, path, replicas, addresses, deadline)

@@ -69,8 +69,8 @@ def test_expectations_that_need_the_gateways_view_are_refused_without_attach_adm
      "this machine; chaosgate sends load only to loopback addresses unless you name the host with --allow-host "
      "gw.internal"),
     ("http://127.0.0.1:8080", "http://127.0.0.1:9901", "nginx", "cannot attach: --attach-admin: chaosgate cannot read "
-     "a running nginx's view of health (it observes nginx through the logs of a nginx it starts); attach without "
-     "--attach-admin"),
+     "a running nginx's view of health through an address (it reads nginx's logs: with gateway.config, those of the "
+     "file chaosgate writes, which nginx must run); attach without --attach-admin"),
     ("http://127.0.0.1:8080", "http://127.0.0.1:9999", "haproxy", "cannot attach: --attach-admin http://127.0.0.1:9999: "
      "expected tcp://HOST:PORT (HAProxy's stats socket (level admin) as tcp://HOST:PORT)"),
     ("http://127.0.0.1:8080", "tcp://127.0.0.1", "haproxy", "cannot attach: --attach-admin tcp://127.0.0.1: expected a "
@@ -163,16 +163,22 @@ def test_announce_prints_and_writes_what_the_gateway_must_use(tmp_path: Path) ->
     attach = Attach("http://127.0.0.1:8080", "http://127.0.0.1:9901", 30)
     addresses = {"chat[0]": "127.0.0.1:6000", "chat[1]": "127.0.0.1:6001"}
     written = tmp_path / "envoy.yaml"
-    path = announce(_replicas(), addresses, attach, tmp_path, written, lines.append)
+    command = ["envoy", "-c", str(written), "--concurrency", "1"]
+    path = announce(_replicas(), addresses, attach, tmp_path, written, lines.append, command)
     assert json.loads(path.read_text()) == {
         "gateway": "http://127.0.0.1:8080", "gateway_admin": "http://127.0.0.1:9901",
         "replicas": {"chat[0]": "127.0.0.1:6000", "chat[1]": "127.0.0.1:6001"},
-        "pools": {"chat": ["127.0.0.1:6000", "127.0.0.1:6001"]}, "config": str(written)}
+        "pools": {"chat": ["127.0.0.1:6000", "127.0.0.1:6001"]}, "config": str(written), "command": command}
     assert lines == [
         f"attach: point the gateway's upstreams at chaosgate's Toxiproxy listeners (also in {tmp_path / 'attach.json'}):",
         "attach:   pool chat: 127.0.0.1:6000, 127.0.0.1:6001",
         f"attach: load this file into the gateway: {written} (its changes: {written}.diff)",
+        f"attach: as chaosgate would start it: envoy -c {written} --concurrency 1",
         "attach: waiting up to 30s for http://127.0.0.1:8080 to answer through them"]
+    lines.clear()
+    announce(_replicas(), addresses, Attach("http://127.0.0.1:8080"), tmp_path, None, lines.append)
+    assert lines[-1] == "attach: waiting up to 120s for http://127.0.0.1:8080 to answer through them"
+    assert len(lines) == 3 and json.loads(path.read_text())["config"] is None  # no file to load: only the addresses
 
 
 def test_waiting_for_a_gateway_that_never_answers_ends_with_a_clear_message() -> None:
