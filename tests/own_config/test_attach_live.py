@@ -268,42 +268,59 @@ def test_attached_haproxy_is_observed_through_its_stats_socket(tmp_path: Path) -
     assert len(flags) == 3 and flags[1].startswith("DOWN")  # HAProxy's own words, from its stats socket
 
 
-def test_attached_nginx_running_the_rewritten_file_gets_the_verdicts_of_the_managed_run(tmp_path: Path) -> None:
-    """The issue's attach test with the user's own file: tests/own_config/nginx/reset.yaml names the team's
-    nginx.conf. Managed, chaosgate starts nginx from the rewritten file; attached, the test starts nginx itself
-    with the rewritten file and the command line chaosgate printed (attach.json), and chaosgate reads nginx's
-    view from the logs that file makes it keep. Both runs reach the same verdicts."""
-    require_components("nginx")
-    scenario = ROOT / "tests" / "own_config" / "nginx" / "reset.yaml"
+# The team files of tests/own_config/<kind>/ (gateway.config), each run managed and attached: the scenario,
+# its run folder's name, whether the view is read at --attach-admin (Envoy's admin) or from the logs the
+# rewritten file makes the gateway keep (nginx), and the verdicts both runs must reach.
+OWN_FILES = {
+    "envoy": ("own-envoy-reset", True, [("error_rate", True), ("upstream_unhealthy", True), ("no_traffic_to", True),
+                                        ("upstream_healthy", True)]),
+    "nginx": ("own-nginx-reset", False, [("error_rate", True), ("upstream_unhealthy", True), ("error_rate", True),
+                                         ("no_traffic_to", True), ("upstream_healthy", True)]),
+}
+
+
+@pytest.mark.parametrize("kind", list(OWN_FILES))
+def test_an_attached_gateway_running_the_rewritten_file_gets_the_verdicts_of_the_managed_run(
+        kind: str, tmp_path: Path) -> None:
+    """The issue's attach test with the user's own file: tests/own_config/<kind>/reset.yaml names a team's file
+    (gateway.config). Managed, chaosgate starts the gateway from the rewritten file; attached, the test starts
+    the gateway itself with the rewritten file and the command line chaosgate printed (attach.json), and
+    chaosgate reads its view at --attach-admin (Envoy) or from the logs the file makes it keep (nginx). Both runs
+    reach the same verdicts."""
+    require_components(kind)
+    name, with_admin, expected = OWN_FILES[kind]
+    scenario = ROOT / "tests" / "own_config" / kind / "reset.yaml"
     managed = subprocess.run([*CHAOSGATE, "run", str(scenario), "--out", str(tmp_path / "managed"), "--quiet"],
                              cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert managed.returncode == 0, managed.stdout + managed.stderr
-    port = free_port()
+    port, admin = free_port(), free_port()
     out = tmp_path / "attached"
     run = subprocess.Popen([*CHAOSGATE, "run", str(scenario), "--out", str(out), "--quiet", "--attach",
-                            f"http://127.0.0.1:{port}", "--attach-wait", "60"],
+                            f"http://127.0.0.1:{port}", "--attach-wait", "60",
+                            *(["--attach-admin", f"http://127.0.0.1:{admin}"] if with_admin else [])],
                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    attach_file = out / "own-nginx-reset" / "attach.json"
+    attach_file = out / name / "attach.json"
     wait_until(lambda: attach_file.exists() or run.poll() is not None, 60, "chaosgate to print the upstreams")
     assert attach_file.exists(), run.communicate()
     printed = json.loads(attach_file.read_text())
-    assert printed["config"] == str(out / "own-nginx-reset" / "nginx.conf") and printed["command"]
-    with (tmp_path / "user-nginx.log").open("wb") as log:
-        nginx = subprocess.Popen(printed["command"], stdout=log, stderr=subprocess.STDOUT)
+    assert printed["config"] and Path(printed["config"]).parent == out / name and printed["command"]
+    with (tmp_path / f"user-{kind}.log").open("wb") as log:
+        gateway = subprocess.Popen(printed["command"], stdout=log, stderr=subprocess.STDOUT)
     try:
         stdout, stderr = run.communicate(timeout=180)
-        still_running = nginx.poll() is None
+        still_running = gateway.poll() is None
     finally:
-        subprocess.run([*printed["command"], "-s", "stop"], capture_output=True, timeout=30)
-        nginx.wait(timeout=30)
+        if kind == "nginx":
+            subprocess.run([*printed["command"], "-s", "stop"], capture_output=True, timeout=30)
+        else:
+            gateway.terminate()
+        gateway.wait(timeout=30)
     assert run.returncode == 0, stdout + stderr
     assert still_running  # chaosgate never stops a gateway it did not start
-    # chaosgate started nginx in the managed run (its output in logs/nginx.log), and not in the attached one
-    assert (tmp_path / "managed" / "own-nginx-reset" / "logs" / "nginx.log").exists()
-    assert not (out / "own-nginx-reset" / "logs" / "nginx.log").exists()
-    managed_verdicts = _verdicts(tmp_path / "managed" / "own-nginx-reset")
-    assert managed_verdicts == [("error_rate", True), ("upstream_unhealthy", True), ("error_rate", True),
-                                ("no_traffic_to", True), ("upstream_healthy", True)]
-    assert _verdicts(out / "own-nginx-reset") == managed_verdicts
-    events = read_journal(out / "own-nginx-reset" / "journal.jsonl")
+    # chaosgate started the gateway in the managed run (its output in logs/<kind>.log), and not in the attached one
+    assert (tmp_path / "managed" / name / "logs" / f"{kind}.log").exists()
+    assert not (out / name / "logs" / f"{kind}.log").exists()
+    assert _verdicts(tmp_path / "managed" / name) == expected
+    assert _verdicts(out / name) == expected
+    events = read_journal(out / name / "journal.jsonl")
     assert [e["healthy"] for e in events if e["type"] == "health" and e["replica"] == "chat[0]"][:2] == [True, False]
