@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -21,6 +22,8 @@ import click
 import yaml
 
 from harness import __version__, crash
+from harness.attach import (ATTACH_REFUSED, DEFAULT_WAIT, Attach, AttachError, log_view, parse_attach,
+                            scenario_problems)
 from harness.errors import ChaosgateError, JournalError, ScenarioError
 from harness.gateways import GATEWAYS, HostHealth, not_applicable
 from harness.lint import CHECKS, TRAPS, Finding, lint_file, lint_native
@@ -60,7 +63,7 @@ def scenario_files(paths: tuple[Path, ...]) -> Iterator[Path]:
 
 
 def _load_all(paths: tuple[Path, ...], gateway: str | None = None, gateway_config: Path | None = None,
-              allow_hosts: tuple[str, ...] = ()) -> tuple[list[tuple[Path, Scenario]], list[str]]:
+              allow_hosts: tuple[str, ...] = (), gateway_view: bool = True) -> tuple[list[tuple[Path, Scenario]], list[str]]:
     loaded: list[tuple[Path, Scenario]] = []
     errors: list[str] = []
     files = list(scenario_files(paths))
@@ -68,7 +71,7 @@ def _load_all(paths: tuple[Path, ...], gateway: str | None = None, gateway_confi
         errors.append(f"no scenario files (*.yaml) in {', '.join(map(str, paths))}")
     for file in files:
         try:
-            loaded.append((file, load_scenario(file, gateway, gateway_config, allow_hosts)))
+            loaded.append((file, load_scenario(file, gateway, gateway_config, allow_hosts, gateway_view=gateway_view)))
         except ScenarioError as exc:
             errors.append(str(exc))
     return loaded, errors
@@ -85,6 +88,53 @@ def own_config_options(command: Callable[..., Any]) -> Callable[..., Any]:
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
         help="Run the gateway from this file of yours (envoy.yaml, haproxy.cfg, nginx.conf, LiteLLM config.yaml) "
              "instead of the scenario's gateway.config or gateway block (docs/own-config.md).")(command)
+
+
+def attach_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--attach``, ``--attach-admin`` and ``--attach-wait``: a gateway chaosgate does not start (docs/own-config/attach.md)."""
+    command = click.option(
+        "--attach-wait", "attach_wait", default=DEFAULT_WAIT, show_default=True, type=float, metavar="SECONDS",
+        help="With --attach: how long to wait for the gateway to answer through chaosgate's upstreams.")(command)
+    command = click.option(
+        "--attach-admin", "attach_admin", default=None, metavar="URL",
+        help="With --attach: where the gateway's view of health is read (Envoy's admin URL, HAProxy's stats socket "
+             "tcp://HOST:PORT, the LiteLLM proxy's URL); without it, expectations that need that view are refused.")(command)
+    return click.option(
+        "--attach", "attach_url", default=None, metavar="URL",
+        help="Use the gateway running at URL instead of starting one: chaosgate starts Toxiproxy and the replicas, "
+             "prints the addresses the gateway's upstreams must point at, and waits until it answers through them.")(command)
+
+
+def _without_view(loaded: list[tuple[Path, Scenario]], errors: list[str], gateway: str | None,
+                  gateway_config: Path | None, allow_hosts: tuple[str, ...]) -> tuple[list[tuple[Path, Scenario]], list[str]]:
+    """The scenarios loaded again as an attached gateway without --attach-admin runs them: the expectations that
+    need the gateway's view are refused, unless that view comes from the logs of the file chaosgate writes."""
+    kept: list[tuple[Path, Scenario]] = []
+    for file, scenario in loaded:
+        if log_view(scenario):
+            kept.append((file, scenario))
+            continue
+        try:
+            kept.append((file, load_scenario(file, gateway, gateway_config, allow_hosts, gateway_view=False)))
+        except ScenarioError as exc:
+            errors = [*errors, str(exc)]
+    return kept, errors
+
+
+def _attach(attach_url: str | None, attach_admin: str | None, attach_wait: float, scenario: Scenario,
+            allow_hosts: tuple[str, ...], runtime: str) -> Attach | None:
+    """The --attach options, checked against the scenario (AttachError saying what is wrong); None without --attach."""
+    if attach_url is None:
+        if attach_admin is not None:
+            raise AttachError("--attach-admin needs --attach URL (the gateway chaosgate attaches to)")
+        return None
+    if runtime != "local":
+        raise AttachError(ATTACH_REFUSED)
+    attach = replace(parse_attach(attach_url, attach_admin, scenario.gateway.kind, allow_hosts, attach_wait),
+                     log_view=log_view(scenario))
+    if problems := scenario_problems(attach, scenario):
+        raise AttachError("cannot attach: " + "; ".join(problems))
+    return attach
 
 
 def _native_kind(path: Path, gateway: str | None) -> str | None:
@@ -170,9 +220,11 @@ def main() -> None:
               help="Refuse to run (exit 2) when the lint finds a configuration trap (see `chaosgate lint --help`); "
                    "without it, traps are printed as warnings and recorded in the report.")
 @own_config_options
+@attach_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress output, only the verdicts.")
 def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, junit_file: Path | None, gateway: str | None,
-        strict: bool, gateway_config: Path | None, allow_hosts: tuple[str, ...], quiet: bool) -> None:
+        strict: bool, gateway_config: Path | None, allow_hosts: tuple[str, ...], attach_url: str | None,
+        attach_admin: str | None, attach_wait: float, quiet: bool) -> None:
     """Run scenario files, or every scenario in folders, and judge them.
 
     Each scenario writes OUT/<scenario>/ (journal.jsonl, summary.json and the HTML report
@@ -185,6 +237,17 @@ def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, junit_file: Path |
 
     _stop_on_signals()
     loaded, errors = _load_all(paths, gateway, gateway_config, allow_hosts)
+    if attach_url is not None and attach_admin is None:  # no view of health: what needs it is refused
+        loaded, errors = _without_view(loaded, errors, gateway, gateway_config, allow_hosts)
+    attach: Attach | None = None
+    if attach_url is not None and len(loaded) + len(errors) > 1:
+        errors.append("--attach runs one scenario at a time (the gateway must be pointed at each run's upstreams); "
+                      "give one scenario file")
+    elif loaded:
+        try:
+            attach = _attach(attach_url, attach_admin, attach_wait, loaded[0][1], allow_hosts, runtime)
+        except AttachError as exc:
+            errors.append(str(exc))
     if strict:  # every trap is an error, found before anything starts
         errors += [f"{finding} (--strict)" for file, scenario in loaded for finding in lint_file(file, scenario)]
     if errors:
@@ -196,7 +259,7 @@ def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, junit_file: Path |
     for file, scenario in loaded:
         try:
             result = run_scenario(scenario, file, file.read_text(), out_dir, runtime, progress, gateway_override=gateway,
-                                  allow_hosts=allow_hosts)
+                                  allow_hosts=allow_hosts, attach=attach)
         except KeyboardInterrupt:
             click.echo(f"\ninterrupted; the stack was torn down; partial results in {out_dir / scenario.name}", err=True)
             _suite_outputs(out_dir, [*(name for name, _ in outcomes), scenario.name], junit_file)
@@ -371,25 +434,35 @@ def schema() -> None:
 @click.option("--gateway", default=None, type=click.Choice(sorted(GATEWAYS)),
               help="Start this gateway instead of the scenario's gateway.kind.")
 @own_config_options
+@attach_options
 def up(scenario_file: Path, port: int | None, out_dir: Path, runtime: str, gateway: str | None,
-       gateway_config: Path | None, allow_hosts: tuple[str, ...]) -> None:
+       gateway_config: Path | None, allow_hosts: tuple[str, ...], attach_url: str | None, attach_admin: str | None,
+       attach_wait: float) -> None:
     """Start a scenario's stack, print its endpoints, and keep it up until Ctrl-C.
 
     No load and no faults are run; send requests yourself, and break replicas through
     the Toxiproxy API that is printed. Each change of the gateway's view of a replica is
     printed with the gateway's own words for it (Envoy's health flags, HAProxy's check status,
     the line of nginx's error log, LiteLLM's cooldown and health-check state).
+
+    With --attach URL, no gateway is started: the gateway running at URL is pointed at the printed
+    addresses (or loads the printed file), and its view of health is printed with --attach-admin.
     """
     _stop_on_signals()
     try:
         scenario = load_scenario(scenario_file, gateway, gateway_config, allow_hosts)
-    except ScenarioError as exc:
+        attach = _attach(attach_url, attach_admin, attach_wait, scenario, allow_hosts, runtime)
+        if attach is not None and port is not None:
+            raise AttachError("--port sets where a gateway chaosgate starts listens; with --attach, the gateway "
+                              "listens where you started it (the port of --attach)")
+    except (ScenarioError, AttachError) as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_UNRUNNABLE)
     stack_runtime = RUNTIMES[runtime]()
     try:
         check_supported(scenario, runtime, stack_runtime.capabilities)
-        stack = stack_runtime.up(scenario, out_dir / scenario.name, gateway_port=port)
+        stack = stack_runtime.up(scenario, out_dir / scenario.name, gateway_port=port, attach=attach) \
+            if attach is not None else stack_runtime.up(scenario, out_dir / scenario.name, gateway_port=port)
         click.echo(json.dumps(stack.endpoints(), indent=2))
         click.echo(f"stack of {scenario.name} is up; Ctrl-C to stop", err=True)
         if stack.process_control is not None:  # dead replicas are restarted here too, and said so
@@ -397,7 +470,7 @@ def up(scenario_file: Path, port: int | None, out_dir: Path, runtime: str, gatew
                 f"{time.strftime('%H:%M:%S')} {fields.get('replica')} {type} pid {fields.get('pid')}", err=True))
         last: dict[str, HostHealth] = {}
         while True:  # report the gateway's view of health as it changes, until interrupted
-            current = stack.replica_health()
+            current = stack.replica_health() if stack.gateway_view else {}
             for name, health in current.items():
                 if (line := health_line(last.get(name), health)) is not None:
                     click.echo(f"{time.strftime('%H:%M:%S')} {name} {line}", err=True)

@@ -36,6 +36,15 @@ class OwnConfig(BaseModel):
     text: str = Field(description="the file's text")
 
 
+class AttachedTo(BaseModel):
+    """The running gateway the run attached to (``--attach``; harness/attach.py)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    url: str = Field(description="where the load went (--attach)")
+    admin_url: str | None = Field(default=None, description="where the gateway's view was read (--attach-admin)")
+
+
 class RunStarted(_Event):
     type: Literal["run.started"]
     text: str = Field(description="the scenario's YAML text")
@@ -48,6 +57,7 @@ class RunStarted(_Event):
     runtime: str | None = None
     gateway_config: OwnConfig | None = Field(default=None, description="the user's own gateway file the run used")
     allow_hosts: list[str] = Field(default=[], description="hosts off this machine the run allowed (--allow-host)")
+    attach: AttachedTo | None = Field(default=None, description="the running gateway the run attached to (--attach)")
 
 
 class ReplicaEndpoint(BaseModel):

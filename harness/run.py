@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__, crash
+from harness.attach import Attach
 from harness.attempts import AttemptCollector, gateway_attempt_log, sources_for
 from harness.diagnose.scheduled import join_all, start_diagnosis
 from harness.errors import ChaosgateError
@@ -58,9 +59,10 @@ def _own_file(scenario: Scenario) -> dict[str, str] | None:
 
 def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runtime_name: str = "local",
                  progress: Progress | None = None, gateway_override: str | None = None,
-                 allow_hosts: Sequence[str] = ()) -> RunResult:
+                 allow_hosts: Sequence[str] = (), attach: Attach | None = None) -> RunResult:
     """Run one scenario and write ``out_dir/<name>/`` (journal.jsonl, summary.json, index.html);
-    ``gateway_override`` is the ``--gateway`` the scenario was loaded with (recorded in the command)."""
+    ``gateway_override`` is the ``--gateway`` the scenario was loaded with (recorded in the command);
+    ``attach``: the running gateway to use instead of starting one (harness/attach.py)."""
     progress = progress or Progress(quiet=True)
     run_dir = out_dir / scenario.name
     plan = make_plan(scenario)
@@ -74,8 +76,11 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
                   traps=[finding.trap for finding in findings],
                   chaosgate=__version__, python=platform.python_version(), platform=platform.platform(),
                   command=f"chaosgate run {shlex.quote(str(file))} --runtime {runtime_name} --out {shlex.quote(str(out_dir))}"
-                          + (f" --gateway {gateway_override}" if gateway_override else ""),
-                  gateway=scenario.gateway.kind, gateway_config=_own_file(scenario), allow_hosts=list(allow_hosts))
+                          + (f" --gateway {gateway_override}" if gateway_override else "")
+                          + (f" --attach {attach.url}" if attach else "")
+                          + (f" --attach-admin {attach.admin_url}" if attach and attach.admin_url else ""),
+                  gateway=scenario.gateway.kind, gateway_config=_own_file(scenario), allow_hosts=list(allow_hosts),
+                  attach={"url": attach.url, "admin_url": attach.admin_url} if attach else None)
     outcome, error = "failed", None
     runtime = RUNTIMES[runtime_name]()
     attempts: AttemptCollector | None = None
@@ -83,7 +88,7 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
         check_supported(scenario, runtime_name, runtime.capabilities)
         progress.stage(f"[{scenario.name}] starting the stack ({runtime_name} runtime)")
         started = time.monotonic()
-        stack = runtime.up(scenario, run_dir)
+        stack = runtime.up(scenario, run_dir, attach=attach) if attach is not None else runtime.up(scenario, run_dir)
         gateway_log = gateway_attempt_log(stack.gateway, run_dir)
         journal.write("stack.ready", endpoints=stack.endpoints(), gateway_version=stack.gateway_version,
                       startup_seconds=round(time.monotonic() - started, 3),
@@ -92,7 +97,11 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
                       gateway_config_diff=diff.read_text() if (diff := config.with_name(config.name + DIFF_SUFFIX)).exists()
                       else None,
                       # what the ``attempt`` events come from (harness/attempts.py)
-                      attempt_logs={"replica": True, "gateway_kind": stack.gateway.kind,
+                      # the user's own servers (upstreams[].address) log no attempts: only the fakes do
+                      attempt_logs={"replica": not any(r.real for r in stack.replicas.values()),
+                                    **({"replicas": [r.name for r in stack.replicas.values() if not r.real]}
+                                       if any(r.real for r in stack.replicas.values()) else {}),
+                                    "gateway_kind": stack.gateway.kind,
                                     "gateway": gateway_log.relative_to(run_dir).as_posix() if gateway_log else None})
         by_address = {stack.gateway_address(name): name for name in stack.replicas}
         attempts = AttemptCollector(journal, sources_for(run_dir, list(stack.replicas), stack.gateway, by_address)
@@ -124,7 +133,8 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
 def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter, run_dir: Path,
            progress: Progress) -> None:
     observer = HealthObserver(stack, journal)
-    observer.start()
+    if stack.gateway_view:  # attached without --attach-admin: no view of health to read (harness/attach.py)
+        observer.start()
     watch = GatewayWatch(stack.gateway.kind, stack.gateway_process, journal.write, stack.gateway_log) \
         if stack.gateway_process is not None else None
     if watch is not None:  # from here on, the gateway's exit is journalled (gateway.exited)
@@ -163,7 +173,8 @@ def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter,
                 active.remove(action)
             except ChaosgateError as exc:  # the stack is going down anyway; keep the first error
                 journal.write("warning", message=f"could not clear {action.fault.label}: {exc}")
-        observer.stop()
+        if stack.gateway_view:
+            observer.stop()
         _journal_health_rounds(stack, journal)
         if watch is not None:  # before teardown, whose SIGTERM is not an exit to journal
             watch.stop()

@@ -6,13 +6,14 @@ listing every problem with its file, line, field and what was expected.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.durations import Duration
 from harness.errors import Problem, ScenarioError, not_utf8
@@ -25,7 +26,7 @@ from harness.gateways.litellm import LitellmOptions
 from harness.gateways.nginx import NginxOptions
 from harness.memsize import MemorySize
 from harness.own_config import read_native
-from harness.own_config.binding import binding_problems, resolve_config_path
+from harness.own_config.binding import binding_problems, is_loopback, resolve_config_path
 from harness.targets import resolve, split_target
 from harness.yaml_source import Path as YamlPath
 from harness.yaml_source import YamlDocument, key_text, load_yaml
@@ -183,8 +184,13 @@ class UpstreamDns(_Model):
         return f"{pool}-{index}.{DNS_DOMAIN}"
 
 
+REAL_ADDRESS = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$"  # HOST:PORT, [v6]:PORT
+# The fields that describe chaosgate's fake replicas, refused on a pool of the user's own servers (address).
+FAKE_ONLY_FIELDS = ("ttft", "tokens_per_s", "memory_limit", "restart", "tls")
+
+
 class Upstream(_Model):
-    """A pool of identical fake replicas behind the gateway."""
+    """A pool of identical fake replicas behind the gateway, or of the user's own servers (``address``)."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", description="Pool name, used in targets such as 'chat[0]'.")
     kind: Literal["openai", "mcp"] = Field(
@@ -205,6 +211,41 @@ class Upstream(_Model):
     dns: UpstreamDns | None = Field(
         default=None, description="Resolve the replicas by name through the fake DNS server: 'true' or "
                                   "{resolution, refresh_rate, ttl, ...}; off (addresses) unless set.")
+    address: str | list[str] | None = \
+        Field(default=None, description="A server of yours instead of a fake replica: HOST:PORT, or a list of them, "
+                                        "one per replica (replicas defaults to their number). Toxiproxy sits in front "
+                                        "of each; chaosgate starts no process for the pool, so only network and DNS "
+                                        "faults apply (docs/own-config/real-upstreams.md). Off this machine only "
+                                        "with --allow-host HOST.")
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, value: str | list[str] | None) -> str | list[str] | None:
+        for address in [value] if isinstance(value, str) else value or []:
+            if not re.match(REAL_ADDRESS, address):
+                raise ValueError(f"expected HOST:PORT (127.0.0.1:8000, [::1]:8000, localhost:11434), got {address!r}")
+        if isinstance(value, list) and not 1 <= len(value) <= 16:
+            raise ValueError(f"expected 1 to 16 addresses (one per replica), got {len(value)}")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replicas_from_addresses(cls, data: Any) -> Any:
+        """``address: [a, b]`` without ``replicas`` is ``replicas: 2``."""
+        if isinstance(data, dict) and isinstance(data.get("address"), list) and "replicas" not in data \
+                and 1 <= len(data["address"]) <= 16:
+            return {**data, "replicas": len(data["address"])}
+        return data
+
+    @property
+    def addresses(self) -> list[str]:
+        """The user's servers, one per replica (empty: chaosgate's fakes)."""
+        return [] if self.address is None else [self.address] if isinstance(self.address, str) else list(self.address)
+
+    @property
+    def real(self) -> bool:
+        """Whether the replicas are the user's own servers, not processes chaosgate starts."""
+        return self.address is not None
 
     @field_validator("dns", mode="before")
     @classmethod
@@ -293,11 +334,13 @@ class Scenario(_Model):
 # -- loading --------------------------------------------------------------------------
 
 def load_scenario(path: Path, gateway: str | None = None, gateway_config: Path | None = None,
-                  allow_hosts: Iterable[str] = ()) -> Scenario:
+                  allow_hosts: Iterable[str] = (), *, gateway_view: bool = True) -> Scenario:
     """Read and validate one scenario file; every problem is reported at once. ``gateway``
     overrides the file's ``gateway.kind`` (``--gateway``); the file's settings are checked against it.
     ``gateway_config`` overrides ``gateway.config`` (``--gateway-config``, relative to the working folder);
-    ``allow_hosts``: hosts off this machine the gateway's file may send traffic to (``--allow-host``)."""
+    ``allow_hosts``: hosts off this machine the gateway's file may send traffic to (``--allow-host``);
+    ``gateway_view``: False when the gateway's view of health will not be read (``--attach`` without
+    ``--attach-admin``): the expectations that need it are refused."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -307,11 +350,11 @@ def load_scenario(path: Path, gateway: str | None = None, gateway_config: Path |
     except UnicodeDecodeError as exc:
         line, column, message = not_utf8(data, exc)
         raise ScenarioError([Problem(str(path), line, column, "", message)]) from None
-    return parse_scenario(text, str(path), gateway, gateway_config, allow_hosts)
+    return parse_scenario(text, str(path), gateway, gateway_config, allow_hosts, gateway_view=gateway_view)
 
 
 def parse_scenario(text: str, file: str, gateway: str | None = None, gateway_config: Path | None = None,
-                   allow_hosts: Iterable[str] = ()) -> Scenario:
+                   allow_hosts: Iterable[str] = (), *, gateway_view: bool = True) -> Scenario:
     """Validate scenario YAML ``text`` (``file`` names it in messages and anchors a relative
     ``gateway.config``); ``gateway``, ``gateway_config``, ``allow_hosts``: see load_scenario."""
     doc = load_yaml(text, file)
@@ -348,7 +391,9 @@ def parse_scenario(text: str, file: str, gateway: str | None = None, gateway_con
         own = gateway_config.resolve() if gateway_config is not None else \
             resolve_config_path(scenario.gateway.config or "", file)
         scenario = scenario.model_copy(update={"gateway": scenario.gateway.model_copy(update={"config": str(own)})})
-    problems = _cross_check(scenario, doc)
+    problems = _cross_check(scenario, doc, allow_hosts)
+    if not gateway_view:
+        problems += _without_gateway_view(scenario, doc)
     if scenario.gateway.config is not None:
         try:
             native = read_native(scenario.gateway.kind, Path(scenario.gateway.config))
@@ -474,7 +519,63 @@ def _check_mcp(scenario: Scenario, add: Callable[[YamlPath, str], None]) -> None
         add(("gateway", "health_check", "mcp"), "an MCP health check needs an upstream with kind: mcp to check")
 
 
-def _cross_check(scenario: Scenario, doc: YamlDocument) -> list[Problem]:
+def split_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT``) as (host, port); the host without brackets."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _check_real(scenario: Scenario, add: Callable[[YamlPath, str], None], allow_hosts: Iterable[str]) -> None:
+    """A pool of the user's own servers (``address``): one address per replica, on this machine unless allowed,
+    none of the fields that describe chaosgate's fakes, and only faults that need no fake (``Fault.fake_only``)."""
+    allowed = {host.lower().strip("[]") for host in allow_hosts}
+    for i, pool in enumerate(scenario.upstreams):
+        if not pool.real:
+            continue
+        addresses = pool.addresses
+        if len(addresses) != pool.replicas:
+            add(("upstreams", i, "replicas"), f"upstream {pool.name!r} names {len(addresses)} address(es) and has "
+                f"replicas: {pool.replicas}; each address is one replica (give a list of {pool.replicas} addresses, "
+                f"or leave replicas out)")
+        for j, address in enumerate(addresses):
+            host, port = split_address(address)
+            where: YamlPath = ("upstreams", i, "address", j) if isinstance(pool.address, list) else \
+                ("upstreams", i, "address")
+            if not 1 <= port <= 65535:
+                add(where, f"expected a port from 1 to 65535, got {port}")
+            if not is_loopback(host) and host.lower() not in allowed:
+                add(where, f"{address} is not this machine: chaosgate sends load and faults only to loopback "
+                    f"addresses unless you name the host with --allow-host {host}")
+        for name in FAKE_ONLY_FIELDS:
+            if name in pool.model_fields_set:
+                add(("upstreams", i, name), f"{name} describes chaosgate's fake replicas; upstream {pool.name!r} "
+                    f"is your own server (address), which chaosgate does not start")
+    real = {pool.name: pool for pool in scenario.upstreams if pool.real}
+    for i, fault in enumerate(scenario.faults):
+        pool_name = split_target(fault.target)[0]
+        if pool_name in real and fault.fake_only is not None:
+            add(("faults", i), f"{fault.kind} faults need {fault.fake_only}; upstream {pool_name!r} is your own "
+                f"server at {', '.join(real[pool_name].addresses)} (address), so only network and DNS faults apply "
+                f"to it (docs/own-config/real-upstreams.md)")
+
+
+def _without_gateway_view(scenario: Scenario, doc: YamlDocument) -> list[Problem]:
+    """The expectations that need the gateway's view of health, refused when it is not read
+    (``--attach`` without ``--attach-admin``; harness/attach.py)."""
+    from harness.attach import needs_gateway_view
+
+    problems: list[Problem] = []
+    for i, expectation in enumerate(scenario.expect):
+        if (why := needs_gateway_view(expectation)) is not None and expectation.applies_to(scenario.gateway.kind):
+            line, column = doc.locate(("expect", i))
+            problems.append(Problem(doc.file, line, column, _render_path(doc.data, ("expect", i)),
+                                    f"{expectation.kind} needs the gateway's view of health ({why}), which chaosgate "
+                                    "reads only with --attach-admin URL; give it, or judge this run without this "
+                                    "expectation"))
+    return problems
+
+
+def _cross_check(scenario: Scenario, doc: YamlDocument, allow_hosts: Iterable[str] = ()) -> list[Problem]:
     """Rules that span fields: targets exist, faults fit in the load, names are unique."""
     problems: list[Problem] = []
 
@@ -505,6 +606,7 @@ def _cross_check(scenario: Scenario, doc: YamlDocument) -> list[Problem]:
         add(where, f"the load sends chat completions, so it needs an openai pool; {scenario.load_pool!r} is "
             f"{scenario.pool_kinds.get(scenario.load_pool)!r}")
     _check_mcp(scenario, add)
+    _check_real(scenario, add, allow_hosts)
     if sum(scenario.load.mix.values()) <= 0:
         add(("load", "mix"), "expected at least one request type with a weight above 0")
     labels: list[str] = []
@@ -516,10 +618,10 @@ def _cross_check(scenario: Scenario, doc: YamlDocument) -> list[Problem]:
         else:
             pool_kind = scenario.pool_kinds[split_target(fault.target)[0]]
             pool = next(u for u in scenario.upstreams if u.name == split_target(fault.target)[0])
-            if fault.needs_memory_limit and pool.memory_limit is None:
+            if fault.needs_memory_limit and pool.memory_limit is None and not pool.real:
                 add(("faults", i, "target"), f"{fault.kind} faults need a memory limit to hit; set memory_limit "
                     f"on upstream {pool.name!r}")
-            if fault.needs_tls and pool.tls is None:
+            if fault.needs_tls and pool.tls is None and not pool.real:
                 add(("faults", i, "target"), f"{fault.kind} faults act on replicas that serve TLS; set tls: true "
                     f"on upstream {pool.name!r}")
             if fault.pool_kinds is not None and pool_kind not in fault.pool_kinds:

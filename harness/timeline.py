@@ -220,16 +220,21 @@ def build_timeline(events: list[dict[str, Any]]) -> Timeline:
     open_faults: dict[str, dict[str, Any]] = {}
     by_address: dict[str, str] = {}
     stamps: list[HealthStamp] = []
+    real: set[str] = set()  # the user's own servers (upstreams[].address): they stamp no identity header
     for event in events:
         kind, t = event["type"], event["ts"] - t0
         if kind == "stack.ready":
             by_address = _replicas_by_address(event)
+            real = {name for name, info in event.get("endpoints", {}).get("replicas", {}).items() if info.get("real")}
             timeline.attempt_logs = dict(event.get("attempt_logs") or {})
         elif kind == "request":
+            routed_to = by_address.get(event.get("upstream") or "")
+            # a user's own server says nothing of who it is: it served what the gateway sent it and answered
+            served = routed_to if routed_to in real and event.get("error") is None else event.get("replica")
             timeline.requests.append(Request(
                 t=t, latency=event["latency"], kind=event["kind"], status=event.get("status"),
-                error=event.get("error"), replica=event.get("replica"), body=event.get("body"),
-                ttft=event.get("ttft"), routed_to=by_address.get(event.get("upstream") or ""), id=event.get("id")))
+                error=event.get("error"), replica=served, body=event.get("body"),
+                ttft=event.get("ttft"), routed_to=routed_to, id=event.get("id")))
         elif kind == "attempt":
             timeline.attempts.append(Attempt(
                 t=t, replica=event.get("replica"), source=event.get("source", "replica"),

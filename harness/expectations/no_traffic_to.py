@@ -136,7 +136,11 @@ def _what_was_counted(timeline: Timeline, target: str, requests: list[Request], 
         parts.append("this journal has no attempt logs (written before chaosgate kept them), so only the last "
                      "try of each request was counted")
         return "; ".join(parts)
-    parts.append(f"{len(seen)} tries seen arriving by {target}'s own process (retries included)")
+    logged = timeline.attempt_logs.get("replicas")  # set when some replicas are the user's own servers
+    if isinstance(logged, list) and not set(replicas_of(target, timeline)) & set(logged):
+        parts.append(f"{target} is your own server (upstreams[].address), which logs no tries of its own")
+    else:
+        parts.append(f"{len(seen)} tries seen arriving by {target}'s own process (retries included)")
     if gateway_log:
         stopped = max(0, len(sent) - len(seen))
         parts.append(f"{len(sent)} tries the gateway logged as sent to it ({gateway_log}"

@@ -57,6 +57,9 @@ class Fault(BaseModel):
     needs: ClassVar[frozenset[str]] = frozenset()  # runtime capabilities it needs (harness.runtimes.base)
     needs_memory_limit: ClassVar[bool] = False  # True: its target pool must set memory_limit
     needs_tls: ClassVar[bool] = False  # True: its target pool must set tls
+    # What it needs of chaosgate's own fake replica ("the fake's control port", "a process chaosgate owns"):
+    # refused on a pool of the user's own servers (upstreams[].address); None: it acts on the wire only
+    fake_only: ClassVar[str | None] = None
 
     kind: str
     name: str | None = Field(default=None, description="Names the fault in reports; default '<kind>@<target>'.")

@@ -26,6 +26,7 @@ class Cert(Fault):
     kind: Literal["cert"]
     exclusive: ClassVar[bool] = True  # a replica serves one certificate: clearing one would end both
     needs_tls: ClassVar[bool] = True
+    fake_only: ClassVar[str | None] = "the fake's control port (it swaps the certificates chaosgate minted)"
     mode: CertMode = Field(description="expired (ended an hour ago), not_yet_valid (starts in a day), wrong_host "
                                        "(names another host) or untrusted (signed by a CA the gateway does not trust).")
 

@@ -18,6 +18,7 @@ class LlmFault(ControlFault):
 
     kind: Literal["llm_fault"]
     pool_kinds: ClassVar[frozenset[str] | None] = frozenset({"openai"})
+    fake_only: ClassVar[str | None] = "the fake's control port (its fault modes)"
 
 
 with_modes(LlmFault, LLM_MODE_MODELS)

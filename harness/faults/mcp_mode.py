@@ -17,6 +17,7 @@ class McpFault(ControlFault):
 
     kind: Literal["mcp_fault"]
     pool_kinds: ClassVar[frozenset[str] | None] = frozenset({"mcp"})
+    fake_only: ClassVar[str | None] = "the fake's control port (its fault modes)"
 
 
 with_modes(McpFault, MCP_MODE_MODELS)

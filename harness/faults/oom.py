@@ -31,6 +31,7 @@ class Oom(Fault):
     pool_kinds: ClassVar[frozenset[str] | None] = frozenset({"openai"})
     needs: ClassVar[frozenset[str]] = frozenset({MEMORY_LIMIT, PROCESS_CONTROL})
     needs_memory_limit: ClassVar[bool] = True
+    fake_only: ClassVar[str | None] = "a process chaosgate owns, in a memory cgroup chaosgate sets"
     mb_per_s: float = Field(default=200.0, gt=0, le=4096, description="Growth rate in MiB per second.")
 
     def inject(self, ctx: FaultContext, replica: str) -> None:

@@ -23,6 +23,7 @@ class PortChange(Fault):
     kind: Literal["port_change"]
     exclusive: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset({PROCESS_CONTROL})
+    fake_only: ClassVar[str | None] = "a process chaosgate owns (it restarts it on another port)"
 
     def inject(self, ctx: FaultContext, replica: str) -> None:
         processes = ctx.processes()

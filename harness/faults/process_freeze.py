@@ -21,6 +21,7 @@ class ProcessFreeze(Fault):
     kind: Literal["process_freeze"]
     exclusive: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset({PROCESS_CONTROL})
+    fake_only: ClassVar[str | None] = "a process chaosgate owns (it stops it with SIGSTOP)"
 
     def inject(self, ctx: FaultContext, replica: str) -> None:
         ctx.processes().send(replica, signal.SIGSTOP)

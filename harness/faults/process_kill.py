@@ -18,6 +18,7 @@ class ProcessKill(Fault):
     kind: Literal["process_kill"]
     exclusive: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset({PROCESS_CONTROL})
+    fake_only: ClassVar[str | None] = "a process chaosgate owns (it kills it, and restarts it)"
 
     def inject(self, ctx: FaultContext, replica: str) -> None:
         ctx.processes().send(replica, signal.SIGKILL)

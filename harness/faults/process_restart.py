@@ -15,6 +15,7 @@ class ProcessRestart(Fault):
     kind: Literal["process_restart"]
     exclusive: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset({PROCESS_CONTROL})
+    fake_only: ClassVar[str | None] = "a process chaosgate owns (it restarts it)"
 
     def inject(self, ctx: FaultContext, replica: str) -> None:
         ctx.processes().restart(replica)

@@ -167,6 +167,8 @@ class GatewayProcessBase:
         self.published_listen_port = published_listen_port or listen_port
         self.published_admin_port = published_admin_port or admin_port
         self.own_facts: dict[str, Any] = {}  # what the rewrite of gateway.config learnt (harness/own_config/)
+        # the host the ``published_*`` ports are reached on (another only for a gateway chaosgate attaches to)
+        self.published_host = "127.0.0.1"
         self._init_state()
 
     def _init_state(self) -> None:
@@ -175,7 +177,7 @@ class GatewayProcessBase:
     @property
     def url(self) -> str:
         """Where the host sends requests to the gateway."""
-        return f"http://127.0.0.1:{self.published_listen_port}"
+        return f"http://{url_host(self.published_host)}:{self.published_listen_port}"
 
     def write_own_config(self, upstreams: list[UpstreamAddress], run_dir: Path, config_name: str) -> Path:
         """The user's own file (``gateway.config``) rewritten for this run (harness/own_config/): written
@@ -187,6 +189,11 @@ class GatewayProcessBase:
                                             listen_port=self.listen_port, admin_port=self.admin_port,
                                             bind_address=self.bind_address, free_port=free_port)
         return path
+
+
+def url_host(host: str) -> str:
+    """``host`` as a URL names it (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host
 
 
 def explicitly_set(model: Any, *names: str) -> bool:

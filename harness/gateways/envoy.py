@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from harness.durations import Duration
 from harness.errors import ComponentMissing, StackError
 from harness.gateways.base import (UPSTREAM_HEADER, GatewayProcessBase, HostHealth, SettingIssue, UpstreamAddress,
-                                   UpstreamResolver, UpstreamTlsTrust)
+                                   UpstreamResolver, UpstreamTlsTrust, url_host)
 
 if TYPE_CHECKING:
     from harness.scenario import McpHealthCheck, Scenario
@@ -77,7 +77,7 @@ class EnvoyGateway(GatewayProcessBase):
 
     @property
     def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.published_admin_port}"
+        return f"http://{url_host(self.published_host)}:{self.published_admin_port}"
 
     # -- configuration -------------------------------------------------------------
     def config(self, upstreams: list[UpstreamAddress], run_dir: Path) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from harness.gateways.base import (
     debian_binary,
     explicitly_set,
     milliseconds,
+    url_host,
 )
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ class HaproxyGateway(GatewayProcessBase):
 
     @property
     def admin_url(self) -> str | None:
-        return f"tcp://127.0.0.1:{self.published_admin_port}"
+        return f"tcp://{url_host(self.published_host)}:{self.published_admin_port}"
 
     # -- configuration -------------------------------------------------------------
     def config(self, upstreams: list[UpstreamAddress], run_dir: Path) -> str:
@@ -225,7 +226,7 @@ class HaproxyGateway(GatewayProcessBase):
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
                 sock.settimeout(1.0)
-                sock.connect(("127.0.0.1", self.published_admin_port))
+                sock.connect((self.published_host, self.published_admin_port))
                 sock.sendall(command.encode() + b"\n")
                 chunks = []
                 while chunk := sock.recv(65536):
@@ -247,6 +248,8 @@ class HaproxyGateway(GatewayProcessBase):
         health: dict[str, HostHealth] = {}
         for row in rows:
             address = self._addresses.get((row.get("pxname", ""), row.get("svname", "")))
+            if address is None and not self._addresses and row.get("svname") not in ("FRONTEND", "BACKEND"):
+                address = row.get("addr") or None  # a file chaosgate did not write (--attach): the server's address
             if address is None:
                 continue
             status = row.get("status", "")

@@ -49,6 +49,11 @@ def charts(run: RunData) -> list[Chart]:
     served, errors, times = served_rate(timeline, axis), error_rate_by_kind(timeline, axis), latency(timeline, axis)
     bucket = f"Each step is {axis.step:g}s wide."
     served_caption = f"{bucket} Requests count when they started."
+    attach = run.header.get("attach")
+    health_caption = "Sampled from the gateway's admin API 20 times a second; hover a band for the gateway's reason."
+    if isinstance(attach, dict) and not attach.get("admin_url"):
+        health_caption = (f"Not read: chaosgate attached to the gateway at {attach.get('url')} without --attach-admin, "
+                          "so it had no view of the gateway's health (docs/own-config/attach.md).")
     if any(s.color == NOT_SERVED_COLOR for s in served):
         served_caption += (" 'No replica (failed)' are requests that no replica answered (the gateway's own error "
                            "replies and broken connections).")
@@ -72,7 +77,7 @@ def charts(run: RunData) -> list[Chart]:
         Chart("health", "Health of each replica, as the gateway saw it",
               health_chart("health", "Gateway's view of each replica", health_lanes(timeline, axis), axis, overlay),
               [(state, color, False) for state, color in STATE_COLORS.items()],
-              "Sampled from the gateway's admin API 20 times a second; hover a band for the gateway's reason."),
+              health_caption),
     ]
 
 

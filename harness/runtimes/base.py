@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.attach import Attach
 from harness.errors import FaultError, StackError, StartupTimeout
 from harness.gateways import GATEWAYS, GatewayAdapter, HostHealth
 from harness.gateway_watch import GatewayProcess
@@ -34,6 +35,13 @@ class Replica:
     proxy_port: int    # where its proxy listens (as the host reaches it; on local also the gateway)
     control_port: int | None = None  # its fake's control API (fault modes), as the host reaches it
     kind: str = "openai"             # what it speaks: its pool's upstream kind
+    host: str = "127.0.0.1"          # where the replica itself listens (the user's server's host, for a real one)
+    real: bool = False               # the user's own server (upstreams[].address): chaosgate did not start it
+
+    @property
+    def address(self) -> str:
+        """``host:port`` where the replica itself listens."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,7 @@ class ProcessControl(Protocol):
 # chosen runtime lacks is refused before anything starts (see unsupported()).
 PROCESS_CONTROL = "process_control"
 MEMORY_LIMIT = "memory_limit"
+REAL_UPSTREAMS = "real_upstreams"  # the runtime puts Toxiproxy in front of the user's own servers (address)
 DNS = "dns"  # the runtime runs the fake DNS server and points the gateway's resolver at it
 
 
@@ -98,6 +107,8 @@ class Stack:
     # the gateway's own process, watched during a run (harness/gateway_watch.py); None: not watched
     gateway_process: GatewayProcess | None = None
     gateway_log: str = ""  # where the gateway's output goes, named when it exits
+    # whether the gateway's view of health is read (False: attached without --attach-admin; harness/attach.py)
+    gateway_view: bool = True
 
     def dns_server(self) -> DnsServer:
         """The fake DNS server (see harness.faults.dns); FaultError when the stack has none."""
@@ -144,7 +155,7 @@ class Stack:
             "toxiproxy": self.toxiproxy_url,
             **({"dns": {"address": self.dns.address, "control_url": self.dns.control_url, "names": self.dns.names}}
                if self.dns is not None else {}),
-            "replicas": {r.name: {"url": f"http://127.0.0.1:{r.port}", "proxy": r.proxy_name,
+            "replicas": {r.name: {"url": f"http://{r.address}", "proxy": r.proxy_name, **({"real": True} if r.real else {}),
                                   "proxy_url": f"http://127.0.0.1:{r.proxy_port}",
                                   "gateway_address": self.gateway_address(r.name), "kind": r.kind,
                                   "control_url": self.control_url(r.name) if r.control_port is not None else None}
@@ -158,8 +169,10 @@ class Runtime(Protocol):
     name: str
     capabilities: frozenset[str]  # PROCESS_CONTROL, MEMORY_LIMIT, ...
 
-    def up(self, scenario: Scenario, run_dir: Path, gateway_port: int | None = None) -> Stack:
-        """Start every component and wait until the gateway sees every replica healthy."""
+    def up(self, scenario: Scenario, run_dir: Path, gateway_port: int | None = None,
+           attach: Attach | None = None) -> Stack:
+        """Start every component and wait until the gateway sees every replica healthy; with ``attach``, every
+        component but the gateway, which runs already (harness/attach.py)."""
 
     def down(self) -> None:
         """Stop everything ``up`` started; idempotent, never raises."""
@@ -195,6 +208,9 @@ def unsupported(scenario: Scenario, runtime_name: str, capabilities: frozenset[s
                  for pool in scenario.upstreams if pool.dns is not None and DNS not in capabilities]
     if scenario.gateway.config is not None and runtime_name != "local":
         problems.append(f"gateway.config (the gateway's own file) runs on the local runtime only, not {runtime_name}")
+    problems += [f"upstream {pool.name!r} names your own server (address), but the {runtime_name} runtime runs "
+                 "only chaosgate's fake replicas; use --runtime local"
+                 for pool in scenario.upstreams if pool.real and REAL_UPSTREAMS not in capabilities]
     if runtime_name not in (gateway := GATEWAYS[scenario.gateway.kind]).runtimes:
         problems.append(f"the {gateway.kind} gateway runs on the {', '.join(sorted(gateway.runtimes))} runtime only")
     return problems

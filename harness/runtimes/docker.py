@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 
+from harness.attach import ATTACH_REFUSED, Attach
 from harness.attempts import prepare_attempts_dir, replica_attempts_file
 from harness.errors import PortInUse, StackError, StartupTimeout
 from harness.gateways import GATEWAYS, GatewayAdapter, UpstreamAddress
@@ -180,7 +181,10 @@ class DockerRuntime:
         self._pod: _Pod | None = None  # the gateway pod's published ports (scenarios with a dns pool)
 
     # -- up ------------------------------------------------------------------------
-    def up(self, scenario: Scenario, run_dir: Path, gateway_port: int | None = None) -> Stack:
+    def up(self, scenario: Scenario, run_dir: Path, gateway_port: int | None = None,
+           attach: Attach | None = None) -> Stack:
+        if attach is not None:
+            raise StackError(ATTACH_REFUSED)
         run_dir.mkdir(parents=True, exist_ok=True)
         run_dir = run_dir.resolve()  # Envoy's container mounts it at this same path
         if gateway_port is not None:

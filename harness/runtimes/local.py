@@ -6,21 +6,25 @@ import functools
 import hashlib
 import os
 import shutil
+import socket
 import sys
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 
 from harness.attempts import prepare_attempts_dir, replica_attempts_file
 from harness.cgroups import MemoryCgroup, memory_hierarchy
+from harness.attach import Attach, AttachedGateway, announce, attached_gateway, wait_served
 from harness.leftovers import reap_leftovers
-from harness.errors import ComponentMissing
-from harness.gateways import GATEWAYS, UpstreamAddress
+from harness.errors import ComponentMissing, StartupTimeout
+from harness.gateways import GATEWAYS, GatewayAdapter, UpstreamAddress
 from harness.processes import Child, ProcessGroup, answers, check_port_free, free_port
 from harness.gateways.base import UpstreamResolver
-from harness.runtimes.base import (DNS, MEMORY_LIMIT, PROCESS_CONTROL, RUN_MARKER, DnsServer, Replica, Stack,
-                                   wait_all_healthy)
-from harness.scenario import Scenario, Upstream
+from harness.runtimes.base import (DNS, MEMORY_LIMIT, PROCESS_CONTROL, REAL_UPSTREAMS, RUN_MARKER, DnsServer, Replica,
+                                   Stack, wait_all_healthy)
+from harness.scenario import Scenario, Upstream, split_address
 from harness.supervisor import BackoffPolicy, Supervisor
 from harness.toxiproxy import ToxiproxyControl
 from harness.upstream_tls import PoolTls, health_answers
@@ -95,8 +99,22 @@ def _start_dns(processes: ProcessGroup, scenario: Scenario) -> Callable[[dict[st
         return DnsServer(address=f"127.0.0.1:{port}", control_url=control_url,
                          names={replica: name for replica, (name, _) in names.items()},
                          ports={replica: replicas[replica].proxy_port for replica in names},
-                         backends={replica: f"127.0.0.1:{replicas[replica].port}" for replica in names})
+                         backends={replica: replicas[replica].address for replica in names})
     return ready
+
+
+def wait_accepts(replica: Replica, timeout: float) -> None:
+    """Wait until the user's own server behind ``replica`` accepts TCP connections; StartupTimeout after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((replica.host, replica.port), timeout=1.0):
+                return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise StartupTimeout(f"{replica.name}: your server at {replica.address} (upstreams[].address) did "
+                                     f"not accept connections within {timeout:g}s: {exc.strerror or exc}") from None
+        time.sleep(0.1)
 
 
 def _stderr(message: str) -> None:
@@ -107,7 +125,7 @@ class LocalRuntime:
     """Toxiproxy, the fake replicas and the gateway as child processes of the harness."""
 
     name = "local"
-    capabilities = frozenset({PROCESS_CONTROL, MEMORY_LIMIT, DNS})
+    capabilities = frozenset({PROCESS_CONTROL, MEMORY_LIMIT, DNS, REAL_UPSTREAMS})
 
     def __init__(self, log: Callable[[str], None] = _stderr) -> None:
         self._log = log
@@ -115,7 +133,8 @@ class LocalRuntime:
         self._supervisor: Supervisor | None = None
         self._cgroups: list[MemoryCgroup] = []
 
-    def up(self, scenario: Scenario, run_dir: Path, gateway_port: int | None = None) -> Stack:
+    def up(self, scenario: Scenario, run_dir: Path, gateway_port: int | None = None,
+           attach: Attach | None = None) -> Stack:
         for reaped in reap_leftovers():  # what a killed harness (and its watchdog) left: harness/leftovers.py
             self._log(reaped.describe())
         # Memory limits need a writable memory cgroup hierarchy (v1 or v2): refused before anything starts.
@@ -123,12 +142,15 @@ class LocalRuntime:
         run_dir.mkdir(parents=True, exist_ok=True)
         # Every process of the stack carries CHAOSGATE_RUN_DIR, so leftovers can be found by it.
         processes = self._processes = ProcessGroup(run_dir / "logs", env={RUN_MARKER: str(run_dir.resolve())})
-        if gateway_port is not None:
+        if gateway_port is not None and attach is None:
             check_port_free(gateway_port, "the gateway")
         toxiproxy_bin = toxiproxy_binary()
-        gateway = GATEWAYS[scenario.gateway.kind](
-            scenario.gateway, listen_port=gateway_port or free_port(), admin_port=free_port(),
-            load_pool=scenario.load_pool)
+        if attach is None:
+            gateway: GatewayAdapter = GATEWAYS[scenario.gateway.kind](
+                scenario.gateway, listen_port=gateway_port or free_port(), admin_port=free_port(),
+                load_pool=scenario.load_pool)
+        else:  # a gateway chaosgate does not start: the rewritten file (if any) gets its ports (harness/attach.py)
+            gateway = attached_gateway(scenario, attach, free_port)
 
         toxiproxy_port = free_port()
         toxiproxy_url = f"http://127.0.0.1:{toxiproxy_port}"
@@ -138,17 +160,21 @@ class LocalRuntime:
         # The run's folder names its cgroups: runs of one scenario into different folders do not share them.
         run_id = f"{run_dir.name}-{hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:8]}"
         replica_children = []
-        replica_ports: dict[str, tuple[int, int]] = {}
+        replica_ports: dict[str, tuple[str, int, int | None]] = {}  # replica -> host, port, control port
         tls = prepare_tls(scenario, run_dir)
         prepare_attempts_dir(run_dir)
         supervisor = self._supervisor = Supervisor()
         for pool in scenario.upstreams:
             for index in range(pool.replicas):
                 name = f"{pool.name}[{index}]"
+                if pool.real:  # the user's own server: no process, no control API, no supervision
+                    host, real_port = split_address(pool.addresses[index])
+                    replica_ports[name] = host, real_port, None
+                    continue
                 port, control_port = free_port(), free_port()
                 while control_port == port:  # two ports that were free a moment ago: make sure they differ
                     control_port = free_port()
-                replica_ports[name] = port, control_port
+                replica_ports[name] = "127.0.0.1", port, control_port
                 argv = [sys.executable, "-m", FAKE_MODULES[pool.kind], "--name", name, "--host", "127.0.0.1",
                         "--port", "{port}", "--control-port", str(control_port),
                         "--seed", str(scenario.seed * 1000 + index), *FAKE_OPTIONS[pool.kind](pool, scenario),
@@ -175,9 +201,11 @@ class LocalRuntime:
             for index in range(pool.replicas):
                 name = f"{pool.name}[{index}]"
                 proxy_name = f"{pool.name}-{index}"
-                port, control_port = replica_ports[name]
-                proxy_port = toxiproxy.create_proxy(proxy_name, f"127.0.0.1:{port}")
-                replicas[name] = Replica(name, pool.name, port, proxy_name, proxy_port, control_port, pool.kind)
+                host, listens_on, control = replica_ports[name]
+                replica = Replica(name, pool.name, listens_on, proxy_name, 0, control, pool.kind, host, pool.real)
+                if pool.real:
+                    wait_accepts(replica, READY_TIMEOUT)
+                replicas[name] = replace(replica, proxy_port=toxiproxy.create_proxy(proxy_name, replica.address))
 
         dns = dns_ready(replicas) if dns_ready is not None else None
         pools = {pool.name: pool for pool in scenario.upstreams}
@@ -186,6 +214,9 @@ class LocalRuntime:
                                      UpstreamResolver(*_host_port(dns.address), settings)
                                      if dns and (settings := pools[r.pool].dns) else None)
                      for r in replicas.values()]
+        if isinstance(gateway, AttachedGateway):
+            return self._attached(gateway, scenario, upstreams, replicas, toxiproxy, toxiproxy_url, run_dir, dns,
+                                  supervisor)
         config = gateway.write_config(upstreams, run_dir)
         gateway_child = processes.start(gateway.kind, gateway.argv(config))
         # A gateway may need longer to start (the LiteLLM proxy imports for 8-25 s on a busy machine).
@@ -194,6 +225,27 @@ class LocalRuntime:
                       run_dir=run_dir, gateway_version=gateway.version(), process_control=supervisor, dns=dns,
                       gateway_process=gateway_child.process, gateway_log=str(gateway_child.log))
         wait_all_healthy(stack, scenario, f"logs in {run_dir / 'logs'}")
+        return stack
+
+    def _attached(self, gateway: AttachedGateway, scenario: Scenario, upstreams: list[UpstreamAddress],
+                  replicas: dict[str, Replica], toxiproxy: ToxiproxyControl, toxiproxy_url: str, run_dir: Path,
+                  dns: DnsServer | None, supervisor: Supervisor) -> Stack:
+        """The stack around a gateway chaosgate did not start: say what it must use, wait until it answers
+        through it (and, with its view of health, until it sees every replica healthy)."""
+        attach = gateway.attach
+        written = gateway.write_config(upstreams, run_dir) if scenario.gateway.config is not None else None
+        stack = Stack(gateway=gateway, toxiproxy=toxiproxy, toxiproxy_url=toxiproxy_url, replicas=replicas,
+                      run_dir=run_dir, gateway_version=gateway.version(), process_control=supervisor, dns=dns,
+                      gateway_view=attach.gateway_view)
+        addresses = {name: stack.gateway_address(name) for name in replicas}
+        announce(replicas, addresses, attach, run_dir, written, self._log,
+                 gateway.inner.argv(written) if written is not None else None)
+        deadline = time.monotonic() + attach.wait
+        path = "" if scenario.load_pool == scenario.upstreams[0].name else f"/{scenario.load_pool}"
+        served = wait_served(attach, path, replicas, addresses, deadline)
+        self._log(f"attach: {attach.url} answers through chaosgate's upstreams ({served} served)")
+        if attach.gateway_view:
+            wait_all_healthy(stack, scenario, f"the gateway at {attach.url} is not chaosgate's: see its own logs")
         return stack
 
     def down(self) -> None:
