@@ -23,7 +23,7 @@ from harness.gateways.base import (UPSTREAM_HEADER, GatewayProcessBase, HostHeal
 if TYPE_CHECKING:
     from harness.scenario import McpHealthCheck, Scenario
 
-__all__ = ["UPSTREAM_HEADER", "EnvoyGateway", "EnvoyOptions", "envoy_binary"]
+__all__ = ["UPSTREAM_HEADER", "EnvoyGateway", "EnvoyOptions", "envoy_binary", "is_ip"]
 # Not pending_dynamic_removal: DNS no longer names the host, but Envoy keeps routing to it while it
 # passes active health checks (measured, docs/faults.md DNS); the flag is journalled all the same.
 _FAILURE_FLAGS = ("failed_active_health_check", "failed_outlier_check", "failed_eds_health")
@@ -137,7 +137,7 @@ class EnvoyGateway(GatewayProcessBase):
             "name": pool,
             # Addresses are IPs on the local runtime; in containers the gateway reaches Toxiproxy by
             # its service name on the run's network, resolved through the container's resolver.
-            "type": "STATIC" if all(_is_ip(u.host) for u in upstreams) else "STRICT_DNS",
+            "type": "STATIC" if all(is_ip(u.host) for u in upstreams) else "STRICT_DNS",
             "connect_timeout": _dur(s.connect_timeout),
             "lb_policy": "ROUND_ROBIN",
             # update_merge_window 0 (chaosgate's default): workers see health changes at once, so what
@@ -403,7 +403,7 @@ def _timestamp(value: Any) -> float | None:
         return None
 
 
-def _is_ip(host: str) -> bool:
+def is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
     except ValueError:

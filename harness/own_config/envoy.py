@@ -26,7 +26,6 @@ from __future__ import annotations
 from types import MappingProxyType
 
 import io
-import ipaddress
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -39,7 +38,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from harness.errors import ScenarioError
 from harness.gateways.base import UPSTREAM_HEADER, UpstreamAddress
-from harness.gateways.envoy import UPSTREAM_LOG, _upstream_log
+from harness.gateways.envoy import UPSTREAM_LOG, _upstream_log, is_ip
 from harness.own_config.base import (Block, Endpoint, NativeConfig, RewriteJob, Rewritten, Source, Unmodelled,
                                      YamlPath, refuse)
 from harness.yaml_source import YamlDocument, load_yaml
@@ -627,7 +626,7 @@ class EnvoyReader:
                 check = _get(lb, "endpoint", "health_check_config")
                 if isinstance(check, dict) and "port_value" in check:  # checks go through Toxiproxy as well
                     check["port_value"] = replica.port
-        if str(cluster.get("type", "STATIC")) == "STATIC" and not all(_is_ip(r.host) for r in replicas):
+        if str(cluster.get("type", "STATIC")) == "STATIC" and not all(is_ip(r.host) for r in replicas):
             cluster["type"] = "STRICT_DNS"  # Toxiproxy by its name (containers)
         sink = {"name": "envoy.health_check.event_sink.file", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.health_check.event_sinks.file.v3.HealthCheckEventFileSink",
@@ -738,12 +737,4 @@ def _guess_indent(yaml: YAML, text: str) -> None:
             mapping = max((len(nxt) - len(nxt.lstrip())) - (len(line) - len(line.lstrip())), 1)
             break
     yaml.indent(mapping=mapping, sequence=mapping + offset, offset=offset)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
