@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -26,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness.output import load_run, write_outputs  # noqa: E402
+from harness.phases import STACK_PHASES  # noqa: E402
 from harness.run import run_scenario  # noqa: E402
 from harness.runtimes.local import LocalRuntime  # noqa: E402
 from harness.scenario import load_scenario  # noqa: E402
@@ -38,10 +41,11 @@ def measure_startup(scenario_file: Path, repeat: int) -> list[dict[str, float]]:
         with tempfile.TemporaryDirectory() as tmp:
             runtime = LocalRuntime()
             began = time.perf_counter()
-            runtime.up(scenario, Path(tmp) / scenario.name)
+            stack = runtime.up(scenario, Path(tmp) / scenario.name)
             ready = time.perf_counter()
             runtime.down()
-            samples.append({"up": ready - began, "down": time.perf_counter() - ready})
+            samples.append({"up": ready - began, "down": time.perf_counter() - ready,
+                            **{f"stack.{name}": seconds for name, seconds in stack.phases.items()}})
     return samples
 
 
@@ -53,8 +57,14 @@ def measure_overhead(scenario_file: Path, repeat: int) -> list[dict[str, float]]
             began = time.perf_counter()
             result = run_scenario(scenario, scenario_file, scenario_file.read_text(), Path(tmp))
             wall = time.perf_counter() - began
+            run = load_run(result.run_dir / "journal.jsonl")
+            report = time.perf_counter()
+            write_outputs(result.run_dir / "journal.jsonl", result.run_dir)  # judging + report, as the run did
             samples.append({"wall": wall, "overhead": wall - scenario.load.duration,
-                            "requests": float(result.summary["requests"])})
+                            "requests": float(result.summary["requests"]),
+                            **{name: seconds for name, seconds in run.phases.items() if name not in STACK_PHASES},
+                            "stack_ready": float(run.startup_seconds or 0.0),
+                            "judge_and_report": time.perf_counter() - report})
     return samples
 
 
@@ -72,11 +82,23 @@ def main() -> None:
     overhead = measure_overhead(args.scenario, max(1, args.repeat // 2))
     print(f"stack start-up (3 replicas, Toxiproxy, Envoy, all healthy): {_summary([s['up'] for s in startup])}")
     print(f"stack teardown:                                             {_summary([s['down'] for s in startup])}")
+    for phase in STACK_PHASES:  # where start-up goes, component by component (moments since it began)
+        if all(f"stack.{phase}" in s for s in startup):
+            print(f"  {phase:<24} at {_summary([s[f'stack.{phase}'] for s in startup])}")
     print(f"run overhead (wall - declared load duration):               {_summary([s['overhead'] for s in overhead])}")
+    for phase, words in (("stack_ready", "stack ready"), ("load_startup", "load process ready"),
+                         ("drain", "load drained after its end"), ("teardown", "teardown"),
+                         ("judge_and_report", "judging and report")):
+        if all(phase in s for s in overhead):
+            print(f"  {words:<24} {_summary([s[phase] for s in overhead])}")
+    load = os.getloadavg()
+    print(f"load average during the bench: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+          + ("  (a busy machine: these figures are high)" if load[0] > 0.5 else ""))
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "startup.json").write_text(json.dumps({
-        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "load_average": list(os.getloadavg()), "cpus": os.cpu_count()},
         "scenario": str(args.scenario.relative_to(ROOT)) if args.scenario.is_relative_to(ROOT) else str(args.scenario),
         "startup": startup, "overhead": overhead}, indent=2) + "\n")
     print(f"samples written to {out / 'startup.json'}")

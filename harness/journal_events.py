@@ -82,6 +82,7 @@ class StackReady(_Event):
     gateway_config: str | None = None
     gateway_config_diff: str | None = Field(default=None, description="the rewritten gateway.config against the user's")
     startup_seconds: Seconds | None = None
+    phases: dict[str, Seconds] = Field(default={}, description="an object of phase name to seconds since start-up began")
     attempt_logs: dict[str, Any] = Field(default={}, description="an object naming the attempt logs the run kept")
 
 
@@ -158,6 +159,7 @@ class RunFinished(_Event):
     type: Literal["run.finished"]
     outcome: str = Field(default="failed", description="complete, interrupted or failed")
     error: str | None = None
+    teardown_seconds: Seconds | None = None
 
 
 class HealthRoundStamp(BaseModel):

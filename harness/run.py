@@ -33,6 +33,7 @@ from harness.load.config import LoadConfig
 from harness.load.generator import LoadGenerator
 from harness.observer import HealthObserver
 from harness.output import write_outputs
+from harness.phases import PhaseClock
 from harness.own_config import DIFF_SUFFIX, native_config
 from harness.plan import DiagnosisAction, FaultAction, Plan, make_plan, together
 from harness.progress import Progress, Status
@@ -91,7 +92,7 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
         stack = runtime.up(scenario, run_dir, attach=attach) if attach is not None else runtime.up(scenario, run_dir)
         gateway_log = gateway_attempt_log(stack.gateway, run_dir)
         journal.write("stack.ready", endpoints=stack.endpoints(), gateway_version=stack.gateway_version,
-                      startup_seconds=round(time.monotonic() - started, 3),
+                      startup_seconds=round(time.monotonic() - started, 3), phases=stack.phases,
                       gateway_config=config.read_text() if (config := run_dir / stack.gateway.config_name).exists() else None,
                       # the rewritten user's file against the user's own (gateway.config; harness/own_config/)
                       gateway_config_diff=diff.read_text() if (diff := config.with_name(config.name + DIFF_SUFFIX)).exists()
@@ -121,10 +122,11 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
         error = f"a bug in chaosgate: {type(exc).__name__}: {exc} (traceback: {crash.record(exc, run_dir)})"
         raise
     finally:
+        teardown = PhaseClock()
         runtime.down()
         if attempts is not None:  # after teardown: the gateway has flushed its log on exit
             attempts.stop()
-        journal.write("run.finished", outcome=outcome, error=error)
+        journal.write("run.finished", outcome=outcome, error=error, teardown_seconds=round(teardown.since(), 3))
         journal.close()
         outputs = write_outputs(journal.path, run_dir)
     return RunResult(outputs.run.judgement, outputs.summary, run_dir)
@@ -148,9 +150,11 @@ def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter,
     active: list[FaultAction] = []
     diagnoses: list[threading.Thread] = []
     try:
+        load_clock = PhaseClock()
         load.start()
         t0 = load.go()
-        journal.write("load.started", ts=t0)
+        # how long the load process took to be ready to send (imports, Locust's set-up)
+        journal.write("load.started", ts=t0, startup_seconds=round(load_clock.since(), 3))
         schedule: list[tuple[FaultAction, ...] | DiagnosisAction] = [*together(plan.actions), *plan.diagnoses]
         for item in sorted(schedule, key=_due):  # stable: at equal times, faults first
             _sleep_until(t0 + _due(item), lambda: progress.status(_status(scenario, plan, t0, load, observer)))
@@ -160,7 +164,9 @@ def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter,
                 _apply_together(item, stack, journal, active)
         _sleep_until(t0 + plan.duration, lambda: progress.status(_status(scenario, plan, t0, load, observer)))
         finished = load.wait(timeout=DRAIN_GRACE + scenario.load.request_timeout)
-        journal.write("load.finished", requests=load.requests, failures=load.failures, stopped=not finished)
+        # after the load's declared end: how long its last requests took to end
+        journal.write("load.finished", requests=load.requests, failures=load.failures, stopped=not finished,
+                      drain_seconds=round(max(0.0, time.time() - (t0 + plan.duration)), 3))
         progress.stage(f"[{scenario.name}] load finished: {load.requests} requests, {load.failures} failed")
         if watch is not None:
             watch.check()  # a gateway that died fails the run, saying so (not only "connection refused")

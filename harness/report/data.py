@@ -13,6 +13,7 @@ from typing import Any
 
 from harness.expectations.base import detection_time
 from harness.judge import Judgement, judge_events
+from harness.phases import STACK_PHASES
 from harness.promise import fault_promises
 from harness.promise.window import (
     NOT_OBSERVED_DETECTION, NOT_OBSERVED_RECOVERY, Placement, Promise, place, width_text,
@@ -99,6 +100,9 @@ class RunData:
     startup_seconds: float | None
     warnings: list[str]
     faults: list[FaultOutcome] = field(default_factory=list)
+    # where the run's time went (harness/phases.py): the stack's moments since start-up began, then the load's
+    # start-up, its drain after the declared end, and the teardown, each in seconds (absent: not journalled)
+    phases: dict[str, float] = field(default_factory=dict)
     own_config_file: str | None = None     # the user's own gateway file (gateway.config), when the run used one
     own_config_diff: str | None = None     # the file as it ran against the user's (what chaosgate changed)
 
@@ -122,7 +126,16 @@ class RunData:
                    gateway_version=stack.get("gateway_version"), gateway_config=stack.get("gateway_config"),
                    startup_seconds=stack.get("startup_seconds"), warnings=warnings, faults=faults,
                    own_config_file=own.get("file") if isinstance(own := events[0].get("gateway_config"), dict) else None,
-                   own_config_diff=stack.get("gateway_config_diff"))
+                   own_config_diff=stack.get("gateway_config_diff"), phases=_phases(events, stack, finished))
+
+    @property
+    def phases_text(self) -> str:
+        """Where the run's time went, in one line: 'stack: toxiproxy ready 0.04s, ...; load ready in 1.31s; ...'."""
+        stack = [f"{name.replace('_', ' ')} {seconds:.2f}s" for name, seconds in self.phases.items() if name in STACK_PHASES]
+        rest = [f"{words} {self.phases[name]:.2f}s" for name, words in (
+            ("load_startup", "load ready in"), ("drain", "load drained in"), ("teardown", "teardown"))
+            if name in self.phases]
+        return "; ".join(([f"stack: {', '.join(stack)}"] if stack else []) + rest)
 
     # -- plain facts for the header ---------------------------------------------------
     @property
@@ -169,6 +182,7 @@ class RunData:
             "gateway": judgement.scenario.gateway.kind,
             "gateway_version": self.gateway_version,
             "started": header.get("ts"),
+            "phases": self.phases,  # where the run's time went, in seconds (harness/phases.py)
             "duration": round(timeline.end, 3),
             "requests": len(timeline.requests),
             "failed_requests": self.failed_requests,
@@ -205,3 +219,15 @@ def _with_promise(verdict: dict[str, Any], promise: Promise | None) -> dict[str,
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+def _phases(events: list[dict[str, Any]], stack: dict[str, Any], finished: dict[str, Any] | None) -> dict[str, float]:
+    """The journal's phase timings (harness/phases.py), by name; a value that is not a number is left out."""
+    started = next((e for e in events if e["type"] == "load.started"), {})
+    ended = next((e for e in events if e["type"] == "load.finished"), {})
+    stack_phases = stack.get("phases")
+    found: dict[str, Any] = {**(stack_phases if isinstance(stack_phases, dict) else {}),
+                             "load_startup": started.get("startup_seconds"), "drain": ended.get("drain_seconds"),
+                             "teardown": (finished or {}).get("teardown_seconds")}
+    return {name: float(value) for name, value in found.items()
+            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0}

@@ -109,6 +109,8 @@ class Stack:
     gateway_log: str = ""  # where the gateway's output goes, named when it exits
     # whether the gateway's view of health is read (False: attached without --attach-admin; harness/attach.py)
     gateway_view: bool = True
+    # the moment each component was ready, seconds since the runtime began (harness/phases.py); {}: not timed
+    phases: dict[str, float] = field(default_factory=dict)
 
     def dns_server(self) -> DnsServer:
         """The fake DNS server (see harness.faults.dns); FaultError when the stack has none."""

@@ -20,6 +20,7 @@ from harness.attach import Attach, AttachedGateway, announce, attached_gateway, 
 from harness.leftovers import reap_leftovers
 from harness.errors import ComponentMissing, StartupTimeout
 from harness.gateways import GATEWAYS, GatewayAdapter, UpstreamAddress
+from harness.phases import PhaseClock
 from harness.processes import Child, ProcessGroup, answers, check_port_free, free_port
 from harness.gateways.base import UpstreamResolver
 from harness.runtimes.base import (DNS, MEMORY_LIMIT, PROCESS_CONTROL, REAL_UPSTREAMS, RUN_MARKER, DnsServer, Replica,
@@ -135,6 +136,7 @@ class LocalRuntime:
 
     def up(self, scenario: Scenario, run_dir: Path, gateway_port: int | None = None,
            attach: Attach | None = None) -> Stack:
+        clock = PhaseClock()  # each component's moment, journalled with stack.ready (harness/phases.py)
         for reaped in reap_leftovers():  # what a killed harness (and its watchdog) left: harness/leftovers.py
             self._log(reaped.describe())
         # Memory limits need a writable memory cgroup hierarchy (v1 or v2): refused before anything starts.
@@ -191,9 +193,11 @@ class LocalRuntime:
                 replica_children.append((name, port, start(port), start, ready, policy, cgroup))
 
         processes.wait_ready(toxiproxy_child, lambda: answers(f"{toxiproxy_url}/version"), READY_TIMEOUT)
+        clock.mark("toxiproxy_ready")
         for name, port, child, start, ready, policy, cgroup in replica_children:
             processes.wait_ready(child, functools.partial(ready, port), READY_TIMEOUT)
             supervisor.add(name, child, start, ready, policy, port, cgroup)
+        clock.mark("replicas_ready")
 
         toxiproxy = ToxiproxyControl("127.0.0.1", toxiproxy_port)
         replicas: dict[str, Replica] = {}
@@ -208,6 +212,7 @@ class LocalRuntime:
                 replicas[name] = replace(replica, proxy_port=toxiproxy.create_proxy(proxy_name, replica.address))
 
         dns = dns_ready(replicas) if dns_ready is not None else None
+        clock.mark("proxies_created")
         pools = {pool.name: pool for pool in scenario.upstreams}
         upstreams = [UpstreamAddress(r.pool, r.name, dns.names[r.name] if dns and r.name in dns.names else "127.0.0.1",
                                      r.proxy_port, r.kind, tls[r.pool].trust() if r.pool in tls else None,
@@ -215,16 +220,23 @@ class LocalRuntime:
                                      if dns and (settings := pools[r.pool].dns) else None)
                      for r in replicas.values()]
         if isinstance(gateway, AttachedGateway):
-            return self._attached(gateway, scenario, upstreams, replicas, toxiproxy, toxiproxy_url, run_dir, dns,
-                                  supervisor)
+            stack = self._attached(gateway, scenario, upstreams, replicas, toxiproxy, toxiproxy_url, run_dir, dns,
+                                   supervisor)
+            clock.mark("gateway_answered")
+            stack.phases.update(clock.marks)
+            return stack
         config = gateway.write_config(upstreams, run_dir)
         gateway_child = processes.start(gateway.kind, gateway.argv(config))
+        clock.mark("gateway_started")
         # A gateway may need longer to start (the LiteLLM proxy imports for 8-25 s on a busy machine).
         processes.wait_ready(gateway_child, gateway.is_ready, getattr(gateway, "startup_timeout", READY_TIMEOUT))
+        clock.mark("gateway_ready")
         stack = Stack(gateway=gateway, toxiproxy=toxiproxy, toxiproxy_url=toxiproxy_url, replicas=replicas,
                       run_dir=run_dir, gateway_version=gateway.version(), process_control=supervisor, dns=dns,
                       gateway_process=gateway_child.process, gateway_log=str(gateway_child.log))
         wait_all_healthy(stack, scenario, f"logs in {run_dir / 'logs'}")
+        clock.mark("all_healthy")
+        stack.phases.update(clock.marks)
         return stack
 
     def _attached(self, gateway: AttachedGateway, scenario: Scenario, upstreams: list[UpstreamAddress],

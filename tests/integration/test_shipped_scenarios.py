@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.journal import read_journal
+from harness.phases import STACK_PHASES
 from harness.scenario import load_scenario
 
 from .conftest import ROOT, ShippedRun, changes_match_the_gateways_own_stamps, processes_of_run
@@ -32,6 +33,15 @@ def test_shipped_scenario_passes(scenario_file: Path, shipped_run: ShippedRun) -
         assert set(verdict) >= {"kind", "params", "bound", "measured", "passed"}
 
     events = read_journal(run_dir / "journal.jsonl")
+    # Where the run's time went, phase by phase (harness/phases.py): each component of the stack in order, then
+    # the load's start-up, its drain and the teardown.
+    ready = next(e for e in events if e["type"] == "stack.ready")
+    assert list(ready["phases"]) == list(STACK_PHASES)[:6], ready["phases"]
+    assert list(ready["phases"].values()) == sorted(ready["phases"].values())
+    assert ready["phases"]["all_healthy"] <= ready["startup_seconds"]
+    assert set(summary["phases"]) >= {*STACK_PHASES.keys() - {"gateway_answered"}, "load_startup", "drain", "teardown"}
+    assert 0 < summary["phases"]["load_startup"] < 30 and 0 <= summary["phases"]["drain"] <= \
+        scenario.load.request_timeout + 5 and 0 < summary["phases"]["teardown"] < 30
     types = [e["type"] for e in events]
     assert types[0] == "run.started" and types[-1] == "run.finished"
     assert events[-1]["outcome"] == "complete"
