@@ -2,8 +2,8 @@
 
 A ``PhaseClock`` marks named moments in seconds since it was made (monotonic time). The local
 runtime marks each component of the stack as it becomes ready (journalled in ``stack.ready`` as
-``phases``); the run adds how long the load process took to be ready (``load.started``
-``startup_seconds``), how long the load took to drain after its declared end (``load.finished``
+``phases``); the run adds how long it waited for the load processes once the stack was ready (they are spawned
+before the stack comes up; ``load.started`` ``startup_seconds``), how long the load took to drain after its declared end (``load.finished``
 ``drain_seconds``) and the teardown (``run.finished`` ``teardown_seconds``). The report's facts and
 bench/startup.py show them.
 """

@@ -85,9 +85,13 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
     outcome, error = "failed", None
     runtime = RUNTIMES[runtime_name]()
     attempts: AttemptCollector | None = None
+    # The load's processes import Locust while the stack comes up; they learn the gateway's address at go.
+    load = LoadGenerator(LoadConfig.for_scenario(scenario, ""), journal, run_dir / "logs",
+                         env={RUN_MARKER: str(run_dir.resolve())})
     try:
         check_supported(scenario, runtime_name, runtime.capabilities)
         progress.stage(f"[{scenario.name}] starting the stack ({runtime_name} runtime)")
+        load.spawn()
         started = time.monotonic()
         stack = runtime.up(scenario, run_dir, attach=attach) if attach is not None else runtime.up(scenario, run_dir)
         gateway_log = gateway_attempt_log(stack.gateway, run_dir)
@@ -110,7 +114,7 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
         attempts.start()
         progress.stage(f"[{scenario.name}] stack ready in {time.monotonic() - started:.1f}s; "
                        f"gateway {stack.gateway.url}; running load for {plan.duration:g}s")
-        _drive(scenario, plan, stack, journal, run_dir, progress)
+        _drive(scenario, plan, stack, journal, progress, load)
         outcome = "complete"
     except KeyboardInterrupt:
         outcome = "interrupted"
@@ -123,6 +127,7 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
         raise
     finally:
         teardown = PhaseClock()
+        load.stop()  # (already stopped when the load ran; here when the stack never came up)
         runtime.down()
         if attempts is not None:  # after teardown: the gateway has flushed its log on exit
             attempts.stop()
@@ -132,8 +137,8 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
     return RunResult(outputs.run.judgement, outputs.summary, run_dir)
 
 
-def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter, run_dir: Path,
-           progress: Progress) -> None:
+def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter, progress: Progress,
+           load: LoadGenerator) -> None:
     observer = HealthObserver(stack, journal)
     if stack.gateway_view:  # attached without --attach-admin: no view of health to read (harness/attach.py)
         observer.start()
@@ -145,15 +150,13 @@ def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter,
         stack.process_control.watch(journal.write)
     # the model the load asks for: with LiteLLM, the model group bound to the load's pool (gateway.config)
     model = str(getattr(stack.gateway, "load_model", "fake-model"))
-    load = LoadGenerator(LoadConfig.for_scenario(scenario, stack.gateway.url, model), journal, run_dir / "logs",
-                         env={RUN_MARKER: str(run_dir.resolve())})
     active: list[FaultAction] = []
     diagnoses: list[threading.Thread] = []
     try:
         load_clock = PhaseClock()
-        load.start()
-        t0 = load.go()
-        # how long the load process took to be ready to send (imports, Locust's set-up)
+        load.wait_ready()  # spawned before the stack came up: usually ready by now
+        t0 = load.go(stack.gateway.url, model)
+        # how long the run waited for the load processes once the stack was ready (their imports, Locust's set-up)
         journal.write("load.started", ts=t0, startup_seconds=round(load_clock.since(), 3))
         schedule: list[tuple[FaultAction, ...] | DiagnosisAction] = [*together(plan.actions), *plan.diagnoses]
         for item in sorted(schedule, key=_due):  # stable: at equal times, faults first

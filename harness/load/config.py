@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 from pydantic import BaseModel
@@ -12,7 +13,7 @@ from harness.scenario import Scenario
 class LoadConfig(BaseModel):
     """A scenario's ``load`` block resolved to a gateway address."""
 
-    host: str
+    host: str                     # the gateway's base URL ('' until the go line says it: LoadGenerator.go)
     base_path: str
     users: int
     spawn_rate: float
@@ -38,6 +39,17 @@ class LoadConfig(BaseModel):
                    wait=load.wait, max_tokens=load.max_tokens, request_timeout=load.request_timeout,
                    seed=scenario.seed, mcp_users=mcp_users,
                    mcp_path=f"/{mcp_pool}/mcp" if mcp_users and mcp_pool else None, model=model)
+
+    def aimed(self, line: str) -> LoadConfig:
+        """The config with the target the harness sends on the go line (``{"host": ..., "model": ...}``: the load
+        process starts before the gateway's address is known); a bare ``go`` keeps the config as it is."""
+        try:
+            target = json.loads(line)
+        except ValueError:
+            return self
+        if not isinstance(target, dict):
+            return self
+        return self.model_copy(update={key: str(target[key]) for key in ("host", "model") if isinstance(target.get(key), str)})
 
     def prompt_words(self) -> list[str]:
         """Prompt vocabulary from Faker, seeded, so every run sends the same prompts."""

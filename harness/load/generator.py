@@ -22,7 +22,8 @@ READY_TIMEOUT = 30.0
 
 class LoadGenerator:
     """The load processes: Locust for the openai personas, harness.load.mcp_worker for the mcp persona
-    (each only if it has users). ``start`` blocks until they are ready, ``go`` starts the load."""
+    (each only if it has users). ``start`` blocks until they are ready (``spawn`` then ``wait_ready``: a run
+    spawns them before the stack comes up), ``go`` starts the load at the gateway's address."""
 
     def __init__(self, config: LoadConfig, journal: JournalWriter, log_dir: Path,
                  env: dict[str, str] | None = None) -> None:
@@ -32,6 +33,7 @@ class LoadGenerator:
         self._env = env or {}
         self._processes: list[subprocess.Popen[bytes]] = []
         self._readers: list[threading.Thread] = []
+        self._ready: list[tuple[str, str, subprocess.Popen[bytes], threading.Event]] = []  # module, log, process, ready
         self._lock = threading.Lock()
         self.requests = 0
         self.failures = 0
@@ -49,6 +51,11 @@ class LoadGenerator:
 
     def start(self) -> None:
         """Start the workers and wait until each is imported and set up."""
+        self.spawn()
+        self.wait_ready()
+
+    def spawn(self) -> None:
+        """Start the workers, without waiting (they import while the stack comes up; ``wait_ready`` waits)."""
         self._log_dir.mkdir(parents=True, exist_ok=True)
         for module, log_name in self._workers():
             ready = threading.Event()
@@ -66,18 +73,26 @@ class LoadGenerator:
             reader = threading.Thread(target=self._read, args=(process, ready), name=f"load-reader-{module}", daemon=True)
             reader.start()
             self._readers.append(reader)
-            deadline = time.monotonic() + READY_TIMEOUT
+            self._ready.append((module, log_name, process, ready))
+
+    def wait_ready(self) -> None:
+        """Wait until every worker is imported and set up (StackError, after stopping them all, if one is not)."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        for module, log_name, process, ready in self._ready:
             while not ready.wait(0.05):
                 if process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
                     raise StackError(f"the load process {module} did not start (log: {self._log_dir / log_name})")
 
-    def go(self) -> float:
-        """Start the load now; return the moment (Unix time) it started."""
+    def go(self, host: str | None = None, model: str | None = None) -> float:
+        """Start the load now, at ``host`` asking for ``model`` when given (else the config's); return the moment
+        (Unix time) it started."""
+        target = {key: value for key, value in (("host", host), ("model", model)) if value is not None}
+        line = (json.dumps(target) if target else "go").encode() + b"\n"
         started = time.time()
         for process in self._processes:
             assert process.stdin is not None
-            process.stdin.write(b"go\n")
+            process.stdin.write(line)
             process.stdin.flush()
         return started
 

@@ -99,8 +99,10 @@ def main() -> None:
     config = LoadConfig.model_validate_json(sys.argv[1])
     logging.basicConfig(level=logging.ERROR)  # the SDK logs every failed session at WARNING
     emit({"event": "ready"})
-    if not sys.stdin.readline():  # the harness closed stdin: it is gone, do nothing
+    line = sys.stdin.readline()
+    if not line:  # the harness closed stdin: it is gone, do nothing
         return
+    config = config.aimed(line)  # the gateway's address, known only once the stack is up
     try:
         counts = asyncio.run(_main(config))
     except asyncio.CancelledError:  # SIGTERM

@@ -1,8 +1,9 @@
 """The Locust load process: ``python -m harness.load.worker CONFIG_JSON``.
 
 Runs in its own process because importing Locust monkey-patches the interpreter with
-gevent. Protocol on stdio: it prints ``{"event": "ready"}`` once Locust is set up, waits
-for a line on stdin, runs the load for ``duration`` seconds, and prints one JSON line per
+gevent. Protocol on stdio: it prints ``{"event": "ready"}`` once Locust is imported, waits
+for a line on stdin (``go``, or ``{"host": ..., "model": ...}``: the harness starts this process while the
+stack comes up, before the gateway's address is known), runs the load for ``duration`` seconds, and prints one JSON line per
 request (``{"event": "request", ...}``) as they finish, then ``{"event": "done", ...}``.
 
 Every request carries ``x-chaosgate-request: <id>`` (unique in the run), and its record the same
@@ -166,12 +167,15 @@ def make_user(config: LoadConfig) -> type[FastHttpUser]:
 
 def main() -> None:
     config = LoadConfig.model_validate_json(sys.argv[1])
+    config.prompt_words()  # Faker's import, before the go line (the users' prompts are made from it)
+    emit({"event": "ready"})
+    line = sys.stdin.readline()
+    if not line:  # the harness closed stdin: it is gone, do nothing
+        return
+    config = config.aimed(line)  # the gateway's address, known only once the stack is up
     user = make_user(config)
     env = Environment(user_classes=[user], host=config.host)
     runner = env.create_local_runner()
-    emit({"event": "ready"})
-    if not sys.stdin.readline():  # the harness closed stdin: it is gone, do nothing
-        return
     gevent.signal_handler(signal.SIGTERM, runner.quit)
     runner.start(config.users, spawn_rate=config.spawn_rate)
     # The hub's clock was last read before the blocking wait on stdin; without this, the load

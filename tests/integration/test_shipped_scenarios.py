@@ -40,7 +40,7 @@ def test_shipped_scenario_passes(scenario_file: Path, shipped_run: ShippedRun) -
     assert list(ready["phases"].values()) == sorted(ready["phases"].values())
     assert ready["phases"]["all_healthy"] <= ready["startup_seconds"]
     assert set(summary["phases"]) >= {*STACK_PHASES.keys() - {"gateway_answered"}, "load_startup", "drain", "teardown"}
-    assert 0 < summary["phases"]["load_startup"] < 30 and 0 <= summary["phases"]["drain"] <= \
+    assert 0 <= summary["phases"]["load_startup"] < 30 and 0 <= summary["phases"]["drain"] <= \
         scenario.load.request_timeout + 5 and 0 < summary["phases"]["teardown"] < 30
     types = [e["type"] for e in events]
     assert types[0] == "run.started" and types[-1] == "run.finished"
