@@ -52,3 +52,18 @@ def test_a_journal_without_phases_shows_none() -> None:
     for event in events:
         event.pop("startup_seconds", None), event.pop("drain_seconds", None), event.pop("teardown_seconds", None)
     assert RunData.from_events(events).phases_text == ""
+
+
+def test_the_load_learns_the_gateways_address_and_model_on_the_go_line() -> None:
+    """The load processes start before the stack (harness/run.py): the go line aims them (harness/load/config.py)."""
+    from harness.load.config import LoadConfig
+    from harness.scenario import parse_scenario
+
+    scenario = parse_scenario("name: p\nupstreams: [{name: chat}]\nload: {duration: 2s}\n", "p.yaml")
+    config = LoadConfig.for_scenario(scenario, "")
+    aimed = config.aimed('{"host": "http://127.0.0.1:30001", "model": "chat"}\n')
+    assert (aimed.host, aimed.model) == ("http://127.0.0.1:30001", "chat")
+    assert aimed.model_dump(exclude={"host", "model"}) == config.model_dump(exclude={"host", "model"})
+    assert config.aimed("go\n") == config  # a bare go: as configured
+    assert config.aimed('["not", "a", "target"]\n') == config
+    assert config.aimed('{"host": 5}\n') == config  # a field of the wrong type is ignored, never a traceback
