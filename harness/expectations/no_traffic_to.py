@@ -18,6 +18,13 @@ It passes only when all three are zero. The detail says which of them the run co
 a gateway log of each try (HAProxy, the LiteLLM proxy), tries refused or black-holed on the way to
 the replica are not visible; a journal written before the attempt logs existed counts the last try
 of each request only.
+
+A try counts by when the gateway sent it. Where the gateway logs each try, that is its own stamp.
+Where it does not, only the try's arrival is known: the gateway picked the replica at some moment
+between the request's start (for a retry, the previous try's arrival) and then, so a try counts from
+the window's start only when even that earliest moment is inside the window. A request in flight when
+the gateway noticed the fault, routed just before and arriving just after, is not held against it
+(measured on LiteLLM: a request started 27 ms before its check's verdict arrived 7 ms after detection).
 """
 
 from __future__ import annotations
@@ -56,12 +63,34 @@ class AttemptsAt:
 SAME_TRY_SLACK = 0.1
 
 
-def sent_at(attempt: Attempt, gateway_tries: dict[tuple[str | None, str | None], list[float]]) -> float:
+def sent_at(attempt: Attempt, gateway_tries: dict[tuple[str | None, str | None], list[float]],
+            earliest: dict[int, float] | None = None) -> float:
     """When a try the replica saw was sent: the gateway's own stamp of that try's start where it logged it (the
-    latest try of the same request at the same replica that started before it arrived), else its arrival. A
-    frozen process stamps a try when it wakes, long after the gateway sent it (process_freeze)."""
+    latest try of the same request at the same replica that started before it arrived). Else, the earliest it
+    can have been sent (``earliest``, by the attempt's id): the gateway decided where to send it at some moment
+    between then and its arrival, so it counts in a window only if that whole span is in it. A frozen process
+    stamps a try when it wakes, long after the gateway sent it (process_freeze)."""
     starts = [t for t in gateway_tries.get((attempt.request_id, attempt.replica), []) if t <= attempt.t + SAME_TRY_SLACK]
-    return max(starts) if starts else attempt.t
+    if starts:
+        return max(starts)
+    return (earliest or {}).get(id(attempt), attempt.t)
+
+
+def earliest_sends(timeline: Timeline) -> dict[int, float]:
+    """For each try a replica saw of a client request (by the attempt's id): the earliest moment the gateway can
+    have sent it, where the gateway logs no tries of its own: its request's start, or for a retry the arrival
+    of the request's try before it (the gateway cannot have picked the replica before either)."""
+    started = {r.id: r.t for r in timeline.requests if r.id is not None}
+    arrivals: dict[str, list[float]] = {}
+    for a in timeline.attempts:
+        if a.source == "replica" and a.client and a.request_id is not None:
+            arrivals.setdefault(a.request_id, []).append(a.t)
+    out: dict[int, float] = {}
+    for a in timeline.attempts:
+        if a.source == "replica" and a.client and a.request_id in started:
+            before = [t for t in arrivals.get(a.request_id or "", []) if t < a.t]
+            out[id(a)] = min(a.t, max([started[a.request_id], *before]))
+    return out
 
 
 def attempts_at(timeline: Timeline, targets: set[str], start: float, end: float,
@@ -73,8 +102,12 @@ def attempts_at(timeline: Timeline, targets: set[str], start: float, end: float,
     for a in timeline.attempts:
         if a.source == "gateway" and a.request_id is not None:
             gateway_tries.setdefault((a.request_id, a.replica), []).append(a.t)
-    in_window = [a for a in timeline.attempts if a.replica in targets
-                 and start <= (sent_at(a, gateway_tries) if a.source == "replica" else a.t) < end]
+    earliest = earliest_sends(timeline)
+    # a try counts when it was sent inside the window: by the gateway's stamp of it, or when only its arrival is
+    # known, when even the earliest it can have been sent is inside (and it arrived before the window's end)
+    in_window = [a for a in timeline.attempts if a.replica in targets and (
+        start <= a.t < end if a.source == "gateway" else
+        start <= sent_at(a, gateway_tries, earliest) and sent_at(a, gateway_tries) < end)]
     return AttemptsAt(requests=[r for r in window if r.reached(targets)],
                       seen=[a for a in in_window if a.source == "replica" and a.client],
                       sent=[a for a in in_window if a.source == "gateway"],

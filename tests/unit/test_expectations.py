@@ -440,13 +440,32 @@ def test_no_traffic_to_counts_a_try_by_when_the_gateway_sent_it_not_when_a_froze
     run.requests(6.5, 13.0, replica="chat[1]")
     v = run.finish().verdict()
     assert v.passed is True, v.detail
-    # Without the gateway's stamp of that try, its arrival is all there is: it counts.
+    # Without the gateway's stamp of that try, only its arrival is known: the gateway picked the replica at some
+    # moment between the request's start (before detection) and then, so it is not held against the gateway ...
     run = detected_run(NO_TRAFFIC, unhealthy_at=6.5).attempt_logs(gateway=None, gateway_kind="haproxy")
     run.attempt(12.9, "chat[0]", "r-1")
     run.request(6.2, replica="chat[1]", upstream=proxy_address("chat[1]"), id="r-1")
     run.requests(6.5, 13.0, replica="chat[1]")
     v = run.finish().verdict()
-    assert v.passed is False and v.measured_value == 1, v.detail
+    assert v.passed is True, v.detail
+    # ... but a try of a request that began inside the window counts by its arrival, and so does a retry whose
+    # previous try arrived inside the window (the gateway picked chat[0] after that).
+    for first_try in ((), ((6.8, "chat[1]"),)):
+        run = detected_run(NO_TRAFFIC, unhealthy_at=6.5).attempt_logs(gateway=None, gateway_kind="litellm")
+        for at, replica in first_try:
+            run.attempt(at, replica, "r-3")
+        run.attempt(6.9, "chat[0]", "r-3")
+        run.request(6.6 if not first_try else 6.4, replica="chat[1]", upstream=proxy_address("chat[1]"), id="r-3")
+        run.requests(6.5, 13.0, replica="chat[1]")
+        v = run.finish().verdict()
+        assert v.passed is False and v.measured_value == 1, (first_try, v.detail)
+    # The in-flight request of a LiteLLM run (measured): started 27 ms before detection, arrived 7 ms after it.
+    run = detected_run(NO_TRAFFIC, unhealthy_at=6.5).attempt_logs(gateway=None, gateway_kind="litellm")
+    run.attempt(6.507, "chat[0]", "r-4")
+    run.request(6.473, status=500, error="http_5xx", replica=None, upstream=proxy_address("chat[0]"), id="r-4")
+    run.requests(6.5, 13.0, replica="chat[1]")
+    v = run.finish().verdict()
+    assert v.passed is True, v.detail
     # A retry sent inside the window still counts, although the same request's first try came before it.
     run = detected_run(NO_TRAFFIC, unhealthy_at=6.5).attempt_logs(gateway="envoy-upstream.jsonl")
     run.attempt(6.2, "chat[0]", "r-2", source="gateway", status=503).attempt(6.21, "chat[0]", "r-2")
