@@ -91,9 +91,10 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
     try:
         check_supported(scenario, runtime_name, runtime.capabilities)
         progress.stage(f"[{scenario.name}] starting the stack ({runtime_name} runtime)")
-        load.spawn()
         started = time.monotonic()
-        stack = runtime.up(scenario, run_dir, attach=attach) if attach is not None else runtime.up(scenario, run_dir)
+        # the load spawned once the runtime's checks passed (a scenario it refuses starts nothing)
+        stack = runtime.up(scenario, run_dir, attach=attach, on_start=load.spawn) if attach is not None \
+            else runtime.up(scenario, run_dir, on_start=load.spawn)
         gateway_log = gateway_attempt_log(stack.gateway, run_dir)
         journal.write("stack.ready", endpoints=stack.endpoints(), gateway_version=stack.gateway_version,
                       startup_seconds=round(time.monotonic() - started, 3), phases=stack.phases,

@@ -7,6 +7,8 @@ safe to call more than once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,9 +174,10 @@ class Runtime(Protocol):
     capabilities: frozenset[str]  # PROCESS_CONTROL, MEMORY_LIMIT, ...
 
     def up(self, scenario: Scenario, run_dir: Path, gateway_port: int | None = None,
-           attach: Attach | None = None) -> Stack:
+           attach: Attach | None = None, on_start: Callable[[], None] | None = None) -> Stack:
         """Start every component and wait until the gateway sees every replica healthy; with ``attach``, every
-        component but the gateway, which runs already (harness/attach.py)."""
+        component but the gateway, which runs already (harness/attach.py). ``on_start`` is called once the
+        runtime's own checks passed, just before its first component starts (a run spawns its load then)."""
 
     def down(self) -> None:
         """Stop everything ``up`` started; idempotent, never raises."""

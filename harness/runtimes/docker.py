@@ -182,7 +182,7 @@ class DockerRuntime:
 
     # -- up ------------------------------------------------------------------------
     def up(self, scenario: Scenario, run_dir: Path, gateway_port: int | None = None,
-           attach: Attach | None = None) -> Stack:
+           attach: Attach | None = None, on_start: Callable[[], None] | None = None) -> Stack:
         if attach is not None:
             raise StackError(ATTACH_REFUSED)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -197,6 +197,8 @@ class DockerRuntime:
         if built := ensure_images(client, log=self._log):
             self._log(f"built {', '.join(built)}")
         definitions = load_definitions()
+        if on_start is not None:  # every check passed, the images are built: containers start from here
+            on_start()
 
         run_id = self._run_id = new_run_id(scenario.name)
         self._run_dir = run_dir

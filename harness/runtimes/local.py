@@ -135,7 +135,7 @@ class LocalRuntime:
         self._cgroups: list[MemoryCgroup] = []
 
     def up(self, scenario: Scenario, run_dir: Path, gateway_port: int | None = None,
-           attach: Attach | None = None) -> Stack:
+           attach: Attach | None = None, on_start: Callable[[], None] | None = None) -> Stack:
         clock = PhaseClock()  # each component's moment, journalled with stack.ready (harness/phases.py)
         for reaped in reap_leftovers():  # what a killed harness (and its watchdog) left: harness/leftovers.py
             self._log(reaped.describe())
@@ -154,6 +154,8 @@ class LocalRuntime:
         else:  # a gateway chaosgate does not start: the rewritten file (if any) gets its ports (harness/attach.py)
             gateway = attached_gateway(scenario, attach, free_port)
 
+        if on_start is not None:  # every check passed: components start from here
+            on_start()
         toxiproxy_port = free_port()
         toxiproxy_url = f"http://127.0.0.1:{toxiproxy_port}"
         toxiproxy_child = processes.start("toxiproxy", [toxiproxy_bin, "-host", "127.0.0.1", "-port", str(toxiproxy_port)])
