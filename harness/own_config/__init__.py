@@ -26,7 +26,7 @@ from harness.own_config.base import (
     Source,
     Unmodelled,
 )
-from harness.own_config.binding import block_of, effective_binding, is_loopback
+from harness.own_config.binding import binding_of, block_of, effective_binding, is_loopback
 from harness.own_config.envoy import EnvoyReader
 from harness.own_config.haproxy import HaproxyReader
 from harness.own_config.litellm import LitellmReader
@@ -119,11 +119,7 @@ def write_native(settings: Gateway, upstreams: list[UpstreamAddress], run_dir: P
     assert settings.config is not None
     config = read_native(settings.kind, Path(settings.config))
     pools = list(dict.fromkeys(u.pool for u in upstreams))
-    binding = dict(settings.bind)
-    for pool in pools:
-        if pool not in binding.values() and pool in config.blocks:
-            binding.setdefault(pool, pool)
-    binding = {block: pool for block, pool in binding.items() if block in config.blocks and pool in pools}
+    binding = binding_of(settings.bind, pools, config)
     rewritten = READERS[settings.kind].rewrite(config, RewriteJob(binding, upstreams, listen_port, admin_port,
                                                                    bind_address, run_dir, free_port))
     path = run_dir / config_name

@@ -10,7 +10,7 @@ anything starts, at the line of the scenario or of the user's file that causes t
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,14 +35,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def effective_binding(scenario: Scenario, config: NativeConfig) -> dict[str, str]:
-    """Block name → pool, for every pool of the scenario that has a block (``bind``, else the same name)."""
-    binding = dict(scenario.gateway.bind)
+def binding_of(bind: Mapping[str, str], pools: Iterable[str], config: NativeConfig) -> dict[str, str]:
+    """Block name → pool, for every one of ``pools`` that has a block (``bind``, else the same name)."""
+    pools = list(pools)
+    binding = dict(bind)
     bound_pools = set(binding.values())
-    for pool in scenario.pools:
+    for pool in pools:
         if pool not in bound_pools and pool in config.blocks and pool not in binding:
             binding[pool] = pool
-    return {block: pool for block, pool in binding.items() if block in config.blocks and pool in scenario.pools}
+    return {block: pool for block, pool in binding.items() if block in config.blocks and pool in pools}
+
+
+def effective_binding(scenario: Scenario, config: NativeConfig) -> dict[str, str]:
+    """Block name → pool, for every pool of the scenario that has a block (``bind``, else the same name)."""
+    return binding_of(scenario.gateway.bind, scenario.pools, config)
 
 
 def block_of(scenario: Scenario, config: NativeConfig, pool: str) -> Block | None:
