@@ -72,10 +72,11 @@ def test_litellm_all_down_with_cooldowns_answers_429(tmp_path: Path) -> None:
         assert answer["body"].startswith('{"error":{"message":"No deployments available for selected model, '
                                          'Try again in 10.0 seconds. All deployments for selected model are in '
                                          'cooldown. Passed model=fake-model.'), answer["body"]
-    # Before every deployment cooled down, clients got the upstream's failure as LiteLLM's 500
+    # Before every deployment cooled down, clients got the upstream's failure as LiteLLM's 500 (a request
+    # counts when it ended after the fault began: one in flight then fails too)
     fault_start = next(e["ts"] for e in events if e["type"] == "fault.started")
     first_429 = min(e["ts"] for e in answers)
-    before = [e for e in failures(events) if fault_start <= e["ts"] < first_429]
+    before = [e for e in failures(events) if e["ts"] + e["latency"] >= fault_start and e["ts"] < first_429]
     assert before and all(e["status"] == 500 and "Connection error." in e["body"] for e in before), before
     assert any("cooldown" in flags for healthy, flags in health_changes(events, "chat[0]") if not healthy)
 
