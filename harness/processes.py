@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -83,12 +84,24 @@ def check_port_free(port: int, what: str) -> None:
             raise PortInUse(f"port {port} for {what} is already in use on 127.0.0.1") from exc
 
 
+class ProcessHandle(Protocol):
+    """What the harness needs of a process it started: ``subprocess.Popen`` has it, and so has a replica
+    the fork server started (harness/forkserver.py)."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | None: ...
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
 @dataclass
 class Child:
     """One running process and where its output goes."""
 
     name: str
-    process: subprocess.Popen[bytes]
+    process: ProcessHandle
     log: Path
 
     def tail(self, lines: int = 5) -> str:
@@ -106,13 +119,17 @@ class ProcessGroup:
     env: dict[str, str] = field(default_factory=dict)  # added to every child's environment
     children: list[Child] = field(default_factory=list)
 
+    def log_of(self, name: str) -> Path:
+        """Where the output of the process ``name`` goes."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return self.log_dir / f"{_file_safe(name)}.log"
+
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None,
-              cgroup_procs: Path | None = None) -> Child:
+              cgroup_procs: Path | None = None, pass_fds: tuple[int, ...] = ()) -> Child:
         """Start ``argv`` with its output in ``log_dir/<name>.log`` (appended to, so a restarted
         process keeps its predecessor's output); with ``cgroup_procs``, the process joins that
-        cgroup before it runs ``argv``."""
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_dir / f"{_file_safe(name)}.log"
+        cgroup before it runs ``argv``; ``pass_fds`` stay open in it."""
+        log = self.log_of(name)
 
         def before_exec() -> None:
             die_with_parent()
@@ -124,11 +141,16 @@ class ProcessGroup:
             try:
                 process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                            env={**os.environ, **self.env, **(env or {})}, start_new_session=True,
-                                           preexec_fn=before_exec)
+                                           preexec_fn=before_exec, pass_fds=pass_fds)
             except OSError as exc:
                 raise StackError(f"cannot start {name} ({argv[0]}): {exc.strerror}") from exc
             except subprocess.SubprocessError as exc:
                 raise StackError(f"cannot start {name}: it could not join its memory cgroup {cgroup_procs}") from exc
+        return self.adopt(name, process, log)
+
+    def adopt(self, name: str, process: ProcessHandle, log: Path) -> Child:
+        """Count ``process`` (started here, or forked for us) among the group's: stopped with it, and
+        killed by the watchdog if the harness dies."""
         child = Child(name, process, log)
         self.children.append(child)  # first: a failure to record it below still leaves it to stop_all
         leftovers.track(process.pid, name, self.log_dir.parent)
@@ -161,7 +183,7 @@ class ProcessGroup:
         self.children.clear()
 
 
-def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+def _signal_group(process: ProcessHandle, sig: int) -> None:
     try:
         os.killpg(process.pid, sig)
     except (ProcessLookupError, PermissionError):

@@ -19,6 +19,7 @@ from harness.cgroups import MemoryCgroup, memory_hierarchy
 from harness.attach import Attach, AttachedGateway, announce, attached_gateway, wait_served
 from harness.leftovers import reap_leftovers
 from harness.errors import ComponentMissing, StartupTimeout
+from harness.forkserver import ForkServer
 from harness.gateways import GATEWAYS, GatewayAdapter, UpstreamAddress
 from harness.phases import PhaseClock
 from harness.processes import Child, ProcessGroup, answers, check_port_free, free_port
@@ -55,12 +56,12 @@ def _both_answer(health: str, control: str, tls: PoolTls | None = None) -> bool:
     return health_answers(health, tls) and answers(control)
 
 
-def _start_replica(processes: ProcessGroup, name: str, argv: list[str], cgroup: MemoryCgroup | None,
+def _start_replica(forks: ForkServer, name: str, module: str, args: list[str], cgroup: MemoryCgroup | None,
                    port: int) -> Child:
-    """Start a fake replica listening on ``port`` (``{port}`` in ``argv``), inside its memory cgroup if any;
+    """Start a fake replica listening on ``port`` (``{port}`` in ``args``), inside its memory cgroup if any;
     the supervisor calls this again to restart it, on the same port or, for a port change, another."""
-    return processes.start(name, [arg.replace("{port}", str(port)) for arg in argv],
-                           cgroup_procs=cgroup.procs_file if cgroup else None)
+    return forks.start(name, module, [arg.replace("{port}", str(port)) for arg in args],
+                       cgroup.procs_file if cgroup else None)
 
 
 def _replica_answers(control_port: int, tls: PoolTls | None, port: int) -> bool:
@@ -133,6 +134,7 @@ class LocalRuntime:
         self._processes: ProcessGroup | None = None
         self._supervisor: Supervisor | None = None
         self._cgroups: list[MemoryCgroup] = []
+        self._forks: ForkServer | None = None  # the supervisor restarts replicas through it until down()
 
     def up(self, scenario: Scenario, run_dir: Path, gateway_port: int | None = None,
            attach: Attach | None = None, on_start: Callable[[], None] | None = None) -> Stack:
@@ -156,6 +158,9 @@ class LocalRuntime:
 
         if on_start is not None:  # every check passed: components start from here
             on_start()
+        # The fake replicas are forked from one process that imports them while Toxiproxy starts.
+        fake_modules = sorted({FAKE_MODULES[pool.kind] for pool in scenario.upstreams if not pool.real})
+        forks = self._forks = ForkServer(processes, fake_modules, READY_TIMEOUT) if fake_modules else None
         toxiproxy_port = free_port()
         toxiproxy_url = f"http://127.0.0.1:{toxiproxy_port}"
         toxiproxy_child = processes.start("toxiproxy", [toxiproxy_bin, "-host", "127.0.0.1", "-port", str(toxiproxy_port)])
@@ -179,8 +184,8 @@ class LocalRuntime:
                 while control_port == port:  # two ports that were free a moment ago: make sure they differ
                     control_port = free_port()
                 replica_ports[name] = "127.0.0.1", port, control_port
-                argv = [sys.executable, "-m", FAKE_MODULES[pool.kind], "--name", name, "--host", "127.0.0.1",
-                        "--port", "{port}", "--control-port", str(control_port),
+                assert forks is not None  # a pool of fakes has its fork server
+                args = ["--name", name, "--host", "127.0.0.1", "--port", "{port}", "--control-port", str(control_port),
                         "--seed", str(scenario.seed * 1000 + index), *FAKE_OPTIONS[pool.kind](pool, scenario),
                         "--attempts-file", str(replica_attempts_file(run_dir, name)),
                         *(tls[pool.name].fake_args() if pool.name in tls else [])]
@@ -189,7 +194,7 @@ class LocalRuntime:
                     cgroup = MemoryCgroup(run_id, name, pool.memory_limit, hierarchy)
                     self._cgroups.append(cgroup)
                     cgroup.create()
-                start = functools.partial(_start_replica, processes, name, argv, cgroup)
+                start = functools.partial(_start_replica, forks, name, FAKE_MODULES[pool.kind], args, cgroup)
                 ready = functools.partial(_replica_answers, control_port, tls.get(pool.name))
                 policy = BackoffPolicy(pool.restart.initial_backoff, pool.restart.factor, pool.restart.max_backoff)
                 replica_children.append((name, port, start(port), start, ready, policy, cgroup))
@@ -266,6 +271,9 @@ class LocalRuntime:
         if self._supervisor is not None:  # first, so nothing is restarted while the stack goes down
             self._supervisor.stop()
             self._supervisor = None
+        if self._forks is not None:
+            self._forks.close()
+            self._forks = None
         if self._processes is not None:
             self._processes.stop_all()
             self._processes = None
