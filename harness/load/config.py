@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from harness.scenario import Scenario
+if TYPE_CHECKING:  # not at run time: the load processes import this, and the scenario model costs 0.3 s
+    from harness.scenario import Scenario
 
 
 class LoadConfig(BaseModel):
