@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from harness import loopback
 from harness.certs import mint
 from harness.gateways import UpstreamTlsTrust
 from harness.scenario import Scenario
@@ -54,14 +55,15 @@ def prepare(scenario: Scenario, run_dir: Path) -> dict[str, PoolTls]:
 def health_answers(url: str, pool: PoolTls | None) -> bool:
     """``GET url`` answers 200: over TLS (trusting the pool's CA, whatever the host in the URL) if
     ``pool`` is set, so a replica is ready only when its TLS port serves."""
-    if pool is not None:
-        url = url.replace("http://", "https://", 1)
-        context = pool.client_context()
-        context.check_hostname = False  # the URL says 127.0.0.1; the name is the gateway's to check
-        verify: ssl.SSLContext | bool = context
-    else:
-        verify = True
+    if pool is None:
+        try:
+            return loopback.client().get(url, timeout=READY_TIMEOUT_S).status_code == 200
+        except httpx.HTTPError:
+            return False
+    url = url.replace("http://", "https://", 1)
+    context = pool.client_context()
+    context.check_hostname = False  # the URL says 127.0.0.1; the name is the gateway's to check
     try:
-        return httpx.get(url, timeout=READY_TIMEOUT_S, verify=verify).status_code == 200
+        return httpx.get(url, timeout=READY_TIMEOUT_S, verify=context).status_code == 200
     except httpx.HTTPError:
         return False

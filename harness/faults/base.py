@@ -19,6 +19,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
 from pydantic_core import CoreSchema
 
+from harness import loopback
 from harness.durations import Duration
 from harness.errors import FaultError
 from harness.targets import Target
@@ -168,7 +169,7 @@ def with_modes(kind: type[C], modes: tuple[type[BaseModel], ...]) -> type[C]:
 def _control(ctx: FaultContext, replica: str, method: str, body: dict[str, Any] | None) -> None:
     url = f"{ctx.control_url(replica)}/fault"
     try:
-        response = httpx.request(method, url, json=body, timeout=CONTROL_TIMEOUT_S)
+        response = loopback.client().request(method, url, json=body, timeout=CONTROL_TIMEOUT_S)
     except httpx.HTTPError as exc:
         raise FaultError(f"{replica}: control API {method} {url} failed: {str(exc) or type(exc).__name__}") from exc
     if response.status_code != 200:

@@ -14,6 +14,7 @@ from typing import ClassVar, Literal
 import httpx
 from pydantic import Field
 
+from harness import loopback
 from harness.errors import FaultError
 from harness.faults.base import CONTROL_TIMEOUT_S, Fault, FaultContext
 
@@ -44,7 +45,7 @@ class Cert(Fault):
 def _swap(ctx: FaultContext, replica: str, cert: str) -> None:
     url = f"{ctx.control_url(replica)}/tls"
     try:
-        response = httpx.put(url, json={"cert": cert}, timeout=CONTROL_TIMEOUT_S)
+        response = loopback.client().put(url, json={"cert": cert}, timeout=CONTROL_TIMEOUT_S)
     except httpx.HTTPError as exc:
         raise FaultError(f"{replica}: control API PUT {url} failed: {str(exc) or type(exc).__name__}") from exc
     if response.status_code != 200:

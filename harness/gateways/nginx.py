@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness import loopback
 from harness.durations import Duration
 from harness.errors import StackError
 from harness.gateways.base import (
@@ -356,7 +357,7 @@ class NginxGateway(GatewayProcessBase):
     # -- observation ----------------------------------------------------------------
     def is_ready(self) -> bool:
         try:
-            return httpx.get(f"{self.url}{READY_PATH}", timeout=0.5).status_code == 204
+            return loopback.client().get(f"{self.url}{READY_PATH}", timeout=0.5).status_code == 204
         except httpx.HTTPError:
             return False
 

@@ -183,6 +183,9 @@ class Runtime(Protocol):
         """Stop everything ``up`` started; idempotent, never raises."""
 
 
+READY_POLL_S = 0.01  # how often start-up asks a component whether it is ready (a loopback call: about 0.2 ms)
+
+
 def wait_all_healthy(stack: Stack, scenario: Scenario, logs_hint: str) -> None:
     """Wait until the gateway reports every replica healthy (its first check does that);
     StartupTimeout naming the laggards, and where their logs are, after the deadline."""
@@ -197,7 +200,7 @@ def wait_all_healthy(stack: Stack, scenario: Scenario, logs_hint: str) -> None:
             health = {}
         if len(health) == len(stack.replicas) and all(health.values()):
             return
-        time.sleep(0.05)
+        time.sleep(READY_POLL_S)
     unhealthy = sorted(name for name in stack.replicas if not health.get(name))
     raise StartupTimeout(f"the gateway did not see {', '.join(unhealthy)} healthy within {timeout:g}s ({logs_hint})")
 

@@ -165,6 +165,8 @@ class LocalRuntime:
         toxiproxy_url = f"http://127.0.0.1:{toxiproxy_port}"
         toxiproxy_child = processes.start("toxiproxy", [toxiproxy_bin, "-host", "127.0.0.1", "-port", str(toxiproxy_port)])
         dns_ready = _start_dns(processes, scenario)  # starts beside the replicas; waited for below
+        processes.wait_ready(toxiproxy_child, lambda: answers(f"{toxiproxy_url}/version"), READY_TIMEOUT)
+        clock.mark("toxiproxy_ready")  # (the fork server imports the fakes meanwhile)
 
         # The run's folder names its cgroups: runs of one scenario into different folders do not share them.
         run_id = f"{run_dir.name}-{hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:8]}"
@@ -199,8 +201,6 @@ class LocalRuntime:
                 policy = BackoffPolicy(pool.restart.initial_backoff, pool.restart.factor, pool.restart.max_backoff)
                 replica_children.append((name, port, start(port), start, ready, policy, cgroup))
 
-        processes.wait_ready(toxiproxy_child, lambda: answers(f"{toxiproxy_url}/version"), READY_TIMEOUT)
-        clock.mark("toxiproxy_ready")
         for name, port, child, start, ready, policy, cgroup in replica_children:
             processes.wait_ready(child, functools.partial(ready, port), READY_TIMEOUT)
             supervisor.add(name, child, start, ready, policy, port, cgroup)
