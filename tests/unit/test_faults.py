@@ -9,6 +9,7 @@ import httpx
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from harness import loopback
 from harness.errors import FaultError, ScenarioError, StackError
 from harness.faults import FAULTS, Fault
 from harness.plan import make_plan
@@ -204,7 +205,7 @@ CONTROL_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 
 
 class ControlApi:
-    """Stands in for httpx.request: records calls, answers like a fake's control API."""
+    """Stands in for the loopback client's request: records calls, answers like a fake's control API."""
 
     def __init__(self, status: int = 200, error: Exception | None = None) -> None:
         self.calls: list[tuple[str, str, Any]] = []
@@ -230,7 +231,7 @@ def test_control_fault_puts_its_mode_and_deletes_it(kind: str, monkeypatch: pyte
     fault = build(kind, **fields)
     assert isinstance(fault, FAULTS[kind]) and fault.exclusive
     api = ControlApi()
-    monkeypatch.setattr(httpx, "request", api)
+    monkeypatch.setattr(loopback.client(), "request", api)
     fault.inject(ControlContext(), "chat[0]")
     fault.clear(ControlContext(), "chat[0]")
     assert api.calls == [("PUT", "http://control/chat[0]/fault", body), ("DELETE", "http://control/chat[0]/fault", None)]
@@ -242,7 +243,7 @@ def test_control_fault_puts_its_mode_and_deletes_it(kind: str, monkeypatch: pyte
     (ControlApi(error=httpx.ConnectError("refused")), r"chat\[0\]: control API PUT .* failed: refused"),
 ])
 def test_control_fault_failures_are_fault_errors(api: ControlApi, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(httpx, "request", api)
+    monkeypatch.setattr(loopback.client(), "request", api)
     with pytest.raises(FaultError, match=message):
         build("llm_fault", mode="inference_fail").inject(ControlContext(), "chat[0]")
 
@@ -335,7 +336,7 @@ def test_oom_switches_on_unbounded_memory_growth(monkeypatch: pytest.MonkeyPatch
     fault = build("oom", mb_per_s=300)
     assert fault.needs == {"process_control", "memory_limit"}
     api = ControlApi()
-    monkeypatch.setattr(httpx, "request", api)
+    monkeypatch.setattr(loopback.client(), "request", api)
     fault.inject(ProcessContext(Processes()), "chat[0]")
     fault.clear(ProcessContext(Processes()), "chat[0]")
     assert api.calls == [("PUT", "http://control/chat[0]/fault", {"mode": "memory_growth", "mb_per_s": 300.0,
@@ -344,7 +345,7 @@ def test_oom_switches_on_unbounded_memory_growth(monkeypatch: pytest.MonkeyPatch
 
 
 def test_oom_clear_tolerates_a_replica_that_is_dead_and_not_yet_restarted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(httpx, "request", ControlApi(error=httpx.ConnectError("refused")))
+    monkeypatch.setattr(loopback.client(), "request", ControlApi(error=httpx.ConnectError("refused")))
     build("oom").clear(ProcessContext(Processes(running=False)), "chat[0]")  # the new process has no mode
     with pytest.raises(FaultError, match="refused"):  # but a running replica that does not answer is an error
         build("oom").clear(ProcessContext(Processes(running=True)), "chat[0]")

@@ -14,6 +14,7 @@ import pytest
 from cryptography import x509
 from pydantic import TypeAdapter
 
+from harness import loopback
 from harness.certs import CERT_KINDS, WRONG_HOST, cert_paths, mint
 from harness.errors import FaultError, ScenarioError, StackError
 from harness.faults.cert import Cert
@@ -165,7 +166,7 @@ def test_cert_fault_swaps_then_rotates_back(monkeypatch: pytest.MonkeyPatch) -> 
         calls.append((url, json))
         return httpx.Response(200, json={"cert": json["cert"]})
 
-    monkeypatch.setattr(httpx, "put", put)
+    monkeypatch.setattr(loopback.client(), "put", put)
     fault = TypeAdapter(FaultSpec).validate_python(
         {"kind": "cert", "mode": "wrong_host", "target": "chat[1]", "at": "1s", "for": "2s"})
     assert isinstance(fault, Cert) and fault.exclusive
@@ -176,7 +177,7 @@ def test_cert_fault_swaps_then_rotates_back(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_cert_fault_reports_a_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(httpx, "put", lambda url, json, timeout: httpx.Response(404, text="no such certificate"))
+    monkeypatch.setattr(loopback.client(), "put", lambda url, json, timeout: httpx.Response(404, text="no such certificate"))
     fault = TypeAdapter(FaultSpec).validate_python(
         {"kind": "cert", "mode": "expired", "target": "chat[0]", "at": "1s", "for": "2s"})
     with pytest.raises(FaultError, match="answered 404: no such certificate"):
