@@ -143,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"not a fake: {', '.join(unknown)}")
     harness = os.getppid()
     for module in args.modules:
-        importlib.import_module(module)
+        imported = importlib.import_module(module)
+        # what a replica does once on its first start (e.g. the fake LLM's seeded text generator), done here once
+        warm = getattr(imported, "warm", None)
+        if callable(warm):
+            warm()
     serving.preload()
     server = socket.socket(fileno=args.fd)
     requests = server.makefile("rb")

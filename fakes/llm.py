@@ -329,6 +329,12 @@ def create_apps(config: ReplicaConfig, initial_fault: LlmMode | None = None, log
     return LlmServer(config, initial_fault, log_requests, attempts_file).apps()
 
 
+def warm() -> None:
+    """Build a replica's apps once, so what that does the first time in a process (Faker's providers, pydantic's
+    validators) is done before a fork server (fakes/forkserver.py) forks replicas from this process."""
+    create_apps(ReplicaConfig("warm-up"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fakes.llm",
                                      description="Fake OpenAI-compatible LLM replica for chaosgate.")
