@@ -309,6 +309,10 @@ EXPECTATION_CAUSES: dict[str, tuple[str, ...]] = {
     "max_request_time": ("resource_exhaustion", "health_check_settings"),
     # The diagnosis named another cause than the injected one (the advice adds both causes).
     "diagnosis": ("health_check_misconfigured", "upstream_definition"),
+    # A fallback never used, used late, or taking traffic without a fault: routing and its health settings.
+    "fallback_within": ("load_balancing", "health_check_settings"),
+    # Retries multiplying the load on upstreams that are already failing.
+    "upstream_attempts": ("load_balancing", "resource_exhaustion"),
 }
 # Errors before any fault mean the stack itself is wrong, not the gateway's reaction.
 BASELINE_CAUSES = ("upstream_definition", "wrong_protocol", "wrong_content_type")

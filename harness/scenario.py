@@ -656,6 +656,6 @@ def _cross_check(scenario: Scenario, doc: YamlDocument, allow_hosts: Iterable[st
         if window is not None and not isinstance(window, str) and window.end <= window.start:
             add(("expect", i, "window"), "expected 'to' after 'from'")
         if (window in ("fault", "after_detection", "recovery") or expectation.kind in
-                ("upstream_unhealthy", "upstream_healthy", "all_down_response")) and not scenario.faults:
+                ("upstream_unhealthy", "upstream_healthy", "all_down_response", "fallback_within")) and not scenario.faults:
             add(("expect", i), "this expectation refers to a fault, but the scenario has no faults")
     return problems

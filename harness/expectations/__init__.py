@@ -6,10 +6,12 @@ from harness.expectations.all_down_response import AllDownResponse
 from harness.expectations.base import Expectation, ExplicitWindow, Verdict, WindowSpec
 from harness.expectations.diagnosis import Diagnosis
 from harness.expectations.error_rate import ErrorRate
+from harness.expectations.fallback_within import FallbackWithin
 from harness.expectations.latency import Latency
 from harness.expectations.max_request_time import MaxRequestTime
 from harness.expectations.no_traffic_to import NoTrafficTo
 from harness.expectations.traffic_to import TrafficTo
+from harness.expectations.upstream_attempts import UpstreamAttempts
 from harness.expectations.upstream_healthy import UpstreamHealthy
 from harness.expectations.upstream_unhealthy import UpstreamUnhealthy
 
@@ -23,6 +25,8 @@ EXPECTATIONS: dict[str, type[Expectation]] = {
     "all_down_response": AllDownResponse,
     "max_request_time": MaxRequestTime,
     "diagnosis": Diagnosis,
+    "fallback_within": FallbackWithin,
+    "upstream_attempts": UpstreamAttempts,
 }
 
 __all__ = ["EXPECTATIONS", "Expectation", "ExplicitWindow", "Verdict", "WindowSpec"]

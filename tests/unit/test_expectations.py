@@ -696,6 +696,78 @@ def test_max_request_time_fails_on_a_request_that_hung_until_the_client_timeout(
     assert v.measured == "10.000s" and v.bound == "≤ 2s"
 
 
+# -- fallback_within -----------------------------------------------------------------------
+
+FALLBACK = '{kind: fallback_within, target: "backup[*]", within: 2s}'
+ALL_CHAT_RESET = '  - {kind: reset_peer, target: "chat[*]", at: 5s, for: 8s}\n'
+
+
+def fallback_run(*expect: str) -> Run:
+    """Every chat replica resets from 5 s to 13 s; a pool ``backup`` (one replica) is the fallback."""
+    run = Run(*expect, faults=ALL_CHAT_RESET, replicas=(*REPLICAS, "backup[0]"))
+    run.text = run.text.replace("  - {name: chat, replicas: 3}\n",
+                                "  - {name: chat, replicas: 3}\n  - {name: backup, replicas: 1}\n")
+    run.events[0]["text"] = run.text
+    return run.fault(5.0, 13.0, label="reset_peer@chat[*]", target="chat[*]", replicas=REPLICAS)
+
+
+def test_fallback_within_passes_when_the_fallback_answers_in_time() -> None:
+    v = fallback_run(FALLBACK).requests(0, 5, replica="chat[1]").request(5.2, error="http_5xx", status=502, replica=None) \
+        .request(5.5, latency=0.3, replica="backup[0]").requests(6, 13, replica="backup[0]").finish().verdict()
+    assert v.passed is True
+    assert v.measured == "0.800s" and v.bound == "≤ 2s"
+    assert v.detail == ("reset_peer@chat[*] began at 5.000s; the first answer from backup[*] (backup[0], a request "
+                        "started at 5.500s) ended at 5.800s, 0.800s later")
+
+
+def test_fallback_within_fails_late_never_or_when_the_fallback_served_before_the_fault() -> None:
+    late = fallback_run(FALLBACK).requests(0, 5, replica="chat[1]").requests(5, 8, error="http_5xx", status=502,
+                                                                              replica=None)
+    v = late.requests(8, 13, replica="backup[0]").finish().verdict()
+    assert v.passed is False and v.measured == "3.050s"
+    v = fallback_run(FALLBACK).requests(0, 5, replica="chat[1]").requests(5, 13, error="http_5xx", status=502,
+                                                                           replica=None).finish().verdict()
+    assert v.passed is False and v.measured == "n/a"
+    assert v.detail == "backup[*] answered no client request after reset_peer@chat[*] began at 5.000s: the fallback " \
+                       "was never used"
+    v = fallback_run(FALLBACK).requests(0, 13, replica="backup[0]").finish().verdict()  # a load balancer, no fallback
+    assert v.passed is False and v.measured == "served before the fault"
+    assert v.detail.startswith("backup[0] answered a request that ended at 0.050s, before reset_peer@chat[*] began at "
+                               "5.000s (10 such answers)")
+
+
+# -- upstream_attempts ----------------------------------------------------------------------
+
+ATTEMPTS = "{kind: upstream_attempts, max_per_request: 2}"
+
+
+def test_upstream_attempts_counts_every_try_a_replica_saw_or_the_gateway_sent() -> None:
+    run = Run(ATTEMPTS).fault(5.0, 13.0).attempt_logs("logs/envoy-upstream.jsonl")
+    run.request(1.0, id="a").attempt(1.01, "chat[1]", "a")
+    run.request(6.0, id="b").attempt(6.01, "chat[0]", "b").attempt(6.02, "chat[1]", "b")
+    # c: the gateway logged two tries, the first refused on the way (its replica never saw it)
+    run.request(7.0, id="c").attempt(7.0, "chat[0]", "c", source="gateway", status=None, flags="UF") \
+        .attempt(7.01, "chat[1]", "c", source="gateway", status=200).attempt(7.02, "chat[1]", "c")
+    run.attempt(7.5, "chat[0]", None, health=True)  # a health check: no client request's
+    v = run.finish().verdict()
+    assert v.passed is True and v.measured == "2 at most" and v.bound == "≤ 2 per request"
+    assert v.detail == ("3 client requests between 0.000s and 20.000s; attempts per request: 1: 1, 2: 2 "
+                        "(the gateway's log of each try included)")
+
+
+def test_upstream_attempts_fails_over_the_bound_and_without_attempt_logs() -> None:
+    run = Run(ATTEMPTS).fault(5.0, 13.0).attempt_logs()
+    run.request(6.0, id="b", status=503, error="http_5xx", replica=None)
+    for i, replica in enumerate(("chat[0]", "chat[1]", "chat[2]")):
+        run.attempt(6.01 + i / 100, replica, "b")
+    v = run.request(8.0, id="d").attempt(8.01, "chat[1]", "d").finish().verdict()
+    assert v.passed is False and v.measured == "3 at most" and v.measured_value == 3.0
+    assert v.detail.endswith("attempts per request: 1: 1, 3: 1 (tries the replicas saw arrive; the gateway logs none "
+                             "of its own); over the bound: 1, e.g. b (3 attempts, 503)")
+    v = Run(ATTEMPTS).fault(5.0, 13.0).request(6.0, id="b").finish().verdict()
+    assert v.passed is False and v.measured == "n/a" and v.detail.startswith("the run kept no attempt logs")
+
+
 PASS_FAIL: dict[str, tuple[Any, Any]] = {
     "upstream_unhealthy": (test_upstream_unhealthy_passes_when_detected_in_time,
                            test_upstream_unhealthy_fails_when_detected_late),
@@ -711,6 +783,10 @@ PASS_FAIL: dict[str, tuple[Any, Any]] = {
     "max_request_time": (test_max_request_time_counts_failed_requests_too,
                          test_max_request_time_fails_on_a_request_that_hung_until_the_client_timeout),
     "diagnosis": (diagnosis_named_right_or_wrong, diagnosis_missing_or_failed),  # tests/unit/test_diagnose.py
+    "fallback_within": (test_fallback_within_passes_when_the_fallback_answers_in_time,
+                        test_fallback_within_fails_late_never_or_when_the_fallback_served_before_the_fault),
+    "upstream_attempts": (test_upstream_attempts_counts_every_try_a_replica_saw_or_the_gateway_sent,
+                          test_upstream_attempts_fails_over_the_bound_and_without_attempt_logs),
 }
 
 
