@@ -7,6 +7,7 @@ import pytest
 
 from harness.errors import ScenarioError
 from harness.load.config import LoadConfig, split_users
+from harness.runtimes.docker_compose import load_definitions
 from harness.runtimes.local import FAKE_MODULES, FAKE_OPTIONS
 from harness.scenario import parse_scenario
 
@@ -101,3 +102,9 @@ def test_the_local_runtime_starts_the_anthropic_fake_with_the_pool_s_timing() ->
     assert FAKE_MODULES["anthropic"] == "fakes.anthropic"
     assert FAKE_OPTIONS["anthropic"](scenario.upstreams[1], scenario) == [
         "--ttft-ms", "30", "--tokens-per-s", "200", "--max-tokens", "8"]
+
+
+def test_compose_yaml_has_an_anthropic_replica_template() -> None:
+    definitions = load_definitions()
+    assert set(definitions.replicas) == set(FAKE_MODULES)  # the docker runtime finds a template for every kind
+    assert definitions.replica("anthropic").entrypoint[:3] == ["python3", "-m", "fakes.anthropic"]
