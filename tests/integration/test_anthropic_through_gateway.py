@@ -22,6 +22,8 @@ from harness.runtimes.base import Stack
 from harness.runtimes.local import LocalRuntime
 from harness.scenario import Scenario, parse_scenario
 
+from .conftest import chaosgate
+
 SCENARIO = """
 name: anthropic-through-gateway
 gateway:
@@ -120,3 +122,44 @@ def test_the_anthropic_persona_through_the_gateway(stack: Stack, scenario: Scena
     assert {r["replica"] for r in requests} == set(CLAUDE)
     assert all(float(str(r["ttft"])) > 0 for r in requests if r["kind"] == "anthropic_stream")
     assert took < 3 + 2 + 10
+
+
+RUN_SCENARIO = """\
+name: anthropic-overloaded
+description: One of two Anthropic replicas answers 529 overloaded_error; Envoy retries it on the other.
+gateway:
+  kind: envoy
+  health_check: {interval: 1s, timeout: 500ms, no_traffic_interval: 1s}
+  retries: {num_retries: 2, retry_on: [5xx]}
+upstreams:
+  - {name: claude, kind: anthropic, replicas: 2, ttft: 5ms, tokens_per_s: 2000}
+load: {users: 4, duration: 6s, wait: 50ms, max_tokens: 4, request_timeout: 2s,
+       mix: {anthropic: 1, anthropic_stream: 1}}
+faults:
+  - {kind: anthropic_fault, mode: anthropic_error, error: overloaded_error, target: "claude[0]", at: 2s, for: 3s}
+expect:
+  - {kind: error_rate, window: baseline, max: 0.0}
+  - {kind: error_rate, window: fault, max: 0.0}
+"""
+
+
+@pytest.mark.integration
+def test_a_run_with_an_anthropic_pool_and_its_fault(tmp_path: Path) -> None:
+    """`chaosgate run` end to end: the anthropic personas through Envoy, a 529 on one replica, retried."""
+    path = tmp_path / "anthropic-overloaded.yaml"
+    path.write_text(RUN_SCENARIO)
+    result = chaosgate("run", str(path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = list(read_journal(tmp_path / "out" / "anthropic-overloaded" / "journal.jsonl"))
+    (started,) = [e for e in events if e["type"] == "fault.started"]
+    (cleared,) = [e for e in events if e["type"] == "fault.cleared"]
+    begin, end = float(str(started["ts"])), float(str(cleared["ts"]))
+    requests = [e for e in events if e["type"] == "request"]
+    assert {str(r["kind"]) for r in requests} == {"anthropic", "anthropic_stream"}
+    assert all(r["error"] is None and r["status"] == 200 for r in requests)
+    during = [r for r in requests if begin + 0.2 < float(str(r["ts"])) < end - 0.2]
+    assert during and all(r["replica"] == "claude[1]" for r in during)  # every 529 was retried on the other
+    overloaded = [e for e in events if e["type"] == "attempt" and e.get("source") == "replica"
+                  and e.get("replica") == "claude[0]" and e.get("path") == "/v1/messages"
+                  and begin + 0.2 < float(str(e["ts"])) < end - 0.2]
+    assert overloaded  # the attempts that met the fault reached claude[0]
