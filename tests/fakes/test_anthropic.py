@@ -20,7 +20,7 @@ from fakes.llm import ReplicaConfig
 
 from .conftest import Running, RunningProcess, StartCli, StartFake, wait_for
 
-FAST = {"ttft_ms": 1.0, "tokens_per_s": 5000.0}
+FAST: dict[str, Any] = {"ttft_ms": 1.0, "tokens_per_s": 5000.0}
 MESSAGES: list[Any] = [{"role": "user", "content": "Say something."}]
 EVENT_ORDER = ["message_start", "content_block_start", "ping"]
 

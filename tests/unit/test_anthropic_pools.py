@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import ScenarioError
+from harness.faults import ControlFault
 from harness.load.config import LoadConfig, split_users
 from harness.runtimes.docker_compose import load_definitions
 from harness.runtimes.local import FAKE_MODULES, FAKE_OPTIONS
@@ -91,10 +92,11 @@ def test_anthropic_faults_parse_with_their_modes() -> None:
                         "upstream 'claude'"]
     scenario = parse_scenario(text.replace("ttft: 30ms", "ttft: 30ms, memory_limit: 128Mi"), "s.yaml")
     first, second, third, _ = scenario.faults
-    assert first.mode_body() == {"mode": "anthropic_error", "error": "rate_limit_error", "retry_after": "2s",  # type: ignore[attr-defined]
+    assert isinstance(first, ControlFault) and isinstance(third, ControlFault)
+    assert first.mode_body() == {"mode": "anthropic_error", "error": "rate_limit_error", "retry_after": "2s",
                                  "retry_after_format": "http_date", "rate": 1.0}
     assert second.label == "anthropic_fault:midstream_error@claude[1]"
-    assert third.mode_body()["error"] == "insufficient_quota"  # type: ignore[attr-defined]
+    assert third.mode_body()["error"] == "insufficient_quota"
 
 
 def test_the_local_runtime_starts_the_anthropic_fake_with_the_pool_s_timing() -> None:
@@ -107,4 +109,5 @@ def test_the_local_runtime_starts_the_anthropic_fake_with_the_pool_s_timing() ->
 def test_compose_yaml_has_an_anthropic_replica_template() -> None:
     definitions = load_definitions()
     assert set(definitions.replicas) == set(FAKE_MODULES)  # the docker runtime finds a template for every kind
-    assert definitions.replica("anthropic").entrypoint[:3] == ["python3", "-m", "fakes.anthropic"]
+    entrypoint = definitions.replica("anthropic").entrypoint
+    assert entrypoint is not None and entrypoint[:3] == ["python3", "-m", "fakes.anthropic"]
