@@ -50,7 +50,8 @@ def test_the_persona_sends_plain_and_streamed_messages(start_fake: StartFake) ->
     streamed = [r for r in records if r["kind"] == "anthropic_stream"]
     assert all(0 < r["ttft"] <= r["latency"] for r in streamed)
     assert all(r["bytes"] > 0 for r in records if r["kind"] == "anthropic")
-    assert int(str(fake.stats()["requests"])) == len(records)
+    # Each record is a request the fake served; at the end each of the 2 users may have one in flight, unrecorded.
+    assert len(records) <= int(str(fake.stats()["requests"])) <= len(records) + 2
 
 
 @pytest.mark.parametrize(("mode", "kind", "status", "error", "body"), [
