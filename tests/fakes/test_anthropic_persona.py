@@ -78,4 +78,4 @@ def test_a_stream_of_pings_ends_at_the_request_timeout(start_fake: StartFake) ->
     assert records
     for record in records:
         assert (record["status"], record["error"], record["replica"]) == (200, "timeout", "claude[2]")
-        assert 0.5 <= record["latency"] < 1.0 and "ttft" not in record
+        assert 0.5 <= record["latency"] < 2.0 and "ttft" not in record  # the pings alone would go on forever
