@@ -14,9 +14,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fakes.llm_modes import MalformedSse, MidstreamError, StallStream, StreamMode
+from fakes.llm_modes import KeepaliveOnly, MalformedSse, MidstreamError, StallFirstToken, StallStream, StreamMode
 
 MIN_SLEEP_S = 0.0005
+KEEPALIVE = b": keep-alive\n\n"  # an SSE comment: clients skip it, proxies see bytes flow
 
 
 def frame(payload: dict[str, Any]) -> bytes:
@@ -74,3 +75,17 @@ async def _fault_frames(fault: StreamMode, head: dict[str, Any]) -> AsyncIterato
     elif isinstance(fault, MidstreamError):
         yield frame({"error": {"message": "The server had an error while processing your request.",
                                "type": "server_error", "param": None, "code": None}})
+
+
+async def silent_stream(fault: StallFirstToken | KeepaliveOnly, keepalive: bytes = KEEPALIVE,
+                        opening: bytes = b"") -> AsyncIterator[bytes]:
+    """A stream that never sends a token: ``opening`` (the frames the provider sends before its first
+    token), then nothing (stall_first_token) or a ``keepalive`` frame every ``interval`` (keepalive_only)."""
+    if opening:
+        yield opening
+    if isinstance(fault, StallFirstToken):
+        await asyncio.Event().wait()  # never set: Starlette cancels us when the client leaves
+        return
+    while True:
+        yield keepalive
+        await asyncio.sleep(fault.interval)

@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fakes import serving
 
-FAKE_MODULES = frozenset({"fakes.llm", "fakes.mcp", "fakes.dns"})  # what may be preloaded and run
+FAKE_MODULES = frozenset({"fakes.llm", "fakes.anthropic", "fakes.mcp", "fakes.dns"})  # what may be preloaded and run
 ADOPTION_TIMEOUT_S = 5.0  # how long a replica waits to be adopted by the harness before it gives up
 EXIT_NOT_ADOPTED = 70
 _PR_SET_PDEATHSIG = 1

@@ -46,11 +46,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from fakes import embeddings as emb
-from fakes.chat_stream import chat_stream, pause
+from fakes.chat_stream import chat_stream, pause, silent_stream
 from fakes.control import FaultSwitch, create_control_app
 from fakes.identity import REPLICA_HEADER, AttemptLog, ReplicaMiddleware, Stats
 from fakes.llm_modes import (
     LLM_MODES,
+    SILENT_STREAM_MODES,
     STREAM_MODES,
     CpuBurn,
     ErrorStatus,
@@ -59,11 +60,12 @@ from fakes.llm_modes import (
     InferenceFail,
     LlmMode,
     MemoryGrowth,
+    OpenaiError,
     SlowTokens,
     SlowTtft,
     WrongContentType,
 )
-from fakes.openai_errors import openai_error, status_error
+from fakes.openai_errors import openai_error, provider_error, status_error
 from fakes.pressure import Pressure
 from fakes.serving import FakeApps, add_serving_arguments, serve, tls_from_args
 
@@ -73,7 +75,7 @@ MODEL_ID = "fake-model"
 WORD_POOL_SIZE = 2000
 DEEP_PROBE = {"model": MODEL_ID, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-INFERENCE_MODES = (ErrorStatus, InferenceFail, HangBeforeHeaders, WrongContentType, SlowTtft, SlowTokens)
+INFERENCE_MODES = (ErrorStatus, OpenaiError, InferenceFail, HangBeforeHeaders, WrongContentType, SlowTtft, SlowTokens)
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,8 @@ class LlmServer:
             return Response(status_code=499)  # nobody is listening any more
         if isinstance(fault, ErrorStatus):
             return status_error(fault.status, fault.retry_after if fault.status in (429, 503) else None)
+        if isinstance(fault, OpenaiError):
+            return provider_error(fault)
         if isinstance(fault, InferenceFail):
             return status_error(fault.status)
         if isinstance(fault, WrongContentType):
@@ -193,9 +197,11 @@ class LlmServer:
             return n
         stream = bool(body.get("stream"))
         tokens = [f"{word} " for word in (rng or self.content_rng).choices(self.words, k=n)]
-        fault = self.switch.draw(*INFERENCE_MODES, *(STREAM_MODES if stream else ()))
+        fault = self.switch.draw(*INFERENCE_MODES, *(STREAM_MODES + SILENT_STREAM_MODES if stream else ()))
         if (early := await self._early_fault(fault, request)) is not None:
             return early
+        if isinstance(fault, SILENT_STREAM_MODES):
+            return StreamingResponse(silent_stream(fault), media_type="text/event-stream", headers=SSE_HEADERS)
         ttft = fault.ttft if isinstance(fault, SlowTtft) else self.ttft_s()
         token_s = 1.0 / fault.tokens_per_s if isinstance(fault, SlowTokens) else self.token_s
         model, created = body["model"], int(time.time())

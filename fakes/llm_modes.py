@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from harness.durations import Duration
 
 
+RetryAfterFormat = Literal["seconds", "http_date"]
 WELCOME_PAGE = "<!doctype html><html><head><title>Welcome</title></head><body><h1>It works!</h1></body></html>"
 
 
@@ -80,6 +81,38 @@ class MidstreamError(_StreamMode):
     mode: Literal["midstream_error"]
 
 
+class OpenaiError(_PerRequest):
+    """Inference answers one of the OpenAI API's own errors, exact in status, body and headers:
+    ``rate_limit_exceeded`` (429, with ``retry-after``, ``retry-after-ms`` and the
+    ``x-ratelimit-*-requests`` headers), ``insufficient_quota`` (429, never retryable: no
+    ``retry-after``), ``server_error`` (500) or ``overloaded`` (503)."""
+
+    mode: Literal["openai_error"]
+    error: Literal["rate_limit_exceeded", "insufficient_quota", "server_error", "overloaded"] = Field(
+        default="rate_limit_exceeded", description="Which of the provider's errors.")
+    retry_after: Duration | None = Field(
+        default=1.0, description="When to come back, sent as retry-after (and, as seconds, retry-after-ms); "
+                                 "null: no retry-after at all. Never sent with insufficient_quota.")
+    retry_after_format: RetryAfterFormat = Field(
+        default="seconds", description="retry-after as whole seconds (rounded up), or as an HTTP date "
+                                       "(then without retry-after-ms).")
+
+
+class StallFirstToken(_PerRequest):
+    """A streamed reply answers 200 and its opening frames (none for OpenAI; message_start,
+    content_block_start and a ping for Anthropic), then nothing: no token ever comes."""
+
+    mode: Literal["stall_first_token"]
+
+
+class KeepaliveOnly(_PerRequest):
+    """A streamed reply answers 200, then only keep-alive frames, every ``interval``, forever:
+    SSE comments (``: keep-alive``) for OpenAI, ``ping`` events for Anthropic. No token ever comes."""
+
+    mode: Literal["keepalive_only"]
+    interval: Duration = Field(default=1.0, gt=0.0, le=600.0, description="Time between keep-alive frames.")
+
+
 class HangBeforeHeaders(_PerRequest):
     """Inference requests are read and never answered (until the client gives up)."""
 
@@ -127,14 +160,17 @@ class CpuBurn(_Mode):
 
 
 LLM_MODE_MODELS: tuple[type[BaseModel], ...] = (
-    ErrorStatus, SlowTtft, SlowTokens, StallStream, TruncateStream, MalformedSse, MidstreamError,
-    HangBeforeHeaders, WrongContentType, HealthFail, InferenceFail, MemoryGrowth, CpuBurn,
+    ErrorStatus, OpenaiError, SlowTtft, SlowTokens, StallStream, TruncateStream, MalformedSse, MidstreamError,
+    StallFirstToken, KeepaliveOnly, HangBeforeHeaders, WrongContentType, HealthFail, InferenceFail, MemoryGrowth,
+    CpuBurn,
 )
 LlmMode = Annotated[
-    Union[ErrorStatus, SlowTtft, SlowTokens, StallStream, TruncateStream, MalformedSse,  # noqa: UP007
-          MidstreamError, HangBeforeHeaders, WrongContentType, HealthFail, InferenceFail, MemoryGrowth, CpuBurn],
+    Union[ErrorStatus, OpenaiError, SlowTtft, SlowTokens, StallStream, TruncateStream, MalformedSse,  # noqa: UP007
+          MidstreamError, StallFirstToken, KeepaliveOnly, HangBeforeHeaders, WrongContentType, HealthFail,
+          InferenceFail, MemoryGrowth, CpuBurn],
     Field(discriminator="mode"),
 ]
 LLM_MODES: TypeAdapter[LlmMode] = TypeAdapter(LlmMode)
 STREAM_MODES = (StallStream, TruncateStream, MalformedSse, MidstreamError)
+SILENT_STREAM_MODES = (StallFirstToken, KeepaliveOnly)  # streams that never send a token
 StreamMode = StallStream | TruncateStream | MalformedSse | MidstreamError

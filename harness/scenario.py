@@ -193,12 +193,13 @@ class Upstream(_Model):
     """A pool of identical fake replicas behind the gateway, or of the user's own servers (``address``)."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", description="Pool name, used in targets such as 'chat[0]'.")
-    kind: Literal["openai", "mcp"] = Field(
-        default="openai", description="What the replicas speak: 'openai' (fakes/llm.py) or 'mcp' (fakes/mcp.py).")
+    kind: Literal["openai", "anthropic", "mcp"] = Field(
+        default="openai", description="What the replicas speak: 'openai' (fakes/llm.py), 'anthropic' "
+                                      "(the Messages API, fakes/anthropic.py) or 'mcp' (fakes/mcp.py).")
     replicas: int = Field(default=1, ge=1, le=16, description="Number of replicas.")
-    ttft: Duration = Field(default=0.02, description="Each replica's time to first token (openai pools), "
-                                                     "or the time each tools/call takes (mcp pools).")
-    tokens_per_s: float = Field(default=400.0, gt=0, description="Each replica's token rate (openai pools).")
+    ttft: Duration = Field(default=0.02, description="Each replica's time to first token (openai and anthropic "
+                                                     "pools), or the time each tools/call takes (mcp pools).")
+    tokens_per_s: float = Field(default=400.0, gt=0, description="Each replica's token rate (openai and anthropic pools).")
     memory_limit: MemorySize | None = Field(
         default=None, description="Each replica's memory limit ('128Mi', '200MB'): a cgroup on the local runtime; "
                                   "past it the kernel's OOM killer ends the replica. None: no limit.")
@@ -271,12 +272,15 @@ class Load(_Model):
     users: int = Field(default=10, ge=1, le=200, description="Concurrent simulated users.")
     spawn_rate: float = Field(default=10.0, gt=0, description="Users started per second.")
     duration: Duration = Field(gt=0, le=3600, description="How long the load runs (at most 1h); faults are scheduled inside it.")
-    mix: dict[Literal["chat", "chat_stream", "mcp"], Annotated[float, Field(ge=0)]] = Field(
-        default={"chat": 1.0},
-        description="Relative weight of each request type: chat and chat_stream (openai pools) share the users "
-                    "of the Locust process; mcp (sessions of the official mcp client against an mcp pool) gets "
-                    "its share of the users, at least one.")
+    mix: dict[Literal["chat", "chat_stream", "anthropic", "anthropic_stream", "mcp"], Annotated[float, Field(ge=0)]] = \
+        Field(default={"chat": 1.0},
+              description="Relative weight of each request type: chat and chat_stream (openai pools) and anthropic "
+                          "and anthropic_stream (the official anthropic client's messages, plain and streamed, "
+                          "against an anthropic pool) share the users of the Locust process; mcp (sessions of the "
+                          "official mcp client against an mcp pool) gets its share of the users, at least one.")
     pool: str | None = Field(default=None, description="The openai pool the load goes to (default: the first openai pool).")
+    anthropic_pool: str | None = Field(
+        default=None, description="The anthropic pool the anthropic persona goes to (default: the first anthropic pool).")
     mcp_pool: str | None = Field(default=None, description="The mcp pool the mcp persona goes to (default: the first mcp pool).")
     wait: Duration = Field(default=0.0, description="Pause of each user between requests.")
     max_tokens: int = Field(default=16, ge=1, le=4096, description="max_tokens sent with each request.")
@@ -324,6 +328,11 @@ class Scenario(_Model):
     def mcp_load_pool(self) -> str | None:
         """The pool the mcp persona goes to: ``load.mcp_pool``, else the first mcp pool."""
         return self.load.mcp_pool or next((u.name for u in self.upstreams if u.kind == "mcp"), None)
+
+    @property
+    def anthropic_load_pool(self) -> str | None:
+        """The pool the anthropic persona goes to: ``load.anthropic_pool``, else the first anthropic pool."""
+        return self.load.anthropic_pool or next((u.name for u in self.upstreams if u.kind == "anthropic"), None)
 
     @property
     def load_pool(self) -> str:
@@ -505,15 +514,31 @@ def _overlap(a: Any, b: Any, pools: dict[str, int]) -> bool:
     return bool(shared) and a.at < b.at + b.duration and b.at < a.at + a.duration
 
 
+# The personas that talk to a pool of their own kind: (pool kind, the load's field naming the pool, its mix keys).
+PERSONA_POOLS = (("mcp", "mcp_pool", ("mcp",)), ("anthropic", "anthropic_pool", ("anthropic", "anthropic_stream")))
+
+
+def _check_persona_pools(scenario: Scenario, add: Callable[[YamlPath, str], None]) -> None:
+    """The mcp and anthropic personas need a pool of their kind; the load's pool fields name one."""
+    mix = {str(persona): weight for persona, weight in scenario.load.mix.items()}
+    for pool_kind, field, personas in PERSONA_POOLS:
+        pools = [u.name for u in scenario.upstreams if u.kind == pool_kind]
+        named = getattr(scenario.load, field)
+        if named is not None and scenario.pool_kinds.get(named) != pool_kind:
+            kind = scenario.pool_kinds.get(named)
+            add(("load", field), f"expected an {pool_kind} pool ({pool_kind} pools: {', '.join(pools) or 'none'}); "
+                + (f"{named!r} is an {kind} pool" if kind else f"no pool named {named!r}"))
+            continue
+        for persona in personas:
+            if mix.get(persona, 0) > 0 and not pools:
+                add(("load", "mix", persona), f"the {persona} persona talks to an {pool_kind} pool, but no "
+                    f"upstream has kind: {pool_kind}")
+
+
 def _check_mcp(scenario: Scenario, add: Callable[[YamlPath, str], None]) -> None:
-    """The mcp persona needs an mcp pool; an MCP health check needs an mcp pool to check."""
+    """The mcp and anthropic personas need a pool of their kind; an MCP health check needs an mcp pool to check."""
     mcp_pools = [u.name for u in scenario.upstreams if u.kind == "mcp"]
-    if scenario.load.mcp_pool is not None and scenario.pool_kinds.get(scenario.load.mcp_pool) != "mcp":
-        kind = scenario.pool_kinds.get(scenario.load.mcp_pool)
-        add(("load", "mcp_pool"), f"expected an mcp pool (mcp pools: {', '.join(mcp_pools) or 'none'}); "
-            + (f"{scenario.load.mcp_pool!r} is an {kind} pool" if kind else f"no pool named {scenario.load.mcp_pool!r}"))
-    elif scenario.load.mix.get("mcp", 0) > 0 and not mcp_pools:
-        add(("load", "mix", "mcp"), "the mcp persona talks to an mcp pool, but no upstream has kind: mcp")
+    _check_persona_pools(scenario, add)
     hc = scenario.gateway.health_check
     if hc is not None and hc.mcp is not None and not mcp_pools:
         add(("gateway", "health_check", "mcp"), "an MCP health check needs an upstream with kind: mcp to check")
@@ -598,7 +623,7 @@ def _cross_check(scenario: Scenario, doc: YamlDocument, allow_hosts: Iterable[st
         if upstream.dns is not None and upstream.dns.resolution == "logical" and upstream.replicas != 1:
             add(("upstreams", i, "dns", "resolution"), "Envoy's LOGICAL_DNS has one endpoint, so a logical pool "
                 f"needs replicas: 1 (it has {upstream.replicas}); use resolution: strict for several")
-    chat_weight = sum(w for kind, w in scenario.load.mix.items() if kind != "mcp")
+    chat_weight = sum(w for kind, w in scenario.load.mix.items() if kind in ("chat", "chat_stream"))
     if scenario.load.pool is not None and scenario.load.pool not in scenario.pools:
         add(("load", "pool"), f"no upstream pool named {scenario.load.pool!r} (pools: {', '.join(names)})")
     elif chat_weight > 0 and scenario.pool_kinds.get(scenario.load_pool) != "openai":

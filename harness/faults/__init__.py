@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harness.faults.anthropic_mode import AnthropicFault
 from harness.faults.bandwidth import Bandwidth
 from harness.faults.cert import Cert
 from harness.faults.base import ControlFault, Fault, FaultContext, ToxicFault
@@ -31,6 +32,7 @@ FAULTS: dict[str, type[Fault]] = {
     "limit_data": LimitData,
     "down": Down,
     "llm_fault": LlmFault,
+    "anthropic_fault": AnthropicFault,
     "mcp_fault": McpFault,
     "cert": Cert,
     "process_kill": ProcessKill,

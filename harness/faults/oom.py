@@ -28,7 +28,7 @@ class Oom(Fault):
 
     kind: Literal["oom"]
     exclusive: ClassVar[bool] = True
-    pool_kinds: ClassVar[frozenset[str] | None] = frozenset({"openai"})
+    pool_kinds: ClassVar[frozenset[str] | None] = frozenset({"openai", "anthropic"})  # their memory_growth
     needs: ClassVar[frozenset[str]] = frozenset({MEMORY_LIMIT, PROCESS_CONTROL})
     needs_memory_limit: ClassVar[bool] = True
     fake_only: ClassVar[str | None] = "a process chaosgate owns, in a memory cgroup chaosgate sets"

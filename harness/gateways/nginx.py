@@ -438,7 +438,7 @@ class NginxGateway(GatewayProcessBase):
             issues.append(SettingIssue((*gw, "request_timeout"), "nginx cannot turn its read timeout off: "
                                        f"{NO_TIMEOUT:g}s is used", error=False))
         for i, pool in enumerate(scenario.upstreams):
-            if pool.kind != "openai":
+            if pool.kind == "mcp":
                 issues.append(SettingIssue(("upstreams", i, "kind"),
                                            "nginx OSS cannot pin an MCP session to the replica that created it "
                                            f"(sticky sessions are NGINX Plus only); {pool.name!r} is {pool.kind!r}"))

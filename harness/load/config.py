@@ -28,6 +28,8 @@ class LoadConfig(BaseModel):
     mcp_users: int = 0            # users of the mcp persona (harness/load/mcp_worker.py); `users` are Locust's
     mcp_path: str | None = None   # the MCP endpoint through the gateway, e.g. /tools/mcp
     model: str = "fake-model"     # the chat requests' model: what the gateway routes on (LiteLLM: a model group)
+    anthropic_path: str | None = None  # the anthropic pool through the gateway ('' or /<pool>); None: no such pool
+    anthropic_model: str = "claude-fake"  # the anthropic persona's model
 
     @classmethod
     def for_scenario(cls, scenario: Scenario, gateway_url: str, model: str = "fake-model") -> LoadConfig:
@@ -36,7 +38,10 @@ class LoadConfig(BaseModel):
         mix = {str(kind): weight for kind, weight in load.mix.items()}
         chat_users, mcp_users = split_users(load.users, mix)
         mcp_pool = scenario.mcp_load_pool
+        anthropic_pool = scenario.anthropic_load_pool
+        anthropic_path = None if anthropic_pool is None else "" if anthropic_pool == first_pool else f"/{anthropic_pool}"
         return cls(host=gateway_url, base_path="" if scenario.load_pool == first_pool else f"/{scenario.load_pool}",
+                   anthropic_path=anthropic_path,
                    users=chat_users, spawn_rate=load.spawn_rate, duration=load.duration, mix=mix,
                    wait=load.wait, max_tokens=load.max_tokens, request_timeout=load.request_timeout,
                    seed=scenario.seed, mcp_users=mcp_users,

@@ -21,6 +21,7 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +109,61 @@ def _read_stream(response: FastResponse, began: float) -> Outcome:
 REQUEST_ID_HEADER = "x-chaosgate-request"  # the fakes log it with each attempt (fakes/identity.py)
 
 
+def _message_outcome(client: Any, config: LoadConfig, stream: bool, request_id: str, prompt: str,
+                     began: float) -> tuple[int | None, Mapping[str, str], Outcome]:
+    """One message of the anthropic persona, through the official ``anthropic`` client (no retries of
+    its own): the status, the response headers, and how it ended, as the journal records it."""
+    import anthropic  # imported by main() before the load starts, when the persona has a weight
+
+    kwargs: dict[str, Any] = {"model": config.anthropic_model, "max_tokens": config.max_tokens,
+                              "messages": [{"role": "user", "content": prompt}],
+                              "extra_headers": {REQUEST_ID_HEADER: request_id}}
+    status: int | None = None
+    headers: Mapping[str, str] = {}
+    try:
+        if not stream:
+            raw = client.messages.with_raw_response.create(**kwargs)
+            status, headers = raw.status_code, raw.headers
+            raw.parse()
+            return status, headers, Outcome(nbytes=len(raw.http_response.content))
+        with client.messages.with_streaming_response.create(stream=True, **kwargs) as response:
+            status, headers = response.status_code, response.headers
+            ttft: float | None = None
+            for event in response.parse():
+                if ttft is None and event.type == "content_block_delta":
+                    ttft = time.perf_counter() - began
+                if event.type == "message_stop":
+                    return status, headers, Outcome(ttft=ttft)
+            return status, headers, Outcome(error="stream_incomplete", ttft=ttft, body="no message_stop event")
+    except anthropic.APIStatusError as exc:  # an HTTP error, or an error event in a 200 stream
+        code = exc.status_code
+        if status == 200:  # the stream had begun: an `error` event ended it
+            return status, headers, Outcome(error="stream_incomplete", body=json.dumps(exc.body)[:300])
+        kind = "http_5xx" if code >= 500 else "http_4xx"
+        return code, exc.response.headers, Outcome(error=kind, body=json.dumps(exc.body)[:300])
+    except anthropic.APITimeoutError:
+        return status, headers, Outcome(error="timeout")
+    except anthropic.APIConnectionError as exc:
+        return status, headers, Outcome(error=classify(exc.__cause__ or exc))
+    except Exception as exc:  # noqa: BLE001 - a broken stream or body is recorded, never raised
+        return status, headers, Outcome(error=classify(exc), body=f"{type(exc).__name__}: {exc}"[:300])
+
+
+def _record(request_id: str, kind: str, start: float, latency: float, status: int | None,
+            headers: Mapping[str, str], outcome: Outcome) -> dict[str, Any]:
+    """The journal's line for one request: when it began, how long it took, its status and error kind,
+    and the replica that served it (the fakes' header, passed on by the gateway)."""
+    record: dict[str, Any] = {
+        "event": "request", "ts": start, "id": request_id, "kind": kind, "latency": latency,
+        "status": status, "bytes": outcome.nbytes, "error": outcome.error,
+        "replica": headers.get("x-chaosgate-replica"), "upstream": headers.get("x-chaosgate-upstream")}
+    if outcome.ttft is not None:
+        record["ttft"] = outcome.ttft
+    if outcome.error is not None and outcome.body:
+        record["body"] = outcome.body[:300]
+    return record
+
+
 def make_user(config: LoadConfig) -> type[FastHttpUser]:
     words = config.prompt_words()
     rng = random.Random(config.seed)
@@ -116,6 +172,7 @@ def make_user(config: LoadConfig) -> type[FastHttpUser]:
 
     class ChatUser(FastHttpUser):
         host = config.host
+        anthropic_client: Any = None  # each user's own anthropic client, made on its first message
         wait_time = constant(config.wait)
         network_timeout = config.request_timeout
         connection_timeout = config.request_timeout
@@ -134,6 +191,33 @@ def make_user(config: LoadConfig) -> type[FastHttpUser]:
         def chat_stream(self) -> None:
             self._request("chat_stream", stream=True)
 
+        def anthropic(self) -> None:
+            self._message("anthropic", stream=False)
+
+        def anthropic_stream(self) -> None:
+            self._message("anthropic_stream", stream=True)
+
+        def _message(self, kind: str, stream: bool) -> None:
+            if self.anthropic_client is None:
+                import anthropic
+
+                self.anthropic_client = anthropic.Anthropic(
+                    base_url=f"{config.host}{config.anthropic_path or ''}", api_key="chaosgate", max_retries=0,
+                    timeout=config.request_timeout)
+            request_id = f"{run_prefix}-{next(sequence)}"
+            prompt = " ".join(rng.choice(words) for _ in range(12))
+            start, began = time.time(), time.perf_counter()
+            # The whole request within request_timeout: the client's own timeout is per read, and a stream of
+            # keep-alive pings (which the client skips) would otherwise never end.
+            with gevent.Timeout(config.request_timeout, TimeoutError("request_timeout")):
+                status, headers, outcome = _message_outcome(self.anthropic_client, config, stream, request_id,
+                                                            prompt, began)
+            latency = time.perf_counter() - began
+            self.environment.events.request.fire(
+                request_type="POST", name=kind, response_time=latency * 1000, response_length=outcome.nbytes,
+                response=None, context={}, exception=None if outcome.error is None else RuntimeError(outcome.error))
+            emit(_record(request_id, kind, start, latency, status, headers, outcome))
+
         def _request(self, kind: str, stream: bool) -> None:
             request_id = f"{run_prefix}-{next(sequence)}"
             start, began = time.time(), time.perf_counter()
@@ -142,15 +226,8 @@ def make_user(config: LoadConfig) -> type[FastHttpUser]:
                                   headers={REQUEST_ID_HEADER: request_id}) as response:
                 outcome = _read_stream(response, began) if stream and response.status_code == 200 \
                     else _read_body(response)
-                headers = response.headers or {}
-                record: dict[str, Any] = {
-                    "event": "request", "ts": start, "id": request_id, "kind": kind, "latency": time.perf_counter() - began,
-                    "status": response.status_code or None, "bytes": outcome.nbytes, "error": outcome.error,
-                    "replica": headers.get("x-chaosgate-replica"), "upstream": headers.get("x-chaosgate-upstream")}
-                if outcome.ttft is not None:
-                    record["ttft"] = outcome.ttft
-                if outcome.error is not None and outcome.body:
-                    record["body"] = outcome.body[:300]
+                record = _record(request_id, kind, start, time.perf_counter() - began, response.status_code or None,
+                                 response.headers or {}, outcome)
                 if outcome.error is None:
                     response.success()
                 else:
@@ -158,7 +235,9 @@ def make_user(config: LoadConfig) -> type[FastHttpUser]:
             emit(record)
 
     # Locust task weights are integers: the mix's relative weights become per-mille.
-    weights = {ChatUser.chat: config.mix.get("chat", 0.0), ChatUser.chat_stream: config.mix.get("chat_stream", 0.0)}
+    weights = {ChatUser.chat: config.mix.get("chat", 0.0), ChatUser.chat_stream: config.mix.get("chat_stream", 0.0),
+               ChatUser.anthropic: config.mix.get("anthropic", 0.0),
+               ChatUser.anthropic_stream: config.mix.get("anthropic_stream", 0.0)}
     total = sum(weights.values())
     # Locust accepts a {task: weight} dict here although its annotation says list.
     ChatUser.tasks = {fn: round(1000 * w / total)  # type: ignore[assignment]
@@ -169,6 +248,8 @@ def make_user(config: LoadConfig) -> type[FastHttpUser]:
 def main() -> None:
     config = LoadConfig.model_validate_json(sys.argv[1])
     config.prompt_words()  # Faker's import, before the go line (the users' prompts are made from it)
+    if config.mix.get("anthropic", 0) > 0 or config.mix.get("anthropic_stream", 0) > 0:
+        import anthropic  # noqa: F401 - its import (about 1 s), before the go line, not in the load's first second
     emit({"event": "ready"})
     line = sys.stdin.readline()
     if not line:  # the harness closed stdin: it is gone, do nothing

@@ -9,8 +9,8 @@ publishes on 127.0.0.1, its network and its labels.
 
 The components the harness looks up: services ``gateway`` and ``toxiproxy``, and one
 replica template per upstream kind, ``x-chaosgate-<kind>`` (``x-chaosgate-openai`` for
-fakes/llm.py, ``x-chaosgate-mcp`` for fakes/mcp.py; the ``chat-N`` and ``tools-0``
-services are those templates plus a name and a seed). Compose interpolation is applied
+fakes/llm.py, ``x-chaosgate-anthropic`` for fakes/anthropic.py, ``x-chaosgate-mcp`` for
+fakes/mcp.py; the ``chat-N`` and ``tools-0`` services are those templates plus a name and a seed). Compose interpolation is applied
 the way compose does (``$$`` is a literal ``$``, ``${NAME:-default}``).
 
 ``python -m harness.runtimes.docker_cli render-compose`` rewrites the compose stack's Envoy and

@@ -70,10 +70,12 @@ def _replica_answers(control_port: int, tls: PoolTls | None, port: int) -> bool:
 
 
 # The fake server each upstream kind runs, and the options it gets from the scenario.
-FAKE_MODULES = {"openai": "fakes.llm", "mcp": "fakes.mcp"}
+FAKE_MODULES = {"openai": "fakes.llm", "anthropic": "fakes.anthropic", "mcp": "fakes.mcp"}
 FAKE_OPTIONS: dict[str, Callable[[Upstream, Scenario], list[str]]] = {
     "openai": lambda pool, scenario: ["--ttft-ms", f"{pool.ttft * 1000:g}", "--tokens-per-s", f"{pool.tokens_per_s:g}",
                                       "--max-tokens", str(scenario.load.max_tokens)],
+    "anthropic": lambda pool, scenario: ["--ttft-ms", f"{pool.ttft * 1000:g}", "--tokens-per-s",
+                                         f"{pool.tokens_per_s:g}", "--max-tokens", str(scenario.load.max_tokens)],
     "mcp": lambda pool, scenario: ["--tool-latency-ms", f"{pool.ttft * 1000:g}"],
 }
 

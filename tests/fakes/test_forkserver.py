@@ -88,7 +88,7 @@ def test_the_harness_reads_a_killed_replicas_signal_and_a_failed_ones_code(group
 
 def test_a_module_it_does_not_run_and_a_dead_server_are_clear_errors(group: ProcessGroup) -> None:
     forks = ForkServer(group, ["fakes.llm"], timeout=20.0)
-    with pytest.raises(StackError, match=r"cannot start x: os is not a fake this server runs \(fakes.dns, fakes.llm"):
+    with pytest.raises(StackError, match=r"cannot start x: os is not a fake this server runs \(fakes.anthropic, fakes.dns, fakes.llm"):
         forks.start("x", "os", [])
     os.kill(forks.child.process.pid, signal.SIGKILL)
     forks.child.process.wait(timeout=5.0)

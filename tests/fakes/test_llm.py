@@ -8,8 +8,10 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from email.utils import parsedate_to_datetime
 from typing import get_args
 
 import httpx
@@ -263,6 +265,102 @@ def test_mode_error_status_rate(llm: Running) -> None:
     assert llm.stats()["fault_hits"] == failed
 
 
+# openai_error: the provider's own errors, exact (status, body, headers), as the official client sees them.
+OPENAI_ERRORS = [  # error, status, exception, type, code
+    ("rate_limit_exceeded", 429, openai.RateLimitError, "requests", "rate_limit_exceeded"),
+    ("insufficient_quota", 429, openai.RateLimitError, "insufficient_quota", "insufficient_quota"),
+    ("server_error", 500, openai.InternalServerError, "server_error", None),
+    ("overloaded", 503, openai.InternalServerError, "service_unavailable_error", "server_is_overloaded"),
+]
+
+
+@pytest.mark.parametrize(("error", "status", "exception", "type_", "code"), OPENAI_ERRORS)
+def test_mode_openai_error(llm: Running, error: str, status: int, exception: type[openai.APIStatusError],
+                           type_: str, code: str | None) -> None:
+    llm.set_fault({"mode": "openai_error", "error": error, "retry_after": "2500ms"})
+    client = client_for(llm.url)
+    with pytest.raises(exception) as raised:
+        client.chat.completions.create(model="m", messages=MESSAGES)
+    assert raised.value.status_code == status and raised.value.code == code and raised.value.type == type_
+    headers = raised.value.response.headers
+    assert headers[REPLICA_HEADER] == "chat[0]"
+    body = raised.value.response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
+    assert body["error"]["param"] is None and body["error"]["message"]
+    if error == "insufficient_quota":  # not retryable: nothing says when to come back
+        assert "retry-after" not in headers and "retry-after-ms" not in headers
+    else:
+        assert headers["retry-after"] == "3" and headers["retry-after-ms"] == "2500"
+    if error == "rate_limit_exceeded":
+        assert headers["x-ratelimit-reset-requests"] == "2.5s"
+        assert headers["x-ratelimit-remaining-requests"] == "0" and headers["x-ratelimit-limit-requests"] == "500"
+        assert "try again in 2.5s" in body["error"]["message"]
+    else:
+        assert "x-ratelimit-reset-requests" not in headers
+    with pytest.raises(exception):  # a stream fails before its first frame, with the same error
+        list(client.chat.completions.create(model="m", messages=MESSAGES, stream=True))
+
+
+def test_openai_error_retry_after_forms(llm: Running) -> None:
+    """Retry-After as whole seconds (with retry-after-ms), as an HTTP date (without it), and absent."""
+    request = {"model": "m", "messages": MESSAGES}
+    llm.set_fault({"mode": "openai_error", "error": "rate_limit_exceeded", "retry_after": "30s",
+                   "retry_after_format": "http_date"})
+    before = time.time()
+    headers = httpx.post(f"{llm.url}/v1/chat/completions", json=request, timeout=5).headers
+    when = parsedate_to_datetime(headers["retry-after"]).timestamp()
+    assert before + 29 <= when <= time.time() + 31 and headers["retry-after"].endswith(" GMT")
+    assert "retry-after-ms" not in headers and headers["x-ratelimit-reset-requests"] == "30s"
+    llm.set_fault({"mode": "openai_error", "error": "overloaded", "retry_after": None})
+    response = httpx.post(f"{llm.url}/v1/chat/completions", json=request, timeout=5)
+    assert response.status_code == 503 and "retry-after" not in response.headers
+    assert "retry-after-ms" not in response.headers
+
+
+def test_mode_stall_first_token(llm: Running) -> None:
+    llm.set_fault({"mode": "stall_first_token"})
+    with httpx.stream("POST", f"{llm.url}/v1/chat/completions", timeout=httpx.Timeout(5, read=0.5),
+                      json={"model": "m", "messages": MESSAGES, "stream": True}) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        with pytest.raises(httpx.ReadTimeout):
+            response.read()
+    with pytest.raises(openai.APITimeoutError):  # the client has its 200 and waits for a first chunk that never comes
+        list(client_for(llm.url, timeout=0.5).chat.completions.create(model="m", messages=MESSAGES, stream=True))
+    assert client_for(llm.url).chat.completions.create(model="m", messages=MESSAGES).choices  # plain: unaffected
+
+
+def test_mode_keepalive_only(llm: Running) -> None:
+    llm.set_fault({"mode": "keepalive_only", "interval": "50ms"})
+    frames: list[bytes] = []
+    with httpx.stream("POST", f"{llm.url}/v1/chat/completions", timeout=5,
+                      json={"model": "m", "messages": MESSAGES, "stream": True}) as response:
+        assert response.status_code == 200
+        for chunk in response.iter_raw():
+            frames += [frame for frame in chunk.split(b"\n\n") if frame]
+            if len(frames) >= 3:
+                break
+    assert frames[:3] == [b": keep-alive"] * 3  # SSE comments only: no data frame
+    # The official client skips comments, and each one resets its read timeout (0.2 s): after 0.6 s it is
+    # still waiting for a first chunk, with none received and no timeout raised.
+    stream = client_for(llm.url, timeout=0.2).chat.completions.create(model="m", messages=MESSAGES, stream=True)
+    received: list[object] = []
+    ended: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            received.extend(stream)
+        except openai.APIConnectionError as exc:  # closed under it (below): the end of the test
+            ended.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(0.6)
+    assert reader.is_alive() and received == [] and ended == []
+    stream.close()
+    reader.join(5)
+    assert not reader.is_alive()
+
+
 def test_mode_slow_ttft(llm: Running) -> None:
     llm.set_fault({"mode": "slow_ttft", "ttft": "300ms"})
     began = time.perf_counter()
@@ -443,6 +541,20 @@ def _chat_error(fake: Running, timeout: float = 5, stream: bool = False) -> Base
     return None
 
 
+def _keepalive_only(fake: Running) -> bool:
+    """Whether a stream sends keep-alive comments and no data frame for 0.3 s (the client's read timeout
+    cannot tell: each comment resets it)."""
+    seen = b""
+    deadline = time.monotonic() + 0.3
+    with httpx.stream("POST", f"{fake.url}/v1/chat/completions", timeout=5,
+                      json={"model": "m", "messages": MESSAGES, "stream": True, "max_tokens": 3}) as response:
+        for chunk in response.iter_raw():
+            seen += chunk
+            if b"data:" in seen or time.monotonic() > deadline:
+                break
+    return b": keep-alive" in seen and b"data:" not in seen
+
+
 def _elapsed(fake: Running) -> float:
     began = time.perf_counter()
     assert _chat_error(fake) is None
@@ -458,6 +570,9 @@ def _cpu_share(fake: RunningProcess) -> float:
 # mode -> (parameters, probe: True while the fault shows from the outside)
 PROBES: dict[str, tuple[dict[str, object], Callable[[RunningProcess], bool]]] = {
     "error_status": ({"status": 503}, lambda f: isinstance(_chat_error(f), openai.InternalServerError)),
+    "openai_error": ({"error": "insufficient_quota"}, lambda f: isinstance(_chat_error(f), openai.RateLimitError)),
+    "stall_first_token": ({}, lambda f: isinstance(_chat_error(f, 0.5, True), openai.APITimeoutError)),
+    "keepalive_only": ({"interval": "50ms"}, lambda f: _keepalive_only(f)),
     "slow_ttft": ({"ttft": "400ms"}, lambda f: _elapsed(f) >= 0.4),
     "slow_tokens": ({"tokens_per_s": 10}, lambda f: _elapsed(f) >= 0.3),
     "stall_stream": ({"after_tokens": 1}, lambda f: isinstance(_chat_error(f, 0.5, True), openai.APITimeoutError)),

@@ -137,8 +137,8 @@ def test_control_api_is_not_reachable_through_the_gateway(stack: Stack) -> None:
         assert httpx.get(f"{stack.control_url(name)}/fault", timeout=5).json() == {"mode": "none"}
 
 
-# Control faults of other fakes than the model and MCP servers, with their live tests in their own file.
-LIVE_TESTS_ELSEWHERE = {"dns": "test_dns_fault_live.py"}
+# Control faults of other fakes than the OpenAI and MCP servers, with their live tests in their own file.
+LIVE_TESTS_ELSEWHERE = {"dns": "test_dns_fault_live.py", "anthropic_fault": "test_anthropic_through_gateway.py"}
 
 
 def test_every_control_fault_kind_has_a_live_test() -> None:

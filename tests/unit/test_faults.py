@@ -201,6 +201,10 @@ CONTROL_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
                   {"mode": "error_status", "status": 429, "retry_after": "2.5s", "rate": 0.25}),
     "mcp_fault": ({"mode": "tools_disappear", "tools": ["lookup"]},
                   {"mode": "tools_disappear", "tools": ["lookup"], "rate": 1.0}),
+    "anthropic_fault": ({"mode": "anthropic_error", "error": "rate_limit_error", "retry_after": "30s",
+                         "retry_after_format": "http_date"},
+                        {"mode": "anthropic_error", "error": "rate_limit_error", "retry_after": "30s",
+                         "retry_after_format": "http_date", "rate": 1.0}),
 }
 
 
