@@ -301,6 +301,11 @@ def create_apps(config: ReplicaConfig, initial_fault: AnthropicMode | None = Non
     return AnthropicServer(config, initial_fault, log_requests, attempts_file).apps()
 
 
+def warm() -> None:
+    """Build a replica's apps once before a fork server forks replicas from this process (as fakes.llm does)."""
+    create_apps(ReplicaConfig("warm-up"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fakes.anthropic",
                                      description="Fake Anthropic Messages API replica for chaosgate.")
