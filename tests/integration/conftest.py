@@ -131,6 +131,9 @@ def own_stamps(gateway: str, run_dir: Path, events: list[dict[str, Any]]) -> lis
                 for ts, i, state in HAPROXY_STATE.findall(log)]
     ready = next(e for e in events if e["type"] == "stack.ready")
     replica_at = {r["gateway_address"]: name for name, r in ready["endpoints"]["replicas"].items()}
+    if gateway == "litellm":  # the probe's log, inside the proxy: a cooldown's start and end, a verdict's write
+        return [(record["ts"], replica_at[record["address"]], record["healthy"])
+                for record in map(json.loads, (run_dir / "litellm-health.jsonl").read_text().splitlines())]
     stamps = []
     health = run_dir / "envoy-health.jsonl"
     for line in health.read_text().splitlines() if health.exists() else []:
