@@ -131,6 +131,8 @@ def own_stamps(gateway: str, run_dir: Path, events: list[dict[str, Any]]) -> lis
                 for ts, i, state in HAPROXY_STATE.findall(log)]
     ready = next(e for e in events if e["type"] == "stack.ready")
     replica_at = {r["gateway_address"]: name for name, r in ready["endpoints"]["replicas"].items()}
+    if gateway == "nginx":
+        return nginx_stamps(run_dir, replica_at)
     if gateway == "litellm":  # the probe's log, inside the proxy: a cooldown's start and end, a verdict's write
         return [(record["ts"], replica_at[record["address"]], record["healthy"])
                 for record in map(json.loads, (run_dir / "litellm-health.jsonl").read_text().splitlines())]
@@ -151,6 +153,34 @@ def own_stamps(gateway: str, run_dir: Path, events: list[dict[str, Any]]) -> lis
         if (record.get("enforced") and record.get("action") == "EJECT") or record.get("action") == "UNEJECT":
             stamps.append((datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")).timestamp(),
                            replica_at[record["upstream_url"]], record["action"] == "UNEJECT"))
+    return stamps
+
+
+NGINX_WARN = re.compile(r'^(\S+ \S+) \[warn\] \d+#\d+: \*\d+ upstream server temporarily disabled.*?'
+                        r'upstream: "http://([^/"]+)', re.MULTILINE)
+
+
+def nginx_stamps(run_dir: Path, replica_at: dict[str, str]) -> list[tuple[float, str, bool]]:
+    """nginx's own moments, read here on their own: the end of every failed try (its access log: ``$msec`` less
+    the later tries' ``$upstream_response_time``) in a second its error log says that server was disabled, and
+    the end of the first answer (status below 500) from a server to a try begun after such a failure."""
+    warned = {(address, ts) for ts, address in NGINX_WARN.findall((run_dir / "nginx" / "error.log").read_text())}
+    tries = []  # (start, end, address, answered)
+    for record in map(json.loads, (run_dir / "nginx" / "access.log").read_text().splitlines()):
+        end = record["ts"]
+        for address, status, took in reversed(list(zip(*(str(record[k]).split(", ") for k in (
+                "upstream_addr", "upstream_status", "upstream_response_time"))))):
+            took_s = float(took) if took.replace(".", "", 1).isdigit() else 0.0
+            if address in replica_at:
+                tries.append((end - took_s, end, address, status.isdigit() and int(status) < 500))
+            end -= took_s
+    disabled = sorted((end, address) for _, end, address, answered in tries if not answered and
+                      (address, datetime.fromtimestamp(end).strftime("%Y/%m/%d %H:%M:%S")) in warned)
+    stamps = [(end, replica_at[address], False) for end, address in disabled]
+    for at, address in disabled:
+        back = [end for start, end, a, answered in tries if a == address and answered and start >= at]
+        if back:
+            stamps.append((min(back), replica_at[address], True))
     return stamps
 
 
