@@ -32,7 +32,10 @@ JSON line to ``litellm-health.jsonl`` beside this file, stamped with the proxy's
 
 The times are LiteLLM's own: a cooldown begins at its entry's ``timestamp`` (the router's clock when it
 cooled the deployment down) and ends at ``timestamp + cooldown_time`` (the router's own test of whether it is
-still active); a verdict takes effect when a round's verdicts are written to the routing cache (the round's
+still active) or when its in-memory entry expires, whichever is first: the entry's time to live is set at the
+first write of a cooldown and not pushed back by later writes (a failed health-check round cools an unhealthy
+deployment down again, moving ``timestamp`` but not the expiry; measured, LiteLLM 1.108.7), so a cooldown
+written again ends at the first write + ``cooldown_time``, and began there too; a verdict takes effect when a round's verdicts are written to the routing cache (the round's
 ``written``); an unhealthy verdict goes stale at its own ``timestamp`` + ``health_check_staleness_threshold``.
 Changes are found where the state can change: after each write of verdicts, and at each
 ``GET /chaosgate/deployments`` (a cooldown's start or end is seen there; the harness asks at 20 Hz). A
@@ -157,6 +160,9 @@ class HealthLog:
         cooldowns = dict(router.cooldown_cache.get_active_cooldowns(model_ids=router.get_model_ids(),
                                                                     parent_otel_span=None))
         now = time.time()
+        # when the router's in-memory cooldown entry expires (its own clock): set once, at the first of a cooldown's
+        # writes, and not pushed back by later ones (which do move the entry's ``timestamp``)
+        expiries = getattr(getattr(router.cooldown_cache, "in_memory_cache", None), "ttl_dict", None) or {}
         states: dict[str, Any] = {}
         staleness = 0.0
         if getattr(router, "enable_health_check_routing", False):
@@ -166,14 +172,17 @@ class HealthLog:
             staleness = float(cache.staleness_threshold)
         for deployment in router.model_list:
             model_id = str(deployment["model_info"]["id"])
+            expiry = expiries.get(router.cooldown_cache.get_cooldown_cache_key(model_id))
             self._observe_one(model_id, str(deployment.get("litellm_params", {}).get("api_base") or ""),
-                              cooldowns.get(model_id), states.get(model_id), staleness, now, written)
+                              cooldowns.get(model_id), expiry, states.get(model_id), staleness, now, written)
 
-    def _observe_one(self, model_id: str, api_base: str, cooldown: Any, state: Any, staleness: float, now: float,
-                     written: float | None) -> None:
-        if cooldown is not None:
-            start = float(cooldown["timestamp"])
-            self.cooled[model_id] = (start, start + float(cooldown["cooldown_time"]))
+    def _observe_one(self, model_id: str, api_base: str, cooldown: Any, expiry: Any, state: Any, staleness: float,
+                     now: float, written: float | None) -> None:
+        if cooldown is not None:  # it ends when the router's own test says so (timestamp + cooldown_time) or its
+            # in-memory entry expires, whichever is first; it began at the first of its writes
+            start, length = float(cooldown["timestamp"]), float(cooldown["cooldown_time"])
+            end = min(start + length, float(expiry)) if isinstance(expiry, int | float) else start + length
+            self.cooled[model_id] = (min(start, end - length), end)
         verdict_bad = isinstance(state, dict) and not state.get("is_healthy", True) and \
             now - float(state.get("timestamp", 0)) < staleness
         if verdict_bad and model_id not in self.bad_verdict:
@@ -193,7 +202,7 @@ class HealthLog:
             return
         self.healthy[model_id] = healthy
         if not healthy:  # it was healthy when last seen: whatever holds it out now began since; the first did it
-            causes = [(float(cooldown["timestamp"]), f"cooldown({cooldown.get('status_code')})")] if cooldown else []
+            causes = [(self.cooled[model_id][0], f"cooldown({cooldown.get('status_code')})")] if cooldown else []
             if verdict_bad:
                 causes.append((self.bad_verdict[model_id], "health_check_failed"))
             ts, what = min(causes)

@@ -36,7 +36,10 @@ class Router:
          "litellm_params": {"api_base": f"http://127.0.0.1:{21000 + i}/v1"}} for i in range(2)])
 
     def __post_init__(self) -> None:
-        self.cooldown_cache = types.SimpleNamespace(get_active_cooldowns=self._active_cooldowns)
+        self.expiries: dict[str, float] = {}  # the in-memory cooldown entries' expiry times, by cache key
+        self.cooldown_cache = types.SimpleNamespace(
+            get_active_cooldowns=self._active_cooldowns, in_memory_cache=types.SimpleNamespace(ttl_dict=self.expiries),
+            get_cooldown_cache_key=lambda model_id: f"deployment:{model_id}:cooldown")
         self.health_state_cache = types.SimpleNamespace(
             CACHE_KEY=CACHE_KEY, staleness_threshold=self.staleness_threshold,
             cache=types.SimpleNamespace(get_cache=lambda key: dict(self.verdicts) if key == CACHE_KEY else None))
@@ -116,6 +119,29 @@ def test_a_cooldown_is_stamped_with_the_routers_own_start_and_end(proxy: Any, tm
     assert lines(tmp_path) == [
         {"ts": 1000.25, "id": "chat-1", "address": "127.0.0.1:21001", "healthy": False, "what": "cooldown(500)"},
         {"ts": 1005.25, "id": "chat-1", "address": "127.0.0.1:21001", "healthy": True, "what": "cooldown ended"}]
+
+
+def test_a_cooldown_written_again_ends_when_its_first_writes_entry_expires(proxy: Any, tmp_path: Path) -> None:
+    # LiteLLM 1.108.7: each failed check round cools an unhealthy deployment down again; the entry's timestamp
+    # moves, its in-memory time to live (set at the first write) does not, and the entry is gone at that expiry
+    router, health = proxy.llm_router, proxy.probe.HEALTH
+    router.expiries["deployment:chat-0:cooldown"] = 1010.0
+    router.cooldowns["chat-0"] = {"timestamp": 1000.0, "cooldown_time": 10.0, "status_code": "500"}
+    health.observe()
+    router.cooldowns["chat-0"] = {"timestamp": 1004.0, "cooldown_time": 10.0, "status_code": "500"}  # written again
+    health.observe()
+    del router.cooldowns["chat-0"], router.expiries["deployment:chat-0:cooldown"]
+    health.observe()
+    assert [(r["ts"], r["healthy"], r["what"]) for r in lines(tmp_path)] == [
+        (1000.0, False, "cooldown(500)"), (1010.0, True, "cooldown ended")]
+
+
+def test_a_cooldown_first_seen_after_a_second_write_began_at_the_first(proxy: Any, tmp_path: Path) -> None:
+    router = proxy.llm_router
+    router.expiries["deployment:chat-0:cooldown"] = 1010.0
+    router.cooldowns["chat-0"] = {"timestamp": 1004.0, "cooldown_time": 10.0, "status_code": "500"}
+    proxy.probe.HEALTH.observe()
+    assert [(r["ts"], r["healthy"]) for r in lines(tmp_path)] == [(1000.0, False)]
 
 
 def test_a_verdict_is_stamped_when_its_round_was_written_to_the_routing_cache(proxy: Any, tmp_path: Path) -> None:
