@@ -219,8 +219,9 @@ def _tries(record: dict[str, Any]) -> list[_Try]:
         took = times[i] if i < len(times) else ""
         took_s = float(took) if took.replace(".", "", 1).isdigit() else 0.0
         if ":" in tried[i]:  # (the upstream's name: no live server was left to try)
-            moment = time.localtime(end)
-            out.append(_Try(tried[i], end - took_s, end, statuses[i] if i < len(statuses) else "",
+            ended = round(end, 3)  # (nginx's clocks are in milliseconds)
+            moment = time.localtime(ended)
+            out.append(_Try(tried[i], round(end - took_s, 3), ended, statuses[i] if i < len(statuses) else "",
                             _second_key(pid, connection, tried[i], moment.tm_min, moment.tm_sec)))
         end -= took_s
     return out[::-1]
@@ -233,13 +234,18 @@ class _Stamps:
     A server is disabled in the worker's call that ends a failed try (``ngx_http_upstream_free_round_robin_peer``,
     which logs the ``[warn]``); the try's end is on the access log's own clock (``$msec`` less the later tries'
     ``$upstream_response_time``, milliseconds). The ``[warn]`` line has whole seconds only, so it is paired with
-    the failed try it names: the same worker pid, client connection (``*N``, ``$connection``), server and second;
-    a line that pairs with no try, or with several, stamps nothing (the poll keeps its time). A disabled server is
-    back when it answers (status below 500) a try that began after it was disabled: stamped by that answer's end."""
+    the failed tries of the same worker pid, client connection (``*N``, ``$connection``), server and second. nginx
+    logs the line at every failure from the ``max_fails``-th on, so ``k`` lines name the last ``k`` of those
+    tries; they are paired once the connection has logged a request begun after that second (its requests come one
+    at a time: every try of that second is in the log by then). More lines than tries stamp nothing (the poll keeps
+    its time). A disabled server is back when it answers (status below 500) a try that began after it was
+    disabled: stamped by that answer's end."""
 
     addresses: set[str]
     warns: dict[tuple[str, str, str, str], int] = field(default_factory=dict)  # [warn] lines not yet paired
-    failed: dict[tuple[str, str, str, str], list[_Try]] = field(default_factory=dict)  # failed tries not yet paired
+    # failed tries not yet paired, by (pid, connection, server, the whole second of their end)
+    failed: dict[tuple[str, str, str, int], list[_Try]] = field(default_factory=dict)
+    latest: dict[tuple[str, str], float] = field(default_factory=dict)  # (pid, connection) -> its latest request's start
     answers: dict[str, list[_Try]] = field(default_factory=dict)  # recent answers, by server
     disabled: dict[str, float] = field(default_factory=dict)  # server -> the stamp of its last disabling
 
@@ -250,7 +256,7 @@ class _Stamps:
                 return []
             key = _second_key(match[3], match[4], match[5], int(match[1]), int(match[2]))
             self.warns[key] = self.warns.get(key, 0) + 1
-            return self._pair(key)
+            return self._pair()
         events: list[dict[str, Any]] = []
         for attempt in _tries(record):
             if attempt.address not in self.addresses:
@@ -261,24 +267,35 @@ class _Stamps:
                 del answers[:-KEEP_UNPAIRED]
                 events += self._readmit(attempt.address)
             else:
-                failed = self.failed.setdefault(attempt.key, [])
+                failed = self.failed.setdefault((*attempt.key[:3], int(attempt.end)), [])
                 failed.append(attempt)
-                del failed[:-KEEP_UNPAIRED]
-                events += self._pair(attempt.key)
-        return events
+        try:
+            connection = (str(record["pid"]), str(record["conn"]))
+            self.latest[connection] = max(self.latest.get(connection, 0.0), float(record["ts"]) - float(record["rt"]))
+        except (KeyError, TypeError, ValueError):
+            pass
+        if len(self.failed) > KEEP_UNPAIRED:  # the oldest seconds of failures no [warn] line named
+            for group in sorted(self.failed, key=lambda g: g[3])[:len(self.failed) - KEEP_UNPAIRED]:
+                del self.failed[group]
+        return events + self._pair()
 
-    def _pair(self, key: tuple[str, str, str, str]) -> list[dict[str, Any]]:
-        tries = self.failed.get(key, [])
-        if not self.warns.get(key) or not tries:
-            return []
-        if len(tries) > self.warns[key]:  # more failed tries that second than [warn] lines: which one is not known
-            return []
-        self.warns[key] -= 1
-        attempt = tries.pop(0)
-        self.disabled[attempt.address] = attempt.end
-        return [{"ts": attempt.end, "address": attempt.address, "healthy": False,
-                 "what": f"temporarily disabled (a try ended {attempt.status or 'without an answer'})"},
-                *self._readmit(attempt.address)]
+    def _pair(self) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        for group in sorted(self.failed, key=lambda g: g[3]):
+            pid, connection, address, second = group
+            if self.latest.get((pid, connection), 0.0) < second + 1:
+                continue  # a request of that second may still be under way on this connection
+            tries = sorted(self.failed[group], key=lambda a: a.end)
+            warned = self.warns.get(tries[0].key, 0)
+            if not warned or warned > len(tries):
+                continue  # nothing disabled that second (yet: a [warn] line may come), or which try is not known
+            del self.failed[group], self.warns[tries[0].key]
+            for attempt in tries[-warned:]:
+                self.disabled[attempt.address] = attempt.end
+                events.append({"ts": attempt.end, "address": address, "healthy": False,
+                               "what": f"temporarily disabled (a try ended {attempt.status or 'without an answer'})"})
+                events += self._readmit(address)
+        return events
 
     def _readmit(self, address: str) -> list[dict[str, Any]]:
         since = self.disabled.get(address)

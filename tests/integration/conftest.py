@@ -156,29 +156,37 @@ def own_stamps(gateway: str, run_dir: Path, events: list[dict[str, Any]]) -> lis
     return stamps
 
 
-NGINX_WARN = re.compile(r'^(\S+ \S+) \[warn\] \d+#\d+: \*\d+ upstream server temporarily disabled.*?'
+NGINX_WARN = re.compile(r'^(\S+ \S+) \[warn\] (\d+)#\d+: \*(\d+) upstream server temporarily disabled.*?'
                         r'upstream: "http://([^/"]+)', re.MULTILINE)
 
 
 def nginx_stamps(run_dir: Path, replica_at: dict[str, str]) -> list[tuple[float, str, bool]]:
-    """nginx's own moments, read here on their own: the end of every failed try (its access log: ``$msec`` less
-    the later tries' ``$upstream_response_time``) in a second its error log says that server was disabled, and
-    the end of the first answer (status below 500) from a server to a try begun after such a failure."""
-    warned = {(address, ts) for ts, address in NGINX_WARN.findall((run_dir / "nginx" / "error.log").read_text())}
-    tries = []  # (start, end, address, answered)
+    """nginx's own moments, read here on their own from its complete logs: a server disabled at the end of each of
+    the last k failed tries (the access log: ``$msec`` less the later tries' ``$upstream_response_time``) of a worker,
+    client connection, server and second for which its error log has k ``[warn] ... temporarily disabled`` lines
+    (nginx logs one at every failure from the max_fails-th on); back at the end of its first answer (status below
+    500) to a try begun after such a disabling."""
+    warned: dict[tuple[str, str, str, str], int] = {}
+    for ts, pid, connection, address in NGINX_WARN.findall((run_dir / "nginx" / "error.log").read_text()):
+        warned[(pid, connection, address, ts)] = warned.get((pid, connection, address, ts), 0) + 1
+    tries = []  # (start, end, address, answered, (pid, connection, address, second))
     for record in map(json.loads, (run_dir / "nginx" / "access.log").read_text().splitlines()):
         end = record["ts"]
         for address, status, took in reversed(list(zip(*(str(record[k]).split(", ") for k in (
                 "upstream_addr", "upstream_status", "upstream_response_time"))))):
             took_s = float(took) if took.replace(".", "", 1).isdigit() else 0.0
             if address in replica_at:
-                tries.append((end - took_s, end, address, status.isdigit() and int(status) < 500))
+                second = datetime.fromtimestamp(round(end, 3)).strftime("%Y/%m/%d %H:%M:%S")
+                tries.append((end - took_s, end, address, status.isdigit() and int(status) < 500,
+                              (str(record["pid"]), str(record["conn"]), address, second)))
             end -= took_s
-    disabled = sorted((end, address) for _, end, address, answered in tries if not answered and
-                      (address, datetime.fromtimestamp(end).strftime("%Y/%m/%d %H:%M:%S")) in warned)
-    stamps = [(end, replica_at[address], False) for end, address in disabled]
-    for at, address in disabled:
-        back = [end for start, end, a, answered in tries if a == address and answered and start >= at]
+    disabled = []
+    for key, count in warned.items():
+        failed = sorted(end for _, end, _, answered, k in tries if k == key and not answered)
+        disabled += [(end, key[2]) for end in failed[-count:]] if count <= len(failed) else []
+    stamps = [(end, replica_at[address], False) for end, address in sorted(disabled)]
+    for at, address in sorted(disabled):
+        back = [end for start, end, a, answered, _ in tries if a == address and answered and start >= at]
         if back:
             stamps.append((min(back), replica_at[address], True))
     return stamps
