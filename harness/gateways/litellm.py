@@ -46,6 +46,7 @@ PROBE_MODULE = "chaosgate_litellm_probe"  # the probe's file name beside the con
 PROBE_SOURCE = Path(__file__).with_name("litellm_probe.py")
 DEPLOYMENTS_PATH = "/chaosgate/deployments"
 ROUNDS_PATH = "/chaosgate/health_rounds"  # every background check round, stamped by the proxy (litellm_probe.py)
+HEALTH_EVENT_LOG = "litellm-health.jsonl"  # each change of a deployment's health, stamped by the proxy (the probe)
 ROUNDS_TRIES, ROUNDS_TIMEOUT = 3, 5.0  # asked once after the load; a dead proxy costs 3 refused connections
 # How long the harness waits for the proxy to answer GET /chaosgate/deployments (its own busy event loop
 # answers it); a slower answer is no sample. Also bounds how early or late a sample can be stamped
@@ -247,6 +248,22 @@ class LitellmGateway(GatewayProcessBase):
             except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
                 error = exc
         raise StackError(f"the LiteLLM proxy's {ROUNDS_PATH} at {self.url} did not answer: {error}")
+
+    # -- its own stamps of each health change (harness/gateway_events.py) ---------------
+    @staticmethod
+    def health_event_logs(run_dir: Path) -> list[tuple[Path, bool]]:
+        """The probe's log of each change of a deployment's health (JSON lines beside the config, where the probe
+        is imported from), stamped with the proxy's own times: a cooldown's start and end, a verdict's write."""
+        return [(run_dir / HEALTH_EVENT_LOG, False)]
+
+    @staticmethod
+    def parse_health_event(record: dict[str, Any]) -> list[dict[str, Any]]:
+        """One line of the probe's log: ``{"ts", "id", "address", "healthy", "what"}`` (litellm_probe.py)."""
+        ts, address, healthy = record.get("ts"), record.get("address"), record.get("healthy")
+        if not isinstance(ts, int | float) or isinstance(ts, bool) or not isinstance(address, str) or \
+                not address or not isinstance(healthy, bool):
+            return []
+        return [{"ts": float(ts), "address": address, "healthy": healthy, "what": str(record.get("what", ""))}]
 
     def version(self) -> str:
         try:

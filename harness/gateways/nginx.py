@@ -11,7 +11,11 @@ only) and no API: it marks a server down after ``max_fails`` failed requests wit
 * its view of every server is read from its own logs: the ``[warn] upstream server temporarily
   disabled`` lines of the error log (unhealthy from then on), and the access log (``$upstream_addr``
   / ``$upstream_status``): a server is healthy again when a request that started after it was
-  disabled got an answer from it (nginx's probe after fail_timeout succeeded).
+  disabled got an answer from it (nginx's probe after fail_timeout succeeded);
+* each change is stamped with nginx's own moment of it (``_Stamps``, harness/gateway_events.py): the end of
+  the failed try the ``[warn]`` line names (paired by worker pid, client connection and second with the access
+  log's ``$msec`` and ``$upstream_response_time``, milliseconds; the error log's own time has whole seconds
+  only), and the end of the answer that readmitted it.
 
 With several ``worker_processes`` and no shared ``zone`` each worker keeps its own failure counts
 (the trap ``nginx.worker-state``): the view is unhealthy from the first worker's ``[warn]`` line
@@ -52,11 +56,17 @@ if TYPE_CHECKING:
     from harness.scenario import Scenario
 
 DISABLED = re.compile(r'\[warn\] (\d+)#.*upstream server temporarily disabled.*?upstream: "[a-z]+://([^/"]+)')
+# The same line as the stamps read it: its time (whole seconds, local time), worker pid, connection serial, server.
+DISABLED_LINE = re.compile(r'^\d{4}/\d\d/\d\d \d\d:(\d\d):(\d\d) \[warn\] (\d+)#\d+: \*(\d+) upstream server '
+                           r'temporarily disabled.*?upstream: "[a-z]+://([^/"]+)')
+KEEP_UNPAIRED = 1000  # failed tries and answers kept per server until a [warn] line pairs with them
 NO_LIVE = re.compile(r"\[error\].*no live upstreams")
 # A failed try, e.g. '[error] 12#12: *4 upstream prematurely closed connection while reading response header
 # from upstream, client: ..., upstream: "http://127.0.0.1:21000/..."': what nginx says went wrong, and where.
 FAILED_TRY = re.compile(r'\[error\] \d+#\d+: (?:\*\d+ )?(.*?), client: .*?upstream: "[a-z]+://([^/"]+)')
-ACCESS_FORMAT = ('{"ts":$msec,"rt":$request_time,"pid":$pid,"status":$status,"upstream_addr":"$upstream_addr",'
+# ``conn``: the client connection's serial number, the ``*N`` of the error log's lines about the same request
+ACCESS_FORMAT = ('{"ts":$msec,"rt":$request_time,"pid":$pid,"conn":$connection,"status":$status,'
+                 '"upstream_addr":"$upstream_addr",'
                  '"upstream_status":"$upstream_status","upstream_response_time":"$upstream_response_time",'
                  '"request_id":"$http_x_chaosgate_request","request":"$request_method $request_uri"}')
 # Envoy's retry_on words → nginx's proxy_next_upstream classes (error covers refused and reset alike).
@@ -176,6 +186,128 @@ class _LogView:
                     back.workers.clear()
 
 
+@dataclass(frozen=True)
+class _Try:
+    """One try of a request at one server, on nginx's own clock: ``end`` is when the try ended (the request's
+    ``$msec`` less the ``$upstream_response_time`` of the tries after it), ``start`` less its own."""
+
+    address: str
+    start: float
+    end: float
+    status: str
+    key: tuple[str, str, str, str]  # (worker pid, connection, address, the second of its end within 15 minutes)
+
+
+def _second_key(pid: str, connection: str, address: str, minute: int, second: int) -> tuple[str, str, str, str]:
+    """The second of a moment within its quarter hour (the error log writes local time; every time zone is a whole
+    number of quarter hours from UTC, so this is the same on either clock)."""
+    return (pid, connection, address, f"{minute % 15:02d}:{second:02d}")
+
+
+def _tries(record: dict[str, Any]) -> list[_Try]:
+    """Every try of one access-log line on nginx's own clock, from the last backwards (see _Try)."""
+    try:
+        end = float(record["ts"])
+    except (KeyError, TypeError, ValueError):
+        return []
+    pid, connection = str(record.get("pid", "")), str(record.get("conn", ""))
+    tried = _log_list(record.get("upstream_addr"))
+    statuses = _log_list(record.get("upstream_status"))
+    times = _log_list(record.get("upstream_response_time"))
+    out: list[_Try] = []
+    for i in reversed(range(len(tried))):
+        took = times[i] if i < len(times) else ""
+        took_s = float(took) if took.replace(".", "", 1).isdigit() else 0.0
+        if ":" in tried[i]:  # (the upstream's name: no live server was left to try)
+            ended = round(end, 3)  # (nginx's clocks are in milliseconds)
+            moment = time.localtime(ended)
+            out.append(_Try(tried[i], round(end - took_s, 3), ended, statuses[i] if i < len(statuses) else "",
+                            _second_key(pid, connection, tried[i], moment.tm_min, moment.tm_sec)))
+        end -= took_s
+    return out[::-1]
+
+
+@dataclass
+class _Stamps:
+    """nginx's own moment of each change of a server's state, from its two logs (``gateway.health`` events).
+
+    A server is disabled in the worker's call that ends a failed try (``ngx_http_upstream_free_round_robin_peer``,
+    which logs the ``[warn]``); the try's end is on the access log's own clock (``$msec`` less the later tries'
+    ``$upstream_response_time``, milliseconds). The ``[warn]`` line has whole seconds only, so it is paired with
+    the failed tries of the same worker pid, client connection (``*N``, ``$connection``), server and second. nginx
+    logs the line at every failure from the ``max_fails``-th on, so ``k`` lines name the last ``k`` of those
+    tries; they are paired once the connection has logged a request begun after that second (its requests come one
+    at a time: every try of that second is in the log by then). More lines than tries stamp nothing (the poll keeps
+    its time). A disabled server is back when it answers (status below 500) a try that began after it was
+    disabled: stamped by that answer's end."""
+
+    addresses: set[str]
+    warns: dict[tuple[str, str, str, str], int] = field(default_factory=dict)  # [warn] lines not yet paired
+    # failed tries not yet paired, by (pid, connection, server, the whole second of their end)
+    failed: dict[tuple[str, str, str, int], list[_Try]] = field(default_factory=dict)
+    latest: dict[tuple[str, str], float] = field(default_factory=dict)  # (pid, connection) -> its latest request's start
+    answers: dict[str, list[_Try]] = field(default_factory=dict)  # recent answers, by server
+    disabled: dict[str, float] = field(default_factory=dict)  # server -> the stamp of its last disabling
+
+    def read(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        if "line" in record:
+            match = DISABLED_LINE.match(str(record["line"]))
+            if match is None or match[5] not in self.addresses:
+                return []
+            key = _second_key(match[3], match[4], match[5], int(match[1]), int(match[2]))
+            self.warns[key] = self.warns.get(key, 0) + 1
+            return self._pair()
+        events: list[dict[str, Any]] = []
+        for attempt in _tries(record):
+            if attempt.address not in self.addresses:
+                continue
+            if attempt.status.isdigit() and int(attempt.status) < 500:
+                answers = self.answers.setdefault(attempt.address, [])
+                answers.append(attempt)
+                del answers[:-KEEP_UNPAIRED]
+                events += self._readmit(attempt.address)
+            else:
+                failed = self.failed.setdefault((*attempt.key[:3], int(attempt.end)), [])
+                failed.append(attempt)
+        try:
+            connection = (str(record["pid"]), str(record["conn"]))
+            self.latest[connection] = max(self.latest.get(connection, 0.0), float(record["ts"]) - float(record["rt"]))
+        except (KeyError, TypeError, ValueError):
+            pass
+        if len(self.failed) > KEEP_UNPAIRED:  # the oldest seconds of failures no [warn] line named
+            for group in sorted(self.failed, key=lambda g: g[3])[:len(self.failed) - KEEP_UNPAIRED]:
+                del self.failed[group]
+        return events + self._pair()
+
+    def _pair(self) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        for group in sorted(self.failed, key=lambda g: g[3]):
+            pid, connection, address, second = group
+            if self.latest.get((pid, connection), 0.0) < second + 1:
+                continue  # a request of that second may still be under way on this connection
+            tries = sorted(self.failed[group], key=lambda a: a.end)
+            warned = self.warns.get(tries[0].key, 0)
+            if not warned or warned > len(tries):
+                continue  # nothing disabled that second (yet: a [warn] line may come), or which try is not known
+            del self.failed[group], self.warns[tries[0].key]
+            for attempt in tries[-warned:]:
+                self.disabled[attempt.address] = attempt.end
+                events.append({"ts": attempt.end, "address": address, "healthy": False,
+                               "what": f"temporarily disabled (a try ended {attempt.status or 'without an answer'})"})
+                events += self._readmit(address)
+        return events
+
+    def _readmit(self, address: str) -> list[dict[str, Any]]:
+        since = self.disabled.get(address)
+        after = [a for a in self.answers.get(address, []) if since is not None and a.start >= since]
+        if not after:
+            return []
+        first = min(after, key=lambda a: a.end)
+        del self.disabled[address]
+        self.answers[address] = [a for a in self.answers[address] if a.end > first.end]
+        return [{"ts": first.end, "address": address, "healthy": True, "what": f"answered again ({first.status})"}]
+
+
 def _log_list(value: object) -> list[str]:
     """One value per try of an nginx ``$upstream_*`` variable (``, `` between tries, `` : `` between groups)."""
     return [part.strip() for part in re.split(r",|\s:\s", str(value or "")) if part.strip()]
@@ -202,6 +334,7 @@ class NginxGateway(GatewayProcessBase):
         """``admin_port`` is unused: nginx OSS has no API; it is observed through its logs."""
         self.prefix: Path | None = None
         self._view: _LogView | None = None
+        self._stamps: _Stamps | None = None  # its own stamps of each change, read from both logs (gateway_events.py)
 
     @property
     def admin_url(self) -> str | None:
@@ -318,6 +451,20 @@ class NginxGateway(GatewayProcessBase):
             (self.prefix / log).write_text("")
         self._view = _LogView(_LogTail(self.prefix / "error.log"), _LogTail(self.prefix / "access.log"),
                               {f"{u.host}:{u.port}": _Peer() for u in upstreams})
+        self._stamps = _Stamps({f"{u.host}:{u.port}" for u in upstreams})
+
+    # -- its own stamps of each health change (harness/gateway_events.py) ---------------
+    def health_event_logs(self, run_dir: Path) -> list[tuple[Path, bool]]:
+        """Its error log (plain text: the ``[warn]`` lines) and its access log (JSON lines: each try's end)."""
+        prefix = self.prefix if self.prefix is not None else run_dir / "nginx"
+        return [(prefix / "error.log", True), (prefix / "access.log", False)]
+
+    def parse_health_event(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        """A server disabled, stamped by the end of the failed try its ``[warn]`` line names, or back, stamped by
+        the end of its first answer to a try begun after that (``_Stamps``)."""
+        if self._stamps is None:
+            self._stamps = _Stamps(set(self._view.peers) if self._view is not None else set())
+        return self._stamps.read(record)
 
     # -- the tries it made ------------------------------------------------------------
     def upstream_attempts(self, run_dir: Path) -> Path:

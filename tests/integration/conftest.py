@@ -131,6 +131,11 @@ def own_stamps(gateway: str, run_dir: Path, events: list[dict[str, Any]]) -> lis
                 for ts, i, state in HAPROXY_STATE.findall(log)]
     ready = next(e for e in events if e["type"] == "stack.ready")
     replica_at = {r["gateway_address"]: name for name, r in ready["endpoints"]["replicas"].items()}
+    if gateway == "nginx":
+        return nginx_stamps(run_dir, replica_at)
+    if gateway == "litellm":  # the probe's log, inside the proxy: a cooldown's start and end, a verdict's write
+        return [(record["ts"], replica_at[record["address"]], record["healthy"])
+                for record in map(json.loads, (run_dir / "litellm-health.jsonl").read_text().splitlines())]
     stamps = []
     health = run_dir / "envoy-health.jsonl"
     for line in health.read_text().splitlines() if health.exists() else []:
@@ -148,6 +153,42 @@ def own_stamps(gateway: str, run_dir: Path, events: list[dict[str, Any]]) -> lis
         if (record.get("enforced") and record.get("action") == "EJECT") or record.get("action") == "UNEJECT":
             stamps.append((datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")).timestamp(),
                            replica_at[record["upstream_url"]], record["action"] == "UNEJECT"))
+    return stamps
+
+
+NGINX_WARN = re.compile(r'^(\S+ \S+) \[warn\] (\d+)#\d+: \*(\d+) upstream server temporarily disabled.*?'
+                        r'upstream: "http://([^/"]+)', re.MULTILINE)
+
+
+def nginx_stamps(run_dir: Path, replica_at: dict[str, str]) -> list[tuple[float, str, bool]]:
+    """nginx's own moments, read here on their own from its complete logs: a server disabled at the end of each of
+    the last k failed tries (the access log: ``$msec`` less the later tries' ``$upstream_response_time``) of a worker,
+    client connection, server and second for which its error log has k ``[warn] ... temporarily disabled`` lines
+    (nginx logs one at every failure from the max_fails-th on); back at the end of its first answer (status below
+    500) to a try begun after such a disabling."""
+    warned: dict[tuple[str, str, str, str], int] = {}
+    for ts, pid, connection, address in NGINX_WARN.findall((run_dir / "nginx" / "error.log").read_text()):
+        warned[(pid, connection, address, ts)] = warned.get((pid, connection, address, ts), 0) + 1
+    tries = []  # (start, end, address, answered, (pid, connection, address, second))
+    for record in map(json.loads, (run_dir / "nginx" / "access.log").read_text().splitlines()):
+        end = record["ts"]
+        for address, status, took in reversed(list(zip(*(str(record[k]).split(", ") for k in (
+                "upstream_addr", "upstream_status", "upstream_response_time"))))):
+            took_s = float(took) if took.replace(".", "", 1).isdigit() else 0.0
+            if address in replica_at:
+                second = datetime.fromtimestamp(round(end, 3)).strftime("%Y/%m/%d %H:%M:%S")
+                tries.append((end - took_s, end, address, status.isdigit() and int(status) < 500,
+                              (str(record["pid"]), str(record["conn"]), address, second)))
+            end -= took_s
+    disabled = []
+    for key, count in warned.items():
+        failed = sorted(end for _, end, _, answered, k in tries if k == key and not answered)
+        disabled += [(end, key[2]) for end in failed[-count:]] if count <= len(failed) else []
+    stamps = [(end, replica_at[address], False) for end, address in sorted(disabled)]
+    for at, address in sorted(disabled):
+        back = [end for start, end, a, answered, _ in tries if a == address and answered and start >= at]
+        if back:
+            stamps.append((min(back), replica_at[address], True))
     return stamps
 
 

@@ -242,7 +242,7 @@ def test_every_gateway_passes_the_suite_inside_its_promised_windows(path: Path, 
             assert words and all(any(own in w for own in OWN_WORDS[gateway]) for w in words), (gateway, words)
         if (check := OWN_CHECKS.get((path.stem, gateway))) is not None:
             check(read_journal(run_dir / "journal.jsonl"), run_dir)
-        if gateway in ("envoy", "haproxy"):
+        if gateway in ("envoy", "haproxy", "nginx", "litellm"):
             changes_match_the_gateways_own_stamps(gateway, run_dir)
         assert processes_of_run(run_dir) == [], f"{gateway}: the stack was torn down"
     page = (tmp_path / "compare.html").read_text()

@@ -23,7 +23,8 @@ from harness.journal import read_journal
 from harness.runtimes.local import LocalRuntime
 from harness.scenario import load_scenario
 
-from .conftest import ROOT, chaosgate, health_changes, processes_of_run, require_components, wait_for
+from .conftest import (ROOT, chaosgate, changes_match_the_gateways_own_stamps, health_changes, processes_of_run,
+                       require_components, wait_for)
 
 COMPARE = ROOT / "scenarios" / "compare"
 STARTUP = 90.0  # LiteLLM's proxy imports for 8-25 s on a busy 2-core machine (LitellmGateway.startup_timeout)
@@ -79,6 +80,8 @@ def test_litellm_all_down_with_cooldowns_answers_429(tmp_path: Path) -> None:
     before = [e for e in failures(events) if e["ts"] + e["latency"] >= fault_start and e["ts"] < first_429]
     assert before and all(e["status"] == 500 and "Connection error." in e["body"] for e in before), before
     assert any("cooldown" in flags for healthy, flags in health_changes(events, "chat[0]") if not healthy)
+    # each cooldown's start and end is the router's own stamp of it (the probe's litellm-health.jsonl)
+    changes_match_the_gateways_own_stamps("litellm", tmp_path / "out" / "all-down-cooldown")
 
 
 def _address(hex_address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
