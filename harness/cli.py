@@ -680,6 +680,9 @@ def _print_comparison(comparison: Comparison) -> None:
 @click.option("--mcp", "mcp_clusters", multiple=True, metavar="CLUSTER",
               help="A cluster whose hosts serve MCP over Streamable HTTP (repeatable); other clusters are "
                    "taken as OpenAI-compatible.")
+@click.option("--anthropic", "anthropic_clusters", multiple=True, metavar="CLUSTER",
+              help="A cluster whose hosts serve Anthropic's Messages API (repeatable): its inference probe "
+                   "is a message on /v1/messages instead of a chat completion.")
 @click.option("--cluster", "only", multiple=True, metavar="CLUSTER", help="Only these clusters (repeatable).")
 @click.option("--all", "all_hosts", is_flag=True, help="Walk healthy hosts too (finds gray failures a shallow "
               "health check misses).")
@@ -687,7 +690,8 @@ def _print_comparison(comparison: Comparison) -> None:
 @click.option("--model", default=None, help="Model for the inference probe (default: the first of /v1/models).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every layer's evidence, not only the failing one.")
-def diagnose(admin_url: str | None, config_file: Path | None, mcp_clusters: tuple[str, ...], only: tuple[str, ...],
+def diagnose(admin_url: str | None, config_file: Path | None, mcp_clusters: tuple[str, ...],
+             anthropic_clusters: tuple[str, ...], only: tuple[str, ...],
              all_hosts: bool, mcp_path: str, model: str | None, as_json: bool, verbose: bool) -> None:
     """Name the root cause of "no healthy upstream", host by host, layer by layer.
 
@@ -701,7 +705,8 @@ def diagnose(admin_url: str | None, config_file: Path | None, mcp_clusters: tupl
       http_health  the gateway's health check replayed: method, path, status, body, timeout
       protocol     HTTP/1.1 vs HTTP/2 (ALPN, h2c), the API's content type
       mcp          MCP handshake and schema (clusters given with --mcp)
-      inference    a minimal chat completion, plain and streamed (OpenAI clusters)
+      inference    a minimal chat completion, plain and streamed (OpenAI clusters), or
+                   a minimal message on /v1/messages (clusters given with --anthropic)
 
     Each failure names a cause from Table 1 of the seed article with its evidence and
     what to do next (docs/diagnose.md). Probes go only to loopback addresses (127.0.0.0/8,
@@ -720,7 +725,7 @@ def diagnose(admin_url: str | None, config_file: Path | None, mcp_clusters: tupl
     if (admin_url is None) == (config_file is None):
         click.echo("give exactly one of --envoy-admin URL or --config FILE", err=True)
         sys.exit(EXIT_UNRUNNABLE)
-    kinds = {name: "mcp" for name in mcp_clusters}
+    kinds = {**{name: "mcp" for name in mcp_clusters}, **{name: "anthropic" for name in anthropic_clusters}}
     try:
         if config_file is not None:
             view = from_config(config_file, kinds)

@@ -43,6 +43,7 @@ upstreams:
      restart: {initial_backoff: 4s, factor: 1, max_backoff: 4s}}
   - {name: secure, kind: openai, replicas: 1, tls: true}
   - {name: tools, kind: mcp, replicas: 1}
+  - {name: claude, kind: anthropic, replicas: 1}
   - {name: named, kind: openai, replicas: 2,
      dns: {refresh_rate: 0.5s, ttl: 1, lookup_family: v4_preferred, query_timeout: 1, query_tries: 1}}
 load: {duration: 600s}
@@ -59,6 +60,13 @@ class Case:
     expected: str               # the cause, or HEALTHY
     detected: bool              # whether the gateway (shallow /health check) marks the host unhealthy
     why: str = ""               # for HEALTHY / coarse expectations: why nothing more specific is visible
+    settle: bool = False        # diagnose once the replica answers /health again (a fault that ends by itself)
+
+
+def _anthropic(mode: str, expected: str, detected: bool = False, why: str = "", **params: Any) -> Case:
+    """A fault mode of the fake Anthropic server on claude[0] (probed on the Messages API)."""
+    return Case(f"anthropic_fault:{mode}", "claude[0]", {"kind": "anthropic_fault", "mode": mode, **params},
+                expected, detected, why)
 
 
 CASES: list[Case] = [
@@ -94,6 +102,30 @@ CASES: list[Case] = [
          "memory that grows below the limit changes no answer; use oom for the kill"),
     Case("llm_fault:cpu_burn", "chat[0]", {"kind": "llm_fault", "mode": "cpu_burn", "duty": 0.5, "period": "0.1s"},
          HEALTHY, False, "half a CPU burnt delays answers by tens of ms: below every threshold"),
+    Case("llm_fault:openai_error", "chat[0]", {"kind": "llm_fault", "mode": "openai_error"}, "inference_failing",
+         False),
+    Case("llm_fault:stall_first_token", "chat[0]", {"kind": "llm_fault", "mode": "stall_first_token"},
+         "stream_broken", False),
+    Case("llm_fault:keepalive_only", "chat[0]", {"kind": "llm_fault", "mode": "keepalive_only", "interval": "0.5s"},
+         "stream_broken", False),
+    # -- application: fault modes of the fake Anthropic server (the Messages API's probe)
+    _anthropic("anthropic_error", "inference_failing", error="overloaded_error"),
+    _anthropic("inference_fail", "inference_failing"),
+    _anthropic("slow_ttft", "inference_slow", ttft="2s"),
+    _anthropic("slow_tokens", "inference_slow", tokens_per_s=3),   # 8 streamed tokens: 2.3s
+    _anthropic("stall_stream", "stream_broken"),
+    _anthropic("truncate_stream", "stream_broken"),
+    _anthropic("malformed_sse", "stream_broken"),
+    _anthropic("midstream_error", "stream_broken"),
+    _anthropic("stall_first_token", "stream_broken"),
+    _anthropic("keepalive_only", "stream_broken", interval="0.5s"),
+    _anthropic("hang_before_headers", "inference_timeout"),
+    _anthropic("wrong_content_type", "wrong_content_type"),
+    _anthropic("health_fail", "health_check_failing", detected=True),
+    _anthropic("memory_growth", HEALTHY, why="memory that grows below the limit changes no answer; use oom for the kill",
+               mb_per_s=20, max_mb=24),
+    _anthropic("cpu_burn", HEALTHY, why="half a CPU burnt delays answers by tens of ms: below every threshold",
+               duty=0.5, period="0.1s"),
     # -- MCP: schema and protocol drift of the fake MCP server
     Case("mcp_fault:unsupported_protocol_version", "tools[0]",
          {"kind": "mcp_fault", "mode": "unsupported_protocol_version"}, "mcp_protocol_version", True),
@@ -139,9 +171,9 @@ CASES: list[Case] = [
          "as process_kill: nothing listens where the definition points, behind the proxy"),
     Case("oom", "chat[1]", {"kind": "oom"}, "connection_closed", True,
          "an OOM kill is a kill to every probe: the kernel's oom_kill counter, not the network, tells them apart"),
-    Case("process_restart", "chat[1]", {"kind": "process_restart"}, "connection_closed", False,
-         "diagnosed while the new process starts (the old one is gone, the new one not listening yet): "
-         "the same as a kill; a moment later there is nothing left to see"),
+    Case("process_restart", "chat[1]", {"kind": "process_restart"}, HEALTHY, False,
+         "a graceful restart is over once the new process answers (within milliseconds here): diagnosed then, "
+         "nothing is left to see; while it starts, it is a kill (connection_closed)", settle=True),
 ]
 
 
@@ -202,6 +234,8 @@ class AccuracyRun:
         address = self.stack.gateway_address(case.target)
         fault.inject(self.stack, case.target)
         try:
+            if case.settle and not _wait(lambda: answers(f"http://{address}/health"), self.recover_s):
+                raise RuntimeError(f"{case.target} did not answer /health within {self.recover_s:g}s of {case.label}")
             detected = _wait(lambda: self._healthy(case.target) is False, self.detect_s) if case.detected \
                 else self._healthy(case.target) is False
             view = from_admin(str(self.stack.gateway.admin_url), self.kinds)

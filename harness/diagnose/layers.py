@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harness.diagnose.anthropic_inference import AnthropicInferenceLayer
 from harness.diagnose.base import Layer
 from harness.diagnose.dns import DnsLayer
 from harness.diagnose.http_health import HttpHealthLayer
@@ -19,4 +20,5 @@ LAYERS: list[Layer] = [
     ProtocolLayer(),
     McpLayer(),
     InferenceLayer(),
+    AnthropicInferenceLayer(),
 ]

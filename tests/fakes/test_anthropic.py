@@ -339,3 +339,52 @@ def test_every_mode_has_a_probe() -> None:
     modes = set(ANTHROPIC_MODES.json_schema()["discriminator"]["mapping"])
     assert set(PROBES) == modes
     assert set(ANTHROPIC_MODE_MODELS) == set(get_args(get_args(AnthropicMode)[0]))  # what anthropic_fault is built from
+
+
+# -- what `chaosgate diagnose` makes of it ------------------------------------------------------
+
+def _walk(claude: Running, kind: str) -> Any:
+    from harness.diagnose.base import ProbeSettings
+    from harness.diagnose.model import Cluster, Host
+    from harness.diagnose.walk import walk
+
+    port = int(claude.url.rsplit(":", 1)[1])
+    return walk(Cluster(name="claude", connect_timeout=0.5, kind=kind),
+                Host(cluster="claude", address="127.0.0.1", port=port, healthy=False), ProbeSettings())
+
+
+def test_diagnose_probes_an_anthropic_cluster_on_the_messages_api(claude: Running) -> None:
+    healthy = _walk(claude, "anthropic")
+    assert healthy.cause is None, healthy.evidence
+    inference = next(r for r in healthy.layers if r.layer == "inference")
+    assert "POST /v1/messages → 200" in inference.evidence and "message_stop" in inference.evidence
+    claude.set_fault({"mode": "midstream_error"})
+    broken = _walk(claude, "anthropic")
+    assert broken.cause == "stream_broken" and "an error frame" in broken.evidence, broken.evidence
+    claude.set_fault({"mode": "keepalive_only", "interval": "0.2s"})   # pings only: a stream that never ends
+    pings = _walk(claude, "anthropic")
+    assert pings.cause == "stream_broken" and "without message_stop" in pings.evidence, pings.evidence
+
+
+def test_diagnose_of_an_anthropic_cluster_taken_as_openai_fails_on_the_path(claude: Running) -> None:
+    """Why --anthropic exists: the chat completion a default (OpenAI) cluster is probed with is a 404 here."""
+    wrong = _walk(claude, "openai")
+    assert wrong.cause == "inference_failing" and "POST /v1/chat/completions → 404" in wrong.evidence, wrong.evidence
+
+
+def test_diagnose_cli_takes_anthropic_clusters(claude: Running, tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    port = int(claude.url.rsplit(":", 1)[1])
+    config = tmp_path / "envoy.yaml"
+    config.write_text(json.dumps({"static_resources": {"clusters": [{
+        "name": "claude", "type": "STATIC", "connect_timeout": "0.5s",
+        "load_assignment": {"cluster_name": "claude", "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}}]}}))
+    claude.set_fault({"mode": "stall_first_token"})
+    result = CliRunner().invoke(main, ["diagnose", "--config", str(config), "--anthropic", "claude", "--json"])
+    assert result.exit_code == 1, result.output
+    host = json.loads(result.output)["hosts"][0]
+    assert (host["cause"], host["failing_layer"]) == ("stream_broken", "inference"), host
