@@ -63,6 +63,10 @@ class Case:
     settle: bool = False        # diagnose once the replica answers /health again (a fault that ends by itself)
 
 
+MEMORY_BELOW_LIMIT = "memory that grows below the limit changes no answer; use oom for the kill"
+CPU_BELOW_THRESHOLDS = "half a CPU burnt delays answers by tens of ms: below every threshold"
+
+
 def _anthropic(mode: str, expected: str, detected: bool = False, why: str = "", **params: Any) -> Case:
     """A fault mode of the fake Anthropic server on claude[0] (probed on the Messages API)."""
     return Case(f"anthropic_fault:{mode}", "claude[0]", {"kind": "anthropic_fault", "mode": mode, **params},
@@ -99,9 +103,9 @@ CASES: list[Case] = [
     Case("llm_fault:inference_fail", "chat[0]", {"kind": "llm_fault", "mode": "inference_fail"}, "inference_failing", False),
     Case("llm_fault:memory_growth", "chat[0]", {"kind": "llm_fault", "mode": "memory_growth", "mb_per_s": 20,
                                                 "max_mb": 24}, HEALTHY, False,
-         "memory that grows below the limit changes no answer; use oom for the kill"),
+         MEMORY_BELOW_LIMIT),
     Case("llm_fault:cpu_burn", "chat[0]", {"kind": "llm_fault", "mode": "cpu_burn", "duty": 0.5, "period": "0.1s"},
-         HEALTHY, False, "half a CPU burnt delays answers by tens of ms: below every threshold"),
+         HEALTHY, False, CPU_BELOW_THRESHOLDS),
     Case("llm_fault:openai_error", "chat[0]", {"kind": "llm_fault", "mode": "openai_error"}, "inference_failing",
          False),
     Case("llm_fault:stall_first_token", "chat[0]", {"kind": "llm_fault", "mode": "stall_first_token"},
@@ -122,9 +126,9 @@ CASES: list[Case] = [
     _anthropic("hang_before_headers", "inference_timeout"),
     _anthropic("wrong_content_type", "wrong_content_type"),
     _anthropic("health_fail", "health_check_failing", detected=True),
-    _anthropic("memory_growth", HEALTHY, why="memory that grows below the limit changes no answer; use oom for the kill",
+    _anthropic("memory_growth", HEALTHY, why=MEMORY_BELOW_LIMIT,
                mb_per_s=20, max_mb=24),
-    _anthropic("cpu_burn", HEALTHY, why="half a CPU burnt delays answers by tens of ms: below every threshold",
+    _anthropic("cpu_burn", HEALTHY, why=CPU_BELOW_THRESHOLDS,
                duty=0.5, period="0.1s"),
     # -- MCP: schema and protocol drift of the fake MCP server
     Case("mcp_fault:unsupported_protocol_version", "tools[0]",
