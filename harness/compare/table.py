@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.expectations.no_traffic_to import attempts_at
+from harness.expectations.no_traffic_to import after_host_set_lag, attempts_at
 from harness.promise.window import Placement, Promise, Window, place
 from harness.report.data import FaultOutcome, RunData
 from harness.report.series import error_label
@@ -186,7 +186,7 @@ def fault_row(outcome: FaultOutcome, timeline: Timeline, pool_replicas: set[str]
     if outcome.detected is not None:
         detected = outcome.detected
         # every try, as no_traffic_to counts them (a retried request's first try included)
-        to_broken = attempts_at(timeline, broken, detected, w.end).count
+        to_broken = attempts_at(timeline, broken, after_host_set_lag(detected, w.end), w.end).count
     all_down = None
     if pool_replicas and pool_replicas <= broken:
         since = outcome.detected if outcome.detected is not None else w.start
