@@ -67,7 +67,7 @@ def run_labels(run_id: str, run_dir: Path) -> dict[str, str]:
 # -- removal -----------------------------------------------------------------------
 
 def run_containers(client: DockerClient, run_id: str) -> list[Container]:
-    return list(client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"}))
+    return list(client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"}, ignore_removed=True))
 
 
 def save_logs(containers: Iterable[Container], log_dir: Path) -> None:
@@ -133,7 +133,7 @@ def leftover_runs(client: DockerClient) -> dict[str, str]:
     selector: dict[str, str | list[str] | bool] = {"label": LABEL_RUN}
     runs: dict[str, str] = {}
     resources: list[dict[str, str]] = []
-    resources += [c.labels for c in client.containers.list(all=True, filters=selector)]
+    resources += [c.labels for c in client.containers.list(all=True, filters=selector, ignore_removed=True)]
     resources += [n.attrs.get("Labels") or {} for n in client.networks.list(filters=selector)]
     resources += [v.attrs.get("Labels") or {} for v in client.volumes.list(filters=selector)]
     for labels in resources:

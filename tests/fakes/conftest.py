@@ -3,7 +3,6 @@ and the control port (fakes.serving.PortRouter), both on free loopback ports."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 import uvicorn
 
 from fakes.serving import FakeApps, PortRouter, server_config
-from harness.processes import answers
+from harness.processes import answers, free_port
 
 START_TIMEOUT_S = 10.0
 
@@ -98,10 +97,18 @@ class RunningProcess(Running):
 
     pid: int
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU time the process has used so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(") ", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    def demand_seconds(self) -> float:
+        """CPU time the process's threads have asked for so far: time on a CPU plus time waiting for one (each
+        thread's schedstat). Unlike the CPU time it got, a busy machine does not shrink it: a thread that wants to
+        run counts whether or not it got the CPU."""
+        total_ns = 0
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            try:
+                on_cpu, waiting, _ = (task / "schedstat").read_text().split()
+            except (OSError, ValueError):
+                continue  # a thread that ended meanwhile
+            total_ns += int(on_cpu) + int(waiting)
+        return total_ns / 1e9
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -113,11 +120,17 @@ class RunningProcess(Running):
 StartCli = Callable[..., RunningProcess]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def cpu_demand(fake: RunningProcess, window: float = 0.4) -> float:
+    """The share of one CPU the fake asked for over ``window`` seconds (``demand_seconds``)."""
+    demand, began = fake.demand_seconds(), time.monotonic()
+    time.sleep(window)  # the measuring window itself
+    return (fake.demand_seconds() - demand) / (time.monotonic() - began)
 
+
+def _free_port() -> int:
+    """A port for a fake started as a process: the harness's own choice (outside the ephemeral range, never
+    handed out twice), so tests on several pytest-xdist workers do not race for one."""
+    return free_port()
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import base64
 import logging
 import signal
@@ -21,12 +23,13 @@ import pytest
 from fakes.llm import MODEL_ID, REPLICA_HEADER, ReplicaConfig, create_apps
 from fakes.llm_modes import LLM_MODE_MODELS, LLM_MODES, WELCOME_PAGE, LlmMode
 
-from .conftest import ROOT, Running, RunningProcess, StartCli, StartFake, _free_port, wait_for
+from .conftest import cpu_demand, ROOT, Running, RunningProcess, StartCli, StartFake, _free_port, wait_for
 
 FAST = {"ttft_ms": 1.0, "tokens_per_s": 5000.0}
 MESSAGES = [{"role": "user", "content": "Say something."}]
 
 
+@functools.cache  # one client (and its connection pool) per fake: a new one per call is slow on a busy machine
 def client_for(base_url: str, timeout: float = 5) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{base_url}/v1", api_key="x", max_retries=0, timeout=timeout)
 
@@ -470,13 +473,14 @@ def test_mode_memory_growth(start_cli: StartCli) -> None:
 def test_mode_cpu_burn(start_cli: StartCli) -> None:
     fake = start_cli("fakes.llm", "cpu[0]", "--ttft-ms", "1")
     fake.set_fault({"mode": "cpu_burn", "duty": 0.9, "period": "200ms"})
-    cpu, began = fake.cpu_seconds(), time.monotonic()
+    demand, began = fake.demand_seconds(), time.monotonic()
     slowest = 0.0
     while time.monotonic() - began < 0.6:
         sent = time.perf_counter()
         assert httpx.get(f"{fake.url}/v1/models", timeout=5).status_code == 200
         slowest = max(slowest, time.perf_counter() - sent)
-    assert (fake.cpu_seconds() - cpu) / (time.monotonic() - began) >= 0.5  # about 0.9 of a core
+    # about 0.9 of a core asked for (on a busy machine it may get less of one)
+    assert (fake.demand_seconds() - demand) / (time.monotonic() - began) >= 0.5
     assert slowest >= 0.05  # requests wait behind the spinning loop
 
 
@@ -561,20 +565,14 @@ def _elapsed(fake: Running) -> float:
     return time.perf_counter() - began
 
 
-def _cpu_share(fake: RunningProcess) -> float:
-    cpu, began = fake.cpu_seconds(), time.monotonic()
-    time.sleep(0.4)  # the measuring window itself
-    return (fake.cpu_seconds() - cpu) / (time.monotonic() - began)
-
-
 # mode -> (parameters, probe: True while the fault shows from the outside)
 PROBES: dict[str, tuple[dict[str, object], Callable[[RunningProcess], bool]]] = {
     "error_status": ({"status": 503}, lambda f: isinstance(_chat_error(f), openai.InternalServerError)),
     "openai_error": ({"error": "insufficient_quota"}, lambda f: isinstance(_chat_error(f), openai.RateLimitError)),
     "stall_first_token": ({}, lambda f: isinstance(_chat_error(f, 0.5, True), openai.APITimeoutError)),
     "keepalive_only": ({"interval": "50ms"}, lambda f: _keepalive_only(f)),
-    "slow_ttft": ({"ttft": "400ms"}, lambda f: _elapsed(f) >= 0.4),
-    "slow_tokens": ({"tokens_per_s": 10}, lambda f: _elapsed(f) >= 0.3),
+    "slow_ttft": ({"ttft": "1s"}, lambda f: _elapsed(f) >= 1.0),
+    "slow_tokens": ({"tokens_per_s": 5}, lambda f: _elapsed(f) >= 0.5),
     "stall_stream": ({"after_tokens": 1}, lambda f: isinstance(_chat_error(f, 0.5, True), openai.APITimeoutError)),
     "truncate_stream": ({"after_tokens": 1}, lambda f: isinstance(_chat_error(f, stream=True), EOFError)),
     "malformed_sse": ({}, lambda f: isinstance(_chat_error(f, stream=True), ValueError)),
@@ -584,7 +582,7 @@ PROBES: dict[str, tuple[dict[str, object], Callable[[RunningProcess], bool]]] = 
     "health_fail": ({}, lambda f: httpx.get(f"{f.url}/health", timeout=5).status_code == 503),
     "inference_fail": ({}, lambda f: isinstance(_chat_error(f), openai.InternalServerError)),
     "memory_growth": ({"mb_per_s": 200, "max_mb": 16}, lambda f: float(f.stats()["held_mb"]) > 0),
-    "cpu_burn": ({"duty": 0.9}, lambda f: _cpu_share(f) > 0.5),
+    "cpu_burn": ({"duty": 0.9}, lambda f: cpu_demand(f) > 0.5),
 }
 
 

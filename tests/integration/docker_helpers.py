@@ -35,7 +35,7 @@ def docker_engine() -> DockerClient:
 def leftovers(client: DockerClient, run_dir: Path) -> list[str]:
     """Containers, networks and volumes still labelled with ``run_dir``."""
     selector: dict[str, str | list[str] | bool] = {"label": f"{LABEL_RUN_DIR}={run_dir.resolve()}"}
-    found = [f"container {c.name}" for c in client.containers.list(all=True, filters=selector)]
+    found = [f"container {c.name}" for c in client.containers.list(all=True, filters=selector, ignore_removed=True)]
     found += [f"network {n.name}" for n in client.networks.list(filters=selector)]
     found += [f"volume {v.name}" for v in client.volumes.list(filters=selector)]
     return found
@@ -50,11 +50,11 @@ def run_resources(replicas: int) -> int:
 def run_ids(client: DockerClient, run_dir: Path) -> set[str]:
     """Run ids of the containers labelled with ``run_dir``."""
     selector: dict[str, str | list[str] | bool] = {"label": f"{LABEL_RUN_DIR}={run_dir.resolve()}"}
-    return {c.labels[LABEL_RUN] for c in client.containers.list(all=True, filters=selector)}
+    return {c.labels[LABEL_RUN] for c in client.containers.list(all=True, filters=selector, ignore_removed=True)}
 
 
 def health_states(client: DockerClient, label: str) -> dict[str, str]:
     """Docker's health status (starting, healthy, unhealthy) of each container with ``label``."""
     selector: dict[str, str | list[str] | bool] = {"label": label}
     return {c.name or c.id or "?": ((c.attrs.get("State") or {}).get("Health") or {}).get("Status", "none")
-            for c in client.containers.list(all=True, filters=selector)}
+            for c in client.containers.list(all=True, filters=selector, ignore_removed=True)}

@@ -107,7 +107,7 @@ def compose(docker_engine: DockerClient, tmp_path: Path) -> Iterator[tuple[list[
     finally:
         subprocess.run([*base, "down", "-v", "--timeout", "1"], cwd=ROOT, env=env, capture_output=True, check=False,
                        timeout=120)
-        left = docker_engine.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"})
+        left = docker_engine.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"}, ignore_removed=True)
         assert left == [], "docker compose down removed the stack"
 
 

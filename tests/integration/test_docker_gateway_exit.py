@@ -24,7 +24,7 @@ __all__ = ["docker_engine"]
 
 
 def _gateway_container(client: DockerClient, run_dir: Path) -> Container | None:
-    found = client.containers.list(filters={"label": [f"{LABEL_RUN_DIR}={run_dir.resolve()}", f"{LABEL_NAME}=envoy"]})
+    found = client.containers.list(filters={"label": [f"{LABEL_RUN_DIR}={run_dir.resolve()}", f"{LABEL_NAME}=envoy"]}, ignore_removed=True)
     return found[0] if found else None
 
 
