@@ -269,7 +269,7 @@ def build_timeline(events: list[dict[str, Any]]) -> Timeline:
             retry_after, ended = event.get("retry_after"), event.get("ended")
             timeline.answers.append(Answer(
                 t=t, replica=event["replica"], request_id=event.get("request_id"), status=event.get("status"),
-                retry_after=float(retry_after) if _is_number(retry_after) else None,
+                retry_after=float(retry_after) if isinstance(retry_after, int | float) and _is_number(retry_after) else None,
                 tokens=int(event.get("tokens") or 0), model=event.get("model"),
                 ended=ended - t0 if _is_number(ended) else None))
         elif kind == "health":

@@ -415,7 +415,26 @@ def test_a_bound_group_whose_provider_does_not_speak_openais_api_is_refused(tmp_
                                "      model: azure/gpt-4o\n      api_base: http://10.20.0.12"})
     assert refusal(scenario) == (
         f"{tmp_path / 'litellm.yaml'}:14: model_list[1].litellm_params.model: model azure/gpt-4o: LiteLLM calls the "
-        "azure provider's own API, and a pool's replicas answer OpenAI's (chat completions); bind a model group whose "
-        "deployments use an OpenAI-compatible provider (openai/, hosted_vllm/, ...)")
+        "azure provider's own API, and a pool's replicas answer OpenAI's (chat completions) or Anthropic's (messages); "
+        "bind a model group whose deployments use an OpenAI-compatible provider (openai/, hosted_vllm/, ...) or "
+        "anthropic/")
     # unbound, it is only an address: loopback or allowed, it runs as written
     assert read_native("litellm", tmp_path / "litellm.yaml").blocks["chat"].cannot_bind
+
+
+def test_an_anthropic_group_binds_to_an_anthropic_pool_only(tmp_path: Path) -> None:
+    """LiteLLM calls an anthropic/ deployment with the Messages API, which an anthropic pool's replicas answer."""
+    all_claude = {f"      model: openai/llama-3.1-8b-instruct\n      api_base: http://10.20.0.1{i}":
+                  f"      model: anthropic/claude-fake\n      api_base: http://10.20.0.1{i}" for i in (1, 2, 3)}
+    scenario = copy(tmp_path, all_claude)
+    assert read_native("litellm", tmp_path / "litellm.yaml").blocks["chat"].speaks == "anthropic"
+    assert refusal(scenario).endswith(
+        "model_list[0] (model_name: chat): model group 'chat' calls its endpoints with anthropic's API, and pool "
+        "'chat' has kind: openai; bind it to a pool of kind: anthropic")
+    scenario.write_text(scenario.read_text().replace("{name: chat, kind: openai, replicas: 3}",
+                                                     "{name: chat, kind: anthropic, replicas: 3}"))
+    assert "calls its endpoints" not in refusal(scenario)  # (now it is refused for the load having no openai pool)
+    mixed = copy(tmp_path, dict(list(all_claude.items())[:1]))
+    assert refusal(mixed).startswith(f"{tmp_path / 'litellm.yaml'}:14: model_list[1].litellm_params.model: "
+                                     "model openai/llama-3.1-8b-instruct: the group mixes Anthropic's API with OpenAI's, and a "
+                                     "pool's replicas answer one of them; give each API a model group of its own")

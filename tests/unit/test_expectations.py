@@ -847,6 +847,7 @@ def rate_limited_run(*expect: str) -> Run:
     run.attempt(6.02, "chat[1]", "a")  # its retry went elsewhere
     answer(run, 6.03, "chat[1]", "a", tokens=16)
     run.request(5.9, id="f", replica="chat[0]").attempt(6.05, "chat[0]", "f")  # sent before the 429 went out
+    run.request(6.05, id="h", replica="chat[0]").attempt(6.06, "chat[0]", "h")  # too soon for the gateway to read it
     run.request(6.5, id="c", replica="chat[1]").attempt(6.51, "chat[1]", "c")
     run.request(7.99, id="e", replica="chat[0]").attempt(8.0, "chat[0]", "e")  # right as the wait ends
     run.attempt(7.0, "chat[0]", None, health=True)  # the gateway's health check: no client try
@@ -863,15 +864,15 @@ def test_retry_after_honoured_passes_when_nothing_came_back_before_the_wait_was_
 def test_retry_after_honoured_fails_on_a_try_or_retry_sent_after_the_answer_and_before_the_wait_ended() -> None:
     run = rate_limited_run(HONOURED)
     run.request(6.5, id="d", replica="chat[0]").attempt(7.99, "chat[0]", "d")  # 10 ms before the wait was over
-    run.request(6.1, id="g", status=429, error="http_4xx", replica="chat[0]").attempt(6.11, "chat[0]", "g")
-    answer(run, 6.12, "chat[0]", "g", 429, retry_after=2.0)
-    run.attempt(6.2, "chat[0]", "g")  # the gateway retried g on the replica that asked it to wait
-    v = run.finish().verdict()  # g twice, d, and now e too: g's 429 asked for 2 s from 6.12 s
+    run.request(6.15, id="g", status=429, error="http_4xx", replica="chat[0]").attempt(6.16, "chat[0]", "g")
+    answer(run, 6.17, "chat[0]", "g", 429, retry_after=2.0)
+    run.attempt(6.25, "chat[0]", "g")  # the gateway retried g at once on the replica that asked it to wait
+    v = run.finish().verdict()  # g twice, d, and now e too: g's 429 asked for 2 s from 6.17 s
     assert v.passed is False and v.measured == "4 early tries" and v.measured_value == 4
     assert v.detail == ("2 answers of chat[0] asked to wait (2s; statuses 429); 4 tries reached it before the wait "
-                        "was over, e.g. request g reached chat[0] at 6.110s, 0.110s after its 429 asked for 2s, "
-                        "request g reached chat[0] at 6.200s, 0.080s after its 429 asked for 2s, request d reached "
-                        "chat[0] at 7.990s, 1.870s after its 429 asked for 2s and 1 more")
+                        "was over, e.g. request g reached chat[0] at 6.160s, 0.160s after its 429 asked for 2s, "
+                        "request g reached chat[0] at 6.250s, 0.080s after its 429 asked for 2s, request d reached "
+                        "chat[0] at 7.990s, 1.820s after its 429 asked for 2s and 1 more")
     v = Run(HONOURED).fault(5.0, 13.0).attempt_logs().request(6.0, id="a").attempt(6.01, "chat[0]", "a")
     v = answer(v, 6.02, "chat[0]", "a", 429).finish().verdict()  # no Retry-After: nothing promised
     assert v.passed is False and v.measured == "n/a"
