@@ -137,3 +137,25 @@ def test_the_answer_lines_are_judged(start_fake: StartFake, tmp_path: Path) -> N
     assert wasted.passed is True and wasted.measured == "3 tokens", wasted.detail  # b's 3; a's 6 reached its client
     assert honoured.passed is False and honoured.measured == "1 early tries", honoured.detail
     assert "request a reached chat[0]" in honoured.detail and "after its 429 asked for 1s" in honoured.detail
+
+
+def test_the_load_records_the_answers_model_and_the_retry_after_of_errors(start_fake: StartFake) -> None:
+    """The real load process: each record names the model its answer named, and an error's retry-after headers."""
+    from .test_anthropic_persona import run_load
+
+    chat_fake = start_fake(llm.create_apps(llm.ReplicaConfig(name="chat[0]", **FAST)))
+    served = run_load(chat_fake.url, {"chat": 1, "chat_stream": 1}, duration=1.0)
+    assert {r["kind"] for r in served} == {"chat", "chat_stream"}
+    assert all(r["model"] == "fake-model" and "retry_after" not in r for r in served), served[:2]
+    chat_fake.set_fault({"mode": "openai_error", "error": "rate_limit_exceeded", "retry_after": "1500ms"})
+    limited = run_load(chat_fake.url, {"chat": 1}, duration=0.5)
+    assert limited and all((r["status"], r["retry_after"], r["retry_after_ms"]) == (429, "2", "1500") and
+                           "model" not in r for r in limited), limited[:2]
+    claude = start_fake(claude_fake.create_apps(llm.ReplicaConfig(name="claude[0]", **FAST)))
+    messages = run_load(claude.url, {"anthropic": 1, "anthropic_stream": 1}, duration=1.0)
+    assert {r["kind"] for r in messages} == {"anthropic", "anthropic_stream"}
+    assert all(r["model"] == claude_fake.MODEL_ID for r in messages), messages[:2]
+    claude.set_fault({"mode": "anthropic_error", "error": "overloaded_error", "retry_after": "3s"})
+    overloaded = run_load(claude.url, {"anthropic": 1}, duration=0.5)
+    assert overloaded and all((r["status"], r["retry_after"]) == (529, "3") and "retry_after_ms" not in r
+                              for r in overloaded), overloaded[:2]
