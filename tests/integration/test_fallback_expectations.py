@@ -48,7 +48,7 @@ def test_a_lone_deployment_falls_back_but_its_retry_after_is_not_honoured(tmp_pa
     verdicts, events = run("rate-limited-fallback", tmp_path / "out")
     answers = of_type(events, "attempt.answer")
     limited = [a for a in answers if a["replica"] == "chat[0]" and a["status"] == 429]
-    assert limited and all(a["retry_after"] == 2.0 for a in limited)  # retry-after-ms 2000, as the fake sent it
+    assert limited and all(a["retry_after"] == 3.0 for a in limited)  # retry-after-ms 3000, as the fake sent it
     claude = [a for a in answers if a["replica"] == "claude[0]" and a.get("request_id")]
     assert claude and all(a["status"] == 200 and a["tokens"] == 4 for a in claude)  # whole answers, 4 tokens each
     summary = json.loads((tmp_path / "out" / "rate-limited-fallback" / "summary.json").read_text())
@@ -59,8 +59,8 @@ def test_a_lone_deployment_falls_back_but_its_retry_after_is_not_honoured(tmp_pa
     # LiteLLM does not cool down the lone deployment of a group on a 429: every request meets chat[0] first
     honoured = verdicts["retry_after_honoured"]
     assert not honoured["passed"] and honoured["measured_value"] > 0, honoured
-    assert honoured["detail"].startswith(f"{len(limited)} answers of chat[*] asked to wait (2s; statuses 429)")
-    assert "reached chat[0]" in honoured["detail"] and "after its 429 asked for 2s" in honoured["detail"]
+    assert honoured["detail"].startswith(f"{len(limited)} answers of chat[*] asked to wait (3s; statuses 429)")
+    assert "reached chat[0]" in honoured["detail"] and "after its 429 asked for 3s" in honoured["detail"]
     wasted = verdicts["tokens_wasted"]  # a 429 generates nothing, and the fallback's answers reached their clients
     assert wasted["passed"] and wasted["measured"] == "0 tokens", wasted
     assert f"of the {sum(a['tokens'] for a in answers if a.get('request_id'))} tokens generated" in wasted["detail"]
@@ -74,7 +74,7 @@ def test_two_deployments_cool_down_for_as_long_as_the_retry_after_says(tmp_path:
     assert {a["replica"] for a in limited} == {"chat[0]", "chat[1]"}
     honoured = verdicts["retry_after_honoured"]
     assert honoured["passed"] and honoured["measured"] == "0 early tries", honoured
-    assert honoured["detail"].startswith(f"{len(limited)} answers of chat[*] asked to wait (2s; statuses 429)")
+    assert honoured["detail"].startswith(f"{len(limited)} answers of chat[*] asked to wait (3s; statuses 429)")
     assert verdicts["served_by"]["passed"], verdicts["served_by"]
 
 
