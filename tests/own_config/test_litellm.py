@@ -312,6 +312,20 @@ def test_the_rewrite_keeps_the_users_callbacks_and_drops_the_master_key(tmp_path
     assert rewritten.facts["models"] == {"chat": "m"}
 
 
+def test_an_anthropic_deployments_api_base_is_the_replicas_address_without_v1(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """LiteLLM appends /v1/messages to an anthropic/ deployment's api_base (and /chat/completions to OpenAI's)."""
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    (tmp_path / "litellm.yaml").write_text(
+        "model_list:\n- model_name: m\n  litellm_params:\n    model: anthropic/claude-fake\n"
+        "    api_base: http://127.0.0.1:9\n")
+    config = read_native("litellm", tmp_path / "litellm.yaml")
+    claude = [UpstreamAddress("claude", "claude[0]", "127.0.0.1", 20100)]
+    rewritten = rewrite(config, RewriteJob({"m": "claude"}, claude, 4000, 4001, "127.0.0.1", tmp_path, lambda: 1))
+    assert "    api_base: http://127.0.0.1:20100\n" in rewritten.text
+    assert rewritten.facts["env"]["ANTHROPIC_API_KEY"] == "sk-chaosgate-fake"  # no key in the file: a fake one
+
+
 def test_the_adapter_writes_the_users_file_and_the_load_asks_for_the_bound_group(tmp_path: Path,
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VLLM_API_KEY", raising=False)
