@@ -61,7 +61,7 @@ from fakes.anthropic_modes import (
 )
 from fakes.chat_stream import pause, silent_stream
 from fakes.control import FaultSwitch, create_control_app
-from fakes.identity import AttemptLog, ReplicaMiddleware, Stats
+from fakes.identity import AnswerNote, AttemptLog, ReplicaMiddleware, Stats, answer_note
 from fakes.llm import WORD_POOL_SIZE, ReplicaConfig, _prompt_tokens, _until_disconnected
 from fakes.llm_modes import (
     SILENT_STREAM_MODES,
@@ -133,7 +133,7 @@ class AnthropicServer:
         self.switch: FaultSwitch[AnthropicMode] = FaultSwitch(ANTHROPIC_MODES, config.seed + 3, self._on_mode)
         self.initial_fault = initial_fault
         self.log_requests = log_requests
-        self.attempts = AttemptLog(attempts_file, config.name) if attempts_file else None
+        self.attempts = AttemptLog(attempts_file, config.name, answers=True) if attempts_file else None
 
     def ttft_s(self) -> float:
         spread = self.config.jitter_ms
@@ -171,6 +171,8 @@ class AnthropicServer:
         fault = self.switch.draw(*INFERENCE_MODES, *(ANTHROPIC_STREAM_MODES + SILENT_STREAM_MODES if stream else ()))
         if (early := await self._early_fault(fault, request)) is not None:
             return early
+        note = answer_note(request.scope)  # for the attempt log's answer line
+        note.model = body["model"]
         request_id = new_request_id()
         headers = {REQUEST_ID_HEADER: request_id, **rate_limit_headers(RATE_LIMIT_LEFT, 60.0)}
         ttft = fault.ttft if isinstance(fault, SlowTtft) else self.ttft_s()
@@ -191,9 +193,10 @@ class AnthropicServer:
                                          headers={**SSE_HEADERS, **headers})
             stream_fault = fault if isinstance(fault, ANTHROPIC_STREAM_MODES) else None
             return StreamingResponse(
-                message_stream(opening, tokens, stop_reason, ttft, token_s, stream_fault, request_id),
+                message_stream(opening, tokens, stop_reason, ttft, token_s, stream_fault, request_id, note),
                 media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
         await pause(ttft + n * token_s)
+        note.tokens = n
         usage = {**message["usage"], "output_tokens": n}
         return JSONResponse({**message, "content": [{"type": "text", "text": "".join(tokens)}],
                              "stop_reason": stop_reason, "usage": usage}, headers=headers)
@@ -259,8 +262,10 @@ RATE_LIMIT_LEFT = 49  # anthropic-ratelimit-requests-remaining on a served reque
 
 
 async def message_stream(opening: bytes, tokens: list[str], stop_reason: str, ttft: float, token_s: float,
-                         fault: AnthropicStreamMode | None, request_id: str) -> AsyncIterator[bytes]:
-    """The events of one streamed message; a stream fault acts once ``after_tokens`` deltas are out."""
+                         fault: AnthropicStreamMode | None, request_id: str,
+                         sent: AnswerNote | None = None) -> AsyncIterator[bytes]:
+    """The events of one streamed message; a stream fault acts once ``after_tokens`` deltas are out; ``sent``
+    counts the text deltas that went out (the attempt log's answer line)."""
     yield opening
     await pause(ttft)
     start = time.monotonic()
@@ -274,6 +279,8 @@ async def message_stream(opening: bytes, tokens: list[str], stop_reason: str, tt
             await pause(start + i * token_s - time.monotonic())
         yield event("content_block_delta", {"type": "content_block_delta", "index": 0,
                                             "delta": {"type": "text_delta", "text": token}})
+        if sent is not None:
+            sent.tokens += 1
     if fault is not None and fault.after_tokens >= len(tokens):
         async for broken in _fault_events(fault, request_id):
             yield broken

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from fakes.identity import AnswerNote
 from fakes.llm_modes import KeepaliveOnly, MalformedSse, MidstreamError, StallFirstToken, StallStream, StreamMode
 
 MIN_SLEEP_S = 0.0005
@@ -32,9 +33,11 @@ async def pause(seconds: float) -> None:
 
 
 async def chat_stream(head: dict[str, Any], tokens: list[str], usage: dict[str, int] | None,
-                      ttft: float, token_s: float, fault: StreamMode | None) -> AsyncIterator[bytes]:
+                      ttft: float, token_s: float, fault: StreamMode | None,
+                      sent: AnswerNote | None = None) -> AsyncIterator[bytes]:
     """The frames of one streamed reply: ``head`` is what every chunk repeats (id, object, created,
-    model); ``usage`` is None unless ``stream_options.include_usage`` was set."""
+    model); ``usage`` is None unless ``stream_options.include_usage`` was set; ``sent`` counts the
+    content tokens that went out (the attempt log's answer line)."""
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         payload = {**head, "choices": [choice]}
@@ -54,6 +57,8 @@ async def chat_stream(head: dict[str, Any], tokens: list[str], usage: dict[str, 
         # Sleep until this token's slot on a fixed schedule, so delays do not drift.
         await pause(start + (i + 1) * token_s - time.monotonic())
         yield chunk({"content": token})
+        if sent is not None:
+            sent.tokens += 1
     if fault is not None and fault.after_tokens >= len(tokens):
         async for broken in _fault_frames(fault, head):
             yield broken

@@ -48,7 +48,7 @@ from starlette.routing import Route
 from fakes import embeddings as emb
 from fakes.chat_stream import chat_stream, pause, silent_stream
 from fakes.control import FaultSwitch, create_control_app
-from fakes.identity import REPLICA_HEADER, AttemptLog, ReplicaMiddleware, Stats
+from fakes.identity import REPLICA_HEADER, AttemptLog, ReplicaMiddleware, Stats, answer_note
 from fakes.llm_modes import (
     LLM_MODES,
     SILENT_STREAM_MODES,
@@ -158,7 +158,7 @@ class LlmServer:
         self.switch: FaultSwitch[LlmMode] = FaultSwitch(LLM_MODES, config.seed + 3, self._on_mode)
         self.initial_fault = initial_fault
         self.log_requests = log_requests
-        self.attempts = AttemptLog(attempts_file, config.name) if attempts_file else None
+        self.attempts = AttemptLog(attempts_file, config.name, answers=True) if attempts_file else None
 
     # -- timing and faults --------------------------------------------------------------
     def ttft_s(self) -> float:
@@ -205,6 +205,8 @@ class LlmServer:
         ttft = fault.ttft if isinstance(fault, SlowTtft) else self.ttft_s()
         token_s = 1.0 / fault.tokens_per_s if isinstance(fault, SlowTokens) else self.token_s
         model, created = body["model"], int(time.time())
+        note = answer_note(request.scope)  # for the attempt log's answer line
+        note.model = model
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         prompt_tokens = _prompt_tokens(body["messages"])
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
@@ -214,9 +216,10 @@ class LlmServer:
             head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
             stream_fault = fault if isinstance(fault, STREAM_MODES) else None
             return StreamingResponse(
-                chat_stream(head, tokens, usage if include_usage else None, ttft, token_s, stream_fault),
+                chat_stream(head, tokens, usage if include_usage else None, ttft, token_s, stream_fault, note),
                 media_type="text/event-stream", headers=SSE_HEADERS)
         await pause(ttft + n * token_s)
+        note.tokens = n
         return JSONResponse({
             "id": completion_id, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,

@@ -12,6 +12,9 @@ try. Two views of the tries are logged during a run and journalled here:
   as ``timeout`` with ``direction: upstream``) never reaches it. Toxics on the default
   ``downstream`` direction (``reset_peer``, ``timeout``, ``latency``) let the request through and
   act on the answer (measured), so the process sees those tries.
+  The LLM and Anthropic fakes also append an answer line once each answer has ended, journalled as
+  an ``attempt.answer`` event: when its status line went out, the status, the ``retry-after`` it
+  sent (in seconds), the content tokens it generated and sent, and the model it answered as.
 * ``source: gateway``: the gateway's own log of each upstream try, where it has one (Envoy's
   router ``upstream_log``: one line per try with ``%UPSTREAM_HOST%``; nginx's access log, whose
   ``$upstream_addr`` lists every server tried); those include the tries a network fault stopped.
@@ -59,10 +62,17 @@ def prepare_attempts_dir(run_dir: Path, any_user: bool = False) -> Path:
     return folder
 
 
+ANSWER_FIELDS = ("request_id", "status", "retry_after", "tokens", "model", "ended")
+
+
 def replica_line(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """A fake's attempt line as an ``attempt`` event (see fakes/identity.py for the fields)."""
+    """A fake's attempt line as an ``attempt`` event, or its answer line as an ``attempt.answer`` event (see
+    fakes/identity.py for the fields)."""
     if not isinstance(record.get("ts"), (int, float)) or not isinstance(record.get("replica"), str):
         return []
+    if record.get("type") == "answer":
+        return [{"ts": float(record["ts"]), "type": "attempt.answer", "replica": record["replica"],
+                 **{key: record[key] for key in ANSWER_FIELDS if record.get(key) is not None}}]
     return [{"ts": float(record["ts"]), "source": "replica", "replica": record["replica"],
              "request_id": record.get("request_id"), "health": bool(record.get("health")),
              "method": record.get("method"), "path": record.get("path")}]

@@ -332,6 +332,14 @@ EXPECTATION_CAUSES: dict[str, tuple[str, ...]] = {
     "fallback_within": ("load_balancing", "health_check_settings"),
     # Retries multiplying the load on upstreams that are already failing.
     "upstream_attempts": ("load_balancing", "resource_exhaustion"),
+    # The fallback did not serve its share: not configured, not triggered, or the primary kept the traffic.
+    "served_by": ("load_balancing", "health_check_settings"),
+    # Tries sent back to a replica that asked for a pause: retries and cooldowns that ignore Retry-After.
+    "retry_after_honoured": ("load_balancing", "resource_exhaustion"),
+    # The gateway's own "nothing available" answer gives clients no time to come back.
+    "gateway_retry_after": ("load_balancing", "resource_exhaustion"),
+    # Streams cut and answers retried away: paid-for tokens no client got.
+    "tokens_wasted": ("stream_broken", "load_balancing"),
 }
 # Errors before any fault mean the stack itself is wrong, not the gateway's reaction.
 BASELINE_CAUSES = ("upstream_definition", "wrong_protocol", "wrong_content_type")

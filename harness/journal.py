@@ -24,6 +24,7 @@ EventType = Literal[
     "request",          # one client request through the gateway (chat, or a step of an MCP session: mcp_*)
     "attempt",          # one try of a request reached a replica (source replica: its fake saw it arrive) or was
                         # sent to it (source gateway: the gateway's log of each upstream try); harness/attempts.py
+    "attempt.answer",   # a fake answered a try: status, retry_after (seconds) it sent, tokens it generated, model
     "health",           # the gateway's view of one replica changed (or first sample)
     "gateway.health",   # the gateway's own stamp of a health change (its event log): address, healthy, what
                         # (harness/gateway_events.py); the timeline moves each polled change to it

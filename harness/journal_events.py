@@ -97,6 +97,9 @@ class Request(_Event):
     body: str | None = None
     ttft: Seconds | None = Field(default=None, description="seconds to the first token or null")
     id: str | None = Field(default=None, description="the load's request id or null")
+    retry_after: str | None = Field(default=None, description="the Retry-After header of an error answer, or null")
+    retry_after_ms: str | None = Field(default=None, description="the retry-after-ms header of an error answer, or null")
+    model: str | None = Field(default=None, description="the model field of the answer, or null")
 
 
 class AttemptEvent(_Event):
@@ -110,6 +113,19 @@ class AttemptEvent(_Event):
     path: str | None = None
     status: int | None = Field(default=None, description="the HTTP status or null")
     flags: str | None = None
+
+
+class AttemptAnswer(_Event):
+    """A fake's answer to one try (harness/attempts.py): ``ts`` is when its status line went out."""
+
+    type: Literal["attempt.answer"]
+    replica: str = Field(description="the replica's name")
+    request_id: str | None = Field(default=None, description="the load's request id or null")
+    status: int | None = Field(default=None, description="the HTTP status or null")
+    retry_after: float | None = Field(default=None, ge=0, description="the seconds its Retry-After asked for, or null")
+    tokens: int = Field(default=0, ge=0, description="the content tokens it generated and sent")
+    model: str | None = Field(default=None, description="the model it answered as, or null")
+    ended: float | None = Field(default=None, description="when the answer ended (Unix time), or null")
 
 
 class Health(_Event):
@@ -185,7 +201,7 @@ class Other(_Event):
 
 
 _EVENT: TypeAdapter[Any] = TypeAdapter(Annotated[Union[  # noqa: UP007 - a discriminated union
-    RunStarted, StackReady, Request, AttemptEvent, Health, GatewayHealth, FaultEvent, Diagnosis, ProcessEvent, RunFinished,
+    RunStarted, StackReady, Request, AttemptEvent, AttemptAnswer, Health, GatewayHealth, FaultEvent, Diagnosis, ProcessEvent, RunFinished,
     HealthRounds, Other],
     Field(discriminator="type")])
 
@@ -272,7 +288,7 @@ def found(value: Any) -> str:
 
 _MODELS: dict[str, type[BaseModel]] = {
     name: model
-    for model in (RunStarted, StackReady, Request, AttemptEvent, Health, GatewayHealth, FaultEvent, Diagnosis, ProcessEvent, RunFinished,
+    for model in (RunStarted, StackReady, Request, AttemptEvent, AttemptAnswer, Health, GatewayHealth, FaultEvent, Diagnosis, ProcessEvent, RunFinished,
                   HealthRounds, Other)
     for name in model.model_fields["type"].annotation.__args__  # type: ignore[union-attr]
 }

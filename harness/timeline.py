@@ -24,6 +24,9 @@ class Request:
     ttft: float | None = None # time to first token for streams, seconds
     routed_to: str | None = None  # the replica the gateway sent it to (from the gateway's header)
     id: str | None = None     # the load's request id (x-chaosgate-request), which its attempts carry
+    retry_after: str | None = None     # an error answer's Retry-After header, as received
+    retry_after_ms: str | None = None  # an error answer's retry-after-ms header, as received
+    model: str | None = None  # the model field of the answer (a successful one)
 
     @property
     def ok(self) -> bool:
@@ -53,6 +56,25 @@ class Attempt:
     def client(self) -> bool:
         """Whether this try is part of the load's traffic (not a health check or a probe)."""
         return not self.health and self.request_id is not None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A fake's answer to one try (``attempt.answer``): what it said, what it asked, what it generated."""
+
+    t: float                  # when its status line went out, seconds since load start
+    replica: str
+    request_id: str | None    # the load's request id; None: not from the load (a gateway's check, a probe)
+    status: int | None
+    retry_after: float | None = None  # the seconds its Retry-After (or retry-after-ms) asked for; None: none sent
+    tokens: int = 0           # content tokens it generated and sent (a stream cut short: those that went out)
+    model: str | None = None
+    ended: float | None = None  # when the answer ended, seconds since load start
+
+    @property
+    def until(self) -> float | None:
+        """The moment before which this answer asked that nothing come back to its replica."""
+        return None if self.retry_after is None else self.t + self.retry_after
 
 
 @dataclass(frozen=True)
@@ -156,6 +178,7 @@ class Timeline:
     processes: list[ProcessEvent] = field(default_factory=list)
     diagnoses: list[DiagnosisRecord] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
+    answers: list[Answer] = field(default_factory=list)  # the fakes' answers to tries (attempt.answer)
     # which attempt logs the run kept (stack.ready's attempt_logs): replica (the fakes), gateway (its log's name)
     attempt_logs: dict[str, Any] = field(default_factory=dict)
     complete: bool = True
@@ -234,12 +257,21 @@ def build_timeline(events: list[dict[str, Any]]) -> Timeline:
             timeline.requests.append(Request(
                 t=t, latency=event["latency"], kind=event["kind"], status=event.get("status"),
                 error=event.get("error"), replica=served, body=event.get("body"),
-                ttft=event.get("ttft"), routed_to=routed_to, id=event.get("id")))
+                ttft=event.get("ttft"), routed_to=routed_to, id=event.get("id"),
+                retry_after=event.get("retry_after"), retry_after_ms=event.get("retry_after_ms"),
+                model=event.get("model")))
         elif kind == "attempt":
             timeline.attempts.append(Attempt(
                 t=t, replica=event.get("replica"), source=event.get("source", "replica"),
                 request_id=event.get("request_id"), health=bool(event.get("health")), path=event.get("path"),
                 status=event.get("status"), flags=event.get("flags")))
+        elif kind == "attempt.answer":
+            retry_after, ended = event.get("retry_after"), event.get("ended")
+            timeline.answers.append(Answer(
+                t=t, replica=event["replica"], request_id=event.get("request_id"), status=event.get("status"),
+                retry_after=float(retry_after) if isinstance(retry_after, int | float) and _is_number(retry_after) else None,
+                tokens=int(event.get("tokens") or 0), model=event.get("model"),
+                ended=ended - t0 if _is_number(ended) else None))
         elif kind == "health":
             answered = event.get("answered")
             timeline.health.setdefault(event["replica"], []).append(
@@ -272,6 +304,7 @@ def build_timeline(events: list[dict[str, Any]]) -> Timeline:
     timeline.faults.sort(key=lambda f: f.start)
     timeline.requests.sort(key=lambda r: r.t)
     timeline.attempts.sort(key=lambda a: a.t)
+    timeline.answers.sort(key=lambda a: a.t)
     timeline.processes.sort(key=lambda p: p.t)
     return timeline
 

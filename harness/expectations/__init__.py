@@ -7,9 +7,13 @@ from harness.expectations.base import Expectation, ExplicitWindow, Verdict, Wind
 from harness.expectations.diagnosis import Diagnosis
 from harness.expectations.error_rate import ErrorRate
 from harness.expectations.fallback_within import FallbackWithin
+from harness.expectations.gateway_retry_after import GatewayRetryAfter
 from harness.expectations.latency import Latency
 from harness.expectations.max_request_time import MaxRequestTime
 from harness.expectations.no_traffic_to import NoTrafficTo
+from harness.expectations.retry_after_honoured import RetryAfterHonoured
+from harness.expectations.served_by import ServedBy
+from harness.expectations.tokens_wasted import TokensWasted
 from harness.expectations.traffic_to import TrafficTo
 from harness.expectations.upstream_attempts import UpstreamAttempts
 from harness.expectations.upstream_healthy import UpstreamHealthy
@@ -27,6 +31,10 @@ EXPECTATIONS: dict[str, type[Expectation]] = {
     "diagnosis": Diagnosis,
     "fallback_within": FallbackWithin,
     "upstream_attempts": UpstreamAttempts,
+    "served_by": ServedBy,
+    "retry_after_honoured": RetryAfterHonoured,
+    "gateway_retry_after": GatewayRetryAfter,
+    "tokens_wasted": TokensWasted,
 }
 
 __all__ = ["EXPECTATIONS", "Expectation", "ExplicitWindow", "Verdict", "WindowSpec"]

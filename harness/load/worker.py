@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -70,6 +71,7 @@ class Outcome:
     nbytes: int = 0
     ttft: float | None = None
     body: str | None = None
+    model: str | None = None  # the answer's model field (what served it, behind a gateway that falls back)
 
 
 def _read_body(response: FastResponse) -> Outcome:
@@ -84,12 +86,29 @@ def _read_body(response: FastResponse) -> Outcome:
     if response.status_code >= 400:
         return Outcome(error="http_5xx" if response.status_code >= 500 else "http_4xx", nbytes=len(content),
                        body=content.decode("utf-8", "replace"))
-    return Outcome(error=classify(transport_error) if transport_error else None, nbytes=len(content))
+    return Outcome(error=classify(transport_error) if transport_error else None, nbytes=len(content),
+                   model=_model_of(content.decode("utf-8", "replace")))
+
+
+MODEL_FIELD = re.compile(r'"model"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _model_of(text: str) -> str | None:
+    """The first ``"model": "..."`` of a JSON answer or an SSE chunk (every chunk of a chat stream repeats it)."""
+    found = MODEL_FIELD.search(text)
+    if found is None:
+        return None
+    try:
+        model = json.loads(f'"{found.group(1)}"')
+    except ValueError:
+        return None
+    return model if isinstance(model, str) else None
 
 
 def _read_stream(response: FastResponse, began: float) -> Outcome:
     """An SSE stream, read as it arrives: time to the first token, and whether [DONE] came."""
     ttft: float | None = None
+    model: str | None = None
     buffer = ""
     nbytes = 0
     try:
@@ -99,8 +118,10 @@ def _read_stream(response: FastResponse, began: float) -> Outcome:
             buffer = (buffer + chunk.decode("utf-8", "replace"))[-4096:]
             if ttft is None and '"content":"' in buffer.replace('"content":""', ""):
                 ttft = time.perf_counter() - began
+            if model is None:
+                model = _model_of(buffer)
             if "data: [DONE]" in buffer:
-                return Outcome(nbytes=nbytes, ttft=ttft)
+                return Outcome(nbytes=nbytes, ttft=ttft, model=model)
     except Exception as exc:  # noqa: BLE001 - any failure mid-stream is recorded, never raised
         return Outcome(error=classify(exc), nbytes=nbytes, ttft=ttft)
     return Outcome(error="stream_incomplete", nbytes=nbytes, ttft=ttft, body=buffer[-200:])
@@ -124,16 +145,19 @@ def _message_outcome(client: Any, config: LoadConfig, stream: bool, request_id: 
         if not stream:
             raw = client.messages.with_raw_response.create(**kwargs)
             status, headers = raw.status_code, raw.headers
-            raw.parse()
-            return status, headers, Outcome(nbytes=len(raw.http_response.content))
+            message = raw.parse()
+            return status, headers, Outcome(nbytes=len(raw.http_response.content), model=message.model)
         with client.messages.with_streaming_response.create(stream=True, **kwargs) as response:
             status, headers = response.status_code, response.headers
             ttft: float | None = None
+            model: str | None = None
             for event in response.parse():
+                if event.type == "message_start":
+                    model = event.message.model
                 if ttft is None and event.type == "content_block_delta":
                     ttft = time.perf_counter() - began
                 if event.type == "message_stop":
-                    return status, headers, Outcome(ttft=ttft)
+                    return status, headers, Outcome(ttft=ttft, model=model)
             return status, headers, Outcome(error="stream_incomplete", ttft=ttft, body="no message_stop event")
     except anthropic.APIStatusError as exc:  # an HTTP error, or an error event in a 200 stream
         code = exc.status_code
@@ -161,6 +185,12 @@ def _record(request_id: str, kind: str, start: float, latency: float, status: in
         record["ttft"] = outcome.ttft
     if outcome.error is not None and outcome.body:
         record["body"] = outcome.body[:300]
+    if outcome.model is not None and outcome.error is None:
+        record["model"] = outcome.model
+    if status is not None and status >= 400:  # when to come back, as the answer said (the gateway's, or passed on)
+        for header, key in (("retry-after", "retry_after"), ("retry-after-ms", "retry_after_ms")):
+            if (value := headers.get(header)) is not None:
+                record[key] = value
     return record
 
 

@@ -94,6 +94,9 @@ class Block:
     # of a provider whose API is not OpenAI's; an HAProxy server template or unix socket), each at its place:
     # refused when a scenario binds it
     cannot_bind: tuple[Unmodelled, ...] = ()
+    # the API its endpoints must answer, when the gateway speaks one to them (a LiteLLM deployment: openai for
+    # chat completions, anthropic for the Messages API): only a pool of that kind can be bound to it
+    speaks: str | None = None
 
     def locate(self, path: YamlPath) -> Source:
         """Where the file sets ``path`` (or its deepest ancestor it sets); else the block's own line."""

@@ -92,6 +92,11 @@ def binding_problems(scenario: Scenario, config: NativeConfig, locate: Callable[
             continue
         found = config.blocks[bound]
         problems += [Problem(config.file, why.source.line, None, why.source.setting, why.why) for why in found.cannot_bind]
+        if not found.cannot_bind and found.speaks is not None and found.speaks != upstream.kind:
+            problems.append(Problem(config.file, found.source.line, None, found.source.setting,
+                                    f"{word} {bound!r} calls its endpoints with {found.speaks}'s API, and pool "
+                                    f"{upstream.name!r} has kind: {upstream.kind}; bind it to a pool of kind: "
+                                    f"{found.speaks}"))
         if not found.cannot_bind and len(found.endpoints) != upstream.replicas:
             problems.append(Problem(config.file, found.source.line, None, found.source.setting,
                                     f"{word} {bound!r} has {len(found.endpoints)} endpoint(s) and pool "

@@ -99,12 +99,18 @@ CALLBACK_HOSTS: dict[str, tuple[str | None, str]] = {
 }
 # Providers whose calls are OpenAI's chat completions at {api_base}/chat/completions: what a pool's replicas (the fake
 # model servers, harness/gateways/litellm.py) answer. A bound deployment of another provider is refused.
+ANTHROPIC = "anthropic"  # the provider whose calls are Anthropic's Messages API at {api_base}/v1/messages
 OPENAI_API_PROVIDERS = frozenset({
     "openai", "hosted_vllm", "custom_openai", "lm_studio", "llamafile", "groq", "deepseek", "together_ai",
     "fireworks_ai", "mistral", "xai", "openrouter", "nvidia_nim", "perplexity", "deepinfra"})
 LOCAL_CALLBACKS = frozenset({"prometheus", "log_to_file"})  # integrations that keep their data on the machine
 CALLBACK_KEYS = ("callbacks", "success_callback", "failure_callback", "service_callback", "input_callback")
 _MODULE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)+$")  # a custom callback: module.instance, beside the config
+
+
+def provider_of(model: str, custom_llm_provider: Any = None) -> str:
+    """The provider LiteLLM calls for a deployment: its custom_llm_provider, else the model's prefix (openai/...)."""
+    return str(custom_llm_provider or (model.split("/", 1)[0] if "/" in model else "openai"))
 
 
 @dataclass(frozen=True)
@@ -522,14 +528,21 @@ class _Reading:
                 unmodelled.append(Unmodelled(at(d, "litellm_params", "timeout"), "the deployments' time limits "
                                              "(litellm_params.timeout) differ"))
         cannot_bind = []
+        speaks: set[str] = set()
         for d in members:
             model = str(params(d, "model") or "")
-            provider = str(params(d, "custom_llm_provider") or (model.split("/", 1)[0] if "/" in model else "openai"))
-            if provider not in OPENAI_API_PROVIDERS:
+            provider = provider_of(model, params(d, "custom_llm_provider"))
+            if provider not in OPENAI_API_PROVIDERS and provider != ANTHROPIC:
                 cannot_bind.append(Unmodelled(at(d, "litellm_params", "model"), (
                     f"model {model}: LiteLLM calls the {provider} provider's own API, and a pool's replicas answer "
-                    f"OpenAI's (chat completions); bind a model group whose deployments use an OpenAI-compatible "
-                    f"provider (openai/, hosted_vllm/, ...)")))
+                    f"OpenAI's (chat completions) or Anthropic's (messages); bind a model group whose deployments use "
+                    f"an OpenAI-compatible provider (openai/, hosted_vllm/, ...) or anthropic/")))
+                break
+            speaks.add(ANTHROPIC if provider == ANTHROPIC else "openai")
+            if len(speaks) > 1:
+                cannot_bind.append(Unmodelled(at(d, "litellm_params", "model"), (
+                    f"model {model}: the group mixes Anthropic's API with OpenAI's, and a pool's replicas answer "
+                    f"one of them; give each API a model group of its own")))
                 break
         options = LitellmOptions(
             health_check_routing=bool(shared.routing[0]) if shared.routing is not None else False,
@@ -540,7 +553,8 @@ class _Reading:
             "retries": retries if retries.num_retries > 0 else None, "request_timeout": request_timeout,
             "panic_threshold": 0, "litellm": options})
         return Block(name, source, tuple(e for d in members if (e := endpoints[d.index]) is not None), settings,
-                     where, tuple(dict.fromkeys(unmodelled)), cannot_bind=tuple(cannot_bind))
+                     where, tuple(dict.fromkeys(unmodelled)), cannot_bind=tuple(cannot_bind),
+                     speaks=next(iter(speaks)) if len(speaks) == 1 and not cannot_bind else None)
 
 
 @dataclass(frozen=True)
@@ -592,12 +606,15 @@ def rewrite(config: NativeConfig, job: RewriteJob) -> Rewritten:
             replica = next(replicas)
             params = entry["litellm_params"]
             scheme = "https" if replica.tls is not None else "http"
-            params["api_base"] = f"{scheme}://{replica.host}:{replica.port}/v1"
+            anthropic = provider_of(str(params.get("model") or ""), params.get("custom_llm_provider")) == ANTHROPIC
+            # LiteLLM calls {api_base}/chat/completions for OpenAI's API, {api_base}/v1/messages for Anthropic's
+            params["api_base"] = f"{scheme}://{replica.host}:{replica.port}" + ("" if anthropic else "/v1")
             key = params.get("api_key")
+            key_variable = "ANTHROPIC_API_KEY" if anthropic else "OPENAI_API_KEY"
             if isinstance(key, str) and key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX):] not in os.environ:
                 env[key[len(ENV_PREFIX):]] = FAKE_KEY
-            elif key is None and "OPENAI_API_KEY" not in os.environ:
-                env["OPENAI_API_KEY"] = FAKE_KEY
+            elif key is None and key_variable not in os.environ:
+                env[key_variable] = FAKE_KEY
     probe = f"{PROBE_MODULE}.probe"
     settings = data.get("litellm_settings")
     if not isinstance(settings, CommentedMap):

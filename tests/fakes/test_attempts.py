@@ -20,6 +20,15 @@ def lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def arrivals(path: Path) -> list[dict[str, Any]]:
+    """The lines written as requests arrived (the others are answers: tests/fakes/test_attempt_answers.py)."""
+    return [line for line in lines(path) if line.get("type") != "answer"]
+
+
+def answers(path: Path) -> list[dict[str, Any]]:
+    return [line for line in lines(path) if line.get("type") == "answer"]
+
+
 def test_the_llm_fake_logs_every_request_with_its_load_id_and_marks_health_checks(start_fake: StartFake,
                                                                                    tmp_path: Path) -> None:
     path = tmp_path / "chat-0.jsonl"
@@ -31,8 +40,12 @@ def test_the_llm_fake_logs_every_request_with_its_load_id_and_marks_health_check
     fake.clear_fault()
     assert httpx.get(f"{fake.url}/health").status_code == 200
     assert httpx.get(f"{fake.url}/v1/models").status_code == 200
-    wait_for(lambda: len(lines(path)) == 3, 5, "three lines")
-    first, health, models = lines(path)
+    # an arrival line per request; an answer line per answered request that is not a health check
+    wait_for(lambda: len(arrivals(path)) == 3 and len(answers(path)) == 2, 5, "three arrivals, two answers")
+    first, health, models = arrivals(path)
+    failed, listed = answers(path)
+    assert (failed["request_id"], failed["status"], failed["tokens"], listed["path"]) == \
+        ("r-1", 503, 0, "/v1/models")
     assert before <= first["ts"] <= time.time()
     assert {k: v for k, v in first.items() if k != "ts"} == {
         "replica": "chat[0]", "method": "POST", "path": "/v1/chat/completions", "request_id": "r-1", "health": False}
@@ -46,10 +59,12 @@ def test_the_llm_fake_logs_a_request_as_it_arrives_not_when_it_ends(start_fake: 
     fake = start_fake(llm.create_apps(llm.ReplicaConfig(name="chat[1]"), attempts_file=str(path)))
     fake.set_fault({"mode": "hang_before_headers"})
     try:
-        httpx.post(f"{fake.url}/v1/chat/completions", json={"model": "m", "messages": []}, timeout=0.5)
+        httpx.post(f"{fake.url}/v1/chat/completions", timeout=0.5,
+                   json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
     except httpx.TimeoutException:
         pass
-    assert [line["path"] for line in lines(path)] == ["/v1/chat/completions"]  # while the request still hangs
+    # while the request still hangs (its answer line, a 499 to nobody, comes once the fake sees the client gone)
+    assert [line["path"] for line in arrivals(path)] == ["/v1/chat/completions"]
     fake.clear_fault()
 
 

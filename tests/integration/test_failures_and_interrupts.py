@@ -59,10 +59,13 @@ def test_interrupt_mid_run_tears_everything_down(sig: signal.Signals, tmp_path: 
     events = read_journal(journal)
     assert events[-1]["type"] == "run.finished" and events[-1]["outcome"] == "interrupted"
     assert any(e["type"] == "fault.cleared" for e in events), "the active fault was cleared"
-    # every try the replicas logged up to the interrupt is in the journal (read once more after teardown)
-    logged = sum(len(f.read_text().splitlines()) for f in (run_dir / "attempts").glob("*.jsonl"))
+    # every try the replicas logged up to the interrupt is in the journal (read once more after teardown), and every
+    # answer they logged (the fakes' "type": "answer" lines, journalled as attempt.answer)
+    lines = [json.loads(line) for f in (run_dir / "attempts").glob("*.jsonl") for line in f.read_text().splitlines()]
+    arrivals = sum(line.get("type") != "answer" for line in lines)
     journalled = sum(1 for e in events if e["type"] == "attempt" and e["source"] == "replica")
-    assert journalled == logged > 0
+    assert journalled == arrivals > 0
+    assert sum(1 for e in events if e["type"] == "attempt.answer") == len(lines) - arrivals > 0
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["complete"] is False and summary["passed"] is False
 

@@ -312,6 +312,20 @@ def test_the_rewrite_keeps_the_users_callbacks_and_drops_the_master_key(tmp_path
     assert rewritten.facts["models"] == {"chat": "m"}
 
 
+def test_an_anthropic_deployments_api_base_is_the_replicas_address_without_v1(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """LiteLLM appends /v1/messages to an anthropic/ deployment's api_base (and /chat/completions to OpenAI's)."""
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    (tmp_path / "litellm.yaml").write_text(
+        "model_list:\n- model_name: m\n  litellm_params:\n    model: anthropic/claude-fake\n"
+        "    api_base: http://127.0.0.1:9\n")
+    config = read_native("litellm", tmp_path / "litellm.yaml")
+    claude = [UpstreamAddress("claude", "claude[0]", "127.0.0.1", 20100)]
+    rewritten = rewrite(config, RewriteJob({"m": "claude"}, claude, 4000, 4001, "127.0.0.1", tmp_path, lambda: 1))
+    assert "    api_base: http://127.0.0.1:20100\n" in rewritten.text
+    assert rewritten.facts["env"]["ANTHROPIC_API_KEY"] == "sk-chaosgate-fake"  # no key in the file: a fake one
+
+
 def test_the_adapter_writes_the_users_file_and_the_load_asks_for_the_bound_group(tmp_path: Path,
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VLLM_API_KEY", raising=False)
@@ -415,7 +429,26 @@ def test_a_bound_group_whose_provider_does_not_speak_openais_api_is_refused(tmp_
                                "      model: azure/gpt-4o\n      api_base: http://10.20.0.12"})
     assert refusal(scenario) == (
         f"{tmp_path / 'litellm.yaml'}:14: model_list[1].litellm_params.model: model azure/gpt-4o: LiteLLM calls the "
-        "azure provider's own API, and a pool's replicas answer OpenAI's (chat completions); bind a model group whose "
-        "deployments use an OpenAI-compatible provider (openai/, hosted_vllm/, ...)")
+        "azure provider's own API, and a pool's replicas answer OpenAI's (chat completions) or Anthropic's (messages); "
+        "bind a model group whose deployments use an OpenAI-compatible provider (openai/, hosted_vllm/, ...) or "
+        "anthropic/")
     # unbound, it is only an address: loopback or allowed, it runs as written
     assert read_native("litellm", tmp_path / "litellm.yaml").blocks["chat"].cannot_bind
+
+
+def test_an_anthropic_group_binds_to_an_anthropic_pool_only(tmp_path: Path) -> None:
+    """LiteLLM calls an anthropic/ deployment with the Messages API, which an anthropic pool's replicas answer."""
+    all_claude = {f"      model: openai/llama-3.1-8b-instruct\n      api_base: http://10.20.0.1{i}":
+                  f"      model: anthropic/claude-fake\n      api_base: http://10.20.0.1{i}" for i in (1, 2, 3)}
+    scenario = copy(tmp_path, all_claude)
+    assert read_native("litellm", tmp_path / "litellm.yaml").blocks["chat"].speaks == "anthropic"
+    assert refusal(scenario).endswith(
+        "model_list[0] (model_name: chat): model group 'chat' calls its endpoints with anthropic's API, and pool "
+        "'chat' has kind: openai; bind it to a pool of kind: anthropic")
+    scenario.write_text(scenario.read_text().replace("{name: chat, kind: openai, replicas: 3}",
+                                                     "{name: chat, kind: anthropic, replicas: 3}"))
+    assert "calls its endpoints" not in refusal(scenario)  # (now it is refused for the load having no openai pool)
+    mixed = copy(tmp_path, dict(list(all_claude.items())[:1]))
+    assert refusal(mixed).startswith(f"{tmp_path / 'litellm.yaml'}:14: model_list[1].litellm_params.model: "
+                                     "model openai/llama-3.1-8b-instruct: the group mixes Anthropic's API with OpenAI's, and a "
+                                     "pool's replicas answer one of them; give each API a model group of its own")

@@ -93,3 +93,29 @@ def test_the_collector_journals_attempt_events_on_the_files_time_base(tmp_path: 
     assert [(a.t, a.replica, a.health, a.client, a.request_id) for a in timeline.attempts] == [
         (1.25, "chat[0]", True, False, None), (2.0, "chat[0]", False, True, "r-9")]
     assert timeline.attempt_logs == {"replica": True, "gateway": None}
+
+
+def test_a_fakes_answer_line_is_journalled_as_an_attempt_answer(tmp_path: Path) -> None:
+    journal = JournalWriter(tmp_path / "journal.jsonl")
+    journal.write("run.started", ts=99.0, replicas=["chat[0]"], text="name: t\n", file="t.yaml")
+    journal.write("stack.ready", ts=99.5, endpoints={"replicas": {}}, attempt_logs={"replica": True, "gateway": None})
+    journal.write("load.started", ts=100.0)
+    path = replica_attempts_file(tmp_path, "chat[0]")
+    prepare_attempts_dir(tmp_path)
+    collector = AttemptCollector(journal, [AttemptSource(path, replica_line)], interval=0.01)
+    collector.start()
+    path.write_text(json.dumps({"ts": 101.0, "replica": "chat[0]", "method": "POST", "path": "/v1/chat/completions",
+                                "request_id": "r-1", "health": False}) + "\n"
+                    + json.dumps({"type": "answer", "ts": 101.5, "ended": 101.75, "replica": "chat[0]",
+                                  "path": "/v1/chat/completions", "request_id": "r-1", "status": 429,
+                                  "retry_after": 2.0, "retry_after_header": "2", "retry_after_ms_header": "2000",
+                                  "tokens": 0, "model": None}) + "\n")
+    collector.stop()
+    journal.close()
+    events = read_journal(tmp_path / "journal.jsonl")
+    assert collector.count == 1  # tries, not answers
+    (answered,) = [e for e in events if e["type"] == "attempt.answer"]
+    assert answered == {"type": "attempt.answer", "ts": 101.5, "replica": "chat[0]", "request_id": "r-1",
+                        "status": 429, "retry_after": 2.0, "tokens": 0, "ended": 101.75}
+    (answer,) = build_timeline(events).answers
+    assert (answer.t, answer.retry_after, answer.until, answer.ended, answer.tokens) == (1.5, 2.0, 3.5, 1.75, 0)

@@ -796,6 +796,188 @@ def test_upstream_attempts_fails_over_the_bound_and_without_attempt_logs() -> No
     assert v.passed is False and v.measured == "n/a" and v.detail.startswith("the run kept no attempt logs")
 
 
+# -- served_by, retry_after_honoured, gateway_retry_after, tokens_wasted --------------------
+
+def answer(run: Run, t: float, replica: str, request_id: str | None, status: int = 200, *,
+           retry_after: float | None = None, tokens: int = 0, model: str | None = None) -> Run:
+    """A fake's answer to one try (``attempt.answer``, as harness/attempts.py journals the fakes' answer lines)."""
+    event: dict[str, Any] = {"type": "attempt.answer", "ts": T0 + t, "replica": replica, "request_id": request_id,
+                             "status": status, "tokens": tokens}
+    if retry_after is not None:
+        event["retry_after"] = retry_after
+    if model is not None:
+        event["model"] = model
+    run.events.append(event)
+    return run
+
+
+def with_model(run: Run, model: str) -> Run:
+    """The answer of the last request journalled named ``model`` (its model field)."""
+    run.events[-1]["model"] = model
+    return run
+
+
+SERVED_BY = '{kind: served_by, target: "backup[*]", min_share: 0.9}'
+SERVED_BY_MODEL = '{kind: served_by, model: claude-fake, min_share: 0.5, window: {from: 5s, to: 13s}}'
+
+
+def test_served_by_passes_when_the_fallback_served_its_share_by_replica_or_model() -> None:
+    run = fallback_run(SERVED_BY, SERVED_BY_MODEL).requests(0, 5, replica="chat[1]")
+    run.request(5.1, error="http_5xx", status=502, replica=None)  # a failure is no success of anyone
+    for i in range(8):
+        with_model(run.request(5.5 + i, replica="backup[0]"), "claude-fake")
+    first, by_model = run.finish().judge().verdicts
+    assert first.passed is True and first.measured == "100.00%" and first.bound == "≥ 90.00%"
+    assert first.detail == "backup[*] served 8 of the 8 successful requests between 5.000s and 13.000s (1 failed)"
+    assert by_model.passed is True and by_model.measured_value == 1.0
+    assert by_model.detail.startswith("model claude-fake served 8 of the 8 successful requests")
+    # the bound holds at the share itself: 8 of 16 is 50%, and min_share 0.5 passes
+    run = fallback_run(SERVED_BY_MODEL).requests(5, 9, replica="chat[1]")
+    for i in range(8):
+        with_model(run.request(9 + i / 2, replica="backup[0]"), "claude-fake")
+    v = run.finish().verdict()
+    assert v.passed is True and v.measured == "50.00%"
+
+
+def test_served_by_fails_when_the_primary_kept_the_traffic_or_nothing_succeeded() -> None:
+    run = fallback_run(SERVED_BY, SERVED_BY_MODEL).requests(0, 5, replica="chat[1]")
+    run.requests(5, 9, replica="chat[2]")  # the primary kept answering: 8 requests
+    for i in range(7):
+        with_model(run.request(9 + i / 2, replica="backup[0]"), "claude-fake")
+    first, by_model = run.finish().judge().verdicts
+    assert first.passed is False and first.measured == "46.67%" and first.measured_value == pytest.approx(7 / 15)
+    assert first.detail == ("backup[*] served 7 of the 15 successful requests between 5.000s and 13.000s (0 failed); "
+                            "the others: chat[2] 8")
+    assert by_model.passed is False and by_model.detail.endswith("the others: no model field 8")
+    v = fallback_run(SERVED_BY).requests(5, 13, error="http_5xx", status=502, replica=None).finish().verdict()
+    assert v.passed is False and v.measured == "n/a"
+    assert v.detail == "no successful request started between 5.000s and 13.000s (16 failed)"
+
+
+def test_served_by_takes_a_target_or_a_model_not_both() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="give exactly one of target"):
+        EXPECTATIONS["served_by"].model_validate({"kind": "served_by", "target": "chat[*]", "model": "m",
+                                                  "min_share": 0.5})
+    with pytest.raises(ValidationError, match="give exactly one of target"):
+        EXPECTATIONS["served_by"].model_validate({"kind": "served_by", "min_share": 0.5})
+
+
+HONOURED = '{kind: retry_after_honoured, target: "chat[0]"}'
+
+
+def rate_limited_run(*expect: str) -> Run:
+    """chat[0] answers request a's try at 6.0 s with a 429 asking for 2 s: nothing may reach it before 8.0 s."""
+    run = Run(*expect).fault(5.0, 13.0).attempt_logs()
+    run.request(5.98, id="a", replica="chat[1]").attempt(5.99, "chat[0]", "a")
+    answer(run, 6.0, "chat[0]", "a", 429, retry_after=2.0)
+    run.attempt(6.02, "chat[1]", "a")  # its retry went elsewhere
+    answer(run, 6.03, "chat[1]", "a", tokens=16)
+    run.request(5.9, id="f", replica="chat[0]").attempt(6.05, "chat[0]", "f")  # sent before the 429 went out
+    run.request(6.05, id="h", replica="chat[0]").attempt(6.06, "chat[0]", "h")  # too soon for the gateway to read it
+    run.request(6.5, id="c", replica="chat[1]").attempt(6.51, "chat[1]", "c")
+    run.request(7.99, id="e", replica="chat[0]").attempt(8.0, "chat[0]", "e")  # right as the wait ends
+    run.attempt(7.0, "chat[0]", None, health=True)  # the gateway's health check: no client try
+    return run
+
+
+def test_retry_after_honoured_passes_when_nothing_came_back_before_the_wait_was_over() -> None:
+    v = rate_limited_run(HONOURED).finish().verdict()
+    assert v.passed is True and v.measured == "0 early tries" and v.bound == "0 early tries"
+    assert v.detail == ("1 answers of chat[0] asked to wait (2s; statuses 429); no try reached it before its wait "
+                        "was over")
+
+
+def test_retry_after_honoured_fails_on_a_try_or_retry_sent_after_the_answer_and_before_the_wait_ended() -> None:
+    run = rate_limited_run(HONOURED)
+    run.request(6.5, id="d", replica="chat[0]").attempt(7.99, "chat[0]", "d")  # 10 ms before the wait was over
+    run.request(6.15, id="g", status=429, error="http_4xx", replica="chat[0]").attempt(6.16, "chat[0]", "g")
+    answer(run, 6.17, "chat[0]", "g", 429, retry_after=2.0)
+    run.attempt(6.25, "chat[0]", "g")  # the gateway retried g at once on the replica that asked it to wait
+    v = run.finish().verdict()  # g twice, d, and now e too: g's 429 asked for 2 s from 6.17 s
+    assert v.passed is False and v.measured == "4 early tries" and v.measured_value == 4
+    assert v.detail == ("2 answers of chat[0] asked to wait (2s; statuses 429); 4 tries reached it before the wait "
+                        "was over, e.g. request g reached chat[0] at 6.160s, 0.160s after its 429 asked for 2s, "
+                        "request g reached chat[0] at 6.250s, 0.080s after its 429 asked for 2s, request d reached "
+                        "chat[0] at 7.990s, 1.820s after its 429 asked for 2s and 1 more")
+    v = Run(HONOURED).fault(5.0, 13.0).attempt_logs().request(6.0, id="a").attempt(6.01, "chat[0]", "a")
+    v = answer(v, 6.02, "chat[0]", "a", 429).finish().verdict()  # no Retry-After: nothing promised
+    assert v.passed is False and v.measured == "n/a"
+    assert v.detail == ("no answer of chat[0] sent a Retry-After (1 answers journalled): nothing was promised, so "
+                        "there is nothing to honour")
+
+
+GATEWAY_RETRY_AFTER = "{kind: gateway_retry_after}"
+
+
+def own_answer(run: Run, t: float, status: int, retry_after: str | None = None, retry_after_ms: str | None = None,
+               replica: str | None = None) -> Run:
+    run.request(t, error="http_4xx" if status < 500 else "http_5xx", status=status, replica=replica,
+                body='{"error": "No deployments available"}')
+    if retry_after is not None:
+        run.events[-1]["retry_after"] = retry_after
+    if retry_after_ms is not None:
+        run.events[-1]["retry_after_ms"] = retry_after_ms
+    return run
+
+
+def test_gateway_retry_after_passes_when_each_own_answer_says_when_to_come_back() -> None:
+    run = Run(GATEWAY_RETRY_AFTER).fault(5.0, 13.0).requests(0, 5)
+    own_answer(run, 6.0, 429, retry_after="5")
+    own_answer(run, 7.0, 503, retry_after="Tue, 14 Nov 2023 22:13:30 GMT")  # T0 + 10 s: 2.95 s after it ended
+    own_answer(run, 8.0, 429, retry_after_ms="1500")
+    own_answer(run, 9.0, 429, replica="chat[0]")  # a provider's 429 passed on: not the gateway's own
+    v = run.finish().verdict()
+    assert v.passed is True and v.measured == "3 of 3" and v.bound == "every one"
+    assert v.detail == ("3 of the gateway's 3 own 429/503 answers between 0.000s and 20.000s carried a Retry-After "
+                        "(1 passed on from a replica not counted); asking 1.5s to 5s")
+
+
+def test_gateway_retry_after_fails_on_an_own_answer_without_one_or_when_it_never_answered_so() -> None:
+    run = Run(GATEWAY_RETRY_AFTER).fault(5.0, 13.0)
+    own_answer(run, 6.0, 429, retry_after="5")
+    own_answer(run, 7.0, 503, retry_after="soon")  # not a number, not a date: nothing a client can read
+    v = run.finish().verdict()
+    assert v.passed is False and v.measured == "1 of 2" and v.measured_value == 0.5
+    assert v.detail.endswith("asking 5s; without one: 503 at 7.000s ('{\"error\": \"No deployments available\"}')")
+    v = own_answer(Run(GATEWAY_RETRY_AFTER).fault(5.0, 13.0), 9.0, 429, replica="chat[0]").finish().verdict()
+    assert v.passed is False and v.measured == "n/a"
+    assert v.detail == "the gateway answered no 429/503 of its own between 0.000s and 20.000s (1 passed on from a replica)"
+
+
+def wasteful_run(*expect: str) -> Run:
+    """Request a: chat[0]'s stream stalled after 3 tokens, the gateway retried it on chat[1], which served all 16.
+    Request b: chat[2]'s stream was cut after 5 tokens and the client got it cut. Request c: whole at once."""
+    run = Run(*expect).fault(5.0, 13.0).attempt_logs()
+    run.request(6.0, id="a", replica="chat[1]", kind="chat_stream").attempt(6.01, "chat[0]", "a")
+    answer(run, 6.02, "chat[0]", "a", tokens=3).attempt(7.0, "chat[1]", "a")
+    answer(run, 7.01, "chat[1]", "a", tokens=16)
+    run.request(8.0, id="b", replica="chat[2]", kind="chat_stream", error="stream_incomplete").attempt(8.01, "chat[2]", "b")
+    answer(run, 8.02, "chat[2]", "b", tokens=5)
+    run.request(9.0, id="c", replica="chat[1]").attempt(9.01, "chat[1]", "c")
+    answer(run, 9.02, "chat[1]", "c", tokens=16)
+    answer(run, 9.5, "chat[0]", None, tokens=1)  # a gateway's health check completion: no client request's
+    return run
+
+
+def test_tokens_wasted_counts_streams_cut_and_tries_retried_away() -> None:
+    v = wasteful_run("{kind: tokens_wasted, max: 8}").finish().verdict()
+    assert v.passed is True and v.measured == "8 tokens" and v.bound == "≤ 8 tokens"
+    assert v.detail == ("8 of the 40 tokens generated for 3 client requests between 0.000s and 20.000s reached no "
+                        "client: 5 in the answers of 1 requests whose client got no whole answer, 3 in 1 tries of "
+                        "answered requests that their client never got; e.g. b (5 tokens, stream_incomplete)")
+
+
+def test_tokens_wasted_fails_over_the_bound_and_without_answers() -> None:
+    v = wasteful_run("{kind: tokens_wasted, max: 7}").finish().verdict()
+    assert v.passed is False and v.measured_value == 8.0 and v.bound_value == 7.0
+    v = wasteful_run("{kind: tokens_wasted, max: 0, window: {from: 9s, to: 20s}}").finish().verdict()
+    assert v.passed is True and v.measured == "0 tokens"  # only c in the window, and c got its whole answer
+    v = Run("{kind: tokens_wasted, max: 0}").fault(5.0, 13.0).attempt_logs().request(6.0, id="a").finish().verdict()
+    assert v.passed is False and v.measured == "n/a" and v.detail.startswith("the run journalled no answers")
+
+
 PASS_FAIL: dict[str, tuple[Any, Any]] = {
     "upstream_unhealthy": (test_upstream_unhealthy_passes_when_detected_in_time,
                            test_upstream_unhealthy_fails_when_detected_late),
@@ -815,6 +997,15 @@ PASS_FAIL: dict[str, tuple[Any, Any]] = {
                         test_fallback_within_fails_late_never_or_when_the_fallback_served_before_the_fault),
     "upstream_attempts": (test_upstream_attempts_counts_every_try_a_replica_saw_or_the_gateway_sent,
                           test_upstream_attempts_fails_over_the_bound_and_without_attempt_logs),
+    "served_by": (test_served_by_passes_when_the_fallback_served_its_share_by_replica_or_model,
+                  test_served_by_fails_when_the_primary_kept_the_traffic_or_nothing_succeeded),
+    "retry_after_honoured": (
+        test_retry_after_honoured_passes_when_nothing_came_back_before_the_wait_was_over,
+        test_retry_after_honoured_fails_on_a_try_or_retry_sent_after_the_answer_and_before_the_wait_ended),
+    "gateway_retry_after": (test_gateway_retry_after_passes_when_each_own_answer_says_when_to_come_back,
+                            test_gateway_retry_after_fails_on_an_own_answer_without_one_or_when_it_never_answered_so),
+    "tokens_wasted": (test_tokens_wasted_counts_streams_cut_and_tries_retried_away,
+                      test_tokens_wasted_fails_over_the_bound_and_without_answers),
 }
 
 

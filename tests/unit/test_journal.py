@@ -188,6 +188,6 @@ def test_blank_lines_are_skipped(tmp_path: Path) -> None:
 
 
 def test_event_types_are_the_documented_ones() -> None:
-    assert EVENT_TYPES == {"run.started", "stack.ready", "load.started", "request", "attempt", "health", "gateway.health", "hosts",
+    assert EVENT_TYPES == {"run.started", "stack.ready", "load.started", "request", "attempt", "attempt.answer", "health", "gateway.health", "hosts",
                            "fault.started", "fault.cleared", "diagnosis", "process.exited", "process.restarted", "process.ready",
                            "gateway.exited", "gateway.health_rounds", "load.finished", "warning", "run.finished"}
