@@ -97,7 +97,6 @@ class Request(_Event):
     body: str | None = None
     ttft: Seconds | None = Field(default=None, description="seconds to the first token or null")
     id: str | None = Field(default=None, description="the load's request id or null")
-    worker: str | None = Field(default=None, description="the distributed load worker that sent it, or null")
 
 
 class AttemptEvent(_Event):
