@@ -95,6 +95,8 @@ class Fleet:
         member = Member(msg.node_id, f"worker-{self.runner.get_worker_index(msg.node_id)}", int(msg.data["pid"]),
                         str(msg.data["host"]), process)
         self.members[msg.node_id] = member
+        # the config now (its target comes at go): the worker makes its user class, and pays its imports, before go
+        self.runner.send_message(CONFIG, self.config.model_dump(mode="json"), client_id=msg.node_id)
         self.runner.send_message(CLOCK, {"sent": time.time()}, client_id=msg.node_id)
 
     def _clock_reply(self, environment: Environment, msg: Message, **_: Any) -> None:
@@ -106,8 +108,8 @@ class Fleet:
         if member.joined:
             sample = best(member.samples)
             emit({"event": "worker", "id": member.id, "client_id": member.client_id, "host": member.host,
-                  "pid": member.pid, "local": member.process is not None, "offset": round(sample.offset, 6),
-                  "rtt": round(sample.rtt, 6)})
+                  "pid": member.pid, "local": member.process is not None, "offset": sample.offset,
+                  "rtt": sample.rtt})
         else:
             self.runner.send_message(CLOCK, {"sent": time.time()}, client_id=msg.node_id)
 

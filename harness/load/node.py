@@ -2,8 +2,8 @@
 
 Locust's own ``WorkerRunner`` connects to the master (harness/load/master.py) over Locust's transport.
 The worker then says hello (its pid and host), answers the master's clock round trips (harness/load/clock.py),
-builds the chat personas' user class from the config the master sends at go (so a worker on another
-machine needs nothing but the master's address), and runs the users the master dispatches to it.
+builds the chat personas' user class from the config the master sends at join and again, aimed at the
+gateway, at go (so a worker on another machine needs nothing but the master's address), and runs the users the master dispatches to it.
 Each request's record goes into a buffer that rides Locust's ``report_to_master`` event to the master
 (harness/load/records.py); at the load's end the master asks for the rest (``finish``) and the worker stops
 its users and sends what is left.
@@ -53,7 +53,10 @@ def serve(master: str) -> int:
         runner.send_message(CLOCK_REPLY, {"sent": msg.data["sent"], "time": time.time()})
 
     def on_config(environment: Environment, msg: Message, **_: Any) -> None:
+        # at join (no target yet: the user class made once, Faker imported) and again at go, aimed at the gateway
         config = LoadConfig.model_validate(msg.data)
+        if config.mix.get("anthropic", 0) > 0 or config.mix.get("anthropic_stream", 0) > 0:
+            import anthropic  # noqa: F401 - its import (about 1 s) at join, not in the load's first second
         environment.user_classes = [make_user(config, buffer.add)]
         environment.host = config.host
 

@@ -10,13 +10,18 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.journal import read_journal
+from harness.errors import StackError
+from harness.journal import JournalWriter, read_journal
 from harness.load.clock import offset_bound
+from harness.load.config import LoadConfig
+from harness.load.generator import LoadGenerator
+from harness.processes import free_port
 from harness.scenario import load_scenario
 from tests.integration.conftest import CHAOSGATE, ROOT, ShippedRun, chaosgate
 from tests.waiting import wait_until
@@ -147,3 +152,43 @@ def test_a_chaosgate_worker_process_joins_a_run_and_its_requests_are_journalled(
     theirs = [r for r in requests if r["worker"] == remote["id"]]
     assert theirs and all(r["status"] == 200 and r["replica"] for r in theirs)
     assert {r["worker"] for r in requests} == {e["id"] for e in joined.values()}
+
+
+def _load(tmp_path: Path, **distribution: Any) -> tuple[LoadGenerator, JournalWriter]:
+    """A distributed load aimed at a port where nothing listens (it never gets as far as sending)."""
+    config = LoadConfig(host=f"http://127.0.0.1:{free_port()}", base_path="", users=2, spawn_rate=10.0, duration=2.0,
+                        mix={"chat": 1.0}, wait=0.1, max_tokens=4, request_timeout=1.0, seed=1, **distribution)
+    journal = JournalWriter(tmp_path / "journal.jsonl")
+    return LoadGenerator(config, journal, tmp_path / "logs"), journal
+
+
+@pytest.mark.integration
+def test_the_load_waits_for_every_worker_and_fails_saying_how_many_came(tmp_path: Path) -> None:
+    join_timeout = 3.0
+    load, journal = _load(tmp_path, workers=1, remote_workers=1, join_timeout=join_timeout)
+    started = time.monotonic()
+    try:
+        with pytest.raises(StackError, match=r"only 1 of 2 load workers joined the master within 3s "
+                                             r"\(1 of 1 local, 0 of 1 remote\)"):
+            load.start()
+    finally:
+        load.stop()
+        journal.close()
+    assert time.monotonic() - started >= join_timeout
+    assert [e["id"] for e in _events(journal.path, "load.worker")] == ["worker-0"]
+    assert not _events(journal.path, "request")
+
+
+@pytest.mark.integration
+def test_a_worker_clock_beyond_the_bound_fails_before_the_load_with_the_figure(tmp_path: Path) -> None:
+    # a bound below any measurable offset: the local worker's few microseconds exceed it
+    load, journal = _load(tmp_path, workers=1, max_clock_offset=1e-9)
+    try:
+        with pytest.raises(StackError, match=r"worker worker-0's clock is [+-]\d+\.\d ms off the master's \(round "
+                                             r"trip \d+\.\d ms\), more than the 0 ms this scenario allows"):
+            load.start()
+    finally:
+        load.stop()
+        journal.close()
+    (worker,) = _events(journal.path, "load.worker")
+    assert worker["offset"] != 0 and worker["rtt"] > 0
