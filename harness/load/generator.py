@@ -17,7 +17,8 @@ from harness.errors import StackError
 from harness.journal import JournalWriter
 from harness.load.config import LoadConfig
 from harness import leftovers
-from harness.processes import die_with_parent
+from harness.load.master import LOOPBACK
+from harness.processes import die_with_parent, free_port
 
 READY_TIMEOUT = 30.0
 
@@ -62,6 +63,9 @@ class LoadGenerator:
     def spawn(self) -> None:
         """Start the workers, without waiting (they import while the stack comes up; ``wait_ready`` waits)."""
         self._log_dir.mkdir(parents=True, exist_ok=True)
+        if self.config.distributed and not self.config.master_port and self.config.master_bind in LOOPBACK:
+            # a port known before the master binds: its local workers start beside it (harness/load/master.py)
+            self.config = self.config.model_copy(update={"master_port": free_port()})
         for module, log_name in self._workers():
             ready = threading.Event()
             log = (self._log_dir / log_name).open("wb")
