@@ -9,7 +9,7 @@ per second each) for ``--seconds``:
 
 * stream: Locust's own ``MasterRunner``/``WorkerRunner`` on loopback; each worker's records ride its
   ``report_to_master`` reports (every 3 s, and a last batch at the end), the master's ``worker_report``
-  listener writes them to stdout as harness/load/master.py does, and this process journals each line
+  listener writes them to stdout as harness/load/fleet.py does, and this process journals each line
   (JournalWriter, as LoadGenerator does). Wire bytes are the msgpack size of each batch.
 * shard: each worker writes its records to its own JSON-lines file (write_shard); once all have ended,
   this process reads the shards, merges them by timestamp (merge) and journals every record.

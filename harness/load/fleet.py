@@ -63,6 +63,7 @@ class Fleet:
         self.requests = 0
         self.failures = 0
         self.finishing = False
+        self.started = False  # the load has begun: a worker that joins now must still keep the clock bound
         runner.register_message(HELLO, self._hello)
         runner.register_message(CLOCK_REPLY, self._clock_reply)
         runner.register_message(FLUSHED, self._flushed)
@@ -138,6 +139,9 @@ class Fleet:
                 member.lost = "it quit"
             elif node.state == STATE_MISSING:
                 member.lost = "it stopped sending heartbeats"
+            elif self.started and (problem := offset_problem(member.id, best(member.samples),
+                                                             self.config.max_clock_offset)) is not None:
+                member.lost = f"it joined after the start, and {problem}"  # Locust gave it a share of the users
             if member.lost is not None:
                 found.append(member)
         return found
@@ -220,6 +224,7 @@ def serve(config: LoadConfig, log_dir: Path, local: list[subprocess.Popen[bytes]
         runner.quit()
         os._exit(0)
     config = config.aimed(line)
+    fleet.config, fleet.started = config, True  # a worker joining from now on gets the aimed config at its hello
     env.user_classes = [make_user(config)]
     env.host = config.host
     runner.send_message(CONFIG, config.model_dump(mode="json"))  # before the spawn messages, on the same channel

@@ -1,6 +1,6 @@
 """A distributed load worker: ``python -m harness.load.node --master HOST:PORT`` (``chaosgate worker``).
 
-Locust's own ``WorkerRunner`` connects to the master (harness/load/master.py) over Locust's transport.
+Locust's own ``WorkerRunner`` connects to the master (harness/load/master.py, fleet.py) over Locust's transport.
 The worker then says hello (its pid and host), answers the master's clock round trips (harness/load/clock.py),
 builds the chat personas' user class from the config the master sends at join and again, aimed at the
 gateway, at go (so a worker on another machine needs nothing but the master's address), and runs the users the master dispatches to it.
