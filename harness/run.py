@@ -92,7 +92,7 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
     attempts: AttemptCollector | None = None
     # The load's processes import Locust while the stack comes up; they learn the gateway's address at go.
     load = LoadGenerator(LoadConfig.for_scenario(scenario, "", distribution=distribution), journal, run_dir / "logs",
-                         env={RUN_MARKER: str(run_dir.resolve())}, announce=progress.stage)
+                         env={RUN_MARKER: str(run_dir.resolve())}, announce=lambda line: _announce(progress, line, distribution))
     try:
         check_supported(scenario, runtime_name, runtime.capabilities)
         progress.stage(f"[{scenario.name}] starting the stack ({runtime_name} runtime)")
@@ -141,6 +141,14 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
         journal.close()
         outputs = write_outputs(journal.path, run_dir)
     return RunResult(outputs.run.judgement, outputs.summary, run_dir)
+
+
+def _announce(progress: Progress, line: str, distribution: Distribution | None) -> None:
+    """Where the Locust master listens: a progress line, said even under --quiet when remote workers must join."""
+    if distribution is not None and distribution.remote_workers and progress.quiet:
+        print(line, file=progress.stream, flush=True)
+    else:
+        progress.stage(line)
 
 
 def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter, progress: Progress,

@@ -126,7 +126,7 @@ def test_a_chaosgate_worker_process_joins_a_run_and_its_requests_are_journalled(
     out = tmp_path / "out"
     journal = out / "distributed-small" / "journal.jsonl"
     run = subprocess.Popen([*CHAOSGATE, "run", str(scenario_file), "--workers", "1", "--remote-workers", "1",
-                            "--join-timeout", str(STARTUP_S), "--out", str(out)],
+                            "--join-timeout", str(STARTUP_S), "--out", str(out), "--quiet"],
                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     worker: subprocess.Popen[str] | None = None
     try:
@@ -142,7 +142,7 @@ def test_a_chaosgate_worker_process_joins_a_run_and_its_requests_are_journalled(
                 process.kill()
                 process.wait()
     assert run.returncode == 0, stdout + stderr
-    assert f"127.0.0.1:{master['port']}" in stdout + stderr  # the address is printed for remote workers
+    assert f"127.0.0.1:{master['port']}" in stderr  # the address is printed for remote workers, --quiet or not
     assert worker.returncode == 0, worker_output
     events = read_journal(journal)
     joined = {e["pid"]: e for e in events if e["type"] == "load.worker"}
