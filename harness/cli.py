@@ -27,6 +27,7 @@ from harness.attach import (ATTACH_REFUSED, DEFAULT_WAIT, Attach, AttachError, l
 from harness.errors import ChaosgateError, JournalError, ScenarioError
 from harness.gateways import GATEWAYS, HostHealth, not_applicable
 from harness.lint import CHECKS, TRAPS, Finding, lint_file, lint_native
+from harness.load.config import Distribution
 from harness.own_config import kind_of_file
 from harness.output import journals_in, load_run, read_summary, write_index, write_outputs
 from harness.progress import Progress
@@ -88,6 +89,35 @@ def own_config_options(command: Callable[..., Any]) -> Callable[..., Any]:
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
         help="Run the gateway from this file of yours (envoy.yaml, haproxy.cfg, nginx.conf, LiteLLM config.yaml) "
              "instead of the scenario's gateway.config or gateway block (docs/own-config.md).")(command)
+
+
+def distribution_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--workers``, ``--remote-workers``, ``--master-bind``, ``--master-port``, ``--join-timeout``: the load
+    under a Locust master and its workers (docs/distributed.md)."""
+    command = click.option(
+        "--join-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+        metavar="SECONDS", help="How long the master waits for every worker to join before the run fails.")(command)
+    command = click.option(
+        "--master-port", default=0, type=click.IntRange(0, 65535), metavar="PORT",
+        help="The Locust master's port (default: a free one, printed for remote workers).")(command)
+    command = click.option(
+        "--master-bind", default="127.0.0.1", show_default=True, metavar="ADDR",
+        help="The address the Locust master listens on; name another than loopback to let workers on other "
+             "machines join.")(command)
+    command = click.option(
+        "--remote-workers", default=0, type=click.IntRange(0, 64), metavar="K",
+        help="Wait for K more workers started elsewhere (chaosgate worker --master HOST:PORT) before the load starts.")(command)
+    return click.option(
+        "--workers", default=None, type=click.IntRange(0, 64), metavar="N",
+        help="Drive the load from a Locust master and N local worker processes (overrides the scenario's "
+             "load.workers; 0: one load process).")(command)
+
+
+def _distribution(workers: int | None, remote_workers: int, master_bind: str, master_port: int,
+                  join_timeout: float) -> Distribution | None:
+    if workers is None and remote_workers == 0 and (master_bind, master_port, join_timeout) == ("127.0.0.1", 0, 30.0):
+        return None  # the scenario's load.workers, with the defaults
+    return Distribution(workers, remote_workers, master_bind, master_port, join_timeout)
 
 
 def attach_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -221,10 +251,12 @@ def main() -> None:
                    "without it, traps are printed as warnings and recorded in the report.")
 @own_config_options
 @attach_options
+@distribution_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress output, only the verdicts.")
 def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, junit_file: Path | None, gateway: str | None,
         strict: bool, gateway_config: Path | None, allow_hosts: tuple[str, ...], attach_url: str | None,
-        attach_admin: str | None, attach_wait: float, quiet: bool) -> None:
+        attach_admin: str | None, attach_wait: float, workers: int | None, remote_workers: int, master_bind: str,
+        master_port: int, join_timeout: float, quiet: bool) -> None:
     """Run scenario files, or every scenario in folders, and judge them.
 
     Each scenario writes OUT/<scenario>/ (journal.jsonl, summary.json and the HTML report
@@ -256,10 +288,11 @@ def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, junit_file: Path |
         sys.exit(EXIT_UNRUNNABLE)
     progress = Progress(quiet=quiet)
     outcomes: list[tuple[str, bool | None]] = []
+    distribution = _distribution(workers, remote_workers, master_bind, master_port, join_timeout)
     for file, scenario in loaded:
         try:
             result = run_scenario(scenario, file, file.read_text(), out_dir, runtime, progress, gateway_override=gateway,
-                                  allow_hosts=allow_hosts, attach=attach)
+                                  allow_hosts=allow_hosts, attach=attach, distribution=distribution)
         except KeyboardInterrupt:
             click.echo(f"\ninterrupted; the stack was torn down; partial results in {out_dir / scenario.name}", err=True)
             _suite_outputs(out_dir, [*(name for name, _ in outcomes), scenario.name], junit_file)
@@ -537,9 +570,12 @@ def _gateway_configs(values: tuple[str, ...]) -> dict[str, Path]:
                    "repeat for several gateways (docs/own-config.md).")
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="HOST",
               help="A host off this machine the gateways' files may send traffic to (repeat for several).")
+@distribution_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress output, only the results and the page's path.")
 def compare_gateways_command(paths: tuple[Path, ...], gateways: list[str], out_dir: Path, runtime: str,
-                             gateway_configs: tuple[str, ...], allow_hosts: tuple[str, ...], quiet: bool) -> None:
+                             gateway_configs: tuple[str, ...], allow_hosts: tuple[str, ...], workers: int | None,
+                             remote_workers: int, master_bind: str, master_port: int, join_timeout: float,
+                             quiet: bool) -> None:
     """Run scenarios against each gateway in turn and compare the gateways.
 
     \b
@@ -565,7 +601,8 @@ def compare_gateways_command(paths: tuple[Path, ...], gateways: list[str], out_d
     from harness.compare.suite import SuiteProgress, exit_status, plan_suite, run_suite
 
     _stop_on_signals()
-    files = GatewayFiles(_gateway_configs(gateway_configs), allow_hosts)
+    files = GatewayFiles(_gateway_configs(gateway_configs), allow_hosts,
+                         _distribution(workers, remote_workers, master_bind, master_port, join_timeout))
     if len(paths) == 1 and paths[0].is_file():
         try:
             table = compare_gateways(paths[0], gateways, out_dir, runtime, Progress(quiet=quiet), files)
@@ -743,6 +780,35 @@ def diagnose(admin_url: str | None, config_file: Path | None, mcp_clusters: tupl
                            clusters=set(only) or None)
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else render_table(result, verbose))
     sys.exit(EXIT_FAILED if result.unhealthy else EXIT_PASSED)
+
+
+def _master_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from harness.load.config import address
+
+    try:
+        address(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    return value
+
+
+@main.command()
+@click.option("--master", required=True, metavar="HOST:PORT", callback=_master_address,
+              help="The Locust master of a run (`chaosgate run --remote-workers K` prints its address).")
+def worker(master: str) -> None:
+    """Join a run's load as one more Locust worker, from this machine or another (docs/distributed.md).
+
+    The run's master sends the load's settings at its start, so nothing but its address is needed here;
+    the worker ends when the run's load does. Its requests go to the gateway the run names and are
+    journalled by the run, with this worker's id.
+    """
+    import os
+
+    root = str(Path(__file__).resolve().parent.parent)  # where harness is, for the new interpreter
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    # A process of its own: Locust patches the interpreter with gevent when imported.
+    os.execve(sys.executable, [sys.executable, "-m", "harness.load.node", "--master", master],
+              {**os.environ, "PYTHONPATH": path})
 
 if __name__ == "__main__":
     main()

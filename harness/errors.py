@@ -8,6 +8,7 @@
     │   ├── PortInUse         a requested port is already bound
     │   └── StartupTimeout    a component did not become ready before its deadline
     ├── FaultError            injecting or clearing a fault failed
+    ├── LoadError             the load could not be driven as the scenario asked (a distributed worker died)
     └── JournalError          a journal file is missing or unreadable
 
 Exceptions from subprocesses, httpx, YAML and Toxiproxy are translated into these at the
@@ -92,3 +93,7 @@ class FaultError(ChaosgateError):
 
 class JournalError(ChaosgateError):
     """A journal file is missing, empty or malformed."""
+
+
+class LoadError(ChaosgateError):
+    """The load could not be driven as the scenario asked: a distributed load worker died mid-run."""

@@ -37,6 +37,9 @@ EventType = Literal[
     "process.ready",    # a restarted replica answers on its health and control endpoints
     "gateway.exited",   # the gateway process ended during the run: pid, status, signal (harness/gateway_watch.py)
     "gateway.health_rounds",  # every round of background checks the gateway ran (LiteLLM): round, started, written
+    "load.master",      # distributed load: the Locust master's address (docs/distributed.md)
+    "load.worker",      # distributed load: a worker joined: id, host, pid, clock offset and round trip (seconds)
+    "load.worker_lost", # distributed load: a worker died mid-run (the run fails saying which)
     "load.finished",    # the load generator exited
     "warning",          # something the reader of the report should know
     "run.finished",     # the last line of a run that ended in an orderly way

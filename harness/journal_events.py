@@ -194,15 +194,32 @@ class HealthRounds(_Event):
     rounds: list[HealthRoundStamp] = Field(default=[], description="a list of rounds (started, written)")
 
 
+class LoadWorker(_Event):
+    """A distributed load worker joined the Locust master (harness/load/master.py)."""
+
+    type: Literal["load.worker"]
+    id: str = Field(description="the worker's id, as its requests' `worker` field says it")
+    offset: float = Field(description="its clock minus the master's, in seconds")
+    rtt: float = Field(description="the round trip the offset was measured over, in seconds")
+
+
+class LoadWorkerLost(_Event):
+    """A distributed load worker died mid-run."""
+
+    type: Literal["load.worker_lost"]
+    id: str = Field(description="the worker's id")
+    how: str = ""
+
+
 class Other(_Event):
     """Events that judging reads only the time of."""
 
-    type: Literal["load.started", "hosts", "gateway.exited", "load.finished", "warning"]
+    type: Literal["load.started", "hosts", "gateway.exited", "load.finished", "warning", "load.master"]
 
 
 _EVENT: TypeAdapter[Any] = TypeAdapter(Annotated[Union[  # noqa: UP007 - a discriminated union
-    RunStarted, StackReady, Request, AttemptEvent, AttemptAnswer, Health, GatewayHealth, FaultEvent, Diagnosis, ProcessEvent, RunFinished,
-    HealthRounds, Other],
+    RunStarted, StackReady, Request, AttemptEvent, AttemptAnswer, Health, GatewayHealth, FaultEvent, Diagnosis,
+    ProcessEvent, RunFinished, HealthRounds, LoadWorker, LoadWorkerLost, Other],
     Field(discriminator="type")])
 
 _EXPECTED = {  # pydantic's error type -> what the field should have been
@@ -288,8 +305,8 @@ def found(value: Any) -> str:
 
 _MODELS: dict[str, type[BaseModel]] = {
     name: model
-    for model in (RunStarted, StackReady, Request, AttemptEvent, AttemptAnswer, Health, GatewayHealth, FaultEvent, Diagnosis, ProcessEvent, RunFinished,
-                  HealthRounds, Other)
+    for model in (RunStarted, StackReady, Request, AttemptEvent, AttemptAnswer, Health, GatewayHealth, FaultEvent,
+                  Diagnosis, ProcessEvent, RunFinished, HealthRounds, LoadWorker, LoadWorkerLost, Other)
     for name in model.model_fields["type"].annotation.__args__  # type: ignore[union-attr]
 }
 

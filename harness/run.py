@@ -20,7 +20,7 @@ from harness import __version__, crash
 from harness.attach import Attach
 from harness.attempts import AttemptCollector, gateway_attempt_log, sources_for
 from harness.diagnose.scheduled import join_all, start_diagnosis
-from harness.errors import ChaosgateError
+from harness.errors import ChaosgateError, LoadError
 from harness.gateway_events import health_event_sources
 from harness.gateway_watch import GatewayWatch
 from harness.faults.base import FaultContext
@@ -29,7 +29,7 @@ from harness.gateways.base import ReportsHealthRounds
 from harness.journal import JournalWriter
 from harness.lint import lint_text
 from harness.judge import Judgement
-from harness.load.config import LoadConfig
+from harness.load.config import Distribution, LoadConfig
 from harness.load.generator import LoadGenerator
 from harness.observer import HealthObserver
 from harness.output import write_outputs
@@ -60,10 +60,12 @@ def _own_file(scenario: Scenario) -> dict[str, str] | None:
 
 def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runtime_name: str = "local",
                  progress: Progress | None = None, gateway_override: str | None = None,
-                 allow_hosts: Sequence[str] = (), attach: Attach | None = None) -> RunResult:
+                 allow_hosts: Sequence[str] = (), attach: Attach | None = None,
+                 distribution: Distribution | None = None) -> RunResult:
     """Run one scenario and write ``out_dir/<name>/`` (journal.jsonl, summary.json, index.html);
     ``gateway_override`` is the ``--gateway`` the scenario was loaded with (recorded in the command);
-    ``attach``: the running gateway to use instead of starting one (harness/attach.py)."""
+    ``attach``: the running gateway to use instead of starting one (harness/attach.py);
+    ``distribution``: --workers and the other options of distributed load (docs/distributed.md)."""
     progress = progress or Progress(quiet=True)
     run_dir = out_dir / scenario.name
     plan = make_plan(scenario)
@@ -79,15 +81,18 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
                   command=f"chaosgate run {shlex.quote(str(file))} --runtime {runtime_name} --out {shlex.quote(str(out_dir))}"
                           + (f" --gateway {gateway_override}" if gateway_override else "")
                           + (f" --attach {attach.url}" if attach else "")
-                          + (f" --attach-admin {attach.admin_url}" if attach and attach.admin_url else ""),
+                          + (f" --attach-admin {attach.admin_url}" if attach and attach.admin_url else "")
+                          + (f" --workers {distribution.workers}" if distribution and distribution.workers is not None else "")
+                          + (f" --remote-workers {distribution.remote_workers}" if distribution and distribution.remote_workers
+                             else ""),
                   gateway=scenario.gateway.kind, gateway_config=_own_file(scenario), allow_hosts=list(allow_hosts),
                   attach={"url": attach.url, "admin_url": attach.admin_url} if attach else None)
     outcome, error = "failed", None
     runtime = RUNTIMES[runtime_name]()
     attempts: AttemptCollector | None = None
     # The load's processes import Locust while the stack comes up; they learn the gateway's address at go.
-    load = LoadGenerator(LoadConfig.for_scenario(scenario, ""), journal, run_dir / "logs",
-                         env={RUN_MARKER: str(run_dir.resolve())})
+    load = LoadGenerator(LoadConfig.for_scenario(scenario, "", distribution=distribution), journal, run_dir / "logs",
+                         env={RUN_MARKER: str(run_dir.resolve())}, announce=lambda line: _announce(progress, line, distribution))
     try:
         check_supported(scenario, runtime_name, runtime.capabilities)
         progress.stage(f"[{scenario.name}] starting the stack ({runtime_name} runtime)")
@@ -138,6 +143,14 @@ def run_scenario(scenario: Scenario, file: Path, text: str, out_dir: Path, runti
     return RunResult(outputs.run.judgement, outputs.summary, run_dir)
 
 
+def _announce(progress: Progress, line: str, distribution: Distribution | None) -> None:
+    """Where the Locust master listens: a progress line, said even under --quiet when remote workers must join."""
+    if distribution is not None and distribution.remote_workers and progress.quiet:
+        print(line, file=progress.stream, flush=True)
+    else:
+        progress.stage(line)
+
+
 def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter, progress: Progress,
            load: LoadGenerator) -> None:
     observer = HealthObserver(stack, journal)
@@ -172,6 +185,10 @@ def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter,
         journal.write("load.finished", requests=load.requests, failures=load.failures, stopped=not finished,
                       drain_seconds=round(max(0.0, time.time() - (t0 + plan.duration)), 3))
         progress.stage(f"[{scenario.name}] load finished: {load.requests} requests, {load.failures} failed")
+        if load.lost:  # a distributed worker died: its share of the load is missing, so no verdict can stand
+            raise LoadError("the load lost " + "; ".join(
+                f"worker {lost.get('id')} (pid {lost.get('pid')} on {lost.get('host')}): {lost.get('how')}"
+                for lost in load.lost))
         if watch is not None:
             watch.check()  # a gateway that died fails the run, saying so (not only "connection refused")
     finally:

@@ -285,6 +285,10 @@ class Load(_Model):
     wait: Duration = Field(default=0.0, description="Pause of each user between requests.")
     max_tokens: int = Field(default=16, ge=1, le=4096, description="max_tokens sent with each request.")
     request_timeout: Duration = Field(default=10.0, gt=0, description="Client-side time limit of one request.")
+    workers: int | None = Field(
+        default=None, ge=0, le=64,
+        description="Locust worker processes driving the openai personas under a Locust master (docs/distributed.md); "
+                    "None or 0: one load process, as without distribution. `chaosgate run --workers N` overrides it.")
 
 
 def _union(registry: dict[str, type[Fault]] | dict[str, type[Expectation]]) -> Any:

@@ -17,6 +17,7 @@ from pathlib import Path
 from harness.compare.render import to_html, to_json, to_markdown, write_pages
 from harness.compare.table import ComparisonTable, GatewayRow, not_run, row_from_run
 from harness.errors import ChaosgateError
+from harness.load.config import Distribution
 from harness.output import REPORT, load_run, read_summary
 from harness.progress import Progress
 from harness.scenario import Scenario, load_scenario
@@ -31,6 +32,7 @@ class GatewayFiles:
 
     configs: Mapping[str, Path] = field(default_factory=dict)
     allow_hosts: tuple[str, ...] = ()
+    distribution: Distribution | None = None  # --workers and the rest of distributed load (docs/distributed.md)
 
     def load(self, file: Path, gateway: str | None) -> Scenario:
         return load_scenario(file, gateway, self.configs.get(gateway) if gateway else None, self.allow_hosts)
@@ -77,7 +79,7 @@ def compare_gateways(file: Path, gateways: list[str], out_dir: Path, runtime: st
         reason = None
         try:
             run_scenario(scenario, file, text, out_dir / gateway, runtime, progress, gateway_override=gateway,
-                         allow_hosts=files.allow_hosts)
+                         allow_hosts=files.allow_hosts, distribution=files.distribution)
         except ChaosgateError as exc:  # the run's folder still holds a partial journal, when it got that far
             progress.warn(f"[{gateway}] could not run: {exc}")
             reason = str(exc)

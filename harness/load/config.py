@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -30,9 +31,24 @@ class LoadConfig(BaseModel):
     model: str = "fake-model"     # the chat requests' model: what the gateway routes on (LiteLLM: a model group)
     anthropic_path: str | None = None  # the anthropic pool through the gateway ('' or /<pool>); None: no such pool
     anthropic_model: str = "claude-fake"  # the anthropic persona's model
+    # Distributed load (harness/load/master.py, docs/distributed.md): with workers or remote_workers above 0 the
+    # chat personas run under a Locust master that starts `workers` local worker processes and waits for
+    # `remote_workers` more (chaosgate worker --master HOST:PORT) at most join_timeout seconds.
+    workers: int = 0
+    remote_workers: int = 0
+    master_bind: str = "127.0.0.1"
+    master_port: int = 0           # 0: a free port, announced on the master's "listening" line
+    join_timeout: float = 30.0
+    max_clock_offset: float = 0.1  # seconds; a worker's measured |offset| above it fails the run (clock.py)
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the chat personas run under a Locust master (harness/load/master.py)."""
+        return self.workers + self.remote_workers > 0
 
     @classmethod
-    def for_scenario(cls, scenario: Scenario, gateway_url: str, model: str = "fake-model") -> LoadConfig:
+    def for_scenario(cls, scenario: Scenario, gateway_url: str, model: str = "fake-model",
+                     distribution: Distribution | None = None) -> LoadConfig:
         load = scenario.load
         first_pool = scenario.upstreams[0].name
         mix = {str(kind): weight for kind, weight in load.mix.items()}
@@ -45,7 +61,8 @@ class LoadConfig(BaseModel):
                    users=chat_users, spawn_rate=load.spawn_rate, duration=load.duration, mix=mix,
                    wait=load.wait, max_tokens=load.max_tokens, request_timeout=load.request_timeout,
                    seed=scenario.seed, mcp_users=mcp_users,
-                   mcp_path=f"/{mcp_pool}/mcp" if mcp_users and mcp_pool else None, model=model)
+                   mcp_path=f"/{mcp_pool}/mcp" if mcp_users and mcp_pool else None, model=model,
+                   **(distribution or Distribution()).settings(scenario))
 
     def aimed(self, line: str) -> LoadConfig:
         """The config with the target the harness sends on the go line (``{"host": ..., "model": ...}``: the load
@@ -67,6 +84,26 @@ class LoadConfig(BaseModel):
         return fake.words(nb=500)
 
 
+@dataclass(frozen=True)
+class Distribution:
+    """The command line's say on distributed load (``chaosgate run --workers ...``); None: the scenario's."""
+
+    workers: int | None = None        # --workers: overrides load.workers
+    remote_workers: int = 0           # --remote-workers: external workers to wait for
+    master_bind: str = "127.0.0.1"    # --master-bind
+    master_port: int = 0              # --master-port (0: a free one)
+    join_timeout: float = 30.0        # --join-timeout
+
+    def settings(self, scenario: Scenario) -> dict[str, Any]:
+        """The LoadConfig fields for ``scenario``: its load.workers unless --workers says otherwise."""
+        from harness.load.clock import offset_bound
+
+        workers = self.workers if self.workers is not None else scenario.load.workers or 0
+        return {"workers": workers, "remote_workers": self.remote_workers, "master_bind": self.master_bind,
+                "master_port": self.master_port, "join_timeout": self.join_timeout,
+                "max_clock_offset": offset_bound(scenario)}
+
+
 def split_users(users: int, mix: Mapping[str, float]) -> tuple[int, int]:
     """Locust's users (chat kinds) and the mcp persona's, in proportion to their weights in the mix;
     a persona with a weight above 0 gets at least one user."""
@@ -78,3 +115,12 @@ def split_users(users: int, mix: Mapping[str, float]) -> tuple[int, int]:
         return 0, users
     mcp_users = min(users - 1, max(1, round(users * mcp / (mcp + chat)))) if users > 1 else 1
     return max(1, users - mcp_users), mcp_users
+
+
+def address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as (host, port); ValueError saying what was expected."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT (e.g. 127.0.0.1:5557), got {text!r}")
+    return host, int(port)

@@ -9,13 +9,16 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from harness.errors import StackError
 from harness.journal import JournalWriter
 from harness.load.config import LoadConfig
 from harness import leftovers
-from harness.processes import die_with_parent
+from harness.load.master import LOOPBACK
+from harness.processes import die_with_parent, free_port
 
 READY_TIMEOUT = 30.0
 
@@ -26,8 +29,9 @@ class LoadGenerator:
     spawns them before the stack comes up), ``go`` starts the load at the gateway's address."""
 
     def __init__(self, config: LoadConfig, journal: JournalWriter, log_dir: Path,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, announce: Callable[[str], None] | None = None) -> None:
         self.config = config
+        self._announce = announce or (lambda line: None)
         self.journal = journal
         self._log_dir = log_dir
         self._env = env or {}
@@ -39,12 +43,14 @@ class LoadGenerator:
         self.failures = 0
         self._recent: deque[tuple[float, bool]] = deque()
         self.summary: dict[str, int] = {}
+        self.error: str | None = None              # what a load process said went wrong before it was ready
+        self.lost: list[dict[str, Any]] = []       # distributed workers that died mid-run (harness/load/master.py)
 
     def _workers(self) -> list[tuple[str, str]]:
         """(module, log file name) of each load process this config needs."""
         workers = []
-        if self.config.users > 0:
-            workers.append(("harness.load.worker", "locust.log"))
+        if self.config.users > 0:  # a Locust master and its workers (docs/distributed.md), or one Locust process
+            workers.append(("harness.load.master" if self.config.distributed else "harness.load.worker", "locust.log"))
         if self.config.mcp_users > 0:
             workers.append(("harness.load.mcp_worker", "mcp-load.log"))
         return workers
@@ -57,12 +63,16 @@ class LoadGenerator:
     def spawn(self) -> None:
         """Start the workers, without waiting (they import while the stack comes up; ``wait_ready`` waits)."""
         self._log_dir.mkdir(parents=True, exist_ok=True)
+        if self.config.distributed and not self.config.master_port and self.config.master_bind in LOOPBACK:
+            # a port known before the master binds: its local workers start beside it (harness/load/master.py)
+            self.config = self.config.model_copy(update={"master_port": free_port()})
         for module, log_name in self._workers():
             ready = threading.Event()
             log = (self._log_dir / log_name).open("wb")
             try:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", module, self.config.model_dump_json()],
+                    [sys.executable, "-m", module, self.config.model_dump_json(),
+                     *([str(self._log_dir)] if module == "harness.load.master" else [])],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True,
                     env={**os.environ, **self._env},
                     preexec_fn=die_with_parent)
@@ -77,12 +87,16 @@ class LoadGenerator:
 
     def wait_ready(self) -> None:
         """Wait until every worker is imported and set up (StackError, after stopping them all, if one is not)."""
-        deadline = time.monotonic() + READY_TIMEOUT
+        # a master is ready once its workers joined: join_timeout more (it says itself when they did not come)
+        deadline = time.monotonic() + READY_TIMEOUT + (self.config.join_timeout if self.config.distributed else 0.0)
         for module, log_name, process, ready in self._ready:
             while not ready.wait(0.05):
                 if process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise StackError(f"the load process {module} did not start (log: {self._log_dir / log_name})")
+                    for reader in self._readers:  # its last words (the error line) read
+                        reader.join(timeout=2)
+                    why = f": {self.error}" if self.error else ""
+                    raise StackError(f"the load process {module} did not start{why} (log: {self._log_dir / log_name})")
 
     def go(self, host: str | None = None, model: str | None = None) -> float:
         """Start the load now, at ``host`` asking for ``model`` when given (else the config's); return the moment
@@ -153,6 +167,18 @@ class LoadGenerator:
                     self.failures += failed
                     self._recent.append((time.time(), failed))
                 self.journal.write("request", **message)
+            elif event == "listening":  # a Locust master: where workers join
+                self.journal.write("load.master", host=message.get("host"), port=message.get("port"))
+                self._announce(f"Locust master listening on {message.get('host')}:{message.get('port')} "
+                               f"(remote workers join with: chaosgate worker --master HOST:{message.get('port')})")
+            elif event == "worker":
+                self.journal.write("load.worker", **message)
+            elif event == "worker_lost":
+                self.journal.write("load.worker_lost", **message)
+                with self._lock:
+                    self.lost.append(message)
+            elif event == "error":
+                self.error = str(message.get("message"))
             elif event == "done":
                 with self._lock:
                     for key, value in message.items():

@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,7 +194,9 @@ def _record(request_id: str, kind: str, start: float, latency: float, status: in
     return record
 
 
-def make_user(config: LoadConfig) -> type[FastHttpUser]:
+def make_user(config: LoadConfig, sink: Callable[[dict[str, Any]], None] = emit) -> type[FastHttpUser]:
+    """The Locust user class of the chat personas; each request's record goes to ``sink`` (stdout by default; a
+    distributed worker's buffer: harness/load/node.py)."""
     words = config.prompt_words()
     rng = random.Random(config.seed)
     run_prefix = uuid.uuid4().hex[:8]  # this load process's requests, unique beside any other's
@@ -246,7 +248,7 @@ def make_user(config: LoadConfig) -> type[FastHttpUser]:
             self.environment.events.request.fire(
                 request_type="POST", name=kind, response_time=latency * 1000, response_length=outcome.nbytes,
                 response=None, context={}, exception=None if outcome.error is None else RuntimeError(outcome.error))
-            emit(_record(request_id, kind, start, latency, status, headers, outcome))
+            sink(_record(request_id, kind, start, latency, status, headers, outcome))
 
         def _request(self, kind: str, stream: bool) -> None:
             request_id = f"{run_prefix}-{next(sequence)}"
@@ -262,7 +264,7 @@ def make_user(config: LoadConfig) -> type[FastHttpUser]:
                     response.success()
                 else:
                     response.failure(outcome.error)
-            emit(record)
+            sink(record)
 
     # Locust task weights are integers: the mix's relative weights become per-mille.
     weights = {ChatUser.chat: config.mix.get("chat", 0.0), ChatUser.chat_stream: config.mix.get("chat_stream", 0.0),

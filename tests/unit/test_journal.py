@@ -190,4 +190,5 @@ def test_blank_lines_are_skipped(tmp_path: Path) -> None:
 def test_event_types_are_the_documented_ones() -> None:
     assert EVENT_TYPES == {"run.started", "stack.ready", "load.started", "request", "attempt", "attempt.answer", "health", "gateway.health", "hosts",
                            "fault.started", "fault.cleared", "diagnosis", "process.exited", "process.restarted", "process.ready",
-                           "gateway.exited", "gateway.health_rounds", "load.finished", "warning", "run.finished"}
+                           "gateway.exited", "gateway.health_rounds", "load.master", "load.worker", "load.worker_lost", "load.finished",
+                           "warning", "run.finished"}
