@@ -300,7 +300,8 @@ def _run_parallel(jobs: list[Job], parallel: int, out_dir: Path, junit_file: Pat
         summary = read_summary(out_dir / end.job.name)
         word = {EXIT_PASSED: "passed", EXIT_FAILED: "FAILED", EXIT_INTERRUPTED: "interrupted"}.get(
             end.code, f"could not run (exit {end.code}; see {end.job.log})")
-        click.echo(f"[{end.job.name}] {word} in {end.seconds:.1f}s", err=True)
+        if not quiet or end.code not in (EXIT_PASSED, EXIT_FAILED, EXIT_INTERRUPTED):
+            click.echo(f"[{end.job.name}] {word} in {end.seconds:.1f}s", err=True)
         if summary is not None and end.code in (EXIT_PASSED, EXIT_FAILED):
             _print_verdicts(summary)
             click.echo(f"  report: {out_dir / end.job.name / 'index.html'}")

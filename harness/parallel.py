@@ -95,7 +95,7 @@ def refusals(loaded: Sequence[tuple[Path, Scenario]], attach: bool) -> list[str]
     for name, files in files_of.items():
         if len(files) > 1:
             errors.append(f"--parallel: {' and '.join(map(str, files))} are both named {name!r}: parallel runs "
-                          f"would share the run folder OUT/{name}/; give each its own name:")
+                          f"would share the run folder OUT/{name}/; give each a name of its own (name: in the file)")
     return errors
 
 

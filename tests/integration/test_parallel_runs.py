@@ -11,15 +11,23 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from harness.journal import read_journal
 from harness.parallel import GRACE_S
+from harness.runtimes.docker_engine import LABEL_RUN_DIR
 from harness.scenario import load_scenario
+from tests.waiting import wait_until
 
 from .conftest import CHAOSGATE, ROOT, chaosgate, processes_of_run, wait_for
+from .docker_helpers import docker_engine, leftovers, run_ids
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+
+__all__ = ["docker_engine"]
 
 SHORT = [ROOT / "scenarios" / f"{name}.yaml" for name in ("latency-spike", "process-kill", "all-down")]
 ROW = re.compile(r'<tr class="(pass|fail)" data-scenario="([^"]+)">.*?<span class="badge (\w+)">(\w+)</span>'
@@ -82,7 +90,10 @@ def test_parallel_gives_the_serial_verdicts_index_and_junit(tmp_path: Path) -> N
 
 
 @pytest.mark.integration
-def test_two_runs_of_one_scenario_side_by_side_share_no_port(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runtime", ["local", "docker"])
+def test_two_runs_of_one_scenario_side_by_side_share_no_port(runtime: str, tmp_path: Path,
+                                                              request: pytest.FixtureRequest) -> None:
+    engine: DockerClient | None = request.getfixturevalue("docker_engine") if runtime == "docker" else None
     text = SHORT[0].read_text()
     name = load_scenario(SHORT[0]).name
     files = []
@@ -90,13 +101,29 @@ def test_two_runs_of_one_scenario_side_by_side_share_no_port(tmp_path: Path) -> 
         (file := tmp_path / f"{twin}.yaml").write_text(re.sub(rf"^name: {name}$", f"name: {twin}", text, flags=re.M))
         files.append(file)
     out = tmp_path / "out"
-    result = chaosgate("run", *map(str, files), "--parallel", "2", "--out", str(out), timeout=_timeout(*files))
-    assert result.returncode == 0, result.stdout + result.stderr
     a, b = out / "twin-a", out / "twin-b"
+    suite = subprocess.Popen([*CHAOSGATE, "run", *map(str, files), "--parallel", "2", "--out", str(out),
+                              "--runtime", runtime], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if engine is not None:  # while both run: each its own run id, so its own containers and network
+            ids = wait_until(lambda: (run_ids(engine, a), run_ids(engine, b)) if run_ids(engine, a)
+                             and run_ids(engine, b) else None, 120, "both runs' containers")
+            assert ids is not None and len(ids[0]) == len(ids[1]) == 1 and ids[0] != ids[1], ids
+            networks = [n.name for run in (a, b) for n in engine.networks.list(
+                filters={"label": f"{LABEL_RUN_DIR}={run.resolve()}"})]
+            assert len(set(networks)) == 2, networks
+        stdout, stderr = suite.communicate(timeout=_timeout(*files))
+    finally:
+        if suite.poll() is None:
+            suite.kill()
+            suite.wait()
+    assert suite.returncode == 0, stdout + stderr
     assert _verdicts(a) == _verdicts(b) and all(passed for _, _, passed in _verdicts(a))
     (a_start, a_end), (b_start, b_end) = _window(a), _window(b)
     assert a_start < b_end and b_start < a_end, "the two stacks were up at the same time"
     assert len(_ports(a)) >= 8 and _ports(a).isdisjoint(_ports(b)), (_ports(a), _ports(b))
+    if engine is not None:
+        assert leftovers(engine, a) == [] and leftovers(engine, b) == []
 
 
 def _mentioning(text: str) -> list[int]:
