@@ -113,10 +113,10 @@ def test_runs_n_at_a_time_starting_the_next_as_one_ends(tmp_path: Path, fakes: F
     scheduler = Scheduler(jobs, 2, start=fakes.start, on_start=lambda job, running, waiting:
                           reported.append((job.name, running, waiting)), on_end=ended.append)
     run = Background(scheduler)
-    wait_until(lambda: len(fakes.started) == 2, 10, "the first two children")
+    wait_until(lambda: len(reported) == 2, 10, "the first two children")  # reported once started
     assert fakes.started == ["a", "b"] and reported == [("a", 1, 4), ("b", 2, 3)]
     fakes.finish("b", 0)
-    wait_until(lambda: len(fakes.started) == 3, 10, "the third child once b ended")
+    wait_until(lambda: len(reported) == 3, 10, "the third child once b ended")
     assert fakes.started == ["a", "b", "c"] and reported[-1] == ("c", 2, 2)
     assert [e.job.name for e in ended] == ["b"]
     for name, code in (("a", 0), ("c", 1), ("d", 0)):
