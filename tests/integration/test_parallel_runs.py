@@ -90,6 +90,20 @@ def test_parallel_gives_the_serial_verdicts_index_and_junit(tmp_path: Path) -> N
 
 
 @pytest.mark.integration
+def test_the_suite_exits_with_the_worst_of_its_runs(tmp_path: Path) -> None:
+    files = [ROOT / "tests" / "scenarios" / "must-fail.yaml", SHORT[0]]
+    out = tmp_path / "out"
+    result = chaosgate("run", *map(str, files), "--parallel", "2", "--out", str(out), "--junit", str(out / "junit.xml"),
+                       timeout=_timeout(*files))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "[must-fail] FAILED in" in result.stderr and "[latency-spike] passed in" in result.stderr
+    assert "must-fail: FAILED" in result.stdout and "suite: must-fail FAILED, latency-spike passed" in result.stdout
+    failed = {suite[0]: suite[2] for suite in _junit(out / "junit.xml")}
+    assert failed["latency-spike"] == "0" and int(failed["must-fail"]) >= 1
+    assert [row[:2] for row in _index_rows(out)] == [("pass", "latency-spike"), ("fail", "must-fail")]
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("runtime", ["local", "docker"])
 def test_two_runs_of_one_scenario_side_by_side_share_no_port(runtime: str, tmp_path: Path,
                                                               request: pytest.FixtureRequest) -> None:
@@ -156,12 +170,13 @@ def _start_suite(out: Path) -> tuple[subprocess.Popen[str], list[Path]]:
 
 
 @pytest.mark.integration
-def test_sigint_stops_every_run_and_starts_no_more(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_stops_every_run_and_starts_no_more(sig: signal.Signals, tmp_path: Path) -> None:
     names = [load_scenario(f).name for f in INTERRUPTED]
     out = tmp_path / "out"
     suite, running = _start_suite(out)
     try:
-        suite.send_signal(signal.SIGINT)
+        suite.send_signal(sig)
         stdout, stderr = suite.communicate(timeout=GRACE_S + 30)
     finally:
         if suite.poll() is None:
