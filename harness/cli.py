@@ -29,6 +29,10 @@ from harness.gateways import GATEWAYS, HostHealth, not_applicable
 from harness.lint import CHECKS, TRAPS, Finding, lint_file, lint_native
 from harness.load.config import Distribution
 from harness.own_config import kind_of_file
+from harness.parallel import (
+    CHILD_LOG, GRACE_S, Ended, Job, Scheduler, distribution_args, distribution_refusals, interrupt_on_signals, refusals,
+    run_command,
+)
 from harness.output import journals_in, load_run, read_summary, write_index, write_outputs
 from harness.progress import Progress
 from harness.report import compare, junit_xml, render_comparison
@@ -252,15 +256,20 @@ def main() -> None:
 @own_config_options
 @attach_options
 @distribution_options
+@click.option("--parallel", "parallel", default=None, type=click.IntRange(min=1), metavar="N",
+              help="Run the scenarios N at a time, each in a child `chaosgate run` of its own (its output in "
+                   "OUT/<scenario>/chaosgate.log); not with --attach, --remote-workers or --master-port "
+                   "(docs/parallel.md).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output, only the verdicts.")
 def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, junit_file: Path | None, gateway: str | None,
         strict: bool, gateway_config: Path | None, allow_hosts: tuple[str, ...], attach_url: str | None,
         attach_admin: str | None, attach_wait: float, workers: int | None, remote_workers: int, master_bind: str,
-        master_port: int, join_timeout: float, quiet: bool) -> None:
+        master_port: int, join_timeout: float, parallel: int | None, quiet: bool) -> None:
     """Run scenario files, or every scenario in folders, and judge them.
 
     Each scenario writes OUT/<scenario>/ (journal.jsonl, summary.json and the HTML report
-    index.html); OUT/index.html lists every run in OUT with its verdict.
+    index.html); OUT/index.html lists every run in OUT with its verdict. With --parallel N,
+    N scenarios run at a time, each in a process of its own.
 
     Exits 0 when every expectation held, 1 when one failed, 2 when a scenario could
     not be run, 130 when interrupted.
@@ -272,7 +281,10 @@ def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, junit_file: Path |
     if attach_url is not None and attach_admin is None:  # no view of health: what needs it is refused
         loaded, errors = _without_view(loaded, errors, gateway, gateway_config, allow_hosts)
     attach: Attach | None = None
-    if attach_url is not None and len(loaded) + len(errors) > 1:
+    if parallel is not None:  # what cannot run side by side: --attach, two scenarios of one name, one master port
+        errors += refusals(loaded, attach=attach_url is not None or attach_admin is not None)
+        errors += distribution_refusals(remote_workers, master_port)
+    elif attach_url is not None and len(loaded) + len(errors) > 1:
         errors.append("--attach runs one scenario at a time (the gateway must be pointed at each run's upstreams); "
                       "give one scenario file")
     elif loaded:
@@ -286,6 +298,12 @@ def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, junit_file: Path |
         for error in errors:
             click.echo(error, err=True)
         sys.exit(EXIT_UNRUNNABLE)
+    if parallel is not None:
+        load_args = distribution_args(workers, master_bind, join_timeout)
+        jobs = [Job(scenario.name, file, run_command(file, out_dir, runtime, gateway, strict, gateway_config, allow_hosts,
+                                                     load_args), out_dir / scenario.name / CHILD_LOG)
+                for file, scenario in loaded]
+        sys.exit(_run_parallel(jobs, parallel, out_dir, junit_file, quiet))
     progress = Progress(quiet=quiet)
     outcomes: list[tuple[str, bool | None]] = []
     distribution = _distribution(workers, remote_workers, master_bind, master_port, join_timeout)
@@ -309,6 +327,41 @@ def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, junit_file: Path |
     if any(passed is None for _, passed in outcomes):
         sys.exit(EXIT_UNRUNNABLE)
     sys.exit(EXIT_PASSED if all(passed for _, passed in outcomes) else EXIT_FAILED)
+
+
+def _run_parallel(jobs: list[Job], parallel: int, out_dir: Path, junit_file: Path | None, quiet: bool) -> int:
+    """The jobs N at a time (harness/parallel.py): a line as each starts and ends, each one's verdicts as a
+    serial run prints them, then the suite index and JUnit of the runs that started; the worst exit code."""
+    def started(job: Job, running: int, waiting: int) -> None:
+        if not quiet:
+            click.echo(f"[{job.name}] started ({running} running, {waiting} waiting); output: {job.log}", err=True)
+
+    def ended(end: Ended) -> None:
+        summary = read_summary(out_dir / end.job.name)
+        word = {EXIT_PASSED: "passed", EXIT_FAILED: "FAILED", EXIT_INTERRUPTED: "interrupted"}.get(
+            end.code, f"could not run (exit {end.code}; see {end.job.log})")
+        if not quiet or end.code not in (EXIT_PASSED, EXIT_FAILED, EXIT_INTERRUPTED):
+            click.echo(f"[{end.job.name}] {word} in {end.seconds:.1f}s", err=True)
+        if summary is not None and end.code in (EXIT_PASSED, EXIT_FAILED):
+            _print_verdicts(summary)
+            click.echo(f"  report: {out_dir / end.job.name / 'index.html'}")
+
+    def interrupted(running: list[Job]) -> None:
+        click.echo(f"\ninterrupted: no new run starts; stopping {', '.join(j.name for j in running) or 'nothing'} "
+                   f"(SIGKILL after {GRACE_S:g}s)", err=True)
+
+    if not quiet:
+        click.echo(f"{len(jobs)} scenarios, {parallel} at a time", err=True)
+    scheduler = Scheduler(jobs, parallel, on_start=started, on_end=ended, on_interrupt=interrupted)
+    with interrupt_on_signals(scheduler):
+        outcome = scheduler.run()
+    codes = {end.job.name: end.code for end in outcome.ended}
+    names = [job.name for job in jobs if job.name in codes]  # the order of the files, as a serial run
+    if outcome.killed:
+        click.echo(f"killed after {GRACE_S:g}s: {', '.join(outcome.killed)}", err=True)
+    _print_suite([(name, {EXIT_PASSED: True, EXIT_FAILED: False}.get(codes[name])) for name in names])
+    _suite_outputs(out_dir, names, junit_file)
+    return outcome.exit_code
 
 
 def _suite_outputs(out_dir: Path, names: list[str], junit_file: Path | None) -> None:

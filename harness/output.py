@@ -90,5 +90,7 @@ def write_index(suite_dir: Path) -> Path | None:
     if not entries:
         return None
     index = suite_dir / REPORT
-    index.write_text(render_index(entries), encoding="utf-8")
+    partial = index.with_name(f".{REPORT}.{os.getpid()}")  # runs side by side write it too: replace it whole
+    partial.write_text(render_index(entries), encoding="utf-8")
+    partial.replace(index)
     return index

@@ -8,13 +8,16 @@ fork (nginx's workers) is killed by the harness's watchdog, which knows their se
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import random
 import signal
 import socket
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -44,6 +47,7 @@ def die_with_parent() -> None:
 
 _LISTEN_PORTS = (10000, 32000)  # where listeners go when the kernel's ephemeral range allows it
 _handed_out: set[int] = set()
+RESERVE_S = 120.0  # a port handed out stays reserved, across processes, this long (its component has bound it by then)
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -54,26 +58,84 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
+def port_lock_dir() -> Path:
+    """Where every chaosgate process of this user notes the ports it handed out: one file per port."""
+    path = Path(tempfile.gettempdir()) / f"chaosgate-ports-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+@contextmanager
+def _ports_locked(directory: Path) -> Iterator[None]:
+    """Hold the directory's flock while a process reclaims or claims: two processes never judge
+    the same stale lock at once (the flock goes with its holder, even one killed)."""
+    fd = os.open(directory / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def _release_old(directory: Path, now: float) -> None:
+    """Remove the locks handed out more than RESERVE_S ago: their ports are anyone's again."""
+    for entry in os.scandir(directory):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if now - entry.stat().st_mtime > RESERVE_S:
+                os.unlink(entry.path)
+        except FileNotFoundError:
+            pass
+
+
+def _claim(directory: Path, port: int) -> bool:
+    """Create the port's lock file (O_CREAT|O_EXCL): False if another process holds it."""
+    try:
+        fd = os.open(directory / str(port), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as lock:
+        lock.write(f"{os.getpid()}\n")
+    return True
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
     """A loopback TCP port that is free now, for a component to listen on a moment later.
 
     Not from the kernel's ephemeral range: there, the source port of any outgoing connection
     (load, health checks, proxies) could take it between this check and the component's bind.
-    Nor one this process handed out before, so components started together never collide.
+    Nor one this process handed out before, so components started together never collide; nor
+    one another chaosgate process of this user handed out in the last RESERVE_S seconds (a lock
+    file per port in ``port_lock_dir()``), so runs side by side and pytest-xdist workers never
+    collide either.
     """
     low, high = _ephemeral_range()
     candidates = [p for p in range(*_LISTEN_PORTS) if not low <= p <= high and p not in _handed_out]
-    for port in random.sample(candidates, k=min(200, len(candidates))):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # no room outside the range: let the kernel pick
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    directory = port_lock_dir()
+    with _ports_locked(directory):
+        _release_old(directory, time.time())
+        for port in random.sample(candidates, k=min(200, len(candidates))):
+            if _bindable(port) and _claim(directory, port):
+                _handed_out.add(port)
+                return port
+        for _ in range(50):  # no room outside the range: let the kernel pick, still one process's alone
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port not in _handed_out and _claim(directory, port):
+                _handed_out.add(port)
+                return port
+    raise StackError("no free loopback port: every candidate is taken or reserved by another chaosgate process")
 
 
 def check_port_free(port: int, what: str) -> None:

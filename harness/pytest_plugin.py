@@ -6,7 +6,8 @@ installed. A YAML file is collected when it is a chaosgate scenario (a mapping w
 way ``chaosgate run`` takes them; so ``pytest`` over a test tree never runs the scenario
 files it happens to contain. ``-k`` selects by scenario name, ``--junitxml`` records one
 test case per scenario with each expectation as a property, and every run writes its report
-to ``--chaosgate-out`` (default reports/) with the suite index beside them.
+to ``--chaosgate-out`` (default reports/) with the suite index beside them. Under pytest-xdist
+(``pytest scenarios/ -n 3``) each worker runs its scenarios and the controller alone writes the index.
 """
 
 from __future__ import annotations
@@ -96,7 +97,6 @@ class ScenarioItem(pytest.Item):
         if not out_dir.is_absolute():
             out_dir = self.config.invocation_params.dir / out_dir
         result = run_scenario(scenario, self.path, self.path.read_text(encoding="utf-8"), out_dir, runtime)
-        self.config.stash.setdefault(_OUT_DIRS, set()).add(out_dir)
         summary = result.summary
         self.user_properties.append(("report", str(result.run_dir / "index.html")))
         for number, v in enumerate(summary["expectations"], start=1):
@@ -131,13 +131,28 @@ def _failure_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-_OUT_DIRS = pytest.StashKey[set[Path]]()
+def pytest_configure(config: pytest.Config) -> None:
+    """Only the process that reports writes the suite index: the session itself, or the controller of
+    pytest-xdist's workers (``pytest scenarios/ -n 3``), which sees each worker's results as they arrive."""
+    if not hasattr(config, "workerinput"):  # an xdist worker has it (and PYTEST_XDIST_WORKER in its environment)
+        config.pluginmanager.register(SuiteIndex(), "chaosgate-suite-index")
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    out_dirs = session.config.stash.get(_OUT_DIRS, set())
-    if out_dirs:
-        from harness.output import write_index
+class SuiteIndex:
+    """Notes the output folder of every scenario that ran (from its ``report`` property) and writes each
+    folder's index once the session ends."""
 
-        for out_dir in out_dirs:
-            write_index(out_dir)
+    def __init__(self) -> None:
+        self.out_dirs: set[Path] = set()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for key, value in report.user_properties:
+            if key == "report":
+                self.out_dirs.add(Path(str(value)).parent.parent)  # OUT/<scenario>/index.html
+
+    def pytest_sessionfinish(self) -> None:
+        if self.out_dirs:
+            from harness.output import write_index
+
+            for out_dir in sorted(self.out_dirs):
+                write_index(out_dir)
