@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import yaml
 
 from harness.journal import read_journal
 from harness.parallel import GRACE_S
@@ -108,11 +109,13 @@ def test_the_suite_exits_with_the_worst_of_its_runs(tmp_path: Path) -> None:
 def test_two_runs_of_one_scenario_side_by_side_share_no_port(runtime: str, tmp_path: Path,
                                                               request: pytest.FixtureRequest) -> None:
     engine: DockerClient | None = request.getfixturevalue("docker_engine") if runtime == "docker" else None
-    text = SHORT[0].read_text()
-    name = load_scenario(SHORT[0]).name
+    document = yaml.safe_load(SHORT[0].read_text())
+    # What is judged here is that the twins do not collide (a shared port or container fails a run outright);
+    # the p99 latency bound is left out: two docker stacks beside the other test workers' stretch the tail.
+    document["expect"] = [e for e in document["expect"] if e["kind"] != "latency"]
     files = []
     for twin in ("twin-a", "twin-b"):
-        (file := tmp_path / f"{twin}.yaml").write_text(re.sub(rf"^name: {name}$", f"name: {twin}", text, flags=re.M))
+        (file := tmp_path / f"{twin}.yaml").write_text(yaml.safe_dump({**document, "name": twin}, sort_keys=False))
         files.append(file)
     out = tmp_path / "out"
     a, b = out / "twin-a", out / "twin-b"
