@@ -42,6 +42,7 @@ class UpstreamAddress:
     kind: str = "openai"  # what the replica speaks (the pool's upstream kind)
     tls: UpstreamTlsTrust | None = None  # the replica serves TLS: what the gateway checks it against
     dns: UpstreamResolver | None = None  # ``host`` is a name the gateway resolves through this resolver
+    fallback: str | None = None  # the pool the gateway sends this pool's requests to when it is unavailable
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,15 @@ class GatewayProcessBase:
                                             listen_port=self.listen_port, admin_port=self.admin_port,
                                             bind_address=self.bind_address, free_port=free_port)
         return path
+
+
+def fallback_not_rendered(scenario: Scenario, gateway: str, native: str) -> list[SettingIssue]:
+    """The fallback pools a gateway's adapter does not render (``upstreams[].fallback``), refused with the gateway's
+    own mechanism named, so that a user knows the gateway could (``native``) but chaosgate does not yet."""
+    return [SettingIssue(("upstreams", i, "fallback"), f"the {gateway} adapter does not render fallback pools "
+                         f"({native}; not implemented by chaosgate): run this scenario on litellm or envoy, or give "
+                         f"{gateway} your own file (gateway.config)")
+            for i, pool in enumerate(scenario.upstreams) if pool.fallback is not None]
 
 
 def url_host(host: str) -> str:

@@ -24,6 +24,7 @@ from harness.durations import Duration
 from harness.errors import StackError
 from harness.gateways.base import (
     UPSTREAM_HEADER,
+    fallback_not_rendered,
     GatewayProcessBase,
     HostHealth,
     SettingIssue,
@@ -317,6 +318,7 @@ class HaproxyGateway(GatewayProcessBase):
             if getattr(pool, "dns", None) is not None:
                 issues.append(SettingIssue(("upstreams", i, "dns"),
                                            "the haproxy adapter reaches replicas by address only (no DNS resolution yet)"))
+        issues += fallback_not_rendered(scenario, "haproxy", "HAProxy's `backup` servers")
         return issues
 
 

@@ -138,6 +138,7 @@ class LitellmGateway(GatewayProcessBase):
         pool = [u for u in upstreams if u.pool == self.load_pool]
         if not pool:
             raise StackError(f"the litellm adapter found no replicas of the load's pool {self.load_pool!r}")
+        chain = _chain(self.load_pool, upstreams)  # the model groups the load pool's group falls back to
         model_info_extra: dict[str, Any] = {}
         general: dict[str, Any] = {
             # No master key: the proxy listens on 127.0.0.1 only and the load sends no credentials.
@@ -167,13 +168,15 @@ class LitellmGateway(GatewayProcessBase):
             router["cooldown_time"] = od.base_ejection_time
         else:
             router["disable_cooldowns"] = True
+        if chain:  # after num_retries on its own group, a request goes to each fallback group in turn
+            router["fallbacks"] = [{MODEL_NAME: chain}]
+        groups = [(MODEL_NAME, pool), *((name, [u for u in upstreams if u.pool == name]) for name in chain)]
         return {
             "model_list": [{
-                "model_name": MODEL_NAME,
-                "litellm_params": {"model": f"openai/{MODEL_NAME}", "api_base": f"http://{u.host}:{u.port}/v1",
-                                   "api_key": "sk-chaosgate-fake", "max_retries": 0},
+                "model_name": group,
+                "litellm_params": _params(u, MODEL_NAME if group == MODEL_NAME else group),
                 "model_info": {"id": _deployment_id(u), **model_info_extra},
-            } for u in pool],
+            } for group, members in groups for u in members],
             "router_settings": router,
             "litellm_settings": {"telemetry": False, "callbacks": [f"{PROBE_MODULE}.probe"],
                                  "drop_params": True},
@@ -277,6 +280,28 @@ class LitellmGateway(GatewayProcessBase):
         return settings_issues(scenario)
 
 
+def _params(upstream: UpstreamAddress, model: str) -> dict[str, Any]:
+    """One deployment's litellm_params: an ``openai/`` model whose api_base ends in /v1 (LiteLLM calls
+    {api_base}/chat/completions), or, for an anthropic pool, an ``anthropic/`` model whose api_base has no
+    /v1 (LiteLLM calls {api_base}/v1/messages), as harness/own_config/litellm.py binds a user's groups. The fake
+    answers with the model it was asked for: a fallback group's answers name its pool."""
+    anthropic = upstream.kind == "anthropic"
+    return {"model": f"{'anthropic' if anthropic else 'openai'}/{model}",
+            "api_base": f"http://{upstream.host}:{upstream.port}" + ("" if anthropic else "/v1"),
+            "api_key": "sk-chaosgate-fake", "max_retries": 0}
+
+
+def _chain(pool: str, upstreams: list[UpstreamAddress]) -> list[str]:
+    """The pools ``pool`` falls back to, in order (each pool's ``fallback``, followed; a cycle ends it)."""
+    fallback_of = {u.pool: u.fallback for u in upstreams}
+    chain: list[str] = []
+    current = fallback_of.get(pool)
+    while current is not None and current != pool and current not in chain and current in fallback_of:
+        chain.append(current)
+        current = fallback_of.get(current)
+    return chain
+
+
 def _deployment_id(upstream: UpstreamAddress) -> str:
     return upstream.replica.replace("[", "-").replace("]", "")
 
@@ -345,10 +370,18 @@ def settings_issues(scenario: Scenario) -> list[SettingIssue]:
         if retries.per_try_timeout is not None:
             issues.append(SettingIssue((*gw, "retries", "per_try_timeout"), "LiteLLM has no per-try time "
                                        "limit; request_timeout limits each call"))
-    openai_pools = [(i, u) for i, u in enumerate(scenario.upstreams) if u.kind == "openai"]
+    from harness.scenario import fallback_chain
+
+    chain = fallback_chain(scenario, scenario.load_pool)  # rendered as model groups the load's group falls back to
+    openai_pools = [(i, u) for i, u in enumerate(scenario.upstreams) if u.kind == "openai" and u.name not in chain]
     for i, pool in enumerate(scenario.upstreams):
-        if pool.kind != "openai":
-            issues.append(SettingIssue(("upstreams", i, "kind"), f"LiteLLM proxies the OpenAI API only; "
+        if pool.fallback is not None and pool.name != scenario.load_pool and pool.name not in chain:
+            issues.append(SettingIssue(("upstreams", i, "fallback"), f"the litellm adapter renders the load's pool "
+                                       f"({scenario.load_pool!r}) and the pools it falls back to; {pool.name!r} "
+                                       "is neither"))
+        if pool.kind != "openai" and not (pool.kind == "anthropic" and pool.name in chain):
+            issues.append(SettingIssue(("upstreams", i, "kind"), f"the litellm adapter serves the OpenAI API "
+                                       f"(the load's chat completions), with anthropic pools only as fallbacks; "
                                        f"{pool.name!r} is {pool.kind!r}"))
         if pool.tls is not None:
             issues.append(SettingIssue(("upstreams", i, "tls"), "the litellm adapter does not speak TLS to "

@@ -41,6 +41,7 @@ from harness.durations import Duration
 from harness.errors import StackError
 from harness.gateways.base import (
     UPSTREAM_HEADER,
+    fallback_not_rendered,
     GatewayProcessBase,
     HostHealth,
     SettingIssue,
@@ -592,4 +593,5 @@ class NginxGateway(GatewayProcessBase):
             if getattr(pool, "dns", None) is not None:
                 issues.append(SettingIssue(("upstreams", i, "dns"),
                                            "the nginx adapter reaches replicas by address only (no DNS resolution yet)"))
+        issues += fallback_not_rendered(scenario, "nginx", "nginx's `backup` servers")
         return issues
