@@ -380,8 +380,8 @@ def settings_issues(scenario: Scenario) -> list[SettingIssue]:
                                        f"({scenario.load_pool!r}) and the pools it falls back to; {pool.name!r} "
                                        "is neither"))
         if pool.kind != "openai" and not (pool.kind == "anthropic" and pool.name in chain):
-            issues.append(SettingIssue(("upstreams", i, "kind"), f"the litellm adapter serves the OpenAI API "
-                                       f"(the load's chat completions), with anthropic pools only as fallbacks; "
+            issues.append(SettingIssue(("upstreams", i, "kind"), f"the litellm adapter proxies the OpenAI API only "
+                                       f"(the load's chat completions), with anthropic pools as fallbacks; "
                                        f"{pool.name!r} is {pool.kind!r}"))
         if pool.tls is not None:
             issues.append(SettingIssue(("upstreams", i, "tls"), "the litellm adapter does not speak TLS to "

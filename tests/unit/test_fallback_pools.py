@@ -1,0 +1,198 @@
+"""``upstreams[].fallback``: the scenario model's checks (file, line, field), and what the LiteLLM and Envoy
+adapters render from it (the Envoy config validated by the real ``envoy --mode validate``)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.errors import ScenarioError
+from harness.gateways import GATEWAYS
+from harness.gateways.base import UPSTREAM_HEADER, UpstreamAddress
+from harness.gateways.envoy import EnvoyGateway, envoy_binary
+from harness.gateways.litellm import MODEL_NAME, LitellmGateway
+from harness.scenario import Scenario, fallback_chain, parse_scenario
+
+# lines: 1 name, 2 gateway, 3 upstreams, 4 chat, 5 spare, 6 load
+TEXT = """\
+name: fb
+gateway: {kind: GATEWAY, panic_threshold: 0}
+upstreams:
+  - {name: chat, replicas: 2, fallback: spare}
+  - {name: spare, kind: SPARE_KIND, replicas: 1}
+load: {duration: 10s}
+"""
+
+
+def scenario(gateway: str = "envoy", spare_kind: str = "openai", text: str = TEXT) -> Scenario:
+    return parse_scenario(text.replace("GATEWAY", gateway).replace("SPARE_KIND", spare_kind), "s.yaml")
+
+
+def refusal(text: str, gateway: str = "envoy", spare_kind: str = "openai") -> str:
+    with pytest.raises(ScenarioError) as caught:
+        scenario(gateway, spare_kind, text)
+    return str(caught.value)
+
+
+def addresses(s: Scenario) -> list[UpstreamAddress]:
+    return [UpstreamAddress(u.name, f"{u.name}[{i}]", "127.0.0.1", 21000 + 100 * j + i, u.kind, fallback=u.fallback)
+            for j, u in enumerate(s.upstreams) for i in range(u.replicas)]
+
+
+# -- the scenario model ---------------------------------------------------------------------------------
+
+def test_a_valid_fallback_is_read() -> None:
+    s = scenario()
+    assert s.upstreams[0].fallback == "spare" and s.upstreams[1].fallback is None
+    assert fallback_chain(s, "chat") == ["spare"] and fallback_chain(s, "spare") == []
+
+
+@pytest.mark.parametrize(("change", "where", "said"), [
+    (("fallback: spare", "fallback: chat"), "s.yaml:4:31: upstreams[name='chat'].fallback",
+     "cannot fall back to itself"),
+    (("fallback: spare", "fallback: nope"), "s.yaml:4:31: upstreams[name='chat'].fallback",
+     "no upstream pool named 'nope' (pools: chat, spare)"),
+    (("replicas: 1}", "replicas: 1, fallback: chat}"), "s.yaml:4:31: upstreams[name='chat'].fallback",
+     "the fallbacks make a cycle: chat -> spare -> chat"),
+    (("kind: SPARE_KIND", "kind: mcp"), "s.yaml:4:31: upstreams[name='chat'].fallback",
+     "fallback pools are for model APIs (openai or anthropic); 'chat' is 'openai' and 'spare' is 'mcp'"),
+    (("fallback: spare", "fallback: Spare"), "s.yaml:4:31: upstreams[name='chat'].fallback",
+     "String should match pattern"),
+], ids=["itself", "unknown", "cycle", "mcp", "bad-name"])
+def test_a_bad_fallback_is_refused_at_its_line(change: tuple[str, str], where: str, said: str) -> None:
+    message = refusal(TEXT.replace(*change))
+    assert where in message and said in message, message
+
+
+def test_with_the_gateways_own_file_the_fallback_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "envoy.yaml").write_text("static_resources: {}\n")
+    text = TEXT.replace("{kind: GATEWAY, panic_threshold: 0}", "{kind: envoy, config: envoy.yaml}")
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(text.replace("SPARE_KIND", "openai"), str(tmp_path / "s.yaml"))
+    assert "upstreams[name='chat'].fallback: fallback pools are rendered by chaosgate" in str(caught.value)
+
+
+def test_envoy_refuses_a_fallback_to_another_api() -> None:
+    message = refusal(TEXT, spare_kind="anthropic")
+    assert "s.yaml:4:31: upstreams[name='chat'].fallback: envoy cannot honour this" in message
+    assert "does not translate openai's API into anthropic's (the Envoy AI Gateway would" in message
+
+
+def test_envoy_refuses_a_fallback_pool_with_other_tls() -> None:
+    message = refusal(TEXT.replace("replicas: 1}", "replicas: 1, tls: true}"))
+    assert "upstreams[name='chat'].fallback: envoy cannot honour this" in message and "same tls" in message
+
+
+@pytest.mark.parametrize("gateway", ["haproxy", "nginx"])
+def test_haproxy_and_nginx_refuse_it_and_say_what_they_would_use(gateway: str) -> None:
+    message = refusal(TEXT, gateway=gateway)
+    assert f"s.yaml:4:31: upstreams[name='chat'].fallback: {gateway} cannot honour this: the {gateway} adapter " \
+           "does not render fallback pools" in message and "`backup` servers" in message
+
+
+def test_litellm_takes_an_anthropic_fallback_pool_but_not_an_anthropic_pool_on_its_own() -> None:
+    assert scenario("litellm", "anthropic").upstreams[1].kind == "anthropic"
+    message = refusal(TEXT.replace(", fallback: spare", ""), gateway="litellm", spare_kind="anthropic")
+    assert "upstreams[name='spare'].kind: litellm cannot honour this: the litellm adapter proxies the OpenAI API " \
+           "only" in message
+
+
+def test_litellm_refuses_a_fallback_on_a_pool_it_does_not_render() -> None:
+    text = TEXT + "  - {name: other, fallback: spare}\n"
+    text = text.replace("load: {duration: 10s}\n", "") + "load: {duration: 10s}\n"
+    message = refusal(text, gateway="litellm")
+    assert "upstreams[name='other'].fallback: litellm cannot honour this: the litellm adapter renders the load's " \
+           "pool ('chat') and the pools it falls back to; 'other' is neither" in message
+
+
+# -- LiteLLM ------------------------------------------------------------------------------------------
+
+def litellm_config(s: Scenario) -> dict[str, Any]:
+    return LitellmGateway(s.gateway, 10000, 10001, s.load_pool).config(addresses(s))
+
+
+def test_litellm_renders_each_pool_as_a_model_group_and_the_fallback() -> None:
+    config = litellm_config(scenario("litellm", "anthropic"))
+    groups = [(m["model_name"], m["litellm_params"]["model"], m["litellm_params"]["api_base"], m["model_info"]["id"])
+              for m in config["model_list"]]
+    assert groups == [(MODEL_NAME, f"openai/{MODEL_NAME}", "http://127.0.0.1:21000/v1", "chat-0"),
+                      (MODEL_NAME, f"openai/{MODEL_NAME}", "http://127.0.0.1:21001/v1", "chat-1"),
+                      ("spare", "anthropic/spare", "http://127.0.0.1:21100", "spare-0")]  # /v1/messages: no /v1
+    assert config["router_settings"]["fallbacks"] == [{MODEL_NAME: ["spare"]}]
+
+
+def test_litellm_renders_a_chain_in_order_and_an_openai_fallback_with_v1() -> None:
+    text = TEXT.replace("replicas: 1}", "replicas: 1, fallback: last}") + "  - {name: last, kind: anthropic}\n"
+    text = text.replace("load: {duration: 10s}\n", "") + "load: {duration: 10s}\n"
+    config = litellm_config(scenario("litellm", "openai", text))
+    assert config["router_settings"]["fallbacks"] == [{MODEL_NAME: ["spare", "last"]}]
+    by_group = {m["model_name"]: m["litellm_params"] for m in config["model_list"]}
+    assert by_group["spare"]["api_base"].endswith("/v1") and by_group["spare"]["model"] == "openai/spare"
+    assert by_group["last"]["model"] == "anthropic/last"
+
+
+def test_litellm_without_fallback_renders_the_load_pool_only() -> None:
+    alone = TEXT.replace(", fallback: spare", "").replace("  - {name: spare, kind: SPARE_KIND, replicas: 1}\n", "")
+    config = litellm_config(scenario("litellm", text=alone))
+    assert "fallbacks" not in config["router_settings"]
+    assert {m["model_name"] for m in config["model_list"]} == {MODEL_NAME}
+
+
+def test_litellm_cools_deployments_down_as_outlier_detection_says_with_a_fallback() -> None:
+    text = TEXT.replace("panic_threshold: 0}", "panic_threshold: 0, outlier_detection: {consecutive_5xx: 2, "
+                                               "base_ejection_time: 5s}}")
+    router = litellm_config(scenario("litellm", "anthropic", text))["router_settings"]
+    assert (router["allowed_fails"], router["cooldown_time"], router["fallbacks"]) == (1, 5.0, [{MODEL_NAME: ["spare"]}])
+
+
+# -- Envoy --------------------------------------------------------------------------------------------
+
+def envoy_config(s: Scenario, tmp_path: Path) -> dict[str, Any]:
+    return EnvoyGateway(s.gateway, 10000, 10001, s.load_pool).config(addresses(s), tmp_path)
+
+
+def endpoints(config: dict[str, Any], cluster: str) -> list[tuple[int, list[int]]]:
+    (found,) = [c for c in config["static_resources"]["clusters"] if c["name"] == cluster]
+    return [(level.get("priority", 0), [e["endpoint"]["address"]["socket_address"]["port_value"]
+                                        for e in level["lb_endpoints"]])
+            for level in found["load_assignment"]["endpoints"]]
+
+
+def test_envoy_puts_the_fallback_replicas_at_priority_1_of_the_pools_cluster(tmp_path: Path) -> None:
+    config = envoy_config(scenario(), tmp_path)
+    assert endpoints(config, "chat") == [(0, [21000, 21001]), (1, [21100])]
+    assert endpoints(config, "spare") == [(0, [21100])]  # its own cluster, for /spare/ requests, unchanged
+    # every answer still names the address the router picked, the fallback's own proxy when it served
+    for route in config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+            "route_config"]["virtual_hosts"][0]["routes"]:
+        assert route["response_headers_to_add"][0]["header"] == {"key": UPSTREAM_HEADER, "value": "%UPSTREAM_HOST%"}
+
+
+def test_envoy_renders_a_chain_as_successive_priorities(tmp_path: Path) -> None:
+    text = TEXT.replace("replicas: 1}", "replicas: 1, fallback: last}") + "  - {name: last}\n"
+    text = text.replace("load: {duration: 10s}\n", "") + "load: {duration: 10s}\n"
+    config = envoy_config(scenario(text=text), tmp_path)
+    assert endpoints(config, "chat") == [(0, [21000, 21001]), (1, [21100]), (2, [21200])]
+    assert endpoints(config, "spare") == [(0, [21100]), (1, [21200])]
+
+
+def test_envoy_without_fallback_has_one_priority(tmp_path: Path) -> None:
+    config = envoy_config(scenario(text=TEXT.replace(", fallback: spare", "")), tmp_path)
+    assert endpoints(config, "chat") == [(0, [21000, 21001])]
+
+
+@pytest.mark.parametrize("gateway", ["{kind: envoy, panic_threshold: 0}",
+                                     "{kind: envoy, outlier_detection: {consecutive_5xx: 1}, retries: {}}"],
+                         ids=["health-checks", "outlier-and-retries"])
+def test_envoy_validates_the_config_with_a_fallback(gateway: str, tmp_path: Path) -> None:
+    s = parse_scenario(TEXT.replace("{kind: GATEWAY, panic_threshold: 0}", gateway).replace("SPARE_KIND", "openai"),
+                       "s.yaml")
+    path = GATEWAYS["envoy"](s.gateway, 10000, 10001, "chat").write_config(addresses(s), tmp_path)
+    assert endpoints(yaml.safe_load(path.read_text()), "chat")[1] == (1, [21100])
+    result = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(path), "--log-level", "error"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0 and "OK" in result.stdout + result.stderr, result.stdout + result.stderr
