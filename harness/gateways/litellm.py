@@ -138,7 +138,6 @@ class LitellmGateway(GatewayProcessBase):
         pool = [u for u in upstreams if u.pool == self.load_pool]
         if not pool:
             raise StackError(f"the litellm adapter found no replicas of the load's pool {self.load_pool!r}")
-        chain = _chain(self.load_pool, upstreams)  # the model groups the load pool's group falls back to
         model_info_extra: dict[str, Any] = {}
         general: dict[str, Any] = {
             # No master key: the proxy listens on 127.0.0.1 only and the load sends no credentials.
@@ -168,9 +167,16 @@ class LitellmGateway(GatewayProcessBase):
             router["cooldown_time"] = od.base_ejection_time
         else:
             router["disable_cooldowns"] = True
-        if chain:  # after num_retries on its own group, a request goes to each fallback group in turn
-            router["fallbacks"] = [{MODEL_NAME: chain}]
-        groups = [(MODEL_NAME, pool), *((name, [u for u in upstreams if u.pool == name]) for name in chain)]
+        # Each pool a model group: the load's is the model the load asks for, any other is named after its pool.
+        names = {self.load_pool: MODEL_NAME}
+        groups = [(MODEL_NAME, pool), *((names.setdefault(name, name), [u for u in upstreams if u.pool == name])
+                                        for name in dict.fromkeys(u.pool for u in upstreams if u.kind != "mcp")
+                                        if name != self.load_pool)]
+        # after num_retries on its own group, a request goes to each group of the pool's fallback chain in turn
+        fallbacks = [{names[name]: [names[f] for f in chain]} for name in names
+                     if (chain := _chain(name, upstreams)) and all(f in names for f in chain)]
+        if fallbacks:
+            router["fallbacks"] = fallbacks
         return {
             "model_list": [{
                 "model_name": group,
@@ -370,27 +376,23 @@ def settings_issues(scenario: Scenario) -> list[SettingIssue]:
         if retries.per_try_timeout is not None:
             issues.append(SettingIssue((*gw, "retries", "per_try_timeout"), "LiteLLM has no per-try time "
                                        "limit; request_timeout limits each call"))
-    from harness.scenario import fallback_chain
-
-    chain = fallback_chain(scenario, scenario.load_pool)  # rendered as model groups the load's group falls back to
-    openai_pools = [(i, u) for i, u in enumerate(scenario.upstreams) if u.kind == "openai" and u.name not in chain]
+    anthropic_persona = any(w > 0 for persona, w in scenario.load.mix.items() if persona.startswith("anthropic"))
     for i, pool in enumerate(scenario.upstreams):
-        if pool.fallback is not None and pool.name != scenario.load_pool and pool.name not in chain:
-            issues.append(SettingIssue(("upstreams", i, "fallback"), f"the litellm adapter renders the load's pool "
-                                       f"({scenario.load_pool!r}) and the pools it falls back to; {pool.name!r} "
-                                       "is neither"))
-        if pool.kind != "openai" and not (pool.kind == "anthropic" and pool.name in chain):
+        if pool.kind == "mcp" or (pool.kind == "anthropic" and anthropic_persona
+                                  and pool.name == scenario.anthropic_load_pool):
             issues.append(SettingIssue(("upstreams", i, "kind"), f"the litellm adapter proxies the OpenAI API only "
-                                       f"(the load's chat completions), with anthropic pools as fallbacks; "
-                                       f"{pool.name!r} is {pool.kind!r}"))
+                                       f"(the load's chat completions; an anthropic pool is a model group other "
+                                       f"groups fall back to); {pool.name!r} is {pool.kind!r}"
+                                       + (" and the load's anthropic persona talks to it" if pool.kind == "anthropic"
+                                          else "")))
+        if pool.name == MODEL_NAME and pool.name != scenario.load_pool:
+            issues.append(SettingIssue(("upstreams", i, "name"), f"the litellm adapter names the load's model group "
+                                       f"{MODEL_NAME!r} and every other pool's group after the pool: rename this pool"))
         if pool.tls is not None:
             issues.append(SettingIssue(("upstreams", i, "tls"), "the litellm adapter does not speak TLS to "
                                        "replicas yet"))
         if getattr(pool, "dns", None) is not None:
             issues.append(SettingIssue(("upstreams", i, "dns"), "the litellm adapter reaches replicas by "
                                        "address only (no DNS resolution)"))
-    if len(openai_pools) > 1:
-        issues.append(SettingIssue(("upstreams", openai_pools[1][0]), "the litellm adapter serves one openai pool "
-                                   "(the load's) as one model group; split the scenario"))
     return issues
 

@@ -94,19 +94,19 @@ def test_haproxy_and_nginx_refuse_it_and_say_what_they_would_use(gateway: str) -
            "does not render fallback pools" in message and "`backup` servers" in message
 
 
-def test_litellm_takes_an_anthropic_fallback_pool_but_not_an_anthropic_pool_on_its_own() -> None:
+def test_litellm_takes_anthropic_pools_but_not_for_its_anthropic_persona() -> None:
     assert scenario("litellm", "anthropic").upstreams[1].kind == "anthropic"
-    message = refusal(TEXT.replace(", fallback: spare", ""), gateway="litellm", spare_kind="anthropic")
+    text = TEXT.replace("load: {duration: 10s}", "load: {duration: 10s, mix: {chat: 1, anthropic: 1}}")
+    message = refusal(text, gateway="litellm", spare_kind="anthropic")
     assert "upstreams[name='spare'].kind: litellm cannot honour this: the litellm adapter proxies the OpenAI API " \
-           "only" in message
+           "only" in message and "the load's anthropic persona talks to it" in message
 
 
-def test_litellm_refuses_a_fallback_on_a_pool_it_does_not_render() -> None:
-    text = TEXT + "  - {name: other, fallback: spare}\n"
-    text = text.replace("load: {duration: 10s}\n", "") + "load: {duration: 10s}\n"
-    message = refusal(text, gateway="litellm")
-    assert "upstreams[name='other'].fallback: litellm cannot honour this: the litellm adapter renders the load's " \
-           "pool ('chat') and the pools it falls back to; 'other' is neither" in message
+def test_litellm_refuses_a_pool_named_as_the_loads_model() -> None:
+    message = refusal(TEXT.replace("{name: spare,", "{name: fake-model,").replace("fallback: spare",
+                                                                                  "fallback: fake-model"),
+                      gateway="litellm")
+    assert "s.yaml:5:6: upstreams[name='fake-model'].name: litellm cannot honour this" in message, message
 
 
 # -- LiteLLM ------------------------------------------------------------------------------------------
@@ -129,17 +129,23 @@ def test_litellm_renders_a_chain_in_order_and_an_openai_fallback_with_v1() -> No
     text = TEXT.replace("replicas: 1}", "replicas: 1, fallback: last}") + "  - {name: last, kind: anthropic}\n"
     text = text.replace("load: {duration: 10s}\n", "") + "load: {duration: 10s}\n"
     config = litellm_config(scenario("litellm", "openai", text))
-    assert config["router_settings"]["fallbacks"] == [{MODEL_NAME: ["spare", "last"]}]
+    assert config["router_settings"]["fallbacks"] == [{MODEL_NAME: ["spare", "last"]}, {"spare": ["last"]}]
     by_group = {m["model_name"]: m["litellm_params"] for m in config["model_list"]}
     assert by_group["spare"]["api_base"].endswith("/v1") and by_group["spare"]["model"] == "openai/spare"
     assert by_group["last"]["model"] == "anthropic/last"
 
 
-def test_litellm_without_fallback_renders_the_load_pool_only() -> None:
-    alone = TEXT.replace(", fallback: spare", "").replace("  - {name: spare, kind: SPARE_KIND, replicas: 1}\n", "")
-    config = litellm_config(scenario("litellm", text=alone))
+def test_litellm_without_fallback_renders_each_pool_as_a_group_and_no_fallbacks() -> None:
+    config = litellm_config(scenario("litellm", "anthropic", text=TEXT.replace(", fallback: spare", "")))
     assert "fallbacks" not in config["router_settings"]
-    assert {m["model_name"] for m in config["model_list"]} == {MODEL_NAME}
+    assert [m["model_name"] for m in config["model_list"]] == [MODEL_NAME, MODEL_NAME, "spare"]
+
+
+def test_litellm_renders_the_fallback_of_a_pool_the_load_does_not_use() -> None:
+    text = TEXT.replace("replicas: 1}", "replicas: 1, fallback: last}") + "  - {name: last, kind: anthropic}\n"
+    text = text.replace("load: {duration: 10s}\n", "").replace(", fallback: spare", "") + "load: {duration: 10s}\n"
+    config = litellm_config(scenario("litellm", "openai", text))
+    assert config["router_settings"]["fallbacks"] == [{"spare": ["last"]}]
 
 
 def test_litellm_cools_deployments_down_as_outlier_detection_says_with_a_fallback() -> None:
