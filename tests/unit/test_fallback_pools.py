@@ -15,6 +15,8 @@ from harness.gateways import GATEWAYS
 from harness.gateways.base import UPSTREAM_HEADER, UpstreamAddress
 from harness.gateways.envoy import EnvoyGateway, envoy_binary
 from harness.gateways.litellm import MODEL_NAME, LitellmGateway
+from harness.promise import Never, Promise, Window, detection_window
+from harness.promise.fallback import fallback_window
 from harness.scenario import Scenario, fallback_chain, parse_scenario
 
 # lines: 1 name, 2 gateway, 3 upstreams, 4 chat, 5 spare, 6 load
@@ -202,3 +204,55 @@ def test_envoy_validates_the_config_with_a_fallback(gateway: str, tmp_path: Path
     result = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(path), "--log-level", "error"],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0 and "OK" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+# -- the promised window (harness/promise/fallback.py) ------------------------------------------------
+
+FAULTED = TEXT.replace("load: {duration: 10s}", "load: {duration: 10s, users: 2, wait: 100ms, max_tokens: 4}") + \
+    "faults:\n  - {kind: down, target: TARGET, at: 3s, for: 5s}\n"
+HC = "{kind: GATEWAY, panic_threshold: 0, health_check: {interval: 500ms, timeout: 250ms, unhealthy_threshold: 2, " \
+     "no_traffic_interval: 500ms}, request_timeout: 2s}"
+
+
+def window(gateway: str, target: str = '"chat[*]"', replicas: int = 2, text: str = FAULTED) -> Promise:
+    checks = HC if gateway == "envoy" else "{kind: GATEWAY, health_check: null, request_timeout: 2s}"
+    s = scenario(gateway, text=text.replace("TARGET", target).replace("{kind: GATEWAY, panic_threshold: 0}", checks)
+                 .replace("replicas: 2", f"replicas: {replicas}"))
+    return fallback_window(s, s.faults[0])
+
+
+def test_envoys_fallback_comes_one_request_after_detection() -> None:
+    promise = window("envoy")
+    assert isinstance(promise, Window)
+    s = scenario(text=FAULTED.replace("TARGET", '"chat[*]"').replace("{kind: GATEWAY, panic_threshold: 0}", HC))
+    detection = detection_window(s, s.faults[0])
+    assert isinstance(detection, Window)
+    answer = 0.02 + 4 / 400 + 0.005  # the fakes' default ttft and token rate, max_tokens 4, the gateway's overhead
+    assert promise.earliest == detection.earliest
+    assert promise.latest == pytest.approx(detection.latest + 0.1 + answer + answer)
+    assert "Envoy spills to priority 1" in promise.how
+
+
+def test_envoy_keeps_all_traffic_at_priority_0_while_enough_of_it_is_healthy() -> None:
+    promise = window("envoy", '"chat[0]"', replicas=4)  # 3 of 4 healthy: 75% * 1.4 >= 100%
+    assert isinstance(promise, Never) and "at least 1/1.4" in promise.why
+    assert isinstance(window("envoy", '"chat[0]"', replicas=3), Window)  # 2 of 3: 67% * 1.4 < 100%: it spills
+
+
+def test_litellms_fallback_comes_with_the_first_failed_request() -> None:
+    promise = window("litellm", text=FAULTED.replace("kind: SPARE_KIND", "kind: anthropic"))
+    assert isinstance(promise, Window)
+    answer = 0.02 + 4 / 400 + 0.005
+    # refused at once (down), one try (no retries): a wait and one answer away, then the fallback's answer
+    assert promise.latest == pytest.approx(0.1 + answer + answer) and promise.earliest == pytest.approx(answer)
+
+
+def test_litellm_does_not_fall_back_from_requests_that_succeed() -> None:
+    text = FAULTED.replace("{kind: down, target: TARGET, at: 3s, for: 5s}",
+                           "{kind: latency, target: TARGET, latency: 10ms, at: 3s, for: 5s}")
+    assert isinstance(window("litellm", text=text), Never)
+
+
+def test_a_pool_without_fallback_promises_none() -> None:
+    promise = window("envoy", text=FAULTED.replace(", fallback: spare", ""))
+    assert isinstance(promise, Never) and "has no fallback pool" in promise.why

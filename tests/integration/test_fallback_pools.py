@@ -1,0 +1,99 @@
+"""Fallback pools rendered from the scenario (``upstreams[].fallback``), on real runs: every replica of the
+primary refuses connections (a ``down`` fault), and the fallback pool serves, on Envoy (priority-1 endpoints of
+the primary's cluster, openai to openai) and on the LiteLLM proxy (router fallbacks from the chat model group to
+an anthropic pool's group). The served_by window and the fallback_within bound come from each file's own
+configuration (harness/promise/fallback.py); the same file without ``fallback:`` runs too, and both verdicts
+fail there. Each run's load is 12 s (LiteLLM's proxy takes 8-25 s to import on a busy 2-core machine).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.journal import read_journal
+from harness.promise import Window
+from harness.promise.fallback import fallback_window
+from harness.scenario import load_scenario
+from harness.timeline import Request, build_timeline
+from tests.integration.conftest import chaosgate, processes_of_run, require_components
+
+HERE = Path(__file__).resolve().parent / "fallback"
+STARTUP = 90.0  # LitellmGateway.startup_timeout
+FILES = {"envoy": "envoy-priority-fallback", "litellm": "litellm-rendered-fallback"}
+
+
+def derived(name: str, tmp_path: Path, fallback: bool) -> tuple[Path, float, float]:
+    """``HERE/<name>.yaml`` with its served_by windows starting at the fault's start plus the promised fallback
+    bound, and fallback_within's bound that same upper end; without ``fallback:`` when ``fallback`` is False.
+    Returns the written file, the bound, and the window's start."""
+    scenario = load_scenario(HERE / f"{name}.yaml")
+    fault = scenario.faults[0]
+    promise = fallback_window(scenario, fault)
+    assert isinstance(promise, Window), promise
+    bound = round(promise.upper, 3)
+    data = yaml.safe_load((HERE / f"{name}.yaml").read_text())
+    start = round(fault.at + bound, 3)
+    for item in data["expect"]:
+        if item["kind"] == "served_by":
+            item["window"] = {"from": f"{start}s", "to": f"{fault.at + fault.duration:g}s"}
+        elif item["kind"] == "fallback_within":
+            item["within"] = f"{bound}s"
+    if not fallback:
+        for pool in data["upstreams"]:
+            pool.pop("fallback", None)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path, bound, start
+
+
+def run(path: Path, out: Path) -> tuple[list[dict[str, Any]], list[Request], str]:
+    """Run ``path``: its verdicts, its client requests and the CLI's output."""
+    result = chaosgate("run", str(path), "--out", str(out), "--quiet", timeout=12 + STARTUP + 60)
+    run_dir = out / path.stem
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["complete"], result.stdout + result.stderr
+    assert processes_of_run(run_dir) == [], "the stack was torn down"
+    timeline = build_timeline(read_journal(run_dir / "journal.jsonl"))
+    return summary["expectations"], timeline.requests, result.stdout + result.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("gateway", ["envoy", "litellm"])
+def test_the_fallback_pool_serves_while_the_primary_is_down(gateway: str, tmp_path: Path) -> None:
+    require_components(*(["litellm"] if gateway == "litellm" else []))
+    path, bound, start = derived(FILES[gateway], tmp_path, fallback=True)
+    verdicts, requests, output = run(path, tmp_path / "out")
+    fallback = "claude" if gateway == "litellm" else "spare"
+    for verdict in verdicts:
+        assert verdict["passed"], (verdict, output[-2000:])
+    within = next(v for v in verdicts if v["kind"] == "fallback_within")
+    assert 0 < within["measured_value"] <= bound, within
+    # who served, by the replica's identity (Envoy: the address its router picked, %UPSTREAM_HOST%; LiteLLM: the
+    # deployment's api_base, stamped by the probe): in the window, only the fallback's replica; before the fault, never
+    fault_at = 3.0
+    served = [r for r in requests if r.ok and start <= r.t < 9.0]
+    assert served and {r.replica for r in served} == {f"{fallback}[0]"}, {r.replica for r in served}
+    before = [r for r in requests if r.ok and r.t + r.latency < fault_at]
+    assert before and {r.replica for r in before} <= {"chat[0]", "chat[1]"}
+    if gateway == "litellm":  # translated: the client got a chat completion naming the anthropic group's model
+        assert {r.model for r in served} == {fallback}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("gateway", ["envoy", "litellm"])
+def test_without_fallback_the_same_verdicts_fail(gateway: str, tmp_path: Path) -> None:
+    require_components(*(["litellm"] if gateway == "litellm" else []))
+    path, _, start = derived(FILES[gateway], tmp_path, fallback=False)
+    verdicts, requests, output = run(path, tmp_path / "out")
+    for verdict in verdicts:
+        assert not verdict["passed"], (verdict, output[-2000:])
+    within = next(v for v in verdicts if v["kind"] == "fallback_within")
+    assert "the fallback was never used" in within["detail"], within
+    fallback = "claude" if gateway == "litellm" else "spare"
+    assert not [r for r in requests if r.replica == f"{fallback}[0]"]
+    assert [r for r in requests if start <= r.t < 9.0 and not r.ok]  # the fault failed them
