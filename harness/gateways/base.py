@@ -201,6 +201,38 @@ def fallback_not_rendered(scenario: Scenario, gateway: str, native: str) -> list
             for i, pool in enumerate(scenario.upstreams) if pool.fallback is not None]
 
 
+def fallback_fit_issues(scenario: Scenario, gateway: str, how: str, *, levels: int | None = None) -> list[SettingIssue]:
+    """A fallback pool whose replicas join the pool's own cluster or backend (``how``): the same API (the gateway
+    passes the client's request as it is, it translates no provider's API into another's), the same TLS and DNS
+    (one cluster has one), and at most ``levels`` fallbacks in a chain."""
+    from harness.scenario import fallback_chain
+
+    issues: list[SettingIssue] = []
+    pools = {u.name: u for u in scenario.upstreams}
+    for i, pool in enumerate(scenario.upstreams):
+        target = pools.get(pool.fallback or "")
+        if target is None or target.name == pool.name:
+            continue
+        where = ("upstreams", i, "fallback")
+        chain = fallback_chain(scenario, pool.name)
+        if target.kind != pool.kind:
+            issues.append(SettingIssue(where, f"{gateway} sends the fallback pool's replicas the request as the "
+                                       f"client sent it: it does not translate {pool.kind}'s API into "
+                                       f"{target.kind}'s (the Envoy AI Gateway would; use LiteLLM, or a fallback "
+                                       f"pool of kind {pool.kind})"))
+        elif (target.tls is None) != (pool.tls is None) or (target.tls is not None and
+                                                              target.server_name != pool.server_name):
+            issues.append(SettingIssue(where, f"the fallback pool's replicas join {pool.name!r}'s {how}, which has "
+                                       "one TLS setting: give both pools the same tls"))
+        elif (target.dns is None) != (pool.dns is None) or (target.dns is not None and target.dns != pool.dns):
+            issues.append(SettingIssue(where, f"the fallback pool's replicas join {pool.name!r}'s {how}, which "
+                                       "resolves its endpoints one way: give both pools the same dns (or none)"))
+        elif levels is not None and len(chain) > levels:
+            issues.append(SettingIssue(where, f"{gateway} has {levels} level of fallback ({how}); "
+                                       f"{' -> '.join([pool.name, *chain])} has {len(chain)}"))
+    return issues
+
+
 def url_host(host: str) -> str:
     """``host`` as a URL names it (an IPv6 address in brackets)."""
     return f"[{host}]" if ":" in host else host

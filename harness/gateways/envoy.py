@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.durations import Duration
 from harness.errors import ComponentMissing, StackError
-from harness.gateways.base import (UPSTREAM_HEADER, GatewayProcessBase, HostHealth, SettingIssue, UpstreamAddress,
+from harness.gateways.base import (UPSTREAM_HEADER, GatewayProcessBase, fallback_fit_issues, HostHealth, SettingIssue, UpstreamAddress,
                                    UpstreamResolver, UpstreamTlsTrust, url_host)
 
 if TYPE_CHECKING:
@@ -322,26 +322,7 @@ def _chain(pool: str, upstreams: list[UpstreamAddress]) -> list[str]:
 def settings_issues(scenario: Scenario) -> list[SettingIssue]:
     """A fallback pool is a lower priority of the pool's own cluster: the same API (Envoy does not translate
     requests between providers), and one cluster's transport (TLS) and resolution (DNS) for both."""
-    issues: list[SettingIssue] = []
-    pools = {u.name: u for u in scenario.upstreams}
-    for i, pool in enumerate(scenario.upstreams):
-        target = pools.get(pool.fallback or "")
-        if target is None or target.name == pool.name:
-            continue
-        where = ("upstreams", i, "fallback")
-        if target.kind != pool.kind:
-            issues.append(SettingIssue(where, f"Envoy sends the fallback pool's replicas the request as the client "
-                                       f"sent it: it does not translate {pool.kind}'s API into {target.kind}'s "
-                                       "(the Envoy AI Gateway would; use LiteLLM, or a fallback pool of kind "
-                                       f"{pool.kind})"))
-        elif (target.tls is None) != (pool.tls is None) or (target.tls is not None and
-                                                              target.server_name != pool.server_name):
-            issues.append(SettingIssue(where, f"the fallback pool's replicas join {pool.name!r}'s cluster, which has "
-                                       "one TLS setting: give both pools the same tls"))
-        elif (target.dns is None) != (pool.dns is None) or (target.dns is not None and target.dns != pool.dns):
-            issues.append(SettingIssue(where, f"the fallback pool's replicas join {pool.name!r}'s cluster, which "
-                                       "resolves its endpoints one way: give both pools the same dns (or none)"))
-    return issues
+    return fallback_fit_issues(scenario, "Envoy", "cluster")
 
 
 # MCP sessions live in one replica: Envoy wraps the upstream's address into the MCP-Session-Id

@@ -7,6 +7,9 @@ fallback pool gives a client, derived from the configuration the gateway was ren
   detection window of harness/promise/envoy.py), and answers a client one request later: a user's next request
   starts at most its wait plus one answer of the primary after that, and the fallback answers it in its own
   answer time.
+* HAProxy: the fallback pool's replicas are ``backup`` servers of the pool's backend (``option allbackups``),
+  used only while every other server is DOWN: the fault must take every replica of the pool, and the fallback
+  comes one request after HAProxy's detection (harness/promise/haproxy.py), as on Envoy.
 * LiteLLM: a fallback is per request: a request whose tries on its own model group fail goes to the fallback
   group. The first request started after the fault (at most a wait plus one answer away) fails its
   1 + num_retries tries, each as the fault ends it (harness/promise/effects.py, limited by request_timeout),
@@ -49,18 +52,22 @@ def fallback_window(scenario: Scenario, fault: Fault, facts: LoadFacts | None = 
     then = (f"then a user's next request (at most wait {scenario.load.wait:g}s + one answer {_answer(scenario, primary):.3g}s "
             f"later) is answered by {fallback.name!r} in {answer:.3g}s")
     kind = scenario.gateway.kind
-    if kind == "envoy":
+    if kind in ("envoy", "haproxy"):
         from harness.promise import detection_window
 
         hit, replicas = len(resolve(fault.target, scenario.pools)), primary.replicas
-        if (replicas - hit) / replicas * OVERPROVISIONING >= 1.0:
+        if kind == "envoy" and (replicas - hit) / replicas * OVERPROVISIONING >= 1.0:
             return Never(f"{replicas - hit} of {name!r}'s {replicas} replicas stay healthy, at least 1/1.4 of "
                          f"priority 0: Envoy keeps all traffic there")
+        if kind == "haproxy" and hit < replicas:
+            return Never(f"{replicas - hit} of {name!r}'s {replicas} replicas stay up: HAProxy uses backup servers "
+                         "only while every other server of the backend is DOWN")
         detection = detection_window(scenario, fault, facts)
         if not isinstance(detection, Window):
             return detection
+        how = "Envoy spills to priority 1" if kind == "envoy" else "HAProxy turns to its backup servers"
         return Window(detection.earliest, detection.latest + gap + answer,
-                      f"Envoy spills to priority 1 when it has marked the replicas unhealthy ({detection.how}); {then}",
+                      f"{how} when it has marked the replicas unhealthy ({detection.how}); {then}",
                       margin=detection.margin)
     if kind == "litellm":
         g = scenario.gateway

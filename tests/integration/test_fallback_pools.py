@@ -24,7 +24,7 @@ from tests.integration.conftest import chaosgate, processes_of_run, require_comp
 
 HERE = Path(__file__).resolve().parent / "fallback"
 STARTUP = 90.0  # LitellmGateway.startup_timeout
-FILES = {"envoy": "envoy-priority-fallback", "litellm": "litellm-rendered-fallback"}
+FILES = {"envoy": "envoy-priority-fallback", "haproxy": "haproxy-backup-fallback", "litellm": "litellm-rendered-fallback"}
 
 
 def derived(name: str, tmp_path: Path, fallback: bool) -> tuple[Path, float, float]:
@@ -63,9 +63,9 @@ def run(path: Path, out: Path) -> tuple[list[dict[str, Any]], list[Request], str
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("gateway", ["envoy", "litellm"])
+@pytest.mark.parametrize("gateway", ["envoy", "haproxy", "litellm"])
 def test_the_fallback_pool_serves_while_the_primary_is_down(gateway: str, tmp_path: Path) -> None:
-    require_components(*(["litellm"] if gateway == "litellm" else []))
+    require_components(*([gateway] if gateway != "envoy" else []))
     path, bound, start = derived(FILES[gateway], tmp_path, fallback=True)
     verdicts, requests, output = run(path, tmp_path / "out")
     fallback = "claude" if gateway == "litellm" else "spare"
@@ -85,9 +85,9 @@ def test_the_fallback_pool_serves_while_the_primary_is_down(gateway: str, tmp_pa
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("gateway", ["envoy", "litellm"])
+@pytest.mark.parametrize("gateway", ["envoy", "haproxy", "litellm"])
 def test_without_fallback_the_same_verdicts_fail(gateway: str, tmp_path: Path) -> None:
-    require_components(*(["litellm"] if gateway == "litellm" else []))
+    require_components(*([gateway] if gateway != "envoy" else []))
     path, _, start = derived(FILES[gateway], tmp_path, fallback=False)
     verdicts, requests, output = run(path, tmp_path / "out")
     for verdict in verdicts:

@@ -14,10 +14,12 @@ from harness.errors import ScenarioError
 from harness.gateways import GATEWAYS
 from harness.gateways.base import UPSTREAM_HEADER, UpstreamAddress
 from harness.gateways.envoy import EnvoyGateway, envoy_binary
+from harness.gateways.haproxy import HaproxyGateway, haproxy_binary
 from harness.gateways.litellm import MODEL_NAME, LitellmGateway
 from harness.promise import Never, Promise, Window, detection_window
 from harness.promise.fallback import fallback_window
 from harness.scenario import Scenario, fallback_chain, parse_scenario
+from tests.unit.test_haproxy_config import installed
 
 # lines: 1 name, 2 gateway, 3 upstreams, 4 chat, 5 spare, 6 load
 TEXT = """\
@@ -89,11 +91,21 @@ def test_envoy_refuses_a_fallback_pool_with_other_tls() -> None:
     assert "upstreams[name='chat'].fallback: envoy cannot honour this" in message and "same tls" in message
 
 
-@pytest.mark.parametrize("gateway", ["haproxy", "nginx"])
-def test_haproxy_and_nginx_refuse_it_and_say_what_they_would_use(gateway: str) -> None:
-    message = refusal(TEXT, gateway=gateway)
-    assert f"s.yaml:4:31: upstreams[name='chat'].fallback: {gateway} cannot honour this: the {gateway} adapter " \
+def test_nginx_refuses_it_and_says_what_it_would_use() -> None:
+    message = refusal(TEXT, gateway="nginx")
+    assert "s.yaml:4:31: upstreams[name='chat'].fallback: nginx cannot honour this: the nginx adapter " \
            "does not render fallback pools" in message and "`backup` servers" in message
+
+
+def test_haproxy_refuses_another_api_and_a_chain_of_two() -> None:
+    message = refusal(TEXT, gateway="haproxy", spare_kind="anthropic")
+    assert "upstreams[name='chat'].fallback: haproxy cannot honour this: HAProxy sends the fallback pool's " \
+           "replicas the request as the client sent it" in message
+    text = TEXT.replace("replicas: 1}", "replicas: 1, fallback: last}") + "  - {name: last}\n"
+    text = text.replace("load: {duration: 10s}\n", "") + "load: {duration: 10s}\n"
+    message = refusal(text, gateway="haproxy")
+    assert "upstreams[name='chat'].fallback: haproxy cannot honour this: HAProxy has 1 level of fallback (backend " \
+           "(as backup servers)); chat -> spare -> last has 2" in message
 
 
 def test_litellm_takes_anthropic_pools_but_not_for_its_anthropic_persona() -> None:
@@ -215,7 +227,7 @@ HC = "{kind: GATEWAY, panic_threshold: 0, health_check: {interval: 500ms, timeou
 
 
 def window(gateway: str, target: str = '"chat[*]"', replicas: int = 2, text: str = FAULTED) -> Promise:
-    checks = HC if gateway == "envoy" else "{kind: GATEWAY, health_check: null, request_timeout: 2s}"
+    checks = "{kind: GATEWAY, health_check: null, request_timeout: 2s}" if gateway == "litellm" else HC
     s = scenario(gateway, text=text.replace("TARGET", target).replace("{kind: GATEWAY, panic_threshold: 0}", checks)
                  .replace("replicas: 2", f"replicas: {replicas}"))
     return fallback_window(s, s.faults[0])
@@ -256,3 +268,27 @@ def test_litellm_does_not_fall_back_from_requests_that_succeed() -> None:
 def test_a_pool_without_fallback_promises_none() -> None:
     promise = window("envoy", text=FAULTED.replace(", fallback: spare", ""))
     assert isinstance(promise, Never) and "has no fallback pool" in promise.why
+
+
+# -- HAProxy ------------------------------------------------------------------------------------------
+
+def test_haproxy_renders_the_fallback_replicas_as_backup_servers_of_the_pools_backend(tmp_path: Path) -> None:
+    s = scenario("haproxy")
+    gateway = HaproxyGateway(s.gateway, 10000, 10001, "chat")
+    path = gateway.write_config(addresses(s), tmp_path)
+    text = path.read_text()
+    chat = text[text.index("\nbackend chat"):text.index("\nbackend spare")]
+    assert "    option allbackups\n" in chat
+    assert [line.strip() for line in chat.splitlines() if line.strip().startswith("server ")] == [
+        "server chat-0 127.0.0.1:21000", "server chat-1 127.0.0.1:21001", "server spare-0 127.0.0.1:21100 backup"]
+    spare = text[text.index("\nbackend spare"):]
+    assert "backup" not in spare and "server spare-0 127.0.0.1:21100" in spare
+    binary = installed(haproxy_binary)
+    result = subprocess.run([binary, "-c", "-f", str(path)], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0 and "Configuration file is valid" in result.stdout + result.stderr, result.stderr
+
+
+def test_haproxy_uses_its_backup_servers_only_when_the_whole_pool_is_down() -> None:
+    assert isinstance(window("haproxy", replicas=2), Window)
+    promise = window("haproxy", '"chat[0]"', replicas=2)
+    assert isinstance(promise, Never) and "only while every other server of the backend is DOWN" in promise.why
