@@ -192,15 +192,6 @@ class GatewayProcessBase:
         return path
 
 
-def fallback_not_rendered(scenario: Scenario, gateway: str, native: str) -> list[SettingIssue]:
-    """The fallback pools a gateway's adapter does not render (``upstreams[].fallback``), refused with the gateway's
-    own mechanism named, so that a user knows the gateway could (``native``) but chaosgate does not yet."""
-    return [SettingIssue(("upstreams", i, "fallback"), f"the {gateway} adapter does not render fallback pools "
-                         f"({native}; not implemented by chaosgate): run this scenario on litellm or envoy, or give "
-                         f"{gateway} your own file (gateway.config)")
-            for i, pool in enumerate(scenario.upstreams) if pool.fallback is not None]
-
-
 def fallback_fit_issues(scenario: Scenario, gateway: str, how: str, *, levels: int | None = None) -> list[SettingIssue]:
     """A fallback pool whose replicas join the pool's own cluster or backend (``how``): the same API (the gateway
     passes the client's request as it is, it translates no provider's API into another's), the same TLS and DNS

@@ -10,6 +10,9 @@ fallback pool gives a client, derived from the configuration the gateway was ren
 * HAProxy: the fallback pool's replicas are ``backup`` servers of the pool's backend (``option allbackups``),
   used only while every other server is DOWN: the fault must take every replica of the pool, and the fallback
   comes one request after HAProxy's detection (harness/promise/haproxy.py), as on Envoy.
+* nginx: the same with ``backup`` servers in the pool's upstream block: nginx passes them requests while every
+  other server is unavailable (its ``max_fails`` within ``fail_timeout``: harness/promise/nginx.py), and, when
+  tries are left, as the next upstream of a request whose try failed on the last primary.
 * LiteLLM: a fallback is per request: a request whose tries on its own model group fail goes to the fallback
   group. The first request started after the fault (at most a wait plus one answer away) fails its
   1 + num_retries tries, each as the fault ends it (harness/promise/effects.py, limited by request_timeout),
@@ -28,6 +31,7 @@ from harness.promise.window import Never, Promise, Unknown, Window
 from harness.scenario import Scenario, Upstream
 from harness.targets import resolve, split_target
 
+GATEWAY_NAMES = {"haproxy": "HAProxy", "nginx": "nginx"}
 OVERPROVISIONING = 1.4  # Envoy's default overprovisioning_factor of a cluster's load assignment
 
 
@@ -52,20 +56,20 @@ def fallback_window(scenario: Scenario, fault: Fault, facts: LoadFacts | None = 
     then = (f"then a user's next request (at most wait {scenario.load.wait:g}s + one answer {_answer(scenario, primary):.3g}s "
             f"later) is answered by {fallback.name!r} in {answer:.3g}s")
     kind = scenario.gateway.kind
-    if kind in ("envoy", "haproxy"):
+    if kind in ("envoy", "haproxy", "nginx"):
         from harness.promise import detection_window
 
         hit, replicas = len(resolve(fault.target, scenario.pools)), primary.replicas
         if kind == "envoy" and (replicas - hit) / replicas * OVERPROVISIONING >= 1.0:
             return Never(f"{replicas - hit} of {name!r}'s {replicas} replicas stay healthy, at least 1/1.4 of "
                          f"priority 0: Envoy keeps all traffic there")
-        if kind == "haproxy" and hit < replicas:
-            return Never(f"{replicas - hit} of {name!r}'s {replicas} replicas stay up: HAProxy uses backup servers "
-                         "only while every other server of the backend is DOWN")
+        if kind != "envoy" and hit < replicas:
+            return Never(f"{replicas - hit} of {name!r}'s {replicas} replicas stay up: {GATEWAY_NAMES[kind]} uses "
+                         "backup servers only while every other server is unavailable")
         detection = detection_window(scenario, fault, facts)
         if not isinstance(detection, Window):
             return detection
-        how = "Envoy spills to priority 1" if kind == "envoy" else "HAProxy turns to its backup servers"
+        how = "Envoy spills to priority 1" if kind == "envoy" else f"{GATEWAY_NAMES[kind]} turns to its backup servers"
         return Window(detection.earliest, detection.latest + gap + answer,
                       f"{how} when it has marked the replicas unhealthy ({detection.how}); {then}",
                       margin=detection.margin)

@@ -1,9 +1,9 @@
 """Fallback pools rendered from the scenario (``upstreams[].fallback``), on real runs: every replica of the
 primary refuses connections (a ``down`` fault), and the fallback pool serves, on Envoy (priority-1 endpoints of
-the primary's cluster, openai to openai) and on the LiteLLM proxy (router fallbacks from the chat model group to
-an anthropic pool's group). The served_by window and the fallback_within bound come from each file's own
+the primary's cluster), HAProxy and nginx (backup servers of the primary's backend or upstream block), all openai
+to openai, and on the LiteLLM proxy (router fallbacks from the chat model group to an anthropic pool's group). The served_by window and the fallback_within bound come from each file's own
 configuration (harness/promise/fallback.py); the same file without ``fallback:`` runs too, and both verdicts
-fail there. Each run's load is 12 s (LiteLLM's proxy takes 8-25 s to import on a busy 2-core machine).
+fail there. Each run's load is 12-13 s (LiteLLM's proxy takes 8-25 s to import on a busy 2-core machine).
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from tests.integration.conftest import chaosgate, processes_of_run, require_comp
 
 HERE = Path(__file__).resolve().parent / "fallback"
 STARTUP = 90.0  # LitellmGateway.startup_timeout
-FILES = {"envoy": "envoy-priority-fallback", "haproxy": "haproxy-backup-fallback", "litellm": "litellm-rendered-fallback"}
+FILES = {"envoy": "envoy-priority-fallback", "haproxy": "haproxy-backup-fallback", "nginx": "nginx-backup-fallback",
+         "litellm": "litellm-rendered-fallback"}
 
 
-def derived(name: str, tmp_path: Path, fallback: bool) -> tuple[Path, float, float]:
+def derived(name: str, tmp_path: Path, fallback: bool) -> tuple[Path, float, float, float]:
     """``HERE/<name>.yaml`` with its served_by windows starting at the fault's start plus the promised fallback
     bound, and fallback_within's bound that same upper end; without ``fallback:`` when ``fallback`` is False.
-    Returns the written file, the bound, and the window's start."""
+    Returns the written file, the bound, the window's start and its end (the fault's)."""
     scenario = load_scenario(HERE / f"{name}.yaml")
     fault = scenario.faults[0]
     promise = fallback_window(scenario, fault)
@@ -48,7 +49,7 @@ def derived(name: str, tmp_path: Path, fallback: bool) -> tuple[Path, float, flo
             pool.pop("fallback", None)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path, bound, start
+    return path, bound, start, fault.at + fault.duration
 
 
 def run(path: Path, out: Path) -> tuple[list[dict[str, Any]], list[Request], str]:
@@ -63,10 +64,10 @@ def run(path: Path, out: Path) -> tuple[list[dict[str, Any]], list[Request], str
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("gateway", ["envoy", "haproxy", "litellm"])
+@pytest.mark.parametrize("gateway", ["envoy", "haproxy", "nginx", "litellm"])
 def test_the_fallback_pool_serves_while_the_primary_is_down(gateway: str, tmp_path: Path) -> None:
     require_components(*([gateway] if gateway != "envoy" else []))
-    path, bound, start = derived(FILES[gateway], tmp_path, fallback=True)
+    path, bound, start, end = derived(FILES[gateway], tmp_path, fallback=True)
     verdicts, requests, output = run(path, tmp_path / "out")
     fallback = "claude" if gateway == "litellm" else "spare"
     for verdict in verdicts:
@@ -75,8 +76,8 @@ def test_the_fallback_pool_serves_while_the_primary_is_down(gateway: str, tmp_pa
     assert 0 < within["measured_value"] <= bound, within
     # who served, by the replica's identity (Envoy: the address its router picked, %UPSTREAM_HOST%; LiteLLM: the
     # deployment's api_base, stamped by the probe): in the window, only the fallback's replica; before the fault, never
-    fault_at = 3.0
-    served = [r for r in requests if r.ok and start <= r.t < 9.0]
+    fault_at = load_scenario(path).faults[0].at
+    served = [r for r in requests if r.ok and start <= r.t < end]
     assert served and {r.replica for r in served} == {f"{fallback}[0]"}, {r.replica for r in served}
     before = [r for r in requests if r.ok and r.t + r.latency < fault_at]
     assert before and {r.replica for r in before} <= {"chat[0]", "chat[1]"}
@@ -85,10 +86,10 @@ def test_the_fallback_pool_serves_while_the_primary_is_down(gateway: str, tmp_pa
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("gateway", ["envoy", "haproxy", "litellm"])
+@pytest.mark.parametrize("gateway", ["envoy", "haproxy", "nginx", "litellm"])
 def test_without_fallback_the_same_verdicts_fail(gateway: str, tmp_path: Path) -> None:
     require_components(*([gateway] if gateway != "envoy" else []))
-    path, _, start = derived(FILES[gateway], tmp_path, fallback=False)
+    path, _, start, end = derived(FILES[gateway], tmp_path, fallback=False)
     verdicts, requests, output = run(path, tmp_path / "out")
     for verdict in verdicts:
         assert not verdict["passed"], (verdict, output[-2000:])
@@ -96,4 +97,4 @@ def test_without_fallback_the_same_verdicts_fail(gateway: str, tmp_path: Path) -
     assert "the fallback was never used" in within["detail"], within
     fallback = "claude" if gateway == "litellm" else "spare"
     assert not [r for r in requests if r.replica == f"{fallback}[0]"]
-    assert [r for r in requests if start <= r.t < 9.0 and not r.ok]  # the fault failed them
+    assert [r for r in requests if start <= r.t < end and not r.ok]  # the fault failed them

@@ -15,6 +15,7 @@ from harness.gateways import GATEWAYS
 from harness.gateways.base import UPSTREAM_HEADER, UpstreamAddress
 from harness.gateways.envoy import EnvoyGateway, envoy_binary
 from harness.gateways.haproxy import HaproxyGateway, haproxy_binary
+from harness.gateways.nginx import NginxGateway, nginx_binary
 from harness.gateways.litellm import MODEL_NAME, LitellmGateway
 from harness.promise import Never, Promise, Window, detection_window
 from harness.promise.fallback import fallback_window
@@ -91,20 +92,16 @@ def test_envoy_refuses_a_fallback_pool_with_other_tls() -> None:
     assert "upstreams[name='chat'].fallback: envoy cannot honour this" in message and "same tls" in message
 
 
-def test_nginx_refuses_it_and_says_what_it_would_use() -> None:
-    message = refusal(TEXT, gateway="nginx")
-    assert "s.yaml:4:31: upstreams[name='chat'].fallback: nginx cannot honour this: the nginx adapter " \
-           "does not render fallback pools" in message and "`backup` servers" in message
-
-
-def test_haproxy_refuses_another_api_and_a_chain_of_two() -> None:
-    message = refusal(TEXT, gateway="haproxy", spare_kind="anthropic")
-    assert "upstreams[name='chat'].fallback: haproxy cannot honour this: HAProxy sends the fallback pool's " \
+@pytest.mark.parametrize(("gateway", "name", "how"), [("haproxy", "HAProxy", "backend"),
+                                                      ("nginx", "nginx", "upstream block")])
+def test_haproxy_and_nginx_refuse_another_api_and_a_chain_of_two(gateway: str, name: str, how: str) -> None:
+    message = refusal(TEXT, gateway=gateway, spare_kind="anthropic")
+    assert f"upstreams[name='chat'].fallback: {gateway} cannot honour this: {name} sends the fallback pool's " \
            "replicas the request as the client sent it" in message
     text = TEXT.replace("replicas: 1}", "replicas: 1, fallback: last}") + "  - {name: last}\n"
     text = text.replace("load: {duration: 10s}\n", "") + "load: {duration: 10s}\n"
-    message = refusal(text, gateway="haproxy")
-    assert "upstreams[name='chat'].fallback: haproxy cannot honour this: HAProxy has 1 level of fallback (backend " \
+    message = refusal(text, gateway=gateway)
+    assert f"upstreams[name='chat'].fallback: {gateway} cannot honour this: {name} has 1 level of fallback ({how} " \
            "(as backup servers)); chat -> spare -> last has 2" in message
 
 
@@ -291,4 +288,34 @@ def test_haproxy_renders_the_fallback_replicas_as_backup_servers_of_the_pools_ba
 def test_haproxy_uses_its_backup_servers_only_when_the_whole_pool_is_down() -> None:
     assert isinstance(window("haproxy", replicas=2), Window)
     promise = window("haproxy", '"chat[0]"', replicas=2)
-    assert isinstance(promise, Never) and "only while every other server of the backend is DOWN" in promise.why
+    assert isinstance(promise, Never) and "HAProxy uses backup servers only while every other server is " \
+                                          "unavailable" in promise.why
+
+
+# -- nginx --------------------------------------------------------------------------------------------
+
+def test_nginx_renders_the_fallback_replicas_as_backup_servers_of_the_pools_upstream(tmp_path: Path) -> None:
+    s = scenario("nginx", text=TEXT.replace("panic_threshold: 0}", "health_check: null, nginx: {max_fails: 1}}"))
+    gateway = NginxGateway(s.gateway, 10000, 10001, "chat")
+    path = gateway.write_config(addresses(s), tmp_path)
+    text = path.read_text()
+    chat = text[text.index("upstream chat {"):text.index("upstream spare {")]
+    assert [line.strip() for line in chat.splitlines() if line.strip().startswith("server ")] == [
+        "server 127.0.0.1:21000 max_fails=1 fail_timeout=10s;", "server 127.0.0.1:21001 max_fails=1 fail_timeout=10s;",
+        "server 127.0.0.1:21100 max_fails=1 fail_timeout=10s backup;"]
+    spare = text[text.index("upstream spare {"):]
+    assert "server 127.0.0.1:21100 max_fails=1 fail_timeout=10s;" in spare[:spare.index("}")]
+    installed(nginx_binary)
+    result = subprocess.run([*gateway.argv(path), "-t"], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0 and "test is successful" in result.stderr, result.stderr
+
+
+def test_nginx_turns_to_its_backup_once_every_primary_has_failed() -> None:
+    text = FAULTED.replace("{kind: GATEWAY, panic_threshold: 0}",
+                           "{kind: nginx, health_check: null, request_timeout: 2s, nginx: {max_fails: 1, fail_timeout: 2s}}")
+    s = parse_scenario(text.replace("TARGET", '"chat[*]"').replace("SPARE_KIND", "openai"), "s.yaml")
+    promise, detection = fallback_window(s, s.faults[0]), detection_window(s, s.faults[0])
+    assert isinstance(promise, Window) and isinstance(detection, Window)
+    assert promise.latest == pytest.approx(detection.latest + 0.1 + 2 * (0.02 + 4 / 400 + 0.005))
+    s = parse_scenario(text.replace("TARGET", '"chat[1]"').replace("SPARE_KIND", "openai"), "s.yaml")
+    assert isinstance(fallback_window(s, s.faults[0]), Never)
