@@ -19,6 +19,7 @@ from harness.gateways.nginx import NginxGateway, nginx_binary
 from harness.gateways.litellm import MODEL_NAME, LitellmGateway
 from harness.promise import Never, Promise, Window, detection_window
 from harness.promise.fallback import fallback_window
+from harness.promise.preview import describe
 from harness.scenario import Scenario, fallback_chain, parse_scenario
 from tests.unit.test_haproxy_config import installed
 
@@ -319,3 +320,11 @@ def test_nginx_turns_to_its_backup_once_every_primary_has_failed() -> None:
     assert promise.latest == pytest.approx(detection.latest + 0.1 + 2 * (0.02 + 4 / 400 + 0.005))
     s = parse_scenario(text.replace("TARGET", '"chat[1]"').replace("SPARE_KIND", "openai"), "s.yaml")
     assert isinstance(fallback_window(s, s.faults[0]), Never)
+
+
+def test_validate_previews_the_fallback_window() -> None:
+    s = scenario(text=FAULTED.replace("TARGET", '"chat[*]"').replace("{kind: GATEWAY, panic_threshold: 0}", HC))
+    (line,) = [line for line in describe(s) if line.strip().startswith("fallback")]
+    assert "after the fault's start: Envoy spills to priority 1" in line
+    alone = scenario(text=FAULTED.replace("TARGET", '"chat[*]"').replace(", fallback: spare", ""))
+    assert not [line for line in describe(alone) if line.strip().startswith("fallback")]
