@@ -192,6 +192,17 @@ class GatewayProcessBase:
         return path
 
 
+def fallback_chain_of(pool: str, upstreams: list[UpstreamAddress]) -> list[str]:
+    """The pools ``pool`` falls back to, in order (each pool's ``fallback``, followed; a cycle ends it)."""
+    fallback_of = {u.pool: u.fallback for u in upstreams}
+    chain: list[str] = []
+    current = fallback_of.get(pool)
+    while current is not None and current != pool and current not in chain and current in fallback_of:
+        chain.append(current)
+        current = fallback_of.get(current)
+    return chain
+
+
 def fallback_fit_issues(scenario: Scenario, gateway: str, how: str, *, levels: int | None = None) -> list[SettingIssue]:
     """A fallback pool whose replicas join the pool's own cluster or backend (``how``): the same API (the gateway
     passes the client's request as it is, it translates no provider's API into another's), the same TLS and DNS

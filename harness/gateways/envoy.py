@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.durations import Duration
 from harness.errors import ComponentMissing, StackError
-from harness.gateways.base import (UPSTREAM_HEADER, GatewayProcessBase, fallback_fit_issues, HostHealth, SettingIssue, UpstreamAddress,
-                                   UpstreamResolver, UpstreamTlsTrust, url_host)
+from harness.gateways.base import (UPSTREAM_HEADER, GatewayProcessBase, HostHealth, SettingIssue, UpstreamAddress,
+                                   UpstreamResolver, UpstreamTlsTrust, fallback_chain_of, fallback_fit_issues, url_host)
 
 if TYPE_CHECKING:
     from harness.scenario import McpHealthCheck, Scenario
@@ -106,7 +106,7 @@ class EnvoyGateway(GatewayProcessBase):
                     }]}],
                 }],
                 "clusters": [self._cluster(pool, [u for u in upstreams if u.pool == pool], run_dir,
-                                           [[u for u in upstreams if u.pool == f] for f in _chain(pool, upstreams)])
+                                           [[u for u in upstreams if u.pool == f] for f in fallback_chain_of(pool, upstreams)])
                              for pool in pools],
             },
         }
@@ -137,7 +137,7 @@ class EnvoyGateway(GatewayProcessBase):
                  fallbacks: list[list[UpstreamAddress]] | None = None) -> dict[str, Any]:
         """The pool's cluster; the replicas of its fallback pools (``fallbacks``, in order) are its endpoints of
         priority 1, 2, ...: Envoy sends them the share of traffic the healthier priorities cannot take (with its
-        overprovisioning factor 1.4, priority 0 keeps all of it while at least 1/1.4 = 72% of it is healthy)."""
+        overprovisioning factor 1.4, priority 0 keeps all of it while at least 1/1.4 = 71.4% of it is healthy)."""
         s = self.settings
         fallbacks = [level for level in fallbacks or [] if level]
         cluster: dict[str, Any] = {
@@ -303,26 +303,10 @@ class EnvoyGateway(GatewayProcessBase):
     # -- what the configuration means ------------------------------------------------
     @staticmethod
     def settings_issues(scenario: Scenario) -> list[SettingIssue]:
-        """Envoy honours every common gateway field (they were modelled on it); a fallback pool must fit in the
-        pool's cluster."""
-        return settings_issues(scenario)
-
-
-def _chain(pool: str, upstreams: list[UpstreamAddress]) -> list[str]:
-    """The pools ``pool`` falls back to, in order (each pool's ``fallback``, followed; a cycle ends it)."""
-    fallback_of = {u.pool: u.fallback for u in upstreams}
-    chain: list[str] = []
-    current = fallback_of.get(pool)
-    while current is not None and current != pool and current not in chain and current in fallback_of:
-        chain.append(current)
-        current = fallback_of.get(current)
-    return chain
-
-
-def settings_issues(scenario: Scenario) -> list[SettingIssue]:
-    """A fallback pool is a lower priority of the pool's own cluster: the same API (Envoy does not translate
-    requests between providers), and one cluster's transport (TLS) and resolution (DNS) for both."""
-    return fallback_fit_issues(scenario, "Envoy", "cluster")
+        """Envoy honours every common gateway field (they were modelled on it). A fallback pool is a lower priority
+        of the pool's own cluster: the same API (Envoy does not translate requests between providers), and one
+        cluster's transport (TLS) and resolution (DNS) for both."""
+        return fallback_fit_issues(scenario, "Envoy", "cluster")
 
 
 # MCP sessions live in one replica: Envoy wraps the upstream's address into the MCP-Session-Id

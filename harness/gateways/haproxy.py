@@ -24,7 +24,6 @@ from harness.durations import Duration
 from harness.errors import StackError
 from harness.gateways.base import (
     UPSTREAM_HEADER,
-    fallback_fit_issues,
     GatewayProcessBase,
     HostHealth,
     SettingIssue,
@@ -32,6 +31,7 @@ from harness.gateways.base import (
     UpstreamTlsTrust,
     debian_binary,
     explicitly_set,
+    fallback_fit_issues,
     milliseconds,
     url_host,
 )

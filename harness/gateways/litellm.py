@@ -36,7 +36,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import ComponentMissing, StackError
-from harness.gateways.base import GatewayProcessBase, HostHealth, SettingIssue, UpstreamAddress, explicitly_set
+from harness.gateways.base import (GatewayProcessBase, HostHealth, SettingIssue, UpstreamAddress, explicitly_set,
+                                   fallback_chain_of)
 
 if TYPE_CHECKING:
     from harness.scenario import Gateway, Scenario
@@ -174,7 +175,7 @@ class LitellmGateway(GatewayProcessBase):
                                         if name != self.load_pool)]
         # after num_retries on its own group, a request goes to each group of the pool's fallback chain in turn
         fallbacks = [{names[name]: [names[f] for f in chain]} for name in names
-                     if (chain := _chain(name, upstreams)) and all(f in names for f in chain)]
+                     if (chain := fallback_chain_of(name, upstreams)) and all(f in names for f in chain)]
         if fallbacks:
             router["fallbacks"] = fallbacks
         return {
@@ -295,17 +296,6 @@ def _params(upstream: UpstreamAddress, model: str) -> dict[str, Any]:
     return {"model": f"{'anthropic' if anthropic else 'openai'}/{model}",
             "api_base": f"http://{upstream.host}:{upstream.port}" + ("" if anthropic else "/v1"),
             "api_key": "sk-chaosgate-fake", "max_retries": 0}
-
-
-def _chain(pool: str, upstreams: list[UpstreamAddress]) -> list[str]:
-    """The pools ``pool`` falls back to, in order (each pool's ``fallback``, followed; a cycle ends it)."""
-    fallback_of = {u.pool: u.fallback for u in upstreams}
-    chain: list[str] = []
-    current = fallback_of.get(pool)
-    while current is not None and current != pool and current not in chain and current in fallback_of:
-        chain.append(current)
-        current = fallback_of.get(current)
-    return chain
 
 
 def _deployment_id(upstream: UpstreamAddress) -> str:

@@ -41,7 +41,6 @@ from harness.durations import Duration
 from harness.errors import StackError
 from harness.gateways.base import (
     UPSTREAM_HEADER,
-    fallback_fit_issues,
     GatewayProcessBase,
     HostHealth,
     SettingIssue,
@@ -49,6 +48,7 @@ from harness.gateways.base import (
     UpstreamTlsTrust,
     debian_binary,
     explicitly_set,
+    fallback_fit_issues,
     milliseconds,
 )
 from harness.gateways.haproxy import _panic_issues

@@ -74,11 +74,13 @@ def test_the_fallback_pool_serves_while_the_primary_is_down(gateway: str, tmp_pa
         assert verdict["passed"], (verdict, output[-2000:])
     within = next(v for v in verdicts if v["kind"] == "fallback_within")
     assert 0 < within["measured_value"] <= bound, within
-    # who served, by the replica's identity (Envoy: the address its router picked, %UPSTREAM_HOST%; LiteLLM: the
-    # deployment's api_base, stamped by the probe): in the window, only the fallback's replica; before the fault, never
+    # who served, by the fake's identity header and by the gateway's x-chaosgate-upstream (the address it picked:
+    # Envoy's %UPSTREAM_HOST%, HAProxy's %si:%sp, nginx's $upstream_addr; LiteLLM: the deployment's api_base, stamped
+    # by the probe): in the window, only the fallback's replica; before the fault, never
     fault_at = load_scenario(path).faults[0].at
     served = [r for r in requests if r.ok and start <= r.t < end]
     assert served and {r.replica for r in served} == {f"{fallback}[0]"}, {r.replica for r in served}
+    assert {r.routed_to for r in served} == {f"{fallback}[0]"}  # the gateway's header names the same replica
     before = [r for r in requests if r.ok and r.t + r.latency < fault_at]
     assert before and {r.replica for r in before} <= {"chat[0]", "chat[1]"}
     if gateway == "litellm":  # translated: the client got a chat completion naming the anthropic group's model
