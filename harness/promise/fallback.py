@@ -32,6 +32,11 @@ from harness.scenario import Scenario, Upstream
 from harness.targets import resolve, split_target
 
 GATEWAY_NAMES = {"haproxy": "HAProxy", "nginx": "nginx"}
+# Covers: the LiteLLM proxy's own time for one call of a deployment (a try that fails, or the fallback's answer),
+# beyond the fake's. Measured (tests/integration/test_fallback_pools.py, LiteLLM 1.108.7, 2 cores shared with other
+# runs): the first fallback answer ended 0.30-0.65 s after its request began (the proxy's first call of the
+# anthropic provider, after a refused try), later ones took 90-160 ms median against 33 ms through Envoy.
+LITELLM_CALL_OVERHEAD = 0.5
 OVERPROVISIONING = 1.4  # Envoy's default overprovisioning_factor of a cluster's load assignment
 
 
@@ -81,9 +86,9 @@ def fallback_window(scenario: Scenario, fault: Fault, facts: LoadFacts | None = 
         if effect.kind in ("hangs", "unknown"):
             return Unknown(effect.why)
         tries = 1 + (g.retries.num_retries if g.retries is not None else 0)
-        return Window(answer, gap + tries * effect.takes + answer,
+        return Window(answer, gap + tries * effect.takes + answer + (tries + 1) * LITELLM_CALL_OVERHEAD,
                       f"LiteLLM falls back per request: the first request started after the fault (at most wait "
                       f"+ one answer, {gap:.3g}s, later) fails its {tries} {'try' if tries == 1 else 'tries'} on "
                       f"{name!r} ({effect.why}: {effect.takes:g}s each) and {fallback.name!r} answers it in "
-                      f"{answer:.3g}s")
+                      f"{answer:.3g}s; +{LITELLM_CALL_OVERHEAD:g}s of the proxy's own per call ({tries + 1} calls)")
     return Unknown(f"the {kind} adapter renders no fallback pools")
