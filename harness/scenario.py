@@ -218,6 +218,13 @@ class Upstream(_Model):
                                         "of each; chaosgate starts no process for the pool, so only network and DNS "
                                         "faults apply (docs/own-config/real-upstreams.md). Off this machine only "
                                         "with --allow-host HOST.")
+    fallback: str | None = Field(
+        default=None, pattern=r"^[a-z][a-z0-9_-]*$",
+        description="Another pool the gateway sends this pool's requests to when this pool's replicas are "
+                    "unavailable (LiteLLM: router fallbacks between model groups, openai to anthropic included; "
+                    "Envoy: its replicas as priority-1 endpoints of this pool's cluster; HAProxy and nginx: as backup "
+                    "servers; all three the same API only). "
+                    "docs/scenario.md, Fallback pools.")
 
     @field_validator("address")
     @classmethod
@@ -548,6 +555,52 @@ def _check_mcp(scenario: Scenario, add: Callable[[YamlPath, str], None]) -> None
         add(("gateway", "health_check", "mcp"), "an MCP health check needs an upstream with kind: mcp to check")
 
 
+FALLBACK_KINDS = ("openai", "anthropic")  # the model APIs a gateway can fail over between
+
+
+def fallback_chain(scenario: Scenario, pool: str) -> list[str]:
+    """The pools ``pool`` falls back to, in order (its fallback, that pool's fallback, ...); a cycle ends it."""
+    fallbacks = {u.name: u.fallback for u in scenario.upstreams}
+    chain: list[str] = []
+    current = fallbacks.get(pool)
+    while current is not None and current != pool and current not in chain and current in fallbacks:
+        chain.append(current)
+        current = fallbacks.get(current)
+    return chain
+
+
+def _check_fallbacks(scenario: Scenario, add: Callable[[YamlPath, str], None]) -> None:
+    """``upstreams[].fallback``: a pool that exists, not the pool itself, no cycle, model APIs only; rendered by
+    chaosgate (with gateway.config, the file's own fallbacks apply). What each gateway can do with it is the
+    gateway's settings_issues."""
+    kinds = scenario.pool_kinds
+    fallbacks = {u.name: u.fallback for u in scenario.upstreams}
+    for i, pool in enumerate(scenario.upstreams):
+        target = pool.fallback
+        if target is None:
+            continue
+        where: YamlPath = ("upstreams", i, "fallback")
+        if scenario.gateway.config is not None:
+            add(where, "fallback pools are rendered by chaosgate; with gateway.config the gateway's own file says "
+                "what falls back to what (LiteLLM: router_settings.fallbacks; Envoy: priorities)")
+        elif target == pool.name:
+            add(where, f"pool {pool.name!r} cannot fall back to itself; name another pool")
+        elif target not in kinds:
+            add(where, f"no upstream pool named {target!r} (pools: {', '.join(kinds)})")
+        elif pool.kind not in FALLBACK_KINDS or kinds[target] not in FALLBACK_KINDS:
+            add(where, f"fallback pools are for model APIs ({' or '.join(FALLBACK_KINDS)}); {pool.name!r} is "
+                f"{pool.kind!r} and {target!r} is {kinds[target]!r}")
+        else:
+            seen = [pool.name]
+            current: str | None = target
+            while current is not None and current not in seen:
+                seen.append(current)
+                current = fallbacks.get(current)
+            if current is not None:
+                add(where, "the fallbacks make a cycle: " + " -> ".join([*seen, current]) + "; a fallback chain "
+                    "must end in a pool without fallback")
+
+
 def split_address(address: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT``) as (host, port); the host without brackets."""
     host, _, port = address.rpartition(":")
@@ -636,6 +689,7 @@ def _cross_check(scenario: Scenario, doc: YamlDocument, allow_hosts: Iterable[st
             f"{scenario.pool_kinds.get(scenario.load_pool)!r}")
     _check_mcp(scenario, add)
     _check_real(scenario, add, allow_hosts)
+    _check_fallbacks(scenario, add)
     if sum(scenario.load.mix.values()) <= 0:
         add(("load", "mix"), "expected at least one request type with a weight above 0")
     labels: list[str] = []

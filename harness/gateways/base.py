@@ -42,6 +42,7 @@ class UpstreamAddress:
     kind: str = "openai"  # what the replica speaks (the pool's upstream kind)
     tls: UpstreamTlsTrust | None = None  # the replica serves TLS: what the gateway checks it against
     dns: UpstreamResolver | None = None  # ``host`` is a name the gateway resolves through this resolver
+    fallback: str | None = None  # the pool the gateway sends this pool's requests to when it is unavailable
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,49 @@ class GatewayProcessBase:
                                             listen_port=self.listen_port, admin_port=self.admin_port,
                                             bind_address=self.bind_address, free_port=free_port)
         return path
+
+
+def fallback_chain_of(pool: str, upstreams: list[UpstreamAddress]) -> list[str]:
+    """The pools ``pool`` falls back to, in order (each pool's ``fallback``, followed; a cycle ends it)."""
+    fallback_of = {u.pool: u.fallback for u in upstreams}
+    chain: list[str] = []
+    current = fallback_of.get(pool)
+    while current is not None and current != pool and current not in chain and current in fallback_of:
+        chain.append(current)
+        current = fallback_of.get(current)
+    return chain
+
+
+def fallback_fit_issues(scenario: Scenario, gateway: str, how: str, *, levels: int | None = None) -> list[SettingIssue]:
+    """A fallback pool whose replicas join the pool's own cluster or backend (``how``): the same API (the gateway
+    passes the client's request as it is, it translates no provider's API into another's), the same TLS and DNS
+    (one cluster has one), and at most ``levels`` fallbacks in a chain."""
+    from harness.scenario import fallback_chain
+
+    issues: list[SettingIssue] = []
+    pools = {u.name: u for u in scenario.upstreams}
+    for i, pool in enumerate(scenario.upstreams):
+        target = pools.get(pool.fallback or "")
+        if target is None or target.name == pool.name:
+            continue
+        where = ("upstreams", i, "fallback")
+        chain = fallback_chain(scenario, pool.name)
+        if target.kind != pool.kind:
+            issues.append(SettingIssue(where, f"{gateway} sends the fallback pool's replicas the request as the "
+                                       f"client sent it: it does not translate {pool.kind}'s API into "
+                                       f"{target.kind}'s (the Envoy AI Gateway would; use LiteLLM, or a fallback "
+                                       f"pool of kind {pool.kind})"))
+        elif (target.tls is None) != (pool.tls is None) or (target.tls is not None and
+                                                              target.server_name != pool.server_name):
+            issues.append(SettingIssue(where, f"the fallback pool's replicas join {pool.name!r}'s {how}, which has "
+                                       "one TLS setting: give both pools the same tls"))
+        elif (target.dns is None) != (pool.dns is None) or (target.dns is not None and target.dns != pool.dns):
+            issues.append(SettingIssue(where, f"the fallback pool's replicas join {pool.name!r}'s {how}, which "
+                                       "resolves its endpoints one way: give both pools the same dns (or none)"))
+        elif levels is not None and len(chain) > levels:
+            issues.append(SettingIssue(where, f"{gateway} has {levels} level of fallback ({how}); "
+                                       f"{' -> '.join([pool.name, *chain])} has {len(chain)}"))
+    return issues
 
 
 def url_host(host: str) -> str:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from harness.durations import Duration
 from harness.errors import ComponentMissing, StackError
 from harness.gateways.base import (UPSTREAM_HEADER, GatewayProcessBase, HostHealth, SettingIssue, UpstreamAddress,
-                                   UpstreamResolver, UpstreamTlsTrust, url_host)
+                                   UpstreamResolver, UpstreamTlsTrust, fallback_chain_of, fallback_fit_issues, url_host)
 
 if TYPE_CHECKING:
     from harness.scenario import McpHealthCheck, Scenario
@@ -105,7 +105,9 @@ class EnvoyGateway(GatewayProcessBase):
                         },
                     }]}],
                 }],
-                "clusters": [self._cluster(pool, [u for u in upstreams if u.pool == pool], run_dir) for pool in pools],
+                "clusters": [self._cluster(pool, [u for u in upstreams if u.pool == pool], run_dir,
+                                           [[u for u in upstreams if u.pool == f] for f in fallback_chain_of(pool, upstreams)])
+                             for pool in pools],
             },
         }
 
@@ -131,8 +133,13 @@ class EnvoyGateway(GatewayProcessBase):
                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
         return {"match": {"prefix": prefix}, "route": action, "response_headers_to_add": [upstream_header]}
 
-    def _cluster(self, pool: str, upstreams: list[UpstreamAddress], run_dir: Path) -> dict[str, Any]:
+    def _cluster(self, pool: str, upstreams: list[UpstreamAddress], run_dir: Path,
+                 fallbacks: list[list[UpstreamAddress]] | None = None) -> dict[str, Any]:
+        """The pool's cluster; the replicas of its fallback pools (``fallbacks``, in order) are its endpoints of
+        priority 1, 2, ...: Envoy sends them the share of traffic the healthier priorities cannot take (with its
+        overprovisioning factor 1.4, priority 0 keeps all of it while at least 1/1.4 = 71.4% of it is healthy)."""
         s = self.settings
+        fallbacks = [level for level in fallbacks or [] if level]
         cluster: dict[str, Any] = {
             "name": pool,
             # Addresses are IPs on the local runtime; in containers the gateway reaches Toxiproxy by
@@ -144,9 +151,12 @@ class EnvoyGateway(GatewayProcessBase):
             # the admin API reports is what routes requests (Envoy's default merges changes for up to 1 s).
             "common_lb_config": {"healthy_panic_threshold": {"value": s.panic_threshold},
                                  "update_merge_window": f"{round(s.envoy.update_merge_window, 3):g}s"},
-            "load_assignment": {"cluster_name": pool, "endpoints": [{"lb_endpoints": [
-                {"endpoint": {"address": _socket(u.port, u.host)}} for u in upstreams]}]},
+            "load_assignment": {"cluster_name": pool, "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": _socket(u.port, u.host)}} for u in level],
+                 **({"priority": priority} if priority else {})}
+                for priority, level in enumerate([upstreams, *fallbacks])]},
         }
+        upstreams = [*upstreams, *(u for level in fallbacks for u in level)]  # one cluster: one TLS, one resolver
         if cluster["type"] == "STRICT_DNS":
             cluster["dns_lookup_family"] = "V4_ONLY"
         if (resolver := upstreams[0].dns) is not None:  # a dns pool: names through the fake DNS server
@@ -293,8 +303,10 @@ class EnvoyGateway(GatewayProcessBase):
     # -- what the configuration means ------------------------------------------------
     @staticmethod
     def settings_issues(scenario: Scenario) -> list[SettingIssue]:
-        """Envoy honours every common gateway field (they were modelled on it)."""
-        return []
+        """Envoy honours every common gateway field (they were modelled on it). A fallback pool is a lower priority
+        of the pool's own cluster: the same API (Envoy does not translate requests between providers), and one
+        cluster's transport (TLS) and resolution (DNS) for both."""
+        return fallback_fit_issues(scenario, "Envoy", "cluster")
 
 
 # MCP sessions live in one replica: Envoy wraps the upstream's address into the MCP-Session-Id

@@ -31,6 +31,7 @@ from harness.gateways.base import (
     UpstreamTlsTrust,
     debian_binary,
     explicitly_set,
+    fallback_fit_issues,
     milliseconds,
     url_host,
 )
@@ -136,8 +137,10 @@ class HaproxyGateway(GatewayProcessBase):
             *[f"    use_backend {pool} if {{ path_beg /{pool}/ }}" for pool in pools],
             f"    default_backend {self.load_pool}",
         ]
+        fallback_of = {u.pool: u.fallback for u in upstreams}
         for pool in pools:
-            lines += self._backend(pool, [u for u in upstreams if u.pool == pool])
+            lines += self._backend(pool, [u for u in upstreams if u.pool == pool],
+                                   [u for u in upstreams if fallback_of[pool] is not None and u.pool == fallback_of[pool]])
         return "\n".join(lines) + "\n"
 
     def _server_timeout(self) -> list[str]:
@@ -155,8 +158,12 @@ class HaproxyGateway(GatewayProcessBase):
                 "    option redispatch 1",  # every retry goes to another server, as Envoy's previous_hosts
                 f"    retry-on {' '.join(retry_on_words(retries))}"]
 
-    def _backend(self, pool: str, upstreams: list[UpstreamAddress]) -> list[str]:
+    def _backend(self, pool: str, upstreams: list[UpstreamAddress],
+                 backups: list[UpstreamAddress] | None = None) -> list[str]:
+        """The pool's backend; the replicas of its fallback pool (``backups``) are its ``backup`` servers, which
+        HAProxy uses, all of them (``option allbackups``), only while every other server of the backend is DOWN."""
         s, o = self.settings, self.settings.haproxy
+        backups = backups or []
         lines = ["", f"backend {pool}", "    balance roundrobin",
                  f"    http-request set-path %[path,regsub(^/{pool}/,/)] if {{ path_beg /{pool}/ }}"]
         if any(u.kind == "mcp" for u in upstreams):
@@ -179,13 +186,16 @@ class HaproxyGateway(GatewayProcessBase):
                 server_opts += [f"observe {o.observe}", f"error-limit {od.consecutive_5xx}", f"on-error {o.on_error}"]
         if server_opts:
             lines.append(f"    default-server {' '.join(server_opts)}")
-        tls = {u.tls for u in upstreams}
+        if backups:
+            lines.append("    option allbackups")
+        tls = {u.tls for u in [*upstreams, *backups]}
         if len(tls) > 1:
             raise StackError(f"the replicas of {pool!r} disagree on TLS: {sorted(map(str, tls))}")
         trust = tls.pop() if tls else None
-        for u in upstreams:
+        for u in [*upstreams, *backups]:
             self._addresses[(pool, _server_name(u))] = f"{u.host}:{u.port}"
-            lines.append(f"    server {_server_name(u)} {u.host}:{u.port}{_server_tls(trust)}")
+            backup = " backup" if u.pool != pool else ""
+            lines.append(f"    server {_server_name(u)} {u.host}:{u.port}{backup}{_server_tls(trust)}")
         return lines
 
     def write_config(self, upstreams: list[UpstreamAddress], run_dir: Path) -> Path:
@@ -317,6 +327,7 @@ class HaproxyGateway(GatewayProcessBase):
             if getattr(pool, "dns", None) is not None:
                 issues.append(SettingIssue(("upstreams", i, "dns"),
                                            "the haproxy adapter reaches replicas by address only (no DNS resolution yet)"))
+        issues += fallback_fit_issues(scenario, "HAProxy", "backend (as backup servers)", levels=1)
         return issues
 
 

@@ -36,7 +36,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import ComponentMissing, StackError
-from harness.gateways.base import GatewayProcessBase, HostHealth, SettingIssue, UpstreamAddress, explicitly_set
+from harness.gateways.base import (GatewayProcessBase, HostHealth, SettingIssue, UpstreamAddress, explicitly_set,
+                                   fallback_chain_of)
 
 if TYPE_CHECKING:
     from harness.scenario import Gateway, Scenario
@@ -167,13 +168,22 @@ class LitellmGateway(GatewayProcessBase):
             router["cooldown_time"] = od.base_ejection_time
         else:
             router["disable_cooldowns"] = True
+        # Each pool a model group: the load's is the model the load asks for, any other is named after its pool.
+        names = {self.load_pool: MODEL_NAME}
+        groups = [(MODEL_NAME, pool), *((names.setdefault(name, name), [u for u in upstreams if u.pool == name])
+                                        for name in dict.fromkeys(u.pool for u in upstreams if u.kind != "mcp")
+                                        if name != self.load_pool)]
+        # after num_retries on its own group, a request goes to each group of the pool's fallback chain in turn
+        fallbacks = [{names[name]: [names[f] for f in chain]} for name in names
+                     if (chain := fallback_chain_of(name, upstreams)) and all(f in names for f in chain)]
+        if fallbacks:
+            router["fallbacks"] = fallbacks
         return {
             "model_list": [{
-                "model_name": MODEL_NAME,
-                "litellm_params": {"model": f"openai/{MODEL_NAME}", "api_base": f"http://{u.host}:{u.port}/v1",
-                                   "api_key": "sk-chaosgate-fake", "max_retries": 0},
+                "model_name": group,
+                "litellm_params": _params(u, MODEL_NAME if group == MODEL_NAME else group),
                 "model_info": {"id": _deployment_id(u), **model_info_extra},
-            } for u in pool],
+            } for group, members in groups for u in members],
             "router_settings": router,
             "litellm_settings": {"telemetry": False, "callbacks": [f"{PROBE_MODULE}.probe"],
                                  "drop_params": True},
@@ -277,6 +287,17 @@ class LitellmGateway(GatewayProcessBase):
         return settings_issues(scenario)
 
 
+def _params(upstream: UpstreamAddress, model: str) -> dict[str, Any]:
+    """One deployment's litellm_params: an ``openai/`` model whose api_base ends in /v1 (LiteLLM calls
+    {api_base}/chat/completions), or, for an anthropic pool, an ``anthropic/`` model whose api_base has no
+    /v1 (LiteLLM calls {api_base}/v1/messages), as harness/own_config/litellm.py binds a user's groups. The fake
+    answers with the model it was asked for: a fallback group's answers name its pool."""
+    anthropic = upstream.kind == "anthropic"
+    return {"model": f"{'anthropic' if anthropic else 'openai'}/{model}",
+            "api_base": f"http://{upstream.host}:{upstream.port}" + ("" if anthropic else "/v1"),
+            "api_key": "sk-chaosgate-fake", "max_retries": 0}
+
+
 def _deployment_id(upstream: UpstreamAddress) -> str:
     return upstream.replica.replace("[", "-").replace("]", "")
 
@@ -345,19 +366,23 @@ def settings_issues(scenario: Scenario) -> list[SettingIssue]:
         if retries.per_try_timeout is not None:
             issues.append(SettingIssue((*gw, "retries", "per_try_timeout"), "LiteLLM has no per-try time "
                                        "limit; request_timeout limits each call"))
-    openai_pools = [(i, u) for i, u in enumerate(scenario.upstreams) if u.kind == "openai"]
+    anthropic_persona = any(w > 0 for persona, w in scenario.load.mix.items() if persona.startswith("anthropic"))
     for i, pool in enumerate(scenario.upstreams):
-        if pool.kind != "openai":
-            issues.append(SettingIssue(("upstreams", i, "kind"), f"LiteLLM proxies the OpenAI API only; "
-                                       f"{pool.name!r} is {pool.kind!r}"))
+        if pool.kind == "mcp" or (pool.kind == "anthropic" and anthropic_persona
+                                  and pool.name == scenario.anthropic_load_pool):
+            issues.append(SettingIssue(("upstreams", i, "kind"), f"the litellm adapter proxies the OpenAI API only "
+                                       f"(the load's chat completions; an anthropic pool is a model group other "
+                                       f"groups fall back to); {pool.name!r} is {pool.kind!r}"
+                                       + (" and the load's anthropic persona talks to it" if pool.kind == "anthropic"
+                                          else "")))
+        if pool.name == MODEL_NAME and pool.name != scenario.load_pool:
+            issues.append(SettingIssue(("upstreams", i, "name"), f"the litellm adapter names the load's model group "
+                                       f"{MODEL_NAME!r} and every other pool's group after the pool: rename this pool"))
         if pool.tls is not None:
             issues.append(SettingIssue(("upstreams", i, "tls"), "the litellm adapter does not speak TLS to "
                                        "replicas yet"))
         if getattr(pool, "dns", None) is not None:
             issues.append(SettingIssue(("upstreams", i, "dns"), "the litellm adapter reaches replicas by "
                                        "address only (no DNS resolution)"))
-    if len(openai_pools) > 1:
-        issues.append(SettingIssue(("upstreams", openai_pools[1][0]), "the litellm adapter serves one openai pool "
-                                   "(the load's) as one model group; split the scenario"))
     return issues
 

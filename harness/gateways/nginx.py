@@ -48,6 +48,7 @@ from harness.gateways.base import (
     UpstreamTlsTrust,
     debian_binary,
     explicitly_set,
+    fallback_fit_issues,
     milliseconds,
 )
 from harness.gateways.haproxy import _panic_issues
@@ -416,8 +417,15 @@ class NginxGateway(GatewayProcessBase):
                 raise StackError(f"the replicas of {pool!r} disagree on TLS: {sorted(map(str, tls))}")
             trust[pool] = tls.pop()
             lines += [f"    upstream {pool} {{", *([f"        zone {pool} 64k;"] if o.shared_zone else [])]
-            lines += [f"        server {u.host}:{u.port} max_fails={max_fails} fail_timeout={round(fail_timeout)}s;"
-                      for u in upstreams if u.pool == pool]
+            # the replicas of the pool's fallback pool: backup servers, passed requests while every other server
+            # of the upstream is unavailable (and as the next upstream of a failed try, when tries are left)
+            fallback = next((u.fallback for u in upstreams if u.pool == pool), None)
+            backups = [u for u in upstreams if fallback is not None and u.pool == fallback]
+            if {u.tls for u in backups} - {trust[pool]}:
+                raise StackError(f"the replicas of {pool!r} and of its fallback {fallback!r} disagree on TLS")
+            lines += [f"        server {u.host}:{u.port} max_fails={max_fails} fail_timeout={round(fail_timeout)}s"
+                      f"{' backup' if u.pool != pool else ''};"
+                      for u in [*(u for u in upstreams if u.pool == pool), *backups]]
             lines.append("    }")
         lines += [
             "    server {",
@@ -592,4 +600,5 @@ class NginxGateway(GatewayProcessBase):
             if getattr(pool, "dns", None) is not None:
                 issues.append(SettingIssue(("upstreams", i, "dns"),
                                            "the nginx adapter reaches replicas by address only (no DNS resolution yet)"))
+        issues += fallback_fit_issues(scenario, "nginx", "upstream block (as backup servers)", levels=1)
         return issues

@@ -16,6 +16,7 @@ from harness.durations import format_duration
 from harness.expectations import Expectation
 from harness.faults import Fault
 from harness.promise import detection_window, nominal_facts, recovery_window
+from harness.promise.fallback import fallback_window
 from harness.promise.load import LoadFacts
 from harness.promise.window import Promise, Window
 from harness.scenario import Scenario
@@ -97,9 +98,11 @@ def _promise_line(what: str, anchor: str, promise: Promise) -> str:
 
 def describe(scenario: Scenario) -> list[str]:
     """Per fault, the promised detection and recovery windows and how each was derived, for
-    ``chaosgate validate`` (indented lines, without the file)."""
+    ``chaosgate validate`` (indented lines, without the file); for a fault on a pool with a fallback pool, also
+    the window to the fallback's first answer (harness/promise/fallback.py)."""
     lines = [f"promised windows ({scenario.gateway.kind}; from the nominal load, before a run: a run uses the load "
              "it measured):"]
+    pools = {u.name: u for u in scenario.upstreams}
     for planned in planned_promises(scenario):
         fault = planned.fault
         lines.append(f"  {fault.label} (at {format_duration(fault.at)} for {format_duration(fault.duration)}; "
@@ -108,6 +111,9 @@ def describe(scenario: Scenario) -> list[str]:
         lines.append("    " + _promise_line("recover", "the fault's end", planned.recovery))
         if planned.after_restart is not None:
             lines.append("    " + _promise_line("recover", "the restarted process is ready", planned.after_restart))
+        if pools[split_target(fault.target)[0]].fallback is not None and scenario.gateway.config is None:
+            lines.append("    " + _promise_line("fallback", "the fault's start",  # its first answer to a client
+                                                fallback_window(scenario, fault, planned.facts)))
     if len(lines) == 1:
         lines.append("  no faults")
     return lines

@@ -364,7 +364,7 @@ class DockerRuntime:
                                      m.proxy_port, m.pool.kind,
                                      self._tls[m.pool.name].trust() if m.pool.name in self._tls else None,
                                      UpstreamResolver("127.0.0.1", DNS_PORT, m.pool.dns)
-                                     if dns is not None and m.pool.dns is not None else None)
+                                     if dns is not None and m.pool.dns is not None else None, m.pool.fallback)
                      for m in members]
         config = gateway.write_config(upstreams, run_dir)
         self._containers[gateway.kind] = self._start(

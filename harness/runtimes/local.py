@@ -226,7 +226,7 @@ class LocalRuntime:
         upstreams = [UpstreamAddress(r.pool, r.name, dns.names[r.name] if dns and r.name in dns.names else "127.0.0.1",
                                      r.proxy_port, r.kind, tls[r.pool].trust() if r.pool in tls else None,
                                      UpstreamResolver(*_host_port(dns.address), settings)
-                                     if dns and (settings := pools[r.pool].dns) else None)
+                                     if dns and (settings := pools[r.pool].dns) else None, pools[r.pool].fallback)
                      for r in replicas.values()]
         if isinstance(gateway, AttachedGateway):
             stack = self._attached(gateway, scenario, upstreams, replicas, toxiproxy, toxiproxy_url, run_dir, dns,
