@@ -5,17 +5,23 @@ verdict passes only when a successful client request served by the target (its r
 header) ended at most ``within`` after the fault began. It fails the other way too: a target that
 served clients before the fault began is not a fallback the fault triggered but a pool the gateway
 sends traffic to anyway (a load balancer), so its answers during the fault prove nothing.
+
+``within: promised`` judges the time against the window the gateway's configuration promises for a fallback
+pool (``upstreams[].fallback``, harness/promise/fallback.py): inside it passes; earlier or later fails.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from harness.durations import Duration, format_duration
+from harness.durations import DurationOrPromised, format_duration
 from harness.expectations.base import Expectation, Target, Unjudgeable, Verdict, replicas_of, seconds
 from harness.timeline import Timeline
+
+if TYPE_CHECKING:
+    from harness.promise.window import Promise
 
 
 class FallbackWithin(Expectation):
@@ -24,16 +30,30 @@ class FallbackWithin(Expectation):
 
     kind: Literal["fallback_within"]
     target: Target = Field(description="The fallback: a pool (fallback[*]) or one replica.")
-    within: Duration = Field(gt=0, description="Longest time from the fault's start to the fallback's first answer.")
+    within: DurationOrPromised = Field(
+        description="Longest time from the fault's start to the fallback's first answer; 'promised': inside the "
+                    "window the configuration promises for the pool's fallback (upstreams[].fallback).")
 
     def describe(self) -> str:
-        return f"{self.target} answers a client within {format_duration(self.within)} of the fault starting, " \
-               f"and not before it"
+        bound = "the window its configuration promises" if self.within == "promised" else format_duration(self.within)
+        return f"{self.target} answers a client within {bound} of the fault starting, and not before it"
 
     def bound_text(self) -> str:
-        return f"≤ {format_duration(self.within)}"
+        return "in the promised window" if self.within == "promised" else f"≤ {format_duration(self.within)}"
 
     def judge(self, timeline: Timeline) -> Verdict:
+        return self.judge_promised(timeline, None)
+
+    def evaluate_promised(self, timeline: Timeline, promise: Promise | None) -> Verdict:
+        """Judge next to the window the gateway's configuration promises for the fallback (never raises)."""
+        try:
+            return self.judge_promised(timeline, promise)
+        except Unjudgeable as why:
+            return self.verdict(False, "n/a", str(why))
+
+    def judge_promised(self, timeline: Timeline, promise: Promise | None) -> Verdict:
+        from harness.promise.verdicts import verdict_for
+
         fault = self.related_fault(timeline)
         fallback = set(replicas_of(self.target, timeline))
         served = sorted((r for r in timeline.requests if r.ok and r.replica in fallback), key=lambda r: r.t + r.latency)
@@ -44,14 +64,13 @@ class FallbackWithin(Expectation):
                                 f"{first.replica} answered a request that ended at {seconds(first.t + first.latency)}, "
                                 f"before {fault.label} began at {seconds(fault.start)} ({len(before)} such answers): "
                                 f"{self.target} takes traffic without the fault, so it is no proof of a fallback",
-                                bound_value=self.within)
+                                bound_value=self.within if isinstance(self.within, float) else None)
         if not served:
             raise Unjudgeable(f"{self.target} answered no client request after {fault.label} began at "
                               f"{seconds(fault.start)}: the fallback was never used")
         first = served[0]
         after = first.t + first.latency - fault.start
-        return self.verdict(after <= self.within, seconds(after),
-                            f"{fault.label} began at {seconds(fault.start)}; the first answer from {self.target} "
-                            f"({first.replica}, a request started at {seconds(first.t)}) ended at "
-                            f"{seconds(first.t + first.latency)}, {seconds(after)} later",
-                            bound_value=self.within, measured_value=after)
+        detail = (f"{fault.label} began at {seconds(fault.start)}; the first answer from {self.target} "
+                  f"({first.replica}, a request started at {seconds(first.t)}) ended at "
+                  f"{seconds(first.t + first.latency)}, {seconds(after)} later")
+        return verdict_for(self, self.within, after, detail, promise, fault.end - fault.start, ("the fault", "it began"))

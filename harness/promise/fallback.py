@@ -18,8 +18,8 @@ fallback pool gives a client, derived from the configuration the gateway was ren
   1 + num_retries tries, each as the fault ends it (harness/promise/effects.py, limited by request_timeout),
   and the fallback group answers it.
 
-``fallback_within`` takes a duration; this window is what a scenario's bound is derived from (the integration
-tests of tests/integration/test_fallback_pools.py use its ``upper``). It is not wired as ``within: promised``.
+``fallback_within`` with ``within: promised`` is judged against this window (harness/promise/verdicts.py): an
+answer earlier than its lower end or later than its upper end fails (tests/integration/test_fallback_pools.py).
 """
 
 from __future__ import annotations

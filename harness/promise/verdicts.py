@@ -18,16 +18,17 @@ from harness.scenario import Scenario
 from harness.timeline import Timeline
 
 PROMISED, NEVER = "promised", "never"
-DETECTION, RECOVERY = "upstream_unhealthy", "upstream_healthy"
+DETECTION, RECOVERY, FALLBACK = "upstream_unhealthy", "upstream_healthy", "fallback_within"
 
 
 def promise_for(scenario: Scenario, expectation: Expectation, timeline: Timeline) -> Promise | None:
-    """The promised window of a detection or recovery expectation in a run (None for other kinds,
+    """The promised window of a detection, recovery or fallback expectation in a run (None for other kinds,
     or when its fault never started)."""
-    if expectation.kind not in (DETECTION, RECOVERY):
+    if expectation.kind not in (DETECTION, RECOVERY, FALLBACK):
         return None
-    try:
-        window = expectation.related_fault(timeline, getattr(expectation, "target", None))
+    try:  # a fallback_within's target is the fallback pool, not the faulty one: its fault is the first (or named)
+        target = None if expectation.kind == FALLBACK else getattr(expectation, "target", None)
+        window = expectation.related_fault(timeline, target)
     except Unjudgeable:
         return None
     fault = fault_named(scenario, window.label)
@@ -36,6 +37,10 @@ def promise_for(scenario: Scenario, expectation: Expectation, timeline: Timeline
     facts = run_facts(scenario, fault, timeline)
     if expectation.kind == DETECTION:
         return detection_window(scenario, fault, facts)
+    if expectation.kind == FALLBACK:
+        from harness.promise.fallback import fallback_window
+
+        return fallback_window(scenario, fault, facts)
     return recovery_window(scenario, fault, facts, str(getattr(expectation, "after", "fault_end")))
 
 

@@ -30,7 +30,7 @@ FILES = {"envoy": "envoy-priority-fallback", "haproxy": "haproxy-backup-fallback
 
 def derived(name: str, tmp_path: Path, fallback: bool) -> tuple[Path, float, float, float]:
     """``HERE/<name>.yaml`` with its served_by windows from the fault's start plus the promised fallback bound (the
-    window's upper end) to the fault's end minus it, and fallback_within's bound that same upper end; without
+    window's upper end) to the fault's end minus it, and fallback_within's bound that window (within: promised); without
     ``fallback:`` when ``fallback`` is False. Returns the written file, the bound, the window's start and end."""
     scenario = load_scenario(HERE / f"{name}.yaml")
     fault = scenario.faults[0]
@@ -46,7 +46,7 @@ def derived(name: str, tmp_path: Path, fallback: bool) -> tuple[Path, float, flo
         if item["kind"] == "served_by":
             item["window"] = {"from": f"{start}s", "to": f"{end}s"}
         elif item["kind"] == "fallback_within":
-            item["within"] = f"{bound}s"
+            item["within"] = "promised"  # inside [lower, upper] of that window
     if not fallback:
         for pool in data["upstreams"]:
             pool.pop("fallback", None)

@@ -1101,3 +1101,37 @@ def test_percentile_does_not_reorder_its_input() -> None:
     values = [3.0, 1.0, 2.0]
     assert percentile(values, 100) == 3.0
     assert values == [3.0, 1.0, 2.0]
+
+
+def test_fallback_within_promised_passes_only_inside_the_window_the_gateways_configuration_promises() -> None:
+    from harness.promise.fallback import fallback_window
+    from harness.promise.window import Window
+    from harness.scenario import parse_scenario
+
+    def promised_run() -> Run:
+        run = fallback_run('{kind: fallback_within, target: "backup[*]", within: promised}')
+        run.text = run.text.replace("  - {name: chat, replicas: 3}\n", "  - {name: chat, replicas: 3, fallback: backup}\n")
+        run.text = run.text.replace("name: t\n", "name: t\ngateway: {health_check: {interval: 1s, timeout: 500ms, "
+                                                 "unhealthy_threshold: 2, healthy_threshold: 2, no_traffic_interval: 1s}}\n")
+        run.events[0]["text"] = run.text
+        return run.requests(0, 5, replica="chat[1]")
+
+    scenario = parse_scenario(promised_run().text, "t.yaml")
+    promise = fallback_window(scenario, scenario.faults[0])
+    assert isinstance(promise, Window) and 0.5 < promise.lower < promise.upper < 4, promise  # spills once detected
+
+    def first_answer_at(after: float) -> Verdict:
+        run = promised_run().request(5.0 + after - 0.05, replica="backup[0]")
+        return run.requests(5.0 + after + 0.5, 13, replica="backup[0]").finish().verdict()
+
+    inside = first_answer_at((promise.lower + promise.upper) / 2)
+    assert inside.passed is True, inside.detail
+    assert inside.bound == f"in {promise.text()}" and "inside it" in inside.detail
+    late = first_answer_at(promise.upper + 0.5)
+    assert late.passed is False and "later than it" in late.detail, late.detail
+    early = first_answer_at(max(0.1, promise.lower - 0.4))
+    assert early.passed is False and "earlier than it" in early.detail, early.detail
+    # a pool without a fallback promises none: within: promised cannot pass
+    run = fallback_run('{kind: fallback_within, target: "backup[*]", within: promised}').requests(0, 5, replica="chat[1]")
+    v = run.request(6.0, replica="backup[0]").finish().verdict()
+    assert v.passed is False and "has no fallback pool" in v.detail, v.detail
