@@ -22,7 +22,7 @@ from harness.promise.window import Promise, Window
 from harness.scenario import Scenario
 from harness.targets import resolve, split_target
 
-DETECTION, RECOVERY = "upstream_unhealthy", "upstream_healthy"
+DETECTION, RECOVERY, FALLBACK = "upstream_unhealthy", "upstream_healthy", "fallback_within"
 
 
 @dataclass(frozen=True)
@@ -68,14 +68,20 @@ def related_fault_index(scenario: Scenario, expectation: Expectation) -> int | N
 
 def expectation_promise(scenario: Scenario, expectation: Expectation,
                         planned: list[FaultPromise] | None = None) -> tuple[FaultPromise, Promise] | None:
-    """The fault and the promise a detection or recovery expectation will be judged against (None for
+    """The fault and the promise a detection, recovery or fallback expectation will be judged against (None for
     other kinds, or when it relates to no fault)."""
-    if expectation.kind not in (DETECTION, RECOVERY):
+    if expectation.kind not in (DETECTION, RECOVERY, FALLBACK):
         return None
-    index = related_fault_index(scenario, expectation)
+    if expectation.kind == FALLBACK:  # its target is the fallback pool: its fault is the named one, else the first
+        index = (related_fault_index(scenario, expectation) if expectation.fault is not None
+                 else 0 if scenario.faults else None)
+    else:
+        index = related_fault_index(scenario, expectation)
     if index is None:
         return None
     fault = (planned or planned_promises(scenario))[index]
+    if expectation.kind == FALLBACK:
+        return fault, fallback_window(scenario, fault.fault, fault.facts)
     if expectation.kind == DETECTION:
         return fault, fault.detection
     if getattr(expectation, "after", "fault_end") == "restart_ready":

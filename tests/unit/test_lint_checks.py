@@ -49,6 +49,21 @@ def test_within_promised_against_a_never_promise_is_an_error_at_the_expectations
     assert "max_ejection_percent 10%" in finding.message and "within: never" in finding.message
 
 
+def test_fallback_within_promised_without_a_promised_fallback_is_an_error_and_with_one_is_not() -> None:
+    def text(fallback: str) -> str:
+        return ("name: t\n"
+                f"gateway: {{panic_threshold: 0, health_check: {HC}}}\n"
+                f"upstreams:\n  - {{name: chat, replicas: 2{fallback}}}\n  - {{name: spare, replicas: 1}}\n"
+                "load: {duration: 20s}\n"
+                'faults:\n  - {kind: down, target: "chat[*]", at: 5s, for: 8s}\n'
+                'expect:\n  - {kind: fallback_within, target: "spare[*]", within: promised}\n')
+
+    (finding,) = checks(text(""))
+    assert finding.trap == "promise.never-under-promised" and finding.field == "expect[0].within"
+    assert "promises no fallback for down@chat[*] (pool 'chat' has no fallback pool)" in finding.message
+    assert checks(text(", fallback: spare")) == []
+
+
 def test_the_explicit_form_and_a_scoped_expectation_are_not_findings() -> None:
     assert checks(source(NEVER_GATEWAY, ['{kind: upstream_unhealthy, target: "chat[0]", within: never}'])) == []
     scoped = '{kind: upstream_unhealthy, target: "chat[0]", within: promised, gateways: [envoy]}'
