@@ -7,7 +7,7 @@ listing every problem with its file, line, field and what was expected.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -558,15 +558,20 @@ def _check_mcp(scenario: Scenario, add: Callable[[YamlPath, str], None]) -> None
 FALLBACK_KINDS = ("openai", "anthropic")  # the model APIs a gateway can fail over between
 
 
-def fallback_chain(scenario: Scenario, pool: str) -> list[str]:
-    """The pools ``pool`` falls back to, in order (its fallback, that pool's fallback, ...); a cycle ends it."""
-    fallbacks = {u.name: u.fallback for u in scenario.upstreams}
+def follow_fallbacks(fallback_of: Mapping[str, str | None], pool: str) -> list[str]:
+    """The pools ``pool`` falls back to, in order (its fallback, that pool's fallback, ...), from each pool's
+    fallback in ``fallback_of``; a cycle or an unknown pool ends it."""
     chain: list[str] = []
-    current = fallbacks.get(pool)
-    while current is not None and current != pool and current not in chain and current in fallbacks:
+    current = fallback_of.get(pool)
+    while current is not None and current != pool and current not in chain and current in fallback_of:
         chain.append(current)
-        current = fallbacks.get(current)
+        current = fallback_of.get(current)
     return chain
+
+
+def fallback_chain(scenario: Scenario, pool: str) -> list[str]:
+    """The pools ``pool`` falls back to in ``scenario`` (follow_fallbacks)."""
+    return follow_fallbacks({u.name: u.fallback for u in scenario.upstreams}, pool)
 
 
 def _check_fallbacks(scenario: Scenario, add: Callable[[YamlPath, str], None]) -> None:

@@ -193,14 +193,10 @@ class GatewayProcessBase:
 
 
 def fallback_chain_of(pool: str, upstreams: list[UpstreamAddress]) -> list[str]:
-    """The pools ``pool`` falls back to, in order (each pool's ``fallback``, followed; a cycle ends it)."""
-    fallback_of = {u.pool: u.fallback for u in upstreams}
-    chain: list[str] = []
-    current = fallback_of.get(pool)
-    while current is not None and current != pool and current not in chain and current in fallback_of:
-        chain.append(current)
-        current = fallback_of.get(current)
-    return chain
+    """The pools ``pool`` falls back to, in order, from the upstreams' own ``fallback`` (follow_fallbacks)."""
+    from harness.scenario import follow_fallbacks
+
+    return follow_fallbacks({u.pool: u.fallback for u in upstreams}, pool)
 
 
 def fallback_fit_issues(scenario: Scenario, gateway: str, how: str, *, levels: int | None = None) -> list[SettingIssue]:
