@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
@@ -40,6 +40,9 @@ from harness.report.compare import Comparison
 from harness.runtimes import RUNTIMES
 from harness.runtimes.base import check_supported
 from harness.scenario import Scenario, load_scenario
+
+if TYPE_CHECKING:
+    from harness.compare import GatewayFiles
 
 EXIT_PASSED, EXIT_FAILED, EXIT_UNRUNNABLE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -624,11 +627,15 @@ def _gateway_configs(values: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="HOST",
               help="A host off this machine the gateways' files may send traffic to (repeat for several).")
 @distribution_options
+@click.option("--parallel", "parallel", default=None, type=click.IntRange(min=1), metavar="N",
+              help="Run N of the comparison's runs (one per scenario and gateway) at a time, each in a child "
+                   "`chaosgate run` of its own (its output in its run folder's chaosgate.log); not with "
+                   "--remote-workers or --master-port (docs/parallel.md).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output, only the results and the page's path.")
 def compare_gateways_command(paths: tuple[Path, ...], gateways: list[str], out_dir: Path, runtime: str,
                              gateway_configs: tuple[str, ...], allow_hosts: tuple[str, ...], workers: int | None,
                              remote_workers: int, master_bind: str, master_port: int, join_timeout: float,
-                             quiet: bool) -> None:
+                             parallel: int | None, quiet: bool) -> None:
     """Run scenarios against each gateway in turn and compare the gateways.
 
     \b
@@ -656,6 +663,10 @@ def compare_gateways_command(paths: tuple[Path, ...], gateways: list[str], out_d
     _stop_on_signals()
     files = GatewayFiles(_gateway_configs(gateway_configs), allow_hosts,
                          _distribution(workers, remote_workers, master_bind, master_port, join_timeout))
+    if parallel is not None:
+        sys.exit(_compare_parallel(paths, gateways, out_dir, runtime, files, parallel, quiet,
+                                   distribution_refusals(remote_workers, master_port),
+                                   distribution_args(workers, master_bind, join_timeout)))
     if len(paths) == 1 and paths[0].is_file():
         try:
             table = compare_gateways(paths[0], gateways, out_dir, runtime, Progress(quiet=quiet), files)
@@ -680,6 +691,51 @@ def compare_gateways_command(paths: tuple[Path, ...], gateways: list[str], out_d
     click.echo(f"index: {out_dir / 'index.html'}")
     sys.exit(exit_status(index.tables))
 
+
+
+def _compare_parallel(paths: tuple[Path, ...], gateways: list[str], out_dir: Path, runtime: str,
+                      files: GatewayFiles, parallel: int, quiet: bool, refused: list[str], load_args: tuple[str, ...]) -> int:
+    """``compare --parallel N``: the runs N at a time (harness/compare/parallel.py), a line as each starts and
+    ends, then each scenario's result lines as a serial comparison prints them; the exit code of a serial one."""
+    from harness.compare.parallel import PlannedComparison, compare_in_parallel
+    from harness.compare.render import result_lines
+    from harness.compare.suite import exit_status, plan_suite
+
+    one_file = len(paths) == 1 and paths[0].is_file()
+    entries = []
+    try:
+        entries = plan_suite(list(scenario_files(paths)), gateways)
+    except ChaosgateError as exc:
+        refused.append(str(exc))
+    if refused:
+        click.echo("\n".join(refused) + "\nnothing was run", err=True)
+        return EXIT_UNRUNNABLE
+    comparisons = [PlannedComparison(e.file, out_dir if one_file else out_dir / e.name) for e in entries]
+
+    def started(job: Job, running: int, waiting: int) -> None:
+        if not quiet:
+            click.echo(f"[{job.name}] started ({running} running, {waiting} waiting); output: {job.log}", err=True)
+
+    def ended(end: Ended) -> None:
+        word = {EXIT_PASSED: "passed", EXIT_FAILED: "FAILED", EXIT_INTERRUPTED: "interrupted"}.get(
+            end.code, f"could not run (exit {end.code}; see {end.job.log})")
+        if not quiet or end.code not in (EXIT_PASSED, EXIT_FAILED, EXIT_INTERRUPTED):
+            click.echo(f"[{end.job.name}] {word} in {end.seconds:.1f}s", err=True)
+
+    def interrupted(running: list[Job]) -> None:
+        click.echo(f"\ninterrupted: no new run starts; stopping {', '.join(j.name for j in running) or 'nothing'} "
+                   f"(SIGKILL after {GRACE_S:g}s)", err=True)
+
+    if not quiet:
+        click.echo(f"{len(entries)} scenario(s) on {len(gateways)} gateway(s), {parallel} runs at a time", err=True)
+    tables, outcome = compare_in_parallel(comparisons, gateways, parallel, runtime, files, load_args,
+                                          None if one_file else out_dir, started, ended, interrupted)
+    if outcome.killed:
+        click.echo(f"killed after {GRACE_S:g}s: {', '.join(outcome.killed)}", err=True)
+    for table in tables:
+        click.echo("\n".join(result_lines(table, "" if one_file else f"{table.scenario:<14} ")))
+    click.echo(f"comparison: {out_dir / 'compare.html'}" if one_file else f"index: {out_dir / 'index.html'}")
+    return EXIT_INTERRUPTED if outcome.interrupted else exit_status(tables)
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))

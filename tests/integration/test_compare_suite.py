@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from .conftest import (ROOT, chaosgate, changes_match_the_gateways_own_stamps, h
 SUITE = sorted((ROOT / "scenarios" / "compare").glob("*.yaml"))
 GATEWAYS = ["envoy", "haproxy", "nginx", "litellm"]
 START_UP_ALLOWANCE = 60  # per gateway: the LiteLLM proxy alone takes 8-25 s to import on a busy machine
+PARALLEL = 3  # runs at a time: they wait on timers more than they compute (docs/parallel.md)
 
 # How each gateway words a replica it took out, in its own view (the journal's health flags).
 OWN_WORDS = {"envoy": ("failed_active_health_check", "failed_outlier_check"), "haproxy": ("DOWN",),
@@ -204,20 +206,39 @@ def test_the_suite_has_the_faults_the_issue_names() -> None:
         "passive detection with retries, on every gateway"
 
 
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """The whole suite compared once on every gateway, PARALLEL runs at a time (``compare --parallel``); each test
+    below judges one scenario's table and runs."""
+    require_components(*GATEWAYS)
+    out = tmp_path_factory.mktemp("compare-suite")
+    loads = sum(load_scenario(path).load.duration + START_UP_ALLOWANCE for path in SUITE) * len(GATEWAYS)
+    result = chaosgate("compare", str(ROOT / "scenarios" / "compare"), "--gateways", ",".join(GATEWAYS),
+                       "--out", str(out), "--parallel", str(PARALLEL), "-q", timeout=loads / PARALLEL + 120)
+    return out, result
+
+
+@pytest.mark.integration
+def test_the_suite_index_has_every_scenario_and_gateway(compared: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    out, result = compared
+    assert result.returncode == 0, result.stdout + result.stderr
+    index = json.loads((out / "index.json").read_text())
+    assert [row["scenario"] for row in index["scenarios"]] == [load_scenario(path).name for path in SUITE], index
+    assert index["gateways"] == GATEWAYS and not index["interrupted"]
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("path", SUITE, ids=[p.stem for p in SUITE])
-def test_every_gateway_passes_the_suite_inside_its_promised_windows(path: Path, tmp_path: Path) -> None:
-    require_components(*GATEWAYS)
+def test_every_gateway_passes_the_suite_inside_its_promised_windows(
+        path: Path, compared: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     scenario = load_scenario(path)
-    result = chaosgate("compare", str(path), "--gateways", ",".join(GATEWAYS), "--out", str(tmp_path), "-q",
-                       timeout=len(GATEWAYS) * (scenario.load.duration + START_UP_ALLOWANCE) + 60)
+    tmp_path = compared[0] / scenario.name
     table = json.loads((tmp_path / "compare.json").read_text())
     by_gateway = {row["gateway"]: row for row in table["gateways"]}
     assert list(by_gateway) == GATEWAYS
     failed = {g: [v for v in row["expectations"] if not v["passed"]] or row["reason"]
               for g, row in by_gateway.items() if row["status"] != "PASSED"}
     assert not failed, failed
-    assert result.returncode == 0, result.stdout + result.stderr
 
     for gateway, row in by_gateway.items():
         run_dir = tmp_path / gateway / scenario.name
