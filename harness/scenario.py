@@ -414,6 +414,10 @@ def parse_scenario(text: str, file: str, gateway: str | None = None, gateway_con
     problems = _cross_check(scenario, doc, allow_hosts)
     if not gateway_view:
         problems += _without_gateway_view(scenario, doc)
+    elif not getattr(GATEWAYS[scenario.gateway.kind], "health_view", True):
+        problems += _without_gateway_view(scenario, doc, f"{scenario.gateway.kind} keeps no view of upstream health "
+                                          "(no health checks, no ejection): judge what clients saw instead "
+                                          "(error_rate, served_by, fallback_within)")
     if scenario.gateway.config is not None:
         try:
             native = read_native(scenario.gateway.kind, Path(scenario.gateway.config))
@@ -646,9 +650,10 @@ def _check_real(scenario: Scenario, add: Callable[[YamlPath, str], None], allow_
                 f"to it (docs/own-config/real-upstreams.md)")
 
 
-def _without_gateway_view(scenario: Scenario, doc: YamlDocument) -> list[Problem]:
+def _without_gateway_view(scenario: Scenario, doc: YamlDocument, gateway_has_none: str | None = None) -> list[Problem]:
     """The expectations that need the gateway's view of health, refused when it is not read
-    (``--attach`` without ``--attach-admin``; harness/attach.py)."""
+    (``--attach`` without ``--attach-admin``; harness/attach.py), or when the gateway has none
+    (``gateway_has_none`` says so: Portkey)."""
     from harness.attach import needs_gateway_view
 
     problems: list[Problem] = []
@@ -656,6 +661,8 @@ def _without_gateway_view(scenario: Scenario, doc: YamlDocument) -> list[Problem
         if (why := needs_gateway_view(expectation)) is not None and expectation.applies_to(scenario.gateway.kind):
             line, column = doc.locate(("expect", i))
             problems.append(Problem(doc.file, line, column, _render_path(doc.data, ("expect", i)),
+                                    f"{expectation.kind} needs the gateway's view of health ({why}), but "
+                                    f"{gateway_has_none}" if gateway_has_none is not None else
                                     f"{expectation.kind} needs the gateway's view of health ({why}), which chaosgate "
                                     "reads only with --attach-admin URL; give it, or judge this run without this "
                                     "expectation"))

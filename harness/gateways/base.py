@@ -14,7 +14,7 @@ package (the registry of kinds, the per-gateway settings blocks, the settings ch
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -132,6 +132,25 @@ class ReportsHealthRounds(Protocol):
     checks. Journalled once at the end of the load as ``gateway.health_rounds``."""
 
     def health_rounds(self) -> list[dict[str, Any]] | None: ...
+
+
+@dataclass(frozen=True)
+class LoadTarget:
+    """What a gateway needs the load to do beyond sending its requests to ``url`` (harness/load/): ``headers`` sent
+    with every request (Portkey: its routing config, which it reads from each request only), and the response
+    header that names the target which served (``upstream_header``), with its values mapped to the replicas'
+    ``host:port`` (``upstreams``), which the load records as the request's upstream."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    upstream_header: str | None = None
+    upstreams: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ShapesLoad(Protocol):
+    """A gateway whose requests need more than its URL (``LoadTarget``); asked once its config is written."""
+
+    def load_target(self) -> LoadTarget: ...
 
 
 class GatewayClass(Protocol):
