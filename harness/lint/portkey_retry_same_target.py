@@ -19,7 +19,7 @@ def check(scenario: Scenario) -> list[Hit]:
         cost = request_cost(scenario, fault)
         if cost.retried and cost.effect.kind in ("local", "status"):
             return [Hit(("gateway", "retries", "num_retries"), f"{fault.label}: Portkey retries the same target "
-                        f"{retries.num_retries} times, waiting {retry_waits(retries.num_retries):g}s in all between "
+                        f"{'once' if retries.num_retries == 1 else f'{retries.num_retries} times'}, waiting {retry_waits(retries.num_retries):g}s in all between "
                         f"tries ({cost.how}): a request on the faulty replica fails anyway, "
                         f"{cost.seconds:g}s later; retries never reach another replica (only a fallback pool does)")]
     return []
