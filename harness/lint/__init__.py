@@ -54,9 +54,9 @@ TRAPS: list[Trap] = [
     litellm_health_endpoint.TRAP,
     litellm_health_filter.TRAP,
     litellm_check_routing.TRAP,
-    portkey_no_health.TRAP,
     portkey_retry_same_target.TRAP,
     portkey_timeout_not_retried.TRAP,
+    portkey_no_health.TRAP,
 ]
 
 
