@@ -148,7 +148,7 @@ class PortkeyGateway(GatewayProcessBase):
     config_name = "portkey-config.json"
     runtimes = frozenset({"local"})
     health_view = False  # no health checks, no circuit breaker: nothing to read (module docstring)
-    startup_timeout = 60.0  # measured 4.3 s on an idle 2-core machine (its bundle's import)
+    startup_timeout = 60.0  # measured 0.9-4.3 s on a 2-core machine (its bundle's import; docs/gateways.md)
 
     def _init_state(self) -> None:
         """``admin_port`` is unused: Portkey has no admin interface."""

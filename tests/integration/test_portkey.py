@@ -164,4 +164,4 @@ def test_the_openai_client_through_portkey_started_by_the_harness(stack: Stack) 
     bare = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0, timeout=10)
     with pytest.raises(openai.APIStatusError) as refused:
         bare.chat.completions.create(model="fake-model", max_tokens=4, messages=[{"role": "user", "content": "x"}])
-    assert refused.value.status_code in (400, 401, 404, 500)
+    assert refused.value.status_code == 400
