@@ -346,6 +346,12 @@ class Scenario(_Model):
         return self.load.anthropic_pool or next((u.name for u in self.upstreams if u.kind == "anthropic"), None)
 
     @property
+    def anthropic_persona_pool(self) -> str | None:
+        """The anthropic pool the load's anthropic persona talks to; None when the mix has no such persona."""
+        used = any(w > 0 for persona, w in self.load.mix.items() if persona.startswith("anthropic"))
+        return self.anthropic_load_pool if used else None
+
+    @property
     def load_pool(self) -> str:
         """The pool the load (chat requests) goes to: ``load.pool``, else the first openai pool."""
         return self.load.pool or next((u.name for u in self.upstreams if u.kind == "openai"), self.upstreams[0].name)

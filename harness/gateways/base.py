@@ -144,6 +144,10 @@ class LoadTarget:
     headers: dict[str, str] = field(default_factory=dict)
     upstream_header: str | None = None
     upstreams: dict[str, str] = field(default_factory=dict)
+    # where the gateway serves the load's pools (Portkey: every pool at the root, its config routes): None keeps
+    # the load's own path (a pool prefix for a pool other than the first)
+    base_path: str | None = None
+    anthropic_path: str | None = None
 
 
 @runtime_checkable
@@ -162,9 +166,10 @@ class GatewayClass(Protocol):
 
     def __call__(self, settings: Gateway, listen_port: int, admin_port: int, load_pool: str, *,
                  bind_address: str = ..., published_listen_port: int | None = ...,
-                 published_admin_port: int | None = ...) -> GatewayAdapter:
+                 published_admin_port: int | None = ..., anthropic_pool: str | None = ...) -> GatewayAdapter:
         """An adapter for one run: listens on ``listen_port`` (and ``admin_port``, if it has an admin
-        interface) on ``bind_address``; chat requests without a pool prefix go to ``load_pool``."""
+        interface) on ``bind_address``; chat requests without a pool prefix go to ``load_pool``; the load's
+        anthropic persona talks to ``anthropic_pool`` (None: the load has no such persona)."""
 
     def settings_issues(self, scenario: Scenario) -> list[SettingIssue]:
         """Scenario settings this gateway cannot honour (errors) or that do not apply to it (notes)."""
@@ -178,8 +183,9 @@ class GatewayProcessBase:
 
     def __init__(self, settings: Gateway, listen_port: int, admin_port: int, load_pool: str, *,
                  bind_address: str = "127.0.0.1", published_listen_port: int | None = None,
-                 published_admin_port: int | None = None) -> None:
+                 published_admin_port: int | None = None, anthropic_pool: str | None = None) -> None:
         self.settings = settings
+        self.anthropic_pool = anthropic_pool
         self.listen_port = listen_port
         self.admin_port = admin_port
         self.load_pool = load_pool

@@ -14,6 +14,8 @@ The scenario maps onto Portkey's config (docs/gateways.md, Portkey):
   translates the load's chat completion into Anthropic's Messages API); every replica through its Toxiproxy proxy;
 * ``upstreams[].fallback`` → a ``fallback`` strategy over the load's pool and its fallback chain, in order
   (Portkey tries the next on any answer that is not 2xx, per request);
+* the load's anthropic persona → a ``conditional`` strategy on top, routing the persona's model to its pool's
+  group (Portkey's /v1/messages) and every other request to the load pool's; every pool is served at the root;
 * ``retries`` → ``retry: {attempts: num_retries, on_status_codes}`` (retry_on 5xx → 500/502/503/504,
   gateway-error → 502/503/504; connection errors are retried whenever attempts > 0); Portkey retries the same
   target, after 1 s, 2 s, 4 s ... (async-retry's backoff, measured);
@@ -53,6 +55,7 @@ CONFIG_HEADER = "x-portkey-config"
 SERVED_BY_HEADER = "x-portkey-last-used-option-index"  # e.g. config.targets[1].targets[0]
 REQUEST_ID_HEADER = "x-chaosgate-request"  # forwarded to the replicas (forward_headers), so the fakes count tries
 API_KEY = "sk-chaosgate-fake"
+ANTHROPIC_MODEL = "claude-fake"  # the model the load's anthropic persona asks for (harness/load/config.py)
 # Portkey's retries (async-retry with its defaults: minTimeout 1 s, factor 2, no randomisation): the k-th retry of
 # a target waits 2^(k-1) s. Measured: 2 retries of a refused target, 3.02 s; 1 retry of a 1 s timeout, 3.02 s.
 RETRY_FIRST_WAIT = 1.0
@@ -114,25 +117,39 @@ def _pool(name: str, upstreams: list[UpstreamAddress]) -> list[UpstreamAddress]:
     return [u for u in upstreams if u.pool == name]
 
 
-def render(settings: Gateway, upstreams: list[UpstreamAddress], load_pool: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """The Portkey config for the load's pool, and which target index (as Portkey names it in
-    x-portkey-last-used-option-index) is which replica address (host:port)."""
-    chain = [load_pool, *fallback_chain_of(load_pool, upstreams)]
-    if not _pool(load_pool, upstreams):
-        raise StackError(f"the portkey adapter found no replicas of the load's pool {load_pool!r}")
+def render(settings: Gateway, upstreams: list[UpstreamAddress], load_pool: str,
+           anthropic_pool: str | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The Portkey config for the load's pool (and, with ``anthropic_pool``, the anthropic persona's), and which
+    target index (as Portkey names it in x-portkey-last-used-option-index) is which replica address (host:port).
+
+    A pool is a ``loadbalance`` group over its replicas, inside a ``fallback`` over its fallback chain when it has
+    one. With the anthropic persona, a ``conditional`` strategy sends the requests whose model is the persona's
+    (``params.model``) to its pool's group and every other request to the load pool's."""
     served: dict[str, str] = {}
 
     def loadbalance(name: str, prefix: str) -> dict[str, Any]:
         members = _pool(name, upstreams)
+        if not members:
+            raise StackError(f"the portkey adapter found no replicas of pool {name!r}")
         for i, u in enumerate(members):
             served[f"{prefix}.targets[{i}]"] = f"{u.host}:{u.port}"
         return {"strategy": {"mode": "loadbalance"}, "targets": [_target(u) for u in members]}
 
-    if len(chain) == 1:
-        config = loadbalance(load_pool, "config")
+    def group(pool: str, prefix: str) -> dict[str, Any]:
+        chain = [pool, *fallback_chain_of(pool, upstreams)]
+        if len(chain) == 1:
+            return loadbalance(pool, prefix)
+        return {"strategy": {"mode": "fallback"},
+                "targets": [loadbalance(name, f"{prefix}.targets[{i}]") for i, name in enumerate(chain)]}
+
+    if anthropic_pool is None or anthropic_pool == load_pool:
+        config = group(load_pool, "config")
     else:
-        config = {"strategy": {"mode": "fallback"},
-                  "targets": [loadbalance(name, f"config.targets[{i}]") for i, name in enumerate(chain)]}
+        config = {"strategy": {"mode": "conditional", "default": "chat",
+                               "conditions": [{"query": {"params.model": {"$eq": ANTHROPIC_MODEL}},
+                                               "then": "anthropic"}]},
+                  "targets": [{"name": "chat", **group(load_pool, "config.targets[0]")},
+                              {"name": "anthropic", **group(anthropic_pool, "config.targets[1]")}]}
     if (retries := settings.retries) is not None and retries.num_retries > 0:
         config["retry"] = {"attempts": retries.num_retries, "on_status_codes": status_codes(list(retries.retry_on))}
     if (limit := try_limit(settings)) > 0:
@@ -161,7 +178,7 @@ class PortkeyGateway(GatewayProcessBase):
         return None
 
     def write_config(self, upstreams: list[UpstreamAddress], run_dir: Path) -> Path:
-        self.config, self.served_by = render(self.settings, upstreams, self.load_pool)
+        self.config, self.served_by = render(self.settings, upstreams, self.load_pool, self.anthropic_pool)
         run_dir.mkdir(parents=True, exist_ok=True)
         path = run_dir / self.config_name
         path.write_text(json.dumps(self.config, indent=2) + "\n")
@@ -170,7 +187,8 @@ class PortkeyGateway(GatewayProcessBase):
     def load_target(self) -> LoadTarget:
         """The config as every request of the load sends it, and how the load reads which replica served."""
         return LoadTarget(headers={CONFIG_HEADER: json.dumps(self.config, separators=(",", ":"))},
-                          upstream_header=SERVED_BY_HEADER, upstreams=dict(self.served_by))
+                          upstream_header=SERVED_BY_HEADER, upstreams=dict(self.served_by),
+                          base_path="", anthropic_path="")  # one config routes every pool: all at the root
 
     def argv(self, config: Path) -> list[str]:
         env = shutil.which("env") or "/usr/bin/env"
@@ -231,13 +249,6 @@ def settings_issues(scenario: Scenario) -> list[SettingIssue]:
                                        "streamed completion with 500 {\"status\":\"failure\",\"message\":\"Something "
                                        "went wrong\"} (its log: TypeError: immutable, in updateHeaders; measured, "
                                        "docs/gateways.md): use chat"))
-    if scenario.load.mix.get("anthropic", 0) > 0:
-        issues.append(SettingIssue(("load", "mix", "anthropic"), "the portkey adapter renders one config, for the "
-                                   "load's chat completions; the anthropic persona's messages are not routed yet "
-                                   "(an anthropic pool can be a fallback pool: Portkey translates)"))
-    if scenario.load_pool != scenario.upstreams[0].name:
-        issues.append(SettingIssue(("load", "pool"), "Portkey routes by its config, not by path: the portkey adapter "
-                                   "serves the load's pool at the root, so it must be the first pool"))
     for i, pool in enumerate(scenario.upstreams):
         if pool.kind == "mcp":
             issues.append(SettingIssue(("upstreams", i, "kind"), "Portkey is an LLM gateway: the portkey adapter "

@@ -80,6 +80,9 @@ class LoadConfig(BaseModel):
         if not isinstance(target, dict):
             return self
         update: dict[str, Any] = {key: str(target[key]) for key in ("host", "model") if isinstance(target.get(key), str)}
+        for key in ("base_path", "anthropic_path"):
+            if isinstance(target.get(key), str):
+                update[key] = target[key]
         for key in ("headers", "upstreams"):
             if isinstance(target.get(key), dict):
                 update[key] = {str(k): str(v) for k, v in target[key].items()}

@@ -108,6 +108,8 @@ class LoadGenerator:
         target: dict[str, Any] = {key: value for key, value in (("host", host), ("model", model)) if value is not None}
         if gateway is not None:
             target.update(headers=gateway.headers, upstream_header=gateway.upstream_header, upstreams=gateway.upstreams)
+            target.update({key: path for key, path in (("base_path", gateway.base_path),
+                                                       ("anthropic_path", gateway.anthropic_path)) if path is not None})
         line = (json.dumps(target) if target else "go").encode() + b"\n"
         started = time.time()
         for process in self._processes:

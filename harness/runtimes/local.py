@@ -154,7 +154,7 @@ class LocalRuntime:
         if attach is None:
             gateway: GatewayAdapter = GATEWAYS[scenario.gateway.kind](
                 scenario.gateway, listen_port=gateway_port or free_port(), admin_port=free_port(),
-                load_pool=scenario.load_pool)
+                load_pool=scenario.load_pool, anthropic_pool=scenario.anthropic_persona_pool)
         else:  # a gateway chaosgate does not start: the rewritten file (if any) gets its ports (harness/attach.py)
             gateway = attached_gateway(scenario, attach, free_port)
 

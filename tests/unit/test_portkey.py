@@ -130,11 +130,37 @@ SPARE = "  - {name: claude, kind: anthropic, replicas: 1}\n  - {name: spare, rep
     (TEXT.replace("max_tokens: 4}", "max_tokens: 4, mix: {chat: 0.5, chat_stream: 0.5}}"), "streamed completion with 500"),
     (TEXT.replace("health_check: null,", "health_check: null, outlier_detection: {consecutive_5xx: 2},"),
      "has no circuit breaker or ejection"),
-    (TEXT.replace("max_tokens: 4}", "max_tokens: 4, pool: spare}")
-     .replace("  - {name: claude, kind: anthropic, replicas: 1}\n", SPARE), "it must be the first pool"),
-], ids=["streamed", "some-streamed", "outlier-detection", "load-pool-not-first"])
+    (TEXT.replace("max_tokens: 4}", "max_tokens: 4, mix: {anthropic_stream: 1.0}}"), "streamed completion with 500"),
+    (TEXT.replace("  - {name: claude, kind: anthropic, replicas: 1}\n",
+                  "  - {name: claude, kind: anthropic, replicas: 1}\n  - {name: tools, kind: mcp}\n"),
+     "routes openai and anthropic pools only"),
+], ids=["streamed", "some-streamed", "outlier-detection", "anthropic-streamed", "mcp-pool"])
 def test_what_portkey_cannot_honour_is_refused(text: str, said: str) -> None:
     assert said in refusal(text)
+
+
+def test_the_anthropic_persona_gets_a_conditional_branch_and_every_pool_is_served_at_the_root(tmp_path: Path) -> None:
+    s = scenario(TEXT.replace(", fallback: claude", "").replace("max_tokens: 4}", "max_tokens: 4, pool: spare, "
+                                                                 "mix: {chat: 1.0, anthropic: 1.0}}")
+                 .replace("  - {name: claude, kind: anthropic, replicas: 1}\n", SPARE))  # the load's pool not first
+    assert s.anthropic_persona_pool == "claude" and scenario().anthropic_persona_pool is None
+    gateway = PortkeyGateway(s.gateway, 18000, 18001, s.load_pool, anthropic_pool=s.anthropic_persona_pool)
+    gateway.write_config(addresses(s), tmp_path)
+    config = gateway.config
+    assert config["strategy"] == {"mode": "conditional", "default": "chat",
+                                  "conditions": [{"query": {"params.model": {"$eq": "claude-fake"}}, "then": "anthropic"}]}
+    chat, claude = config["targets"]
+    assert chat["name"] == "chat" and chat["targets"][0]["custom_host"] == "http://127.0.0.1:21200/v1"  # spare
+    assert claude["name"] == "anthropic" and claude["targets"][0]["provider"] == "anthropic"
+    target = gateway.load_target()
+    assert target.upstreams == {"config.targets[0].targets[0]": "127.0.0.1:21200",
+                                "config.targets[1].targets[0]": "127.0.0.1:21100"}
+    assert target.base_path == "" and target.anthropic_path == ""  # not /spare: Portkey routes by its config
+    line = json.dumps({"base_path": target.base_path, "anthropic_path": target.anthropic_path})
+    config_of_load = LoadConfig(host="", base_path="/spare", anthropic_path="/claude", users=1, spawn_rate=1,
+                                duration=1, mix={"chat": 1.0}, wait=0, max_tokens=4, request_timeout=5, seed=1)
+    aimed = config_of_load.aimed(line)
+    assert aimed.base_path == "" and aimed.anthropic_path == ""
 
 
 def test_what_does_not_apply_is_noted_not_refused() -> None:
