@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,30 +67,48 @@ def fault(stack: Stack, replica: str, mode: dict[str, Any] | None) -> None:
     (httpx.put(url, json=mode, timeout=5) if mode is not None else httpx.delete(url, timeout=5)).raise_for_status()
 
 
-def cases(stack: Stack) -> list[tuple[str, Any]]:
+def cases(stack: Stack) -> list[tuple[str, Callable[[], Any]]]:
+    """Each question, in order: each case sets up the replica's state it needs, then asks."""
     proxy = stack.replicas["chat[0]"].proxy_name
-    refused = lambda on: stack.toxiproxy.set_enabled(proxy, not on)  # noqa: E731
     one = lb(stack, "chat[0]")
+    claude = lb(stack, "claude[0]")
+
+    def refused(config: dict[str, Any]) -> Callable[[], Any]:
+        def case() -> Any:
+            stack.toxiproxy.set_enabled(proxy, False)
+            return ask(stack, config)
+        return case
+
+    def with_mode(mode: dict[str, Any] | None, config: dict[str, Any]) -> Callable[[], Any]:
+        def case() -> Any:
+            stack.toxiproxy.set_enabled(proxy, True)
+            fault(stack, "chat[0]", mode)
+            return ask(stack, config)
+        return case
+
+    def no_header() -> Any:
+        fault(stack, "chat[0]", None)
+        return httpx.post(f"{stack.gateway.url}/v1/chat/completions", json=BODY, timeout=10).status_code
+
+    status_503 = {"mode": "error_status", "status": 503, "retry_after": None}
+    hang = {"mode": "hang_before_headers"}
     return [
         ("ok, one target", lambda: ask(stack, one)),
         ("ok, streamed", lambda: ask(stack, one, stream=True)),
-        ("refused, no retry (Portkey's default)", lambda: (refused(True), ask(stack, one))[1]),
-        ("refused, retry attempts 1", lambda: ask(stack, {**one, "retry": {"attempts": 1}})),
-        ("refused, retry attempts 2", lambda: ask(stack, {**one, "retry": {"attempts": 2}})),
-        ("refused, attempts 2, on_status_codes []", lambda: ask(stack, {**one, "retry": {"attempts": 2, "on_status_codes": []}})),
-        ("refused -> fallback to claude (anthropic)", lambda: ask(stack, {"strategy": {"mode": "fallback"},
-                                                                          "targets": [one, lb(stack, "claude[0]")]})),
-        ("refused, fallback on_status_codes [503]", lambda: ask(stack, {"strategy": {"mode": "fallback", "on_status_codes": [503]},
-                                                                        "targets": [one, lb(stack, "claude[0]")]})),
-        ("503, retry attempts 2 (default codes)", lambda: (refused(False), fault(stack, "chat[0]", {"mode": "error_status", "status": 503, "retry_after": None}),
-                                                           ask(stack, {**one, "retry": {"attempts": 2}}))[2]),
-        ("503, attempts 2, on_status_codes [500]", lambda: ask(stack, {**one, "retry": {"attempts": 2, "on_status_codes": [500]}})),
-        ("hang, request_timeout 1000, attempts 2", lambda: (fault(stack, "chat[0]", {"mode": "hang_before_headers"}),
-                                                            ask(stack, {**one, "request_timeout": 1000, "retry": {"attempts": 2}}))[1]),
-        ("hang, request_timeout 1000 -> fallback", lambda: ask(stack, {"request_timeout": 1000, "strategy": {"mode": "fallback"},
-                                                                       "targets": [one, lb(stack, "chat[1]")]})),
-        ("no config header", lambda: (fault(stack, "chat[0]", None),
-                                      httpx.post(f"{stack.gateway.url}/v1/chat/completions", json=BODY, timeout=10).status_code)[1]),
+        ("refused, no retry (Portkey's default)", refused(one)),
+        ("refused, retry attempts 1", refused({**one, "retry": {"attempts": 1}})),
+        ("refused, retry attempts 2", refused({**one, "retry": {"attempts": 2}})),
+        ("refused, attempts 2, on_status_codes []", refused({**one, "retry": {"attempts": 2, "on_status_codes": []}})),
+        ("refused -> fallback to claude (anthropic)", refused({"strategy": {"mode": "fallback"}, "targets": [one, claude]})),
+        ("refused, fallback on_status_codes [503]",
+         refused({"strategy": {"mode": "fallback", "on_status_codes": [503]}, "targets": [one, claude]})),
+        ("503, retry attempts 2 (default codes)", with_mode(status_503, {**one, "retry": {"attempts": 2}})),
+        ("503, attempts 2, on_status_codes [500]",
+         with_mode(status_503, {**one, "retry": {"attempts": 2, "on_status_codes": [500]}})),
+        ("hang, request_timeout 1000, attempts 2", with_mode(hang, {**one, "request_timeout": 1000, "retry": {"attempts": 2}})),
+        ("hang, request_timeout 1000 -> fallback",
+         with_mode(hang, {"request_timeout": 1000, "strategy": {"mode": "fallback"}, "targets": [one, lb(stack, "chat[1]")]})),
+        ("no config header", no_header),
     ]
 
 
