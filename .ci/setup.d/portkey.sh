@@ -19,5 +19,5 @@ fi
 echo "setup: installing the Portkey AI gateway $PORTKEY_VERSION (npm)" >&2
 mkdir -p "$DIR"
 [ -f "$DIR/package.json" ] || printf '{"name": "chaosgate-portkey", "private": true}\n' > "$DIR/package.json"
-npm install --prefix "$DIR" --no-audit --no-fund --no-save --loglevel=error "@portkey-ai/gateway@$PORTKEY_VERSION" >&2
+npm install --prefix "$DIR" --no-audit --no-fund --save-exact --loglevel=error "@portkey-ai/gateway@$PORTKEY_VERSION" >&2
 echo "$PORTKEY_VERSION" > "$DIR/.portkey-version"
