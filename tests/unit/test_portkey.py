@@ -268,3 +268,11 @@ def test_timeout_not_retried_bites_a_hanging_replica_with_retries() -> None:
     assert "portkey.timeout-not-retried" not in traps(hang.replace(", retries: {num_retries: 2}", ""))
     assert "portkey.timeout-not-retried" not in traps(
         hang.replace("{kind: llm_fault, mode: hang_before_headers, target", "{kind: down, target"))
+
+
+def test_attaching_to_a_portkey_chaosgate_did_not_start_is_refused_with_the_reason() -> None:
+    from harness.attach import Attach, attached_gateway
+    from harness.errors import StackError
+
+    with pytest.raises(StackError, match="--attach is not supported for portkey yet: its routing config travels"):
+        attached_gateway(scenario(), Attach("http://127.0.0.1:18787"), lambda: 18788)
