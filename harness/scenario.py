@@ -222,6 +222,7 @@ class Upstream(_Model):
         default=None, pattern=r"^[a-z][a-z0-9_-]*$",
         description="Another pool the gateway sends this pool's requests to when this pool's replicas are "
                     "unavailable (LiteLLM: router fallbacks between model groups, openai to anthropic included; "
+                    "Portkey: its fallback strategy over the pools' loadbalance groups, openai to anthropic included; "
                     "Envoy: its replicas as priority-1 endpoints of this pool's cluster; HAProxy and nginx: as backup "
                     "servers; all three the same API only). "
                     "docs/scenario.md, Fallback pools.")

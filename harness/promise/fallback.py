@@ -44,8 +44,9 @@ GATEWAY_NAMES = {"haproxy": "HAProxy", "nginx": "nginx"}
 # anthropic provider, after a refused try), later ones took 85-160 ms median against 33 ms through Envoy.
 LITELLM_CALL_OVERHEAD = 0.5
 # Covers: the Portkey gateway's own time per call of a target (a failed try, or the fallback's answer, translated to
-# the chat completions API when the fallback pool is anthropic). Measured (tests/integration/test_portkey.py,
-# Portkey 1.15.2 on Node 20, 2 cores): a refused try and the fallback's answer, 46 ms in all, idle; see docs/gateways.md.
+# the chat completions API when the fallback pool is anthropic). Measured (bench/portkey_facts.py, Portkey 1.15.2 on
+# Node 20, 2 cores): a refused try and the anthropic fallback's answer, 0.07-0.12 s in all with the fake's own answer
+# (load average up to 9); in tests/integration/test_portkey.py the first fallback answer ended 0.059 s into the fault.
 PORTKEY_CALL_OVERHEAD = 0.25
 OVERPROVISIONING = 1.4  # Envoy's default overprovisioning_factor of a cluster's load assignment
 
