@@ -158,7 +158,9 @@ class ShapesLoad(Protocol):
 
 
 class GatewayClass(Protocol):
-    """What the registry holds for each kind: the adapter's class."""
+    """What the registry holds for each kind: the adapter's class. A class with ``health_view = False`` keeps no
+    view of upstream health (Portkey): a run reads none and waits for none, and validation refuses the expectations
+    that need one (harness/scenario.py)."""
 
     kind: str
     config_name: str
