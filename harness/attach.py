@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from harness.errors import ChaosgateError, StackError, StartupTimeout
-from harness.gateways.base import UPSTREAM_HEADER, GatewayProcessBase, HostHealth
+from harness.gateways.base import UPSTREAM_HEADER, GatewayProcessBase, HostHealth, ShapesLoad
 from harness.own_config.binding import LOOPBACK_NAMES, is_loopback
 
 if TYPE_CHECKING:
@@ -229,6 +229,10 @@ def attached_gateway(scenario: Scenario, attach: Attach, free_port: Callable[[],
                            # LiteLLM's view is read at the proxy's own URL: the adapter's URL is then --attach-admin's
                            published_listen_port=admin_port if kind == "litellm" and attach.admin_url else attach.port,
                            published_admin_port=admin_port)
+    if isinstance(inner, ShapesLoad):  # Portkey: its config is rendered by a run and sent with every request
+        raise StackError(f"--attach is not supported for {kind} yet: its routing config travels in each request "
+                         "(rendered from the scenario by the adapter), and an attached gateway's config is not "
+                         "chaosgate's; let chaosgate start it")
     if isinstance(inner, GatewayProcessBase):  # where the adapter reads the gateway's view
         inner.published_host = attach.admin_host or attach.host
     return AttachedGateway(inner, attach)

@@ -25,7 +25,7 @@ from harness.gateway_events import health_event_sources
 from harness.gateway_watch import GatewayWatch
 from harness.faults.base import FaultContext
 from harness.gateways import not_applicable
-from harness.gateways.base import ReportsHealthRounds
+from harness.gateways.base import ReportsHealthRounds, ShapesLoad
 from harness.journal import JournalWriter
 from harness.lint import lint_text
 from harness.judge import Judgement
@@ -169,7 +169,9 @@ def _drive(scenario: Scenario, plan: Plan, stack: Stack, journal: JournalWriter,
     try:
         load_clock = PhaseClock()
         load.wait_ready()  # spawned before the stack came up: usually ready by now
-        t0 = load.go(stack.gateway.url, model)
+        # what the gateway asks of each request (Portkey: its config, which it reads from a header of each request)
+        gateway_target = stack.gateway.load_target() if isinstance(stack.gateway, ShapesLoad) else None
+        t0 = load.go(stack.gateway.url, model, gateway_target)
         # how long the run waited for the load processes once the stack was ready (their imports, Locust's set-up)
         journal.write("load.started", ts=t0, startup_seconds=round(load_clock.since(), 3))
         schedule: list[tuple[FaultAction, ...] | DiagnosisAction] = [*together(plan.actions), *plan.diagnoses]

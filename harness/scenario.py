@@ -222,6 +222,7 @@ class Upstream(_Model):
         default=None, pattern=r"^[a-z][a-z0-9_-]*$",
         description="Another pool the gateway sends this pool's requests to when this pool's replicas are "
                     "unavailable (LiteLLM: router fallbacks between model groups, openai to anthropic included; "
+                    "Portkey: its fallback strategy over the pools' loadbalance groups, openai to anthropic included; "
                     "Envoy: its replicas as priority-1 endpoints of this pool's cluster; HAProxy and nginx: as backup "
                     "servers; all three the same API only). "
                     "docs/scenario.md, Fallback pools.")
@@ -346,6 +347,12 @@ class Scenario(_Model):
         return self.load.anthropic_pool or next((u.name for u in self.upstreams if u.kind == "anthropic"), None)
 
     @property
+    def anthropic_persona_pool(self) -> str | None:
+        """The anthropic pool the load's anthropic persona talks to; None when the mix has no such persona."""
+        used = any(w > 0 for persona, w in self.load.mix.items() if persona.startswith("anthropic"))
+        return self.anthropic_load_pool if used else None
+
+    @property
     def load_pool(self) -> str:
         """The pool the load (chat requests) goes to: ``load.pool``, else the first openai pool."""
         return self.load.pool or next((u.name for u in self.upstreams if u.kind == "openai"), self.upstreams[0].name)
@@ -414,6 +421,10 @@ def parse_scenario(text: str, file: str, gateway: str | None = None, gateway_con
     problems = _cross_check(scenario, doc, allow_hosts)
     if not gateway_view:
         problems += _without_gateway_view(scenario, doc)
+    elif not getattr(GATEWAYS[scenario.gateway.kind], "health_view", True):
+        problems += _without_gateway_view(scenario, doc, f"{scenario.gateway.kind} keeps no view of upstream health "
+                                          "(no health checks, no ejection): judge what clients saw instead "
+                                          "(error_rate, served_by, fallback_within)")
     if scenario.gateway.config is not None:
         try:
             native = read_native(scenario.gateway.kind, Path(scenario.gateway.config))
@@ -646,9 +657,10 @@ def _check_real(scenario: Scenario, add: Callable[[YamlPath, str], None], allow_
                 f"to it (docs/own-config/real-upstreams.md)")
 
 
-def _without_gateway_view(scenario: Scenario, doc: YamlDocument) -> list[Problem]:
+def _without_gateway_view(scenario: Scenario, doc: YamlDocument, gateway_has_none: str | None = None) -> list[Problem]:
     """The expectations that need the gateway's view of health, refused when it is not read
-    (``--attach`` without ``--attach-admin``; harness/attach.py)."""
+    (``--attach`` without ``--attach-admin``; harness/attach.py), or when the gateway has none
+    (``gateway_has_none`` says so: Portkey)."""
     from harness.attach import needs_gateway_view
 
     problems: list[Problem] = []
@@ -656,6 +668,8 @@ def _without_gateway_view(scenario: Scenario, doc: YamlDocument) -> list[Problem
         if (why := needs_gateway_view(expectation)) is not None and expectation.applies_to(scenario.gateway.kind):
             line, column = doc.locate(("expect", i))
             problems.append(Problem(doc.file, line, column, _render_path(doc.data, ("expect", i)),
+                                    f"{expectation.kind} needs the gateway's view of health ({why}), but "
+                                    f"{gateway_has_none}" if gateway_has_none is not None else
                                     f"{expectation.kind} needs the gateway's view of health ({why}), which chaosgate "
                                     "reads only with --attach-admin URL; give it, or judge this run without this "
                                     "expectation"))

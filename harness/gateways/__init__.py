@@ -20,12 +20,14 @@ from harness.gateways.envoy import EnvoyGateway
 from harness.gateways.haproxy import HaproxyGateway
 from harness.gateways.litellm import LitellmGateway
 from harness.gateways.nginx import NginxGateway
+from harness.gateways.portkey import PortkeyGateway
 
 GATEWAYS: dict[str, GatewayClass] = {
     "envoy": EnvoyGateway,
     "haproxy": HaproxyGateway,
     "nginx": NginxGateway,
     "litellm": LitellmGateway,
+    "portkey": PortkeyGateway,
 }
 
 __all__ = ["GATEWAYS", "GatewayAdapter", "GatewayClass", "HostHealth", "SettingIssue", "UpstreamAddress",

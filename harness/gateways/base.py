@@ -14,7 +14,7 @@ package (the registry of kinds, the per-gateway settings blocks, the settings ch
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -134,8 +134,33 @@ class ReportsHealthRounds(Protocol):
     def health_rounds(self) -> list[dict[str, Any]] | None: ...
 
 
+@dataclass(frozen=True)
+class LoadTarget:
+    """What a gateway needs the load to do beyond sending its requests to ``url`` (harness/load/): ``headers`` sent
+    with every request (Portkey: its routing config, which it reads from each request only), and the response
+    header that names the target which served (``upstream_header``), with its values mapped to the replicas'
+    ``host:port`` (``upstreams``), which the load records as the request's upstream."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    upstream_header: str | None = None
+    upstreams: dict[str, str] = field(default_factory=dict)
+    # where the gateway serves the load's pools (Portkey: every pool at the root, its config routes): None keeps
+    # the load's own path (a pool prefix for a pool other than the first)
+    base_path: str | None = None
+    anthropic_path: str | None = None
+
+
+@runtime_checkable
+class ShapesLoad(Protocol):
+    """A gateway whose requests need more than its URL (``LoadTarget``); asked once its config is written."""
+
+    def load_target(self) -> LoadTarget: ...
+
+
 class GatewayClass(Protocol):
-    """What the registry holds for each kind: the adapter's class."""
+    """What the registry holds for each kind: the adapter's class. A class with ``health_view = False`` keeps no
+    view of upstream health (Portkey): a run reads none and waits for none, and validation refuses the expectations
+    that need one (harness/scenario.py)."""
 
     kind: str
     config_name: str
@@ -143,9 +168,10 @@ class GatewayClass(Protocol):
 
     def __call__(self, settings: Gateway, listen_port: int, admin_port: int, load_pool: str, *,
                  bind_address: str = ..., published_listen_port: int | None = ...,
-                 published_admin_port: int | None = ...) -> GatewayAdapter:
+                 published_admin_port: int | None = ..., anthropic_pool: str | None = ...) -> GatewayAdapter:
         """An adapter for one run: listens on ``listen_port`` (and ``admin_port``, if it has an admin
-        interface) on ``bind_address``; chat requests without a pool prefix go to ``load_pool``."""
+        interface) on ``bind_address``; chat requests without a pool prefix go to ``load_pool``; the load's
+        anthropic persona talks to ``anthropic_pool`` (None: the load has no such persona)."""
 
     def settings_issues(self, scenario: Scenario) -> list[SettingIssue]:
         """Scenario settings this gateway cannot honour (errors) or that do not apply to it (notes)."""
@@ -159,8 +185,9 @@ class GatewayProcessBase:
 
     def __init__(self, settings: Gateway, listen_port: int, admin_port: int, load_pool: str, *,
                  bind_address: str = "127.0.0.1", published_listen_port: int | None = None,
-                 published_admin_port: int | None = None) -> None:
+                 published_admin_port: int | None = None, anthropic_pool: str | None = None) -> None:
         self.settings = settings
+        self.anthropic_pool = anthropic_pool
         self.listen_port = listen_port
         self.admin_port = admin_port
         self.load_pool = load_pool

@@ -28,6 +28,9 @@ from harness.lint import (
     litellm_no_health,
     nginx_single_server,
     nginx_worker_state,
+    portkey_no_health,
+    portkey_retry_same_target,
+    portkey_timeout_not_retried,
     promised_windows,
     unitless_durations,
 )
@@ -51,6 +54,9 @@ TRAPS: list[Trap] = [
     litellm_health_endpoint.TRAP,
     litellm_health_filter.TRAP,
     litellm_check_routing.TRAP,
+    portkey_retry_same_target.TRAP,
+    portkey_timeout_not_retried.TRAP,
+    portkey_no_health.TRAP,
 ]
 
 

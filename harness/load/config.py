@@ -31,6 +31,11 @@ class LoadConfig(BaseModel):
     model: str = "fake-model"     # the chat requests' model: what the gateway routes on (LiteLLM: a model group)
     anthropic_path: str | None = None  # the anthropic pool through the gateway ('' or /<pool>); None: no such pool
     anthropic_model: str = "claude-fake"  # the anthropic persona's model
+    # What the gateway asks of the load (harness/gateways/base.py LoadTarget, sent on the go line): headers for every
+    # request, and the response header naming the target that served, its values mapped to replica addresses.
+    headers: dict[str, str] = {}
+    upstream_header: str | None = None
+    upstreams: dict[str, str] = {}
     # Distributed load (harness/load/master.py, docs/distributed.md): with workers or remote_workers above 0 the
     # chat personas run under a Locust master that starts `workers` local worker processes and waits for
     # `remote_workers` more (chaosgate worker --master HOST:PORT) at most join_timeout seconds.
@@ -65,15 +70,32 @@ class LoadConfig(BaseModel):
                    **(distribution or Distribution()).settings(scenario))
 
     def aimed(self, line: str) -> LoadConfig:
-        """The config with the target the harness sends on the go line (``{"host": ..., "model": ...}``: the load
-        process starts before the gateway's address is known); a bare ``go`` keeps the config as it is."""
+        """The config with the target the harness sends on the go line (``{"host": ..., "model": ...}``, and the
+        gateway's ``headers``, ``upstream_header``, ``upstreams`` when it has them: the load process starts before
+        the gateway's address is known); a bare ``go`` keeps the config as it is."""
         try:
             target = json.loads(line)
         except ValueError:
             return self
         if not isinstance(target, dict):
             return self
-        return self.model_copy(update={key: str(target[key]) for key in ("host", "model") if isinstance(target.get(key), str)})
+        update: dict[str, Any] = {key: str(target[key]) for key in ("host", "model") if isinstance(target.get(key), str)}
+        for key in ("base_path", "anthropic_path"):
+            if isinstance(target.get(key), str):
+                update[key] = target[key]
+        for key in ("headers", "upstreams"):
+            if isinstance(target.get(key), dict):
+                update[key] = {str(k): str(v) for k, v in target[key].items()}
+        if isinstance(target.get("upstream_header"), str):
+            update["upstream_header"] = target["upstream_header"]
+        return self.model_copy(update=update)
+
+    def upstream_of(self, headers: Mapping[str, str]) -> str | None:
+        """The address of the replica the gateway says it sent a request to: the gateway's own header (mapped to an
+        address) when it names one, else chaosgate's x-chaosgate-upstream (stamped by the adapters' configs)."""
+        if self.upstream_header is not None and (value := headers.get(self.upstream_header)) is not None:
+            return self.upstreams.get(value, value)
+        return headers.get("x-chaosgate-upstream")
 
     def prompt_words(self) -> list[str]:
         """Prompt vocabulary from Faker, seeded, so every run sends the same prompts."""

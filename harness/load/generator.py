@@ -11,7 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import StackError
 from harness.journal import JournalWriter
@@ -19,6 +19,9 @@ from harness.load.config import LoadConfig
 from harness import leftovers
 from harness.load.master import LOOPBACK
 from harness.processes import die_with_parent, free_port
+
+if TYPE_CHECKING:
+    from harness.gateways.base import LoadTarget
 
 READY_TIMEOUT = 30.0
 
@@ -98,10 +101,15 @@ class LoadGenerator:
                     why = f": {self.error}" if self.error else ""
                     raise StackError(f"the load process {module} did not start{why} (log: {self._log_dir / log_name})")
 
-    def go(self, host: str | None = None, model: str | None = None) -> float:
-        """Start the load now, at ``host`` asking for ``model`` when given (else the config's); return the moment
-        (Unix time) it started."""
-        target = {key: value for key, value in (("host", host), ("model", model)) if value is not None}
+    def go(self, host: str | None = None, model: str | None = None, gateway: LoadTarget | None = None) -> float:
+        """Start the load now, at ``host`` asking for ``model`` when given (else the config's), with what the
+        gateway asks of each request (``gateway``: its headers, its served-by header); return the moment (Unix
+        time) it started."""
+        target: dict[str, Any] = {key: value for key, value in (("host", host), ("model", model)) if value is not None}
+        if gateway is not None:
+            target.update(headers=gateway.headers, upstream_header=gateway.upstream_header, upstreams=gateway.upstreams)
+            target.update({key: path for key, path in (("base_path", gateway.base_path),
+                                                       ("anthropic_path", gateway.anthropic_path)) if path is not None})
         line = (json.dumps(target) if target else "go").encode() + b"\n"
         started = time.time()
         for process in self._processes:

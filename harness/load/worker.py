@@ -174,13 +174,14 @@ def _message_outcome(client: Any, config: LoadConfig, stream: bool, request_id: 
 
 
 def _record(request_id: str, kind: str, start: float, latency: float, status: int | None,
-            headers: Mapping[str, str], outcome: Outcome) -> dict[str, Any]:
+            headers: Mapping[str, str], outcome: Outcome, upstream: str | None = None) -> dict[str, Any]:
     """The journal's line for one request: when it began, how long it took, its status and error kind,
     and the replica that served it (the fakes' header, passed on by the gateway)."""
     record: dict[str, Any] = {
         "event": "request", "ts": start, "id": request_id, "kind": kind, "latency": latency,
         "status": status, "bytes": outcome.nbytes, "error": outcome.error,
-        "replica": headers.get("x-chaosgate-replica"), "upstream": headers.get("x-chaosgate-upstream")}
+        "replica": headers.get("x-chaosgate-replica"),
+        "upstream": upstream if upstream is not None else headers.get("x-chaosgate-upstream")}
     if outcome.ttft is not None:
         record["ttft"] = outcome.ttft
     if outcome.error is not None and outcome.body:
@@ -235,6 +236,7 @@ def make_user(config: LoadConfig, sink: Callable[[dict[str, Any]], None] = emit)
 
                 self.anthropic_client = anthropic.Anthropic(
                     base_url=f"{config.host}{config.anthropic_path or ''}", api_key="chaosgate", max_retries=0,
+                    default_headers=config.headers,
                     timeout=config.request_timeout)
             request_id = f"{run_prefix}-{next(sequence)}"
             prompt = " ".join(rng.choice(words) for _ in range(12))
@@ -248,18 +250,18 @@ def make_user(config: LoadConfig, sink: Callable[[dict[str, Any]], None] = emit)
             self.environment.events.request.fire(
                 request_type="POST", name=kind, response_time=latency * 1000, response_length=outcome.nbytes,
                 response=None, context={}, exception=None if outcome.error is None else RuntimeError(outcome.error))
-            sink(_record(request_id, kind, start, latency, status, headers, outcome))
+            sink(_record(request_id, kind, start, latency, status, headers, outcome, config.upstream_of(headers)))
 
         def _request(self, kind: str, stream: bool) -> None:
             request_id = f"{run_prefix}-{next(sequence)}"
             start, began = time.time(), time.perf_counter()
             with self.client.post(f"{config.base_path}/v1/chat/completions", json=self._body(stream), name=kind,
                                   stream=stream, catch_response=True,
-                                  headers={REQUEST_ID_HEADER: request_id}) as response:
+                                  headers={**config.headers, REQUEST_ID_HEADER: request_id}) as response:
                 outcome = _read_stream(response, began) if stream and response.status_code == 200 \
                     else _read_body(response)
                 record = _record(request_id, kind, start, time.perf_counter() - began, response.status_code or None,
-                                 response.headers or {}, outcome)
+                                 response.headers or {}, outcome, config.upstream_of(response.headers or {}))
                 if outcome.error is None:
                     response.success()
                 else:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from harness.faults import ControlFault, Fault
 from harness.faults.cert import Cert
 from harness.own_config import for_pool, pool_block
-from harness.promise import envoy, haproxy, litellm, nginx
+from harness.promise import envoy, haproxy, litellm, nginx, portkey
 from harness.promise.effects import MODELLED_KINDS
 from harness.promise.load import LoadFacts, measured_facts, nominal_facts
 from harness.promise.window import CONTROL_API_MARGIN, Never, Promise, Unknown, Window
@@ -40,6 +40,7 @@ FORMULAS: dict[str, Formulas] = {
     "haproxy": Formulas(haproxy.detection_window, haproxy.recovery_window),
     "nginx": Formulas(nginx.detection_window, nginx.recovery_window),
     "litellm": Formulas(litellm.detection_window, litellm.recovery_window),
+    "portkey": Formulas(portkey.detection_window, portkey.recovery_window),
 }
 
 

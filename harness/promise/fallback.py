@@ -18,6 +18,12 @@ fallback pool gives a client, derived from the configuration the gateway was ren
   1 + num_retries tries, each as the fault ends it (harness/promise/effects.py, limited by request_timeout),
   and the fallback group answers it.
 
+* Portkey: a fallback is per request, as LiteLLM's: its ``fallback`` strategy sends a request to the next pool
+  when the load balancer's pick answered anything but 2xx. With every replica of the pool faulty, the first
+  request started after the fault (at most a wait plus one answer away) fails on its target, with its tries and
+  Portkey's backoff between them (harness/promise/portkey.py ``request_cost``), and the fallback pool answers
+  it. With some replicas up, the load balancer picks a faulty one at random: no latest.
+
 ``fallback_within`` with ``within: promised`` is judged against this window (harness/promise/verdicts.py): an
 answer earlier than its lower end or later than its upper end fails (tests/integration/test_fallback_pools.py).
 """
@@ -37,6 +43,11 @@ GATEWAY_NAMES = {"haproxy": "HAProxy", "nginx": "nginx"}
 # runs): the first fallback answer ended 0.11-0.68 s into the fault in seven runs (the proxy's first call of the
 # anthropic provider, after a refused try), later ones took 85-160 ms median against 33 ms through Envoy.
 LITELLM_CALL_OVERHEAD = 0.5
+# Covers: the Portkey gateway's own time per call of a target (a failed try, or the fallback's answer, translated to
+# the chat completions API when the fallback pool is anthropic). Measured (bench/portkey_facts.py, Portkey 1.15.2 on
+# Node 20, 2 cores): a refused try and the anthropic fallback's answer, 0.07-0.12 s in all with the fake's own answer
+# (load average up to 9); in tests/integration/test_portkey.py the first fallback answer ended 0.059 s into the fault.
+PORTKEY_CALL_OVERHEAD = 0.25
 OVERPROVISIONING = 1.4  # Envoy's default overprovisioning_factor of a cluster's load assignment
 
 
@@ -91,4 +102,26 @@ def fallback_window(scenario: Scenario, fault: Fault, facts: LoadFacts | None = 
                       f"+ one answer, {gap:.3g}s, later) fails its {tries} {'try' if tries == 1 else 'tries'} on "
                       f"{name!r} ({effect.why}: {effect.takes:g}s each) and {fallback.name!r} answers it in "
                       f"{answer:.3g}s; +{LITELLM_CALL_OVERHEAD:g}s of the proxy's own per call ({tries + 1} calls)")
+    if kind == "portkey":
+        return _portkey(scenario, fault, name, fallback.name, gap, answer)
     return Unknown(f"the {kind} adapter renders no fallback pools")
+
+
+def _portkey(scenario: Scenario, fault: Fault, name: str, fallback: str, gap: float, answer: float) -> Promise:
+    from harness.promise.portkey import request_cost
+
+    cost = request_cost(scenario, fault)
+    if cost.effect.kind == "ok":
+        return Never(f"the primary's requests succeed ({cost.effect.why}): Portkey does not fall back")
+    if cost.effect.kind in ("hangs", "unknown"):
+        return Unknown(cost.effect.why)
+    hit, replicas = len(resolve(fault.target, scenario.pools)), scenario.pools[name]
+    calls = cost.tries + 1
+    if hit < replicas:
+        return Unknown(f"Portkey falls back per request, and only a request its load balancer sends (at random) to "
+                       f"one of the {hit} faulty of {name!r}'s {replicas} replicas fails over: when the first does "
+                       f"is chance; that request's {cost.how}, then {fallback!r} answers it in {answer:.3g}s")
+    return Window(answer, gap + cost.seconds + answer + calls * PORTKEY_CALL_OVERHEAD,
+                  f"Portkey falls back per request: the first request started after the fault (at most wait + one "
+                  f"answer, {gap:.3g}s, later) fails on {name!r} with {cost.how}, and {fallback!r} answers it in "
+                  f"{answer:.3g}s; +{PORTKEY_CALL_OVERHEAD:g}s of the gateway's own per call ({calls} calls)")

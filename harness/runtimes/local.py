@@ -154,7 +154,7 @@ class LocalRuntime:
         if attach is None:
             gateway: GatewayAdapter = GATEWAYS[scenario.gateway.kind](
                 scenario.gateway, listen_port=gateway_port or free_port(), admin_port=free_port(),
-                load_pool=scenario.load_pool)
+                load_pool=scenario.load_pool, anthropic_pool=scenario.anthropic_persona_pool)
         else:  # a gateway chaosgate does not start: the rewritten file (if any) gets its ports (harness/attach.py)
             gateway = attached_gateway(scenario, attach, free_port)
 
@@ -240,10 +240,12 @@ class LocalRuntime:
         # A gateway may need longer to start (the LiteLLM proxy imports for 8-25 s on a busy machine).
         processes.wait_ready(gateway_child, gateway.is_ready, getattr(gateway, "startup_timeout", READY_TIMEOUT))
         clock.mark("gateway_ready")
+        view = bool(getattr(gateway, "health_view", True))  # Portkey keeps none (harness/gateways/portkey.py)
         stack = Stack(gateway=gateway, toxiproxy=toxiproxy, toxiproxy_url=toxiproxy_url, replicas=replicas,
                       run_dir=run_dir, gateway_version=gateway.version(), process_control=supervisor, dns=dns,
-                      gateway_process=gateway_child.process, gateway_log=str(gateway_child.log))
-        wait_all_healthy(stack, scenario, f"logs in {run_dir / 'logs'}")
+                      gateway_process=gateway_child.process, gateway_log=str(gateway_child.log), gateway_view=view)
+        if view:
+            wait_all_healthy(stack, scenario, f"logs in {run_dir / 'logs'}")
         clock.mark("all_healthy")
         stack.phases.update(clock.marks)
         return stack

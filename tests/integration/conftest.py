@@ -20,6 +20,7 @@ from harness.gateways.envoy import envoy_binary
 from harness.gateways.haproxy import haproxy_binary
 from harness.gateways.litellm import litellm_binary
 from harness.gateways.nginx import nginx_binary
+from harness.gateways.portkey import portkey_binary
 from harness.journal import read_journal
 from harness.judge import judge_events
 from harness.runtimes.base import RUN_MARKER
@@ -33,7 +34,8 @@ CHAOSGATE = [sys.executable, "-m", "harness.cli"]
 
 # The binary of each gateway, for tests that start it (require_components("haproxy")); Envoy is always required.
 GATEWAY_BINARIES: dict[str, Callable[[], str]] = {"envoy": envoy_binary, "haproxy": haproxy_binary,
-                                                  "nginx": nginx_binary, "litellm": litellm_binary}
+                                                  "nginx": nginx_binary, "litellm": litellm_binary,
+                                                  "portkey": portkey_binary}
 
 
 def require_components(*gateways: str) -> None:

@@ -189,6 +189,40 @@ def bites_litellm_no_health(timeline: Timeline, summary: dict[str, Any]) -> None
     assert late and not any(r.ok for r in late), [r for r in late if r.ok]
 
 
+def _ended_on_chat0_in_fault(timeline: Timeline, outlives: float = 0.5) -> list[Any]:
+    """The requests Portkey's x-portkey-last-used-option-index says ended on chat[0], started in the fault (less its
+    last ``outlives`` seconds: a request started then, or its retry, can outlive it)."""
+    window = timeline.faults[0]
+    return [r for r in timeline.requests_between(window.start, window.end - outlives) if r.routed_to == "chat[0]"]
+
+
+def bites_portkey_no_health(timeline: Timeline, summary: dict[str, Any]) -> None:
+    """Portkey kept sending chat[0] its share until the fault's last second, and every one of those failed."""
+    window = timeline.faults[0]
+    on_dead = _ended_on_chat0_in_fault(timeline)
+    assert on_dead and not any(r.ok for r in on_dead), [r for r in on_dead if r.ok]
+    assert any(r.t >= window.end - 1.5 for r in on_dead), "chat[0] was still picked in the fault's last seconds"
+    assert all(r.status == 500 and "ECONNREFUSED" in (r.body or "") for r in on_dead), {r.body for r in on_dead}
+
+
+def bites_portkey_retry_same_target(timeline: Timeline, summary: dict[str, Any]) -> None:
+    """The requests on chat[0] failed after Portkey's 1s backoff and the retry on chat[0] itself (refused too)."""
+    on_dead = _ended_on_chat0_in_fault(timeline, outlives=1.5)  # a retry 1s later may find chat[0] back
+    assert on_dead and not any(r.ok for r in on_dead)
+    assert all(r.latency >= 1.0 for r in on_dead), sorted(r.latency for r in on_dead)[:3]
+    ids = {r.id for r in on_dead}
+    assert not [a for a in timeline.attempts if a.request_id in ids], "the retry reached another replica"
+
+
+def bites_portkey_timeout_not_retried(timeline: Timeline, summary: dict[str, Any]) -> None:
+    """The requests on chat[0] got Portkey's own 408 after one 1s try: the 2 retries did nothing."""
+    on_dead = _ended_on_chat0_in_fault(timeline)
+    assert on_dead and all(r.status == 408 for r in on_dead), {r.status for r in on_dead}
+    assert all(1.0 <= r.latency < 2.0 for r in on_dead), sorted(r.latency for r in on_dead)
+    tries = {r.id: sum(1 for a in timeline.attempts if a.request_id == r.id and not a.health) for r in on_dead}
+    assert set(tries.values()) == {1}, tries
+
+
 BITES = {
     "envoy.no-traffic-interval": bites_no_traffic_interval,
     "envoy.panic-threshold": bites_panic_threshold,
@@ -203,6 +237,9 @@ BITES = {
     "litellm.health-filter-bypass": bites_litellm_health_filter_bypass,
     "litellm.no-health": bites_litellm_no_health,
     "litellm.check-routing-off": bites_litellm_no_health,  # the same bite: its checks failed, and took nothing out
+    "portkey.no-health": bites_portkey_no_health,
+    "portkey.retry-same-target": bites_portkey_retry_same_target,
+    "portkey.timeout-not-retried": bites_portkey_timeout_not_retried,
 }
 
 

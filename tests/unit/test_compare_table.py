@@ -171,5 +171,5 @@ def test_the_cli_refuses_an_unknown_gateway_before_running_anything(tmp_path: Pa
     scenario = Path(__file__).resolve().parents[2] / "scenarios" / "replica-reset.yaml"
     result = CliRunner().invoke(main, ["compare", str(scenario), "--gateways", "envoy,kong", "--out", str(tmp_path)])
     assert result.exit_code == 2
-    assert "expected a comma-separated list of envoy, haproxy, litellm, nginx; got 'envoy,kong'" in result.output
+    assert "expected a comma-separated list of envoy, haproxy, litellm, nginx, portkey; got 'envoy,kong'" in result.output
     assert list(tmp_path.iterdir()) == []

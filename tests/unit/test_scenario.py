@@ -397,17 +397,19 @@ def test_the_file_s_own_gateway_scopes_too() -> None:
 
 def test_an_unknown_gateway_in_an_expectation_is_named() -> None:
     assert errors_of(SCOPED.replace("[envoy, haproxy]", "[envoy, hapoxy]")) == [
-        "x.yaml:9:89: expect[1].gateways[1]: unknown gateway 'hapoxy'; expected one of envoy, haproxy, nginx, litellm"]
+        "x.yaml:9:89: expect[1].gateways[1]: unknown gateway 'hapoxy'; expected one of envoy, haproxy, nginx, litellm, "
+        "portkey"]
     assert errors_of(SCOPED.replace("[nginx]", "[]"))[0].startswith("x.yaml:10:")
 
 
 def test_a_mapping_or_a_list_where_a_name_goes_is_named_with_what_was_expected() -> None:
     # `kind: {a: 1}` printed nothing at all (the mapping's errors were dropped as "saying more")
     text = BASE + "gateway:\n  kind: {a: 1}\n"
-    assert errors_of(text) == ["x.yaml:6:3: gateway.kind: Input should be 'envoy', 'haproxy', 'nginx' or 'litellm', "
-                               "got a mapping"]
+    assert errors_of(text) == ["x.yaml:6:3: gateway.kind: Input should be 'envoy', 'haproxy', 'nginx', 'litellm' or "
+                               "'portkey', got a mapping"]
     assert errors_of(BASE + "gateway:\n  kind: [envoy]\n") == [
-        "x.yaml:6:3: gateway.kind: Input should be 'envoy', 'haproxy', 'nginx' or 'litellm', got a list"]
+        "x.yaml:6:3: gateway.kind: Input should be 'envoy', 'haproxy', 'nginx', 'litellm' or 'portkey', "
+        "got a list"]
     window = BASE + 'faults:\n  - {kind: down, target: "chat[0]", at: 1s, for: 2s}\nexpect:\n  - {kind: error_rate, max: 0.1, window: [1]}\n'
     assert errors_of(window) == ["x.yaml:8:34: expect[0].window: Input should be 'baseline', 'fault', 'after_detection', "
                                  "'recovery' or 'run', or a mapping, got a list"]
