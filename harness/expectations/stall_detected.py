@@ -17,7 +17,8 @@ the connection: its timeout fired, or something else let go).
 Either way each stalled try's client request must have been failed over (the client got a whole answer from
 another try) or ended by the gateway (any error but the client's own ``timeout``); a client that gave up first
 was protected by nothing on the gateway. Client requests the journal does not hold (in flight when the load
-ended) count for the gateway's timing only.
+ended) count for the gateway's timing only, and not at all when the try was still held at the load's end (the
+load's end let go of it).
 """
 
 from __future__ import annotations
@@ -102,6 +103,14 @@ class StallDetected(Expectation):
             assert isinstance(self.within, float)
             upper, lower = self.within, None
         requests = {r.id: r for r in timeline.requests if r.id is not None}
+        # A try whose client request the journal does not hold and that was still held when the load ended was cut
+        # by the load's end (its client left), not judged: nothing the gateway's configuration says ended it.
+        cut = [a for a in stalled if a.request_id not in requests and (a.ended is None or a.ended >= timeline.end)]
+        stalled = [a for a in stalled if a not in cut]
+        if not stalled:
+            raise Unjudgeable(f"every stream of {self.target} that stalled during {fault.label} was still held when "
+                              f"the load ended ({len(cut)}): lengthen load.duration past the fault's end plus the "
+                              "stream timeout")
         times = [held(a) for a in stalled]
         late = [a for a, t in zip(stalled, times, strict=True) if t is None or t > upper]
         early = [a for a, t in zip(stalled, times, strict=True) if t is not None and lower is not None and t < lower]
@@ -120,6 +129,8 @@ class StallDetected(Expectation):
                   + (f"them {seconds(min(known))} to {seconds(max(known))}" if known else "none of them")
                   + " after their headers went out" + (f" ({len(times) - len(known)} never)" if longest is None else "")
                   + "; their clients: " + ", ".join(f"{n} {what}" for what, n in sorted(outcomes.items())))
+        if cut:
+            detail += f"; {len(cut)} more still held when the load ended, not judged"
         if window is not None:
             detail += f"; its configuration promised {window.text()} ({window.how})"
         if early:

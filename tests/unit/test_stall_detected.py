@@ -82,6 +82,13 @@ def test_stall_detected_fails_late_early_never_or_when_the_client_gave_up_first(
     v = verdict(stalled(run, 6.01, "a", 1.0).request(6.0, latency=1.0, id="a", kind="chat_stream",
                                                      error="timeout", status=None, replica=None).finish())
     assert v.passed is False and "the client's own timeout" in v.detail
+    # a try still held when the load ended, whose client request the journal lacks: the load's end cut it
+    run = two_stalls('{kind: stall_detected, target: "chat[0]", within: promised}')
+    v = verdict(stalled(run, 12.5, "z", 7.6))
+    assert v.passed is True and "1 more still held when the load ended, not judged" in v.detail, v.detail
+    run = stall_run('{kind: stall_detected, target: "chat[0]", within: promised}')
+    v = verdict(stalled(run, 12.9, "z", 7.5).finish())
+    assert v.passed is False and v.measured == "n/a" and "still held when the load ended" in v.detail
     # nothing stalled: nothing to judge
     run = stall_run('{kind: stall_detected, target: "chat[0]", within: 2s}').request(6.0, id="a", replica="chat[0]")
     v = verdict(run.finish())
