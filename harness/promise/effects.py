@@ -146,9 +146,8 @@ def request_effect(fault: Fault, limit: float) -> RequestEffect:
             return RequestEffect("ok", why="inference keeps working")
         if mode == "openai_error":
             error = str(getattr(fault, "error", ""))
-            status = OPENAI_ERROR_STATUS.get(error)
-            if status is not None:
-                return RequestEffect("status", 0.0, f"the replica answers {status} {error}", status)
+            if (answered := OPENAI_ERROR_STATUS.get(error)) is not None:
+                return RequestEffect("status", 0.0, f"the replica answers {answered} {error}", answered)
         if mode == "hang_before_headers":
             return timed_out
         return RequestEffect("unknown", why=f"the effect of llm_fault {mode} on requests is not modelled")
