@@ -340,6 +340,8 @@ EXPECTATION_CAUSES: dict[str, tuple[str, ...]] = {
     "gateway_retry_after": ("load_balancing", "resource_exhaustion"),
     # Streams cut and answers retried away: paid-for tokens no client got.
     "tokens_wasted": ("stream_broken", "load_balancing"),
+    # A stream that stalled before its first token held too long, let go of by something else, or never.
+    "stall_detected": ("stream_broken", "inference_timeout"),
 }
 # Errors before any fault mean the stack itself is wrong, not the gateway's reaction.
 BASELINE_CAUSES = ("upstream_definition", "wrong_protocol", "wrong_content_type")

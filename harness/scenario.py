@@ -94,9 +94,26 @@ class Retries(_Model):
     """Gateway retries of a failed request on another replica."""
 
     num_retries: int = Field(default=1, ge=0, le=10, description="Retries after the first try.")
-    retry_on: list[Literal["connect-failure", "reset", "5xx", "gateway-error", "refused-stream"]] = Field(
-        default=["connect-failure", "reset"], min_length=1, description="Which failures are retried.")
+    retry_on: list[Literal["connect-failure", "reset", "5xx", "gateway-error", "refused-stream",
+                           "retriable-status-codes"]] = Field(
+        default=["connect-failure", "reset"], min_length=1,
+        description="Which failures are retried. None of Envoy's other words covers a 429: "
+                    "retriable-status-codes with retriable_status_codes: [429] does.")
     per_try_timeout: Duration | None = Field(default=None, description="Time limit of each try (none by default).")
+    retriable_status_codes: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default_factory=list,
+        description="The statuses retry_on's retriable-status-codes retries (Envoy's retriable_status_codes), "
+                    "e.g. [429]; needs retriable-status-codes in retry_on.")
+
+    @model_validator(mode="after")
+    def _status_codes_need_their_word(self) -> Retries:
+        wants = "retriable-status-codes" in self.retry_on
+        if wants and not self.retriable_status_codes:
+            raise ValueError("retry_on has retriable-status-codes: list the statuses in retriable_status_codes "
+                             "(e.g. [429])")
+        if self.retriable_status_codes and not wants:
+            raise ValueError("retriable_status_codes is used only with retriable-status-codes in retry_on")
+        return self
 
 
 if TYPE_CHECKING:
@@ -758,6 +775,7 @@ def _cross_check(scenario: Scenario, doc: YamlDocument, allow_hosts: Iterable[st
         if window is not None and not isinstance(window, str) and window.end <= window.start:
             add(("expect", i, "window"), "expected 'to' after 'from'")
         if (window in ("fault", "after_detection", "recovery") or expectation.kind in
-                ("upstream_unhealthy", "upstream_healthy", "all_down_response", "fallback_within")) and not scenario.faults:
+                ("upstream_unhealthy", "upstream_healthy", "all_down_response", "fallback_within",
+                 "stall_detected")) and not scenario.faults:
             add(("expect", i), "this expectation refers to a fault, but the scenario has no faults")
     return problems

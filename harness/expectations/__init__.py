@@ -13,6 +13,7 @@ from harness.expectations.max_request_time import MaxRequestTime
 from harness.expectations.no_traffic_to import NoTrafficTo
 from harness.expectations.retry_after_honoured import RetryAfterHonoured
 from harness.expectations.served_by import ServedBy
+from harness.expectations.stall_detected import StallDetected
 from harness.expectations.tokens_wasted import TokensWasted
 from harness.expectations.traffic_to import TrafficTo
 from harness.expectations.upstream_attempts import UpstreamAttempts
@@ -35,6 +36,7 @@ EXPECTATIONS: dict[str, type[Expectation]] = {
     "retry_after_honoured": RetryAfterHonoured,
     "gateway_retry_after": GatewayRetryAfter,
     "tokens_wasted": TokensWasted,
+    "stall_detected": StallDetected,
 }
 
 __all__ = ["EXPECTATIONS", "Expectation", "ExplicitWindow", "Verdict", "WindowSpec"]

@@ -126,6 +126,8 @@ class EnvoyGateway(GatewayProcessBase):
             }
             if retries.per_try_timeout is not None:
                 policy["per_try_timeout"] = _dur(retries.per_try_timeout)
+            if retries.retriable_status_codes:  # retry_on's retriable-status-codes (the only way to retry a 429)
+                policy["retriable_status_codes"] = list(retries.retriable_status_codes)
             action["retry_policy"] = policy
         # Tells the load which replica (address) the gateway picked, also on the gateway's own
         # error replies (a reset replica never gets to stamp its identity on the response).

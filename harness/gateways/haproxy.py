@@ -315,6 +315,9 @@ class HaproxyGateway(GatewayProcessBase):
                                            error=False))
         issues += _panic_issues(g, "HAProxy")
         if (retries := g.retries) is not None:
+            if retries.retriable_status_codes:
+                issues.append(SettingIssue((*gw, "retries", "retriable_status_codes"), "the haproxy adapter "
+                                           "renders no per-status retries yet (Envoy's retriable-status-codes)"))
             if "refused-stream" in retries.retry_on:
                 issues.append(SettingIssue((*gw, "retries", "retry_on"),
                                            "refused-stream is an HTTP/2 condition; HAProxy speaks HTTP/1.1 to the "

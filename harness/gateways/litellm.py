@@ -35,6 +35,7 @@ import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.durations import Duration
 from harness.errors import ComponentMissing, StackError
 from harness.gateways.base import (GatewayProcessBase, HostHealth, SettingIssue, UpstreamAddress, explicitly_set,
                                    fallback_chain_of)
@@ -90,6 +91,10 @@ class LitellmOptions(BaseModel):
         default=None, ge=1, le=86400,
         description="Seconds after which a health-check verdict is ignored (LiteLLM's "
                     "health_check_staleness_threshold; its default: 600).")
+    stream_timeout: Duration | None = Field(
+        default=None, gt=0,
+        description="Time limit of a streamed call (LiteLLM's router stream_timeout; without it, timeout = "
+                    "request_timeout limits streams too): what ends a stream stalled before its first token.")
 
 
 def litellm_binary() -> str:
@@ -163,6 +168,8 @@ class LitellmGateway(GatewayProcessBase):
         }
         if s.request_timeout > 0:
             router["timeout"] = s.request_timeout
+        if s.litellm.stream_timeout is not None:
+            router["stream_timeout"] = s.litellm.stream_timeout
         if (od := s.outlier_detection) is not None:
             router["allowed_fails"] = max(0, (od.consecutive_5xx or 1) - 1)
             router["cooldown_time"] = od.base_ejection_time
@@ -366,6 +373,10 @@ def settings_issues(scenario: Scenario) -> list[SettingIssue]:
         if retries.per_try_timeout is not None:
             issues.append(SettingIssue((*gw, "retries", "per_try_timeout"), "LiteLLM has no per-try time "
                                        "limit; request_timeout limits each call"))
+        if retries.retriable_status_codes:
+            issues.append(SettingIssue((*gw, "retries", "retriable_status_codes"), "LiteLLM retries a 429 "
+                                       "(rate_limit_exceeded and insufficient_quota alike) without being told; "
+                                       "its retry_policy is per error class, not per status", error=False))
     anthropic_persona = any(w > 0 for persona, w in scenario.load.mix.items() if persona.startswith("anthropic"))
     for i, pool in enumerate(scenario.upstreams):
         if pool.kind == "mcp" or (pool.kind == "anthropic" and anthropic_persona

@@ -580,6 +580,9 @@ class NginxGateway(GatewayProcessBase):
                                        f"{o.fail_timeout:g}s"))
         issues += _panic_issues(g, "nginx")
         if (retries := g.retries) is not None:
+            if retries.retriable_status_codes:
+                issues.append(SettingIssue((*gw, "retries", "retriable_status_codes"), "the nginx adapter "
+                                           "renders no per-status retries yet (Envoy's retriable-status-codes)"))
             if "refused-stream" in retries.retry_on:
                 issues.append(SettingIssue((*gw, "retries", "retry_on"),
                                            "refused-stream is an HTTP/2 condition; nginx speaks HTTP/1.1 to the "

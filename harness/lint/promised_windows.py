@@ -47,6 +47,11 @@ def _never_under_promised(scenario: Scenario, doc: YamlDocument | None) -> list[
         if found is None or getattr(expectation, "within", None) != "promised" or not isinstance(found[1], Never):
             continue
         fault, never = found[0], found[1].why
+        if expectation.kind == "stall_detected":
+            hits.append(Hit(("expect", i, "within"), f"is 'promised', but {scenario.gateway.kind}'s configuration "
+                            f"promises nothing ends a stalled stream of {fault.fault.label} ({never}), so this verdict "
+                            "fails whatever happens; set a stream timeout, or a duration"))
+            continue
         if expectation.kind == "fallback_within":
             hits.append(Hit(("expect", i, "within"), f"is 'promised', but {scenario.gateway.kind}'s configuration "
                             f"promises no fallback for {fault.fault.label} ({never}), so this verdict fails whatever "

@@ -24,6 +24,8 @@ MODELLED_KINDS = frozenset({"down", "process_kill", "port_change", "cert", "rese
 # Faults that restart the replica's process: it is back when the restart is ready, whenever that is.
 RESTARTING_KINDS = frozenset({"process_kill", "oom", "port_change", "process_restart"})
 HEALTH_PATHS = ("/health", DEEP_HEALTH_PATH)
+# The status of each llm_fault openai_error (fakes/openai_errors.py): both 429s look alike to a gateway's router.
+OPENAI_ERROR_STATUS = {"rate_limit_exceeded": 429, "insufficient_quota": 429, "server_error": 500, "overloaded": 503}
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,10 @@ def request_effect(fault: Fault, limit: float) -> RequestEffect:
             return RequestEffect("status", 0.0, f"the replica answers {status}", status)
         if mode == "health_fail":
             return RequestEffect("ok", why="inference keeps working")
+        if mode == "openai_error":
+            error = str(getattr(fault, "error", ""))
+            if (answered := OPENAI_ERROR_STATUS.get(error)) is not None:
+                return RequestEffect("status", 0.0, f"the replica answers {answered} {error}", answered)
         if mode == "hang_before_headers":
             return timed_out
         return RequestEffect("unknown", why=f"the effect of llm_fault {mode} on requests is not modelled")

@@ -22,7 +22,7 @@ from harness.promise.window import Promise, Window
 from harness.scenario import Scenario
 from harness.targets import resolve, split_target
 
-DETECTION, RECOVERY, FALLBACK = "upstream_unhealthy", "upstream_healthy", "fallback_within"
+DETECTION, RECOVERY, FALLBACK, STALL = "upstream_unhealthy", "upstream_healthy", "fallback_within", "stall_detected"
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def expectation_promise(scenario: Scenario, expectation: Expectation,
                         planned: list[FaultPromise] | None = None) -> tuple[FaultPromise, Promise] | None:
     """The fault and the promise a detection, recovery or fallback expectation will be judged against (None for
     other kinds, or when it relates to no fault)."""
-    if expectation.kind not in (DETECTION, RECOVERY, FALLBACK):
+    if expectation.kind not in (DETECTION, RECOVERY, FALLBACK, STALL):
         return None
     if expectation.kind == FALLBACK:  # its target is the fallback pool: its fault is the named one, else the first
         index = (related_fault_index(scenario, expectation) if expectation.fault is not None
@@ -82,6 +82,10 @@ def expectation_promise(scenario: Scenario, expectation: Expectation,
     fault = (planned or planned_promises(scenario))[index]
     if expectation.kind == FALLBACK:
         return fault, fallback_window(scenario, fault.fault, fault.facts)
+    if expectation.kind == STALL:
+        from harness.promise.stall import stall_window
+
+        return fault, stall_window(scenario, fault.fault)
     if expectation.kind == DETECTION:
         return fault, fault.detection
     if getattr(expectation, "after", "fault_end") == "restart_ready":

@@ -18,13 +18,13 @@ from harness.scenario import Scenario
 from harness.timeline import Timeline
 
 PROMISED, NEVER = "promised", "never"
-DETECTION, RECOVERY, FALLBACK = "upstream_unhealthy", "upstream_healthy", "fallback_within"
+DETECTION, RECOVERY, FALLBACK, STALL = "upstream_unhealthy", "upstream_healthy", "fallback_within", "stall_detected"
 
 
 def promise_for(scenario: Scenario, expectation: Expectation, timeline: Timeline) -> Promise | None:
-    """The promised window of a detection, recovery or fallback expectation in a run (None for other kinds,
+    """The promised window of a detection, recovery, fallback or stall expectation in a run (None for other kinds,
     or when its fault never started)."""
-    if expectation.kind not in (DETECTION, RECOVERY, FALLBACK):
+    if expectation.kind not in (DETECTION, RECOVERY, FALLBACK, STALL):
         return None
     try:  # a fallback_within's target is the fallback pool, not the faulty one: its fault is the first (or named)
         target = None if expectation.kind == FALLBACK else getattr(expectation, "target", None)
@@ -34,6 +34,10 @@ def promise_for(scenario: Scenario, expectation: Expectation, timeline: Timeline
     fault = fault_named(scenario, window.label)
     if fault is None:
         return None
+    if expectation.kind == STALL:
+        from harness.promise.stall import stall_window
+
+        return stall_window(scenario, fault)
     facts = run_facts(scenario, fault, timeline)
     if expectation.kind == DETECTION:
         return detection_window(scenario, fault, facts)

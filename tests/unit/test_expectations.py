@@ -1006,6 +1006,9 @@ PASS_FAIL: dict[str, tuple[Any, Any]] = {
                             test_gateway_retry_after_fails_on_an_own_answer_without_one_or_when_it_never_answered_so),
     "tokens_wasted": (test_tokens_wasted_counts_streams_cut_and_tries_retried_away,
                       test_tokens_wasted_fails_over_the_bound_and_without_answers),
+    "stall_detected": (  # tests/unit/test_stall_detected.py (which builds on this file's Run)
+        "test_stall_detected_passes_when_each_stalled_stream_is_let_go_of_in_time_and_its_client_served_or_told",
+        "test_stall_detected_fails_late_early_never_or_when_the_client_gave_up_first"),
 }
 
 

@@ -31,6 +31,12 @@ def test_shipped_scenarios_lint_clean() -> None:
     assert out == "" and "0 findings" in err
 
 
+def test_ai_scenarios_lint_clean_on_their_own_gateway() -> None:
+    code, out, err = invoke("lint", str(REPO / "scenarios" / "ai"))
+    assert code == 0, out + err
+    assert out == "" and "6 files, 0 findings" in err
+
+
 def test_trap_scenarios_exit_1_on_the_error_and_name_every_trap_at_its_line() -> None:
     code, out, err = invoke("lint", str(TRAPS_DIR))
     assert code == 1, out + err
