@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
@@ -74,7 +74,7 @@ def test_the_comparison_suite_asks_for_every_gateway_first(tmp_path: Path, monke
     from tests.integration import test_compare_suite
 
     _asks_first(monkeypatch, test_compare_suite)
-    with pytest.raises(Required) as asked:
-        test_compare_suite.test_every_gateway_passes_the_suite_inside_its_promised_windows(
-            test_compare_suite.SUITE[0], tmp_path)
+    factory = SimpleNamespace(mktemp=lambda name: tmp_path / name)
+    with pytest.raises(Required) as asked:  # the module's fixture: the one place that starts the suite's runs
+        test_compare_suite.compared._get_wrapped_function()(factory)
     assert asked.value.args == ("envoy", "haproxy", "nginx", "litellm")
