@@ -39,6 +39,9 @@ def xdist_group(item: pytest.Item) -> str | None:
     return None
 
 
+# tryfirst: pytest-xdist's own hook (its worker plugin, registered after this file) reads the xdist_group marks to
+# put each test's group into its node id; without tryfirst it runs first, finds no mark, and every test is spread.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if (group := xdist_group(item)) is not None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from harness.expectations.no_traffic_to import after_host_set_lag
 from harness.journal import read_journal
 from harness.timeline import build_timeline
 
@@ -103,7 +104,8 @@ def test_tries_refused_before_reaching_the_replica_are_counted_from_envoys_log(t
                              '{kind: down, target: "chat[0]", at: 3s, for: 7s}')
     timeline = build_timeline(events)
     start, end = window_of(verdict, events)
-    in_window = [a for a in timeline.attempts if a.replica == "chat[0]" and start <= a.t < end]
+    # counted from HOST_SET_LAG after Envoy's stamp, as the verdict counts (a try sent in that moment is named only)
+    in_window = [a for a in timeline.attempts if a.replica == "chat[0]" and after_host_set_lag(start, end) <= a.t < end]
     sent = [a for a in in_window if a.source == "gateway"]
     seen = [a for a in in_window if a.source == "replica" and a.client]
     assert sent and seen == [], "Toxiproxy refused every try before it reached chat[0]'s process"
