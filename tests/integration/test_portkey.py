@@ -101,7 +101,10 @@ def test_without_fallback_portkey_fails_the_same_verdicts(tmp_path: Path) -> Non
     within = next(v for v in verdicts if v["kind"] == "fallback_within")
     assert "the fallback was never used" in within["detail"], within
     failed = [r for r in requests if fault.start <= r.t < fault.end and not r.ok]
-    assert failed and all(r.status == 500 and "ECONNREFUSED" in (r.body or "") for r in failed)
+    # Portkey's 500: for a try that failed to connect it names ECONNREFUSED; one in flight as the proxy went down is
+    # cut instead (its cause a TypeError, seen once under load)
+    assert failed and all(r.status == 500 for r in failed), failed
+    assert sum("ECONNREFUSED" in (r.body or "") for r in failed) >= len(failed) - 2, failed
 
 
 @pytest.mark.integration
