@@ -73,10 +73,10 @@ def cases(stack: Stack) -> list[tuple[str, Callable[[], Any]]]:
     one = lb(stack, "chat[0]")
     claude = lb(stack, "claude[0]")
 
-    def refused(config: dict[str, Any]) -> Callable[[], Any]:
+    def refused(config: dict[str, Any], stream: bool = False) -> Callable[[], Any]:
         def case() -> Any:
             stack.toxiproxy.set_enabled(proxy, False)
-            return ask(stack, config)
+            return ask(stack, config, stream=stream)
         return case
 
     def with_mode(mode: dict[str, Any] | None, config: dict[str, Any]) -> Callable[[], Any]:
@@ -100,6 +100,8 @@ def cases(stack: Stack) -> list[tuple[str, Callable[[], Any]]]:
         ("refused, retry attempts 2", refused({**one, "retry": {"attempts": 2}})),
         ("refused, attempts 2, on_status_codes []", refused({**one, "retry": {"attempts": 2, "on_status_codes": []}})),
         ("refused -> fallback to claude (anthropic)", refused({"strategy": {"mode": "fallback"}, "targets": [one, claude]})),
+        ("streamed, refused -> fallback to claude (anthropic)",
+         refused({"strategy": {"mode": "fallback"}, "targets": [one, claude]}, stream=True)),
         ("refused, fallback on_status_codes [503]",
          refused({"strategy": {"mode": "fallback", "on_status_codes": [503]}, "targets": [one, claude]})),
         ("503, retry attempts 2 (default codes)", with_mode(status_503, {**one, "retry": {"attempts": 2}})),

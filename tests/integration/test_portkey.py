@@ -6,15 +6,20 @@ started by the harness), real fakes behind Toxiproxy, the load sending the rende
   the same verdicts fail;
 * one replica of two refused: Portkey's loadbalance keeps picking it, and each such request falls back to the spare
   pool inside the same client request (no client error);
+* streams: the chat_stream and anthropic_stream personas get 200 streams from the fakes through Portkey, and with
+  every chat replica refused the streamed chat completions are served by the anthropic fallback (Portkey translates
+  the streamed message); why Portkey needed harness/gateways/portkey_headers.mjs for that, shown both ways on the
+  installed @hono/node-server;
 * the official ``openai`` and ``anthropic`` clients through Portkey started by the harness, with the adapter's
-  headers (one config: a conditional strategy routes the anthropic persona's model to its pool).
+  headers (one config: a conditional strategy routes the anthropic persona's model to its pool), whole and streamed.
 
-Each run's load is 6-7 s; the file runs in about 40 s.
+Each run's load is 6-7 s; the file runs in about 55 s.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,7 @@ import pytest
 import yaml
 
 from harness.gateways.base import ShapesLoad
+from harness.gateways.portkey import HEADERS_SHIM, PORTKEY_DIR, SERVED_BY_HEADER, node_binary
 from harness.journal import read_journal
 from harness.promise import Window
 from harness.promise.fallback import fallback_window
@@ -54,8 +60,7 @@ def derived(name: str, tmp_path: Path, fallback: bool) -> tuple[Path, float]:
 def run(path: Path, out: Path) -> tuple[list[dict[str, Any]], list[Request], str, FaultWindow, Path]:
     """Run ``path``: its verdicts, its client requests, the CLI's output, its fault as it really was, its folder."""
     result = chaosgate("run", str(path), "--out", str(out), "--quiet", timeout=120)
-    run_dir = out / path.stem.replace("openai-to-anthropic", "portkey-openai-to-anthropic").replace(
-        "replica-down", "portkey-replica-down")
+    run_dir = out / load_scenario(path).name
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["complete"], result.stdout + result.stderr
     assert processes_of_run(run_dir) == [], "the stack was torn down"
@@ -122,6 +127,68 @@ def test_portkey_loadbalance_keeps_picking_a_dead_replica_and_falls_back_per_req
     assert messages and all(r.ok and r.replica == r.routed_to == "claude[0]" for r in messages)
 
 
+@pytest.mark.integration
+def test_streams_through_portkey_are_served_and_fall_back_to_the_anthropic_pool(tmp_path: Path) -> None:
+    require_components("portkey")
+    verdicts, requests, output, fault, run_dir = run(HERE / "stream-fallback.yaml", tmp_path / "out")
+    for verdict in verdicts:
+        assert verdict["passed"], (verdict, output[-2000:])
+    streams = [r for r in requests if r.kind == "chat_stream"]
+    messages = [r for r in requests if r.kind == "anthropic_stream"]
+    assert streams and messages and {r.kind for r in requests} == {"chat_stream", "anthropic_stream"}
+    # every stream of the run was a 200 read to its end ([DONE], or message_stop), its first token timed; but for
+    # one in flight when the fault began: Portkey had passed on the 200, the fault cut the replica's stream, and it
+    # cannot fall back in the middle of one (no [DONE]: stream_incomplete)
+    in_flight = [r for r in requests if r.t < fault.start < r.t + r.latency]
+    assert all(r.ok and r.status == 200 and r.ttft is not None for r in requests if r not in in_flight), \
+        [(r.kind, r.status, r.error, r.body) for r in requests if not r.ok][:5]
+    assert all(r.status == 200 and r.error in (None, "stream_incomplete") for r in in_flight)
+    # before the fault the chat replicas streamed (the fakes' identity header, passed on by Portkey, and Portkey's
+    # own x-portkey-last-used-option-index agree); in it, claude[0] did, translated into chat chunks
+    before = [r for r in streams if r.t + r.latency < fault.start]
+    assert before and {r.replica for r in before} == {r.routed_to for r in before} == {"chat[0]", "chat[1]"}
+    assert all(r.replica == r.routed_to for r in before)
+    during = [r for r in streams if fault.start + 1.0 <= r.t and r.t + r.latency < fault.end]
+    assert during and {r.replica for r in during} == {r.routed_to for r in during} == {"claude[0]"}
+    assert all(r.replica == r.routed_to == "claude[0]" for r in messages)
+    log = (run_dir / "logs" / "portkey.log").read_text(errors="replace")  # (ECONNREFUSED lines: the fault)
+    assert "Ready for connections" in log and "TypeError: immutable" not in log
+
+
+# How Portkey turns a fetched answer into its own (its handleStreamingMode: new Response(stream, fetched)) and then
+# adds its headers (updateHeaders), with the installed @hono/node-server's global Response in place, as serve()
+# puts it for Portkey. The fetched answer comes from a one-line HTTP server in the same node process.
+REBUILD = """
+import http from "node:http";
+import { getRequestListener } from "@hono/node-server";
+getRequestListener(() => new Response("unused"));
+const server = http.createServer((request, response) => response.end("data: [DONE]\\n\\n"));
+await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+const fetched = await fetch(`http://127.0.0.1:${server.address().port}/`);
+const rebuilt = new Response(fetched.body, fetched);
+try {
+  rebuilt.headers.append("x-portkey-last-used-option-index", "config");
+  console.log(`appended ${rebuilt.headers.get("x-portkey-last-used-option-index")} ${await rebuilt.text()}`);
+} catch (error) {
+  console.log(`${error.name}: ${error.message}`);
+}
+server.close();
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("shim", "printed"), [
+    (False, "TypeError: immutable"),
+    (True, "appended config data: [DONE]"),
+], ids=["hono-alone", "with-portkey_headers.mjs"])
+def test_why_streams_failed_and_what_the_headers_shim_changes(shim: bool, printed: str) -> None:
+    require_components("portkey")
+    preload = ["--import", HEADERS_SHIM.as_uri()] if shim else []
+    done = subprocess.run([node_binary(), *preload, "--input-type=module", "-e", REBUILD], cwd=PORTKEY_DIR,
+                          capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip() == printed, done.stdout + done.stderr
+
+
 SCENARIO = """
 name: portkey-openai-client
 gateway: {kind: portkey, health_check: null, request_timeout: 2s}
@@ -172,6 +239,39 @@ def test_the_openai_client_through_portkey_started_by_the_harness(stack: Stack) 
 
 
 @pytest.mark.integration
+def test_the_openai_client_streams_through_portkey_and_from_its_fallback(stack: Stack) -> None:
+    gateway = stack.gateway
+    assert isinstance(gateway, ShapesLoad)
+    target = gateway.load_target()
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0, timeout=10,
+                           default_headers=target.headers)
+
+    def stream() -> tuple[str, str, str]:
+        """One streamed completion: its text, the replica that served it, Portkey's name for the target."""
+        with client.chat.completions.with_streaming_response.create(
+                model="fake-model", max_tokens=4, stream=True,
+                messages=[{"role": "user", "content": "hello"}]) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            chunks = list(response.parse())
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            return text, response.headers["x-chaosgate-replica"], response.headers[SERVED_BY_HEADER]
+
+    text, replica, served = stream()
+    assert text and replica in {"chat[0]", "chat[1]"}
+    assert target.upstreams[served] == stack.gateway_address(replica)
+    # every chat replica down: the stream comes from the anthropic pool, translated into chat chunks
+    for name in ("chat[0]", "chat[1]"):
+        stack.toxiproxy.set_enabled(stack.replicas[name].proxy_name, False)
+    try:
+        text, replica, served = stream()
+    finally:
+        for name in ("chat[0]", "chat[1]"):
+            stack.toxiproxy.set_enabled(stack.replicas[name].proxy_name, True)
+    assert text and replica == "claude[0]" and served == "config.targets[0].targets[1].targets[0]"
+
+
+@pytest.mark.integration
 def test_the_anthropic_client_through_portkey_started_by_the_harness(stack: Stack) -> None:
     gateway = stack.gateway
     assert isinstance(gateway, ShapesLoad)
@@ -184,11 +284,12 @@ def test_the_anthropic_client_through_portkey_started_by_the_harness(stack: Stac
     assert message.content and message.usage.output_tokens > 0
     assert raw.headers["x-chaosgate-replica"] == "claude[0]"
     assert target.upstreams[raw.headers["x-portkey-last-used-option-index"]] == stack.gateway_address("claude[0]")
-    # streamed messages: Portkey 1.15.2 answers 500 here (the adapter refuses anthropic_stream; docs/gateways.md)
-    with pytest.raises(anthropic.InternalServerError):
-        with client.messages.stream(model="claude-fake", max_tokens=4,
-                                    messages=[{"role": "user", "content": "hello"}]) as stream:
-            stream.get_final_text()
+    # streamed messages (a 500 from Portkey before harness/gateways/portkey_headers.mjs; docs/gateways.md)
+    with client.messages.stream(model="claude-fake", max_tokens=4,
+                                messages=[{"role": "user", "content": "hello"}]) as stream:
+        assert stream.get_final_text()
+        assert stream.response.headers["x-chaosgate-replica"] == "claude[0]"
+        assert target.upstreams[stream.response.headers[SERVED_BY_HEADER]] == stack.gateway_address("claude[0]")
     # without the config header Portkey has nowhere to send the request: it says so, it does not guess
     bare = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0, timeout=10)
     with pytest.raises(openai.APIStatusError) as refused:

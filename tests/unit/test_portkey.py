@@ -12,8 +12,8 @@ import pytest
 from harness.errors import ScenarioError
 from harness.gateways import GATEWAYS, not_applicable
 from harness.gateways.base import LoadTarget, ShapesLoad, UpstreamAddress
-from harness.gateways.portkey import (CONFIG_HEADER, SERVED_BY_HEADER, PortkeyGateway, render, retry_waits,
-                                      status_codes)
+from harness.gateways.portkey import (BIND_SHIM, CONFIG_HEADER, HEADERS_SHIM, PORTKEY_DIR, SERVED_BY_HEADER,
+                                      START_SCRIPT, PortkeyGateway, render, retry_waits, status_codes)
 from harness.lint import lint_scenario
 from harness.load.config import LoadConfig
 from harness.promise import Never, Unknown, Window, detection_window, recovery_window
@@ -91,7 +91,11 @@ def test_the_adapter_hands_the_load_its_config_and_its_served_by_header(tmp_path
         "127.0.0.1:21100"
     argv = gateway.argv(written)
     assert "CHAOSGATE_BIND_ADDRESS=127.0.0.1" in argv and "--port=18000" in argv and "--headless" in argv
-    assert any(a.endswith("portkey_bind.mjs") for a in argv)
+    # both preloads, each before Portkey's start script: the bind address, and fetched headers Portkey may edit
+    imports = [argv[i + 1] for i, a in enumerate(argv) if a == "--import"]
+    assert imports == [BIND_SHIM.as_uri(), HEADERS_SHIM.as_uri()]
+    assert all(Path(shim.removeprefix("file://")).is_file() for shim in imports)
+    assert argv.index(HEADERS_SHIM.as_uri()) < argv.index(str(PORTKEY_DIR / START_SCRIPT))
 
 
 def test_the_load_sends_the_gateways_headers_and_records_the_replica_its_header_names() -> None:
@@ -126,17 +130,23 @@ SPARE = "  - {name: claude, kind: anthropic, replicas: 1}\n  - {name: spare, rep
 
 
 @pytest.mark.parametrize(("text", "said"), [
-    (TEXT.replace("max_tokens: 4}", "max_tokens: 4, mix: {chat_stream: 1.0}}"), "answers every streamed completion with 500"),
-    (TEXT.replace("max_tokens: 4}", "max_tokens: 4, mix: {chat: 0.5, chat_stream: 0.5}}"), "streamed completion with 500"),
     (TEXT.replace("health_check: null,", "health_check: null, outlier_detection: {consecutive_5xx: 2},"),
      "has no circuit breaker or ejection"),
-    (TEXT.replace("max_tokens: 4}", "max_tokens: 4, mix: {anthropic_stream: 1.0}}"), "streamed completion with 500"),
     (TEXT.replace("  - {name: claude, kind: anthropic, replicas: 1}\n",
                   "  - {name: claude, kind: anthropic, replicas: 1}\n  - {name: tools, kind: mcp}\n"),
      "routes openai and anthropic pools only"),
-], ids=["streamed", "some-streamed", "outlier-detection", "anthropic-streamed", "mcp-pool"])
+], ids=["outlier-detection", "mcp-pool"])
 def test_what_portkey_cannot_honour_is_refused(text: str, said: str) -> None:
     assert said in refusal(text)
+
+
+@pytest.mark.parametrize("mix", ["{chat_stream: 1.0}", "{chat: 0.5, chat_stream: 0.5}", "{anthropic_stream: 1.0}",
+                                 "{chat_stream: 2.0, anthropic_stream: 1.0}"])
+def test_streamed_personas_are_accepted(mix: str) -> None:
+    # (refused until harness/gateways/portkey_headers.mjs: every stream was a 500; tests/integration/test_portkey.py
+    # streams through Portkey with both personas and the official clients)
+    s = scenario(TEXT.replace("max_tokens: 4}", f"max_tokens: 4, mix: {mix}}}"))  # refused: ScenarioError
+    assert [i for i in PortkeyGateway.settings_issues(s) if i.path[:2] == ("load", "mix")] == []
 
 
 def test_the_anthropic_persona_gets_a_conditional_branch_and_every_pool_is_served_at_the_root(tmp_path: Path) -> None:
