@@ -9,13 +9,16 @@ Windows (``baseline``, ``fault``, ``after_detection``, ``recovery``, ``run`` or 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.durations import Duration, format_duration
 from harness.targets import Target, split_target
 from harness.timeline import FaultWindow, Request, Timeline
+
+if TYPE_CHECKING:
+    from harness.promise.window import Promise
 
 
 class ExplicitWindow(BaseModel):
@@ -145,6 +148,26 @@ def requests_in(timeline: Timeline, spec: WindowSpec, start: float, end: float) 
     if spec == "baseline":
         requests = [r for r in requests if r.t + r.latency <= end]
     return requests
+
+
+class PromisedExpectation(Expectation):
+    """An expectation that can be judged against the window the gateway's configuration promises
+    (``within: promised``; harness/promise/verdicts.py passes the promise in). Subclasses implement
+    ``judge_promised``; judged on its own (``judge``) there is no promise."""
+
+    def judge(self, timeline: Timeline) -> Verdict:
+        return self.judge_promised(timeline, None)
+
+    def evaluate_promised(self, timeline: Timeline, promise: Promise | None) -> Verdict:
+        """Judge next to the promised window (never raises)."""
+        try:
+            return self.judge_promised(timeline, promise)
+        except Unjudgeable as why:
+            return self.verdict(False, "n/a", str(why))
+
+    def judge_promised(self, timeline: Timeline, promise: Promise | None) -> Verdict:
+        """Judge the expectation, against ``promise`` when there is one; may raise Unjudgeable."""
+        raise NotImplementedError
 
 
 def replicas_of(target: str, timeline: Timeline) -> list[str]:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from harness.durations import DurationOrPromised, format_duration
-from harness.expectations.base import Expectation, Target, Unjudgeable, Verdict, replicas_of, seconds
+from harness.expectations.base import PromisedExpectation, Target, Unjudgeable, Verdict, replicas_of, seconds
 from harness.timeline import Answer, Request, Timeline
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def held(answer: Answer) -> float | None:
     return None if answer.ended is None else answer.ended - answer.t
 
 
-class StallDetected(Expectation):
+class StallDetected(PromisedExpectation):
     """Every stream of ``target`` that stalled before its first token was let go of within ``within``, and its
     client failed over or told."""
 
@@ -68,16 +68,6 @@ class StallDetected(Expectation):
 
     def bound_text(self) -> str:
         return "in the promised window" if self.within == "promised" else f"≤ {format_duration(self.within)}"
-
-    def judge(self, timeline: Timeline) -> Verdict:
-        return self.judge_promised(timeline, None)
-
-    def evaluate_promised(self, timeline: Timeline, promise: Promise | None) -> Verdict:
-        """Judge next to the window the gateway's configuration promises for a stalled stream (never raises)."""
-        try:
-            return self.judge_promised(timeline, promise)
-        except Unjudgeable as why:
-            return self.verdict(False, "n/a", str(why))
 
     def judge_promised(self, timeline: Timeline, promise: Promise | None) -> Verdict:
         from dataclasses import replace

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from harness.durations import DurationOrPromised, format_duration
-from harness.expectations.base import Expectation, Target, Unjudgeable, Verdict, replicas_of, seconds
+from harness.expectations.base import PromisedExpectation, Target, Unjudgeable, Verdict, replicas_of, seconds
 from harness.timeline import Timeline
 
 if TYPE_CHECKING:
     from harness.promise.window import Promise
 
 
-class UpstreamHealthy(Expectation):
+class UpstreamHealthy(PromisedExpectation):
     """Recovery time: fault end (or, with ``after: restart_ready``, the moment the supervisor's
     restarted process answered again) → the gateway reports every targeted replica healthy again.
     A replica the gateway never marked unhealthy has nothing to recover from: that fails."""
@@ -35,16 +35,6 @@ class UpstreamHealthy(Expectation):
 
     def bound_text(self) -> str:
         return "in the promised window" if self.within == "promised" else f"≤ {format_duration(self.within)}"
-
-    def judge(self, timeline: Timeline) -> Verdict:
-        return self.judge_promised(timeline, None)
-
-    def evaluate_promised(self, timeline: Timeline, promise: Promise | None) -> Verdict:
-        """Judge next to the window the gateway's configuration promises (never raises)."""
-        try:
-            return self.judge_promised(timeline, promise)
-        except Unjudgeable as why:
-            return self.verdict(False, "n/a", str(why))
 
     def judge_promised(self, timeline: Timeline, promise: Promise | None) -> Verdict:
         from harness.promise.verdicts import verdict_for

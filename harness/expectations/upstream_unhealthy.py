@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from harness.durations import DurationPromisedOrNever, format_duration
-from harness.expectations.base import Expectation, Target, Unjudgeable, Verdict, replicas_of, seconds
+from harness.expectations.base import PromisedExpectation, Target, Verdict, replicas_of, seconds
 from harness.timeline import Timeline
 
 if TYPE_CHECKING:
     from harness.promise.window import Promise
 
 
-class UpstreamUnhealthy(Expectation):
+class UpstreamUnhealthy(PromisedExpectation):
     """Detection time: fault start → the gateway reports every targeted replica unhealthy."""
 
     kind: Literal["upstream_unhealthy"]
@@ -34,16 +34,6 @@ class UpstreamUnhealthy(Expectation):
         if self.within == "never":
             return "never"
         return "in the promised window" if self.within == "promised" else f"≤ {format_duration(self.within)}"
-
-    def judge(self, timeline: Timeline) -> Verdict:
-        return self.judge_promised(timeline, None)
-
-    def evaluate_promised(self, timeline: Timeline, promise: Promise | None) -> Verdict:
-        """Judge next to the window the gateway's configuration promises (never raises)."""
-        try:
-            return self.judge_promised(timeline, promise)
-        except Unjudgeable as why:
-            return self.verdict(False, "n/a", str(why))
 
     def judge_promised(self, timeline: Timeline, promise: Promise | None) -> Verdict:
         from harness.promise.verdicts import verdict_for
