@@ -8,6 +8,7 @@ line says so and where its traceback was written; stacks are torn down first); 1
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import sys
@@ -332,30 +333,39 @@ def run(paths: tuple[Path, ...], out_dir: Path, runtime: str, junit_file: Path |
     sys.exit(EXIT_PASSED if all(passed for _, passed in outcomes) else EXIT_FAILED)
 
 
+def _say_started(job: Job, running: int, waiting: int, quiet: bool) -> None:
+    """A parallel suite's line as a child run starts."""
+    if not quiet:
+        click.echo(f"[{job.name}] started ({running} running, {waiting} waiting); output: {job.log}", err=True)
+
+
+def _say_ended(end: Ended, quiet: bool) -> None:
+    """A parallel suite's line as a child run ends (quiet: only for one that could not run)."""
+    word = {EXIT_PASSED: "passed", EXIT_FAILED: "FAILED", EXIT_INTERRUPTED: "interrupted"}.get(
+        end.code, f"could not run (exit {end.code}; see {end.job.log})")
+    if not quiet or end.code not in (EXIT_PASSED, EXIT_FAILED, EXIT_INTERRUPTED):
+        click.echo(f"[{end.job.name}] {word} in {end.seconds:.1f}s", err=True)
+
+
+def _say_interrupted(running: list[Job]) -> None:
+    click.echo(f"\ninterrupted: no new run starts; stopping {', '.join(j.name for j in running) or 'nothing'} "
+               f"(SIGKILL after {GRACE_S:g}s)", err=True)
+
+
 def _run_parallel(jobs: list[Job], parallel: int, out_dir: Path, junit_file: Path | None, quiet: bool) -> int:
     """The jobs N at a time (harness/parallel.py): a line as each starts and ends, each one's verdicts as a
     serial run prints them, then the suite index and JUnit of the runs that started; the worst exit code."""
-    def started(job: Job, running: int, waiting: int) -> None:
-        if not quiet:
-            click.echo(f"[{job.name}] started ({running} running, {waiting} waiting); output: {job.log}", err=True)
-
     def ended(end: Ended) -> None:
+        _say_ended(end, quiet)
         summary = read_summary(out_dir / end.job.name)
-        word = {EXIT_PASSED: "passed", EXIT_FAILED: "FAILED", EXIT_INTERRUPTED: "interrupted"}.get(
-            end.code, f"could not run (exit {end.code}; see {end.job.log})")
-        if not quiet or end.code not in (EXIT_PASSED, EXIT_FAILED, EXIT_INTERRUPTED):
-            click.echo(f"[{end.job.name}] {word} in {end.seconds:.1f}s", err=True)
         if summary is not None and end.code in (EXIT_PASSED, EXIT_FAILED):
             _print_verdicts(summary)
             click.echo(f"  report: {out_dir / end.job.name / 'index.html'}")
 
-    def interrupted(running: list[Job]) -> None:
-        click.echo(f"\ninterrupted: no new run starts; stopping {', '.join(j.name for j in running) or 'nothing'} "
-                   f"(SIGKILL after {GRACE_S:g}s)", err=True)
-
     if not quiet:
         click.echo(f"{len(jobs)} scenarios, {parallel} at a time", err=True)
-    scheduler = Scheduler(jobs, parallel, on_start=started, on_end=ended, on_interrupt=interrupted)
+    scheduler = Scheduler(jobs, parallel, on_start=functools.partial(_say_started, quiet=quiet), on_end=ended,
+                          on_interrupt=_say_interrupted)
     with interrupt_on_signals(scheduler):
         outcome = scheduler.run()
     codes = {end.job.name: end.code for end in outcome.ended}
@@ -692,7 +702,6 @@ def compare_gateways_command(paths: tuple[Path, ...], gateways: list[str], out_d
     sys.exit(exit_status(index.tables))
 
 
-
 def _compare_parallel(paths: tuple[Path, ...], gateways: list[str], out_dir: Path, runtime: str,
                       files: GatewayFiles, parallel: int, quiet: bool, refused: list[str], load_args: tuple[str, ...]) -> int:
     """``compare --parallel N``: the runs N at a time (harness/compare/parallel.py), a line as each starts and
@@ -711,31 +720,18 @@ def _compare_parallel(paths: tuple[Path, ...], gateways: list[str], out_dir: Pat
         click.echo("\n".join(refused) + "\nnothing was run", err=True)
         return EXIT_UNRUNNABLE
     comparisons = [PlannedComparison(e.file, out_dir if one_file else out_dir / e.name) for e in entries]
-
-    def started(job: Job, running: int, waiting: int) -> None:
-        if not quiet:
-            click.echo(f"[{job.name}] started ({running} running, {waiting} waiting); output: {job.log}", err=True)
-
-    def ended(end: Ended) -> None:
-        word = {EXIT_PASSED: "passed", EXIT_FAILED: "FAILED", EXIT_INTERRUPTED: "interrupted"}.get(
-            end.code, f"could not run (exit {end.code}; see {end.job.log})")
-        if not quiet or end.code not in (EXIT_PASSED, EXIT_FAILED, EXIT_INTERRUPTED):
-            click.echo(f"[{end.job.name}] {word} in {end.seconds:.1f}s", err=True)
-
-    def interrupted(running: list[Job]) -> None:
-        click.echo(f"\ninterrupted: no new run starts; stopping {', '.join(j.name for j in running) or 'nothing'} "
-                   f"(SIGKILL after {GRACE_S:g}s)", err=True)
-
     if not quiet:
         click.echo(f"{len(entries)} scenario(s) on {len(gateways)} gateway(s), {parallel} runs at a time", err=True)
     tables, outcome = compare_in_parallel(comparisons, gateways, parallel, runtime, files, load_args,
-                                          None if one_file else out_dir, started, ended, interrupted)
+                                          None if one_file else out_dir, functools.partial(_say_started, quiet=quiet),
+                                          functools.partial(_say_ended, quiet=quiet), _say_interrupted)
     if outcome.killed:
         click.echo(f"killed after {GRACE_S:g}s: {', '.join(outcome.killed)}", err=True)
     for table in tables:
         click.echo("\n".join(result_lines(table, "" if one_file else f"{table.scenario:<14} ")))
     click.echo(f"comparison: {out_dir / 'compare.html'}" if one_file else f"index: {out_dir / 'index.html'}")
     return EXIT_INTERRUPTED if outcome.interrupted else exit_status(tables)
+
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))

@@ -174,14 +174,14 @@ def _message_outcome(client: Any, config: LoadConfig, stream: bool, request_id: 
 
 
 def _record(request_id: str, kind: str, start: float, latency: float, status: int | None,
-            headers: Mapping[str, str], outcome: Outcome, upstream: str | None = None) -> dict[str, Any]:
+            headers: Mapping[str, str], outcome: Outcome, upstream: str | None) -> dict[str, Any]:
     """The journal's line for one request: when it began, how long it took, its status and error kind,
     and the replica that served it (the fakes' header, passed on by the gateway)."""
     record: dict[str, Any] = {
         "event": "request", "ts": start, "id": request_id, "kind": kind, "latency": latency,
         "status": status, "bytes": outcome.nbytes, "error": outcome.error,
         "replica": headers.get("x-chaosgate-replica"),
-        "upstream": upstream if upstream is not None else headers.get("x-chaosgate-upstream")}
+        "upstream": upstream}  # LoadConfig.upstream_of: the gateway's own header, else x-chaosgate-upstream
     if outcome.ttft is not None:
         record["ttft"] = outcome.ttft
     if outcome.error is not None and outcome.body:

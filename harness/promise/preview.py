@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from harness.durations import format_duration
 from harness.expectations import Expectation
+from harness.expectations.base import PromisedExpectation
 from harness.faults import Fault
 from harness.promise import detection_window, nominal_facts, recovery_window
 from harness.promise.fallback import fallback_window
@@ -70,7 +71,7 @@ def expectation_promise(scenario: Scenario, expectation: Expectation,
                         planned: list[FaultPromise] | None = None) -> tuple[FaultPromise, Promise] | None:
     """The fault and the promise a detection, recovery or fallback expectation will be judged against (None for
     other kinds, or when it relates to no fault)."""
-    if expectation.kind not in (DETECTION, RECOVERY, FALLBACK, STALL):
+    if not isinstance(expectation, PromisedExpectation):
         return None
     if expectation.kind == FALLBACK:  # its target is the fallback pool: its fault is the named one, else the first
         index = (related_fault_index(scenario, expectation) if expectation.fault is not None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from harness.expectations.base import Expectation, Unjudgeable, Verdict, seconds
+from harness.expectations.base import Expectation, PromisedExpectation, Unjudgeable, Verdict, seconds
 from harness.promise import detection_window, fault_named, recovery_window, run_facts
 from harness.promise.window import Never, Placement, Promise, Unknown, Window, place
 from harness.scenario import Scenario
@@ -24,7 +24,7 @@ DETECTION, RECOVERY, FALLBACK, STALL = "upstream_unhealthy", "upstream_healthy",
 def promise_for(scenario: Scenario, expectation: Expectation, timeline: Timeline) -> Promise | None:
     """The promised window of a detection, recovery, fallback or stall expectation in a run (None for other kinds,
     or when its fault never started)."""
-    if expectation.kind not in (DETECTION, RECOVERY, FALLBACK, STALL):
+    if not isinstance(expectation, PromisedExpectation):
         return None
     try:  # a fallback_within's target is the fallback pool, not the faulty one: its fault is the first (or named)
         target = None if expectation.kind == FALLBACK else getattr(expectation, "target", None)
@@ -54,8 +54,7 @@ def judge_all(scenario: Scenario, timeline: Timeline) -> tuple[list[Verdict], li
     promises: list[Promise | None] = []
     for expectation in scenario.expect:
         promise = promise_for(scenario, expectation, timeline)
-        evaluate_promised = getattr(expectation, "evaluate_promised", None)
-        verdicts.append(evaluate_promised(timeline, promise) if evaluate_promised is not None
+        verdicts.append(expectation.evaluate_promised(timeline, promise) if isinstance(expectation, PromisedExpectation)
                         else expectation.evaluate(timeline))
         promises.append(promise)
     return verdicts, promises
